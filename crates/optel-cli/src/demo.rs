@@ -1,0 +1,142 @@
+//! `optel demo`: the main job end to end on one machine. A collector on an embedded SQLite
+//! database, the instrumented example tool `acme` run as real processes for several simulated
+//! installs (each with its own HOME, hence its own install secret and queue), including
+//! failures, then the stats those runs produced.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use optel_collector::AppState;
+use optel_collector::storage::SqliteStore;
+
+use crate::DemoArgs;
+
+/// Exit budget given to `acme` in the demo: generous, so that every run's events are delivered
+/// before the stats are read (a real tool keeps the 40 ms default).
+const DEMO_EXIT_TIMEOUT_MS: &str = "5000";
+
+pub(crate) fn run(args: DemoArgs) -> Result<()> {
+    let acme = match args.acme {
+        Some(path) => path,
+        None => crate::locate_example_binary("acme")?,
+    };
+    let scratch = tempfile::Builder::new().prefix("optel-demo-").tempdir()?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.path().join("collector"));
+    let store = Arc::new(SqliteStore::open(&data_dir)?);
+    let project = "acme";
+    let key = crate::create_project(store.as_ref(), project)
+        .with_context(|| format!("cannot create the demo project in {}", data_dir.display()))?;
+
+    let rt = crate::runtime()?;
+    let listener = rt.block_on(async {
+        match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => Ok(l),
+            Err(_) => tokio::net::TcpListener::bind((args.listen.ip(), 0)).await,
+        }
+    })?;
+    let addr = listener.local_addr()?;
+    let state = AppState { store: store.clone(), admin_token: None };
+    rt.spawn(optel_collector::serve(listener, state, crate::shutdown_signal()));
+    let endpoint = format!("http://{addr}");
+    eprintln!("collector listening on {endpoint} (database {})", data_dir.display());
+    eprintln!("driving {} as {} simulated installs...", acme.display(), args.installs);
+
+    let mut runs = 0;
+    let mut failures = 0;
+    for install in 0..args.installs {
+        let home = scratch.path().join(format!("install-{install}"));
+        let work = home.join("work");
+        std::fs::create_dir_all(&work)?;
+        let acme_run = |cmd_args: &[&str]| -> Result<bool> {
+            let status = Command::new(&acme)
+                .args(cmd_args)
+                .current_dir(&work)
+                .env("HOME", &home)
+                .env_remove("XDG_DATA_HOME")
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("DO_NOT_TRACK")
+                .env("ACME_TELEMETRY", "on")
+                .env("ACME_TELEMETRY_ENDPOINT", &endpoint)
+                .env("ACME_TELEMETRY_KEY", &key)
+                .env("ACME_TELEMETRY_EXIT_TIMEOUT_MS", DEMO_EXIT_TIMEOUT_MS)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .with_context(|| format!("cannot run {}", acme.display()))?;
+            Ok(status.success())
+        };
+        let mut log = Vec::new();
+        for step in scenario(install, &work) {
+            let cmd_args = match step {
+                Step::Acme(cmd_args) => cmd_args,
+                Step::Write(path, text) => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::write(&path, text)?;
+                    continue;
+                }
+            };
+            let args: Vec<&str> = cmd_args.iter().map(String::as_str).collect();
+            let ok = acme_run(&args)?;
+            runs += 1;
+            if !ok {
+                failures += 1;
+            }
+            log.push(format!("{}{}", args[0], if ok { "" } else { " (failed)" }));
+        }
+        eprintln!("  install {}/{}: acme {}", install + 1, args.installs, log.join(", "));
+    }
+    eprintln!("{runs} runs of acme, {failures} failed on purpose\n");
+
+    let stats = crate::stats::load(store.as_ref(), project, std::time::Duration::from_secs(86_400))?;
+    print!("{}", crate::stats::render_table(&stats));
+    println!("\ncollector: {endpoint}");
+    println!(
+        "see these numbers again: optel stats --project {project} --data-dir {}{}",
+        data_dir.display(),
+        if args.data_dir.is_some() { "" } else { "  (while the demo runs; --data-dir DIR keeps them)" }
+    );
+    if args.no_serve {
+        return Ok(());
+    }
+    println!("serving until Ctrl-C...");
+    rt.block_on(crate::shutdown_signal());
+    Ok(())
+}
+
+/// One step of a simulated install's session.
+enum Step {
+    /// Run `acme` with these arguments.
+    Acme(Vec<String>),
+    /// Write a file, as a user editing their project would.
+    Write(PathBuf, &'static str),
+}
+
+/// What one simulated install does, varied by its number so that the stats show different
+/// usage, including failures with several error codes.
+fn scenario(install: u32, work: &Path) -> Vec<Step> {
+    let acme = |cmd: &str, dir: &Path| Step::Acme(vec![cmd.to_owned(), dir.display().to_string()]);
+    let app = work.join("app");
+    let mut steps = vec![acme("init", &app), acme("check", &app)];
+    for _ in 0..=(install % 3) {
+        steps.push(acme("build", &app));
+    }
+    steps.push(acme("test", &app));
+    if install % 2 == 1 {
+        // An expectation the build output does not meet: `acme test` fails with E_TEST_FAILED.
+        steps.push(Step::Write(app.join("tests").join("farewell.expect"), "goodbye\n"));
+        steps.push(acme("test", &app));
+    }
+    if install % 3 == 0 {
+        steps.push(acme("build", &work.join("not-a-project")));
+    }
+    if install == 1 {
+        let broken = work.join("broken");
+        steps.push(Step::Write(broken.join("acme.toml"), "[package\nname = "));
+        steps.push(acme("check", &broken));
+    }
+    steps
+}

@@ -1,0 +1,301 @@
+//! The `optel` command: `serve`, `projects`, `stats`, `demo`.
+//!
+//! Raw flags are parsed by clap ([`Cli`]), then each command turns them into validated settings
+//! and runs. [`main_exit_code`] maps the result to an exit code: 0 on success, 1 on error (the
+//! whole cause chain printed to stderr), 2 on a usage error.
+
+mod demo;
+mod stats;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use optel_collector::storage::{SqliteStore, Store};
+use optel_collector::{AppState, keys, now_ms};
+
+/// Privacy-first usage telemetry for CLI tools and libraries: run a collector and read what
+/// your users' tools report.
+#[derive(Debug, Parser)]
+#[command(name = "optel", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector: ingest optel batches on POST /v1/events and answer stats queries.
+    Serve(ServeArgs),
+    /// Create and list projects (one per instrumented tool) and their ingest keys.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Print usage statistics of a project: top commands, failures, installs, versions, OS.
+    Stats(StatsArgs),
+    /// Start a collector, drive the instrumented example tool `acme` as several simulated
+    /// installs, print the stats, and keep serving until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+/// Where the collector keeps its data.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database (created if missing).
+    #[arg(long, value_name = "DIR", env = "OPTEL_DATA_DIR", default_value = "./optel-data")]
+    pub data_dir: PathBuf,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<SqliteStore> {
+        SqliteStore::open(&self.data_dir)
+            .with_context(|| format!("cannot open the optel database in {}", self.data_dir.display()))
+    }
+}
+
+/// Flags of `optel serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (4318 is the OTLP/HTTP port).
+    #[arg(long, value_name = "ADDR", env = "OPTEL_LISTEN", default_value = "127.0.0.1:4318")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// Token that guards the query routes (GET /v1/projects/...); without one they are off.
+    #[arg(long, value_name = "TOKEN", env = "OPTEL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// `optel projects ...`
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project and print its ingest key (the last line of the output).
+    Create {
+        /// Project name, usually the tool's name: [A-Za-z0-9_.:-], at most 64 bytes.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// List projects.
+    List {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+}
+
+/// Output formats of `optel stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned tables for people.
+    Table,
+    /// One JSON object, for scripts.
+    Json,
+}
+
+/// Flags of `optel stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Project name.
+    #[arg(long)]
+    pub project: String,
+    /// How far back to look: e.g. 24h, 7d, 30d.
+    #[arg(long, default_value = "24h", value_parser = parse_since)]
+    pub since: std::time::Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    optel_collector::parse_lookback(s)
+}
+
+/// Flags of `optel demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address for the demo collector; if the port is taken, a free one is used.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318")]
+    pub listen: SocketAddr,
+    /// Number of simulated installs (each with its own HOME).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub installs: u32,
+    /// Path of the `acme` binary; default: next to this binary, built with cargo if missing.
+    #[arg(long, value_name = "PATH")]
+    pub acme: Option<PathBuf>,
+    /// Directory for the demo database; default: a new temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Exit after printing the stats instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// Runs the command line of this process and maps the outcome to an exit code.
+pub fn main_exit_code() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A closed stdout (`optel stats | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs one parsed command line.
+///
+/// # Errors
+/// Whatever the command failed on, with context.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Projects(ProjectsCommand::Create { name, store }) => {
+            let store = store.open()?;
+            let key = create_project(&store, &name)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "created project {name:?}; its ingest key (shown once, store it now):")?;
+            writeln!(out, "{key}")?;
+            Ok(())
+        }
+        Command::Projects(ProjectsCommand::List { store }) => {
+            let store = store.open()?;
+            let mut out = std::io::stdout().lock();
+            for p in store.list_projects()? {
+                writeln!(out, "{}\tcreated {}", p.name, optel_wire::Timestamp::from_unix_ms(p.created_ms))?;
+            }
+            Ok(())
+        }
+        Command::Stats(args) => stats::run(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Creates a project with a new ingest key and returns the key.
+///
+/// # Errors
+/// The name is invalid or taken, or the store fails.
+pub fn create_project(store: &dyn Store, name: &str) -> Result<String> {
+    if !optel_wire::is_valid_name(name) {
+        bail!("project name {name:?} is not allowed: use [A-Za-z0-9_.:-], at most 64 bytes");
+    }
+    let key = keys::generate_ingest_key().context("cannot generate an ingest key")?;
+    store.create_project(name, &keys::hash_key(&key), now_ms())?;
+    Ok(key)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("optel-collector")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPTEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let store = args.store.open()?;
+    let db = store.path().to_owned();
+    let state = AppState { store: Arc::new(store), admin_token: args.admin_token.map(Into::into) };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}: is another collector running?", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, db = %db.display(), "optel collector listening");
+        eprintln!("optel collector listening on http://{addr} (database {})", db.display());
+        optel_collector::serve(listener, state, shutdown_signal()).await?;
+        tracing::info!("optel collector stopped");
+        Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Finds an example binary (such as `acme`) built in the same cargo target directory as this
+/// process: beside the current executable, or one level up (test binaries live in `deps/`).
+/// If it is missing and this process was started by cargo (`CARGO` is set), builds it with
+/// `cargo build -p <name>` in the same profile.
+///
+/// # Errors
+/// The binary is missing and cannot be built; the message says how to build it.
+pub fn locate_example_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the current executable")?;
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let dirs: Vec<&Path> = exe.ancestors().skip(1).take(2).collect();
+    let find = || dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file());
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = dirs.iter().any(|d| d.file_name().is_some_and(|n| n == "release"));
+        eprintln!("building the example tool `{name}` (cargo build -p {name})...");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", name]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("cannot run cargo")?;
+        if status.success() {
+            if let Some(found) = find() {
+                return Ok(found);
+            }
+        }
+    }
+    bail!(
+        "cannot find the example binary `{name}` next to {}: build it with `cargo build -p {name}` \
+         or pass its path with --acme PATH",
+        exe.display()
+    )
+}
