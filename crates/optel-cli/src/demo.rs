@@ -23,7 +23,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         None => crate::locate_example_binary("acme")?,
     };
     let scratch = tempfile::Builder::new().prefix("optel-demo-").tempdir()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.path().join("collector"));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("collector"));
     let store = Arc::new(SqliteStore::open(&data_dir)?);
     let project = "acme";
     let key = crate::create_project(store.as_ref(), project)
@@ -37,11 +40,25 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         }
     })?;
     let addr = listener.local_addr()?;
-    let state = AppState { store: store.clone(), admin_token: None };
-    rt.spawn(optel_collector::serve(listener, state, crate::shutdown_signal()));
+    let state = AppState {
+        store: store.clone(),
+        admin_token: None,
+    };
+    rt.spawn(optel_collector::serve(
+        listener,
+        state,
+        crate::shutdown_signal(),
+    ));
     let endpoint = format!("http://{addr}");
-    eprintln!("collector listening on {endpoint} (database {})", data_dir.display());
-    eprintln!("driving {} as {} simulated installs...", acme.display(), args.installs);
+    eprintln!(
+        "collector listening on {endpoint} (database {})",
+        data_dir.display()
+    );
+    eprintln!(
+        "driving {} as {} simulated installs...",
+        acme.display(),
+        args.installs
+    );
 
     let mut runs = 0;
     let mut failures = 0;
@@ -87,17 +104,30 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
             }
             log.push(format!("{}{}", args[0], if ok { "" } else { " (failed)" }));
         }
-        eprintln!("  install {}/{}: acme {}", install + 1, args.installs, log.join(", "));
+        eprintln!(
+            "  install {}/{}: acme {}",
+            install + 1,
+            args.installs,
+            log.join(", ")
+        );
     }
     eprintln!("{runs} runs of acme, {failures} failed on purpose\n");
 
-    let stats = crate::stats::load(store.as_ref(), project, std::time::Duration::from_secs(86_400))?;
+    let stats = crate::stats::load(
+        store.as_ref(),
+        project,
+        std::time::Duration::from_secs(86_400),
+    )?;
     print!("{}", crate::stats::render_table(&stats));
     println!("\ncollector: {endpoint}");
     println!(
         "see these numbers again: optel stats --project {project} --data-dir {}{}",
         data_dir.display(),
-        if args.data_dir.is_some() { "" } else { "  (while the demo runs; --data-dir DIR keeps them)" }
+        if args.data_dir.is_some() {
+            ""
+        } else {
+            "  (while the demo runs; --data-dir DIR keeps them)"
+        }
     );
     if args.no_serve {
         return Ok(());
@@ -127,10 +157,13 @@ fn scenario(install: u32, work: &Path) -> Vec<Step> {
     steps.push(acme("test", &app));
     if install % 2 == 1 {
         // An expectation the build output does not meet: `acme test` fails with E_TEST_FAILED.
-        steps.push(Step::Write(app.join("tests").join("farewell.expect"), "goodbye\n"));
+        steps.push(Step::Write(
+            app.join("tests").join("farewell.expect"),
+            "goodbye\n",
+        ));
         steps.push(acme("test", &app));
     }
-    if install % 3 == 0 {
+    if install.is_multiple_of(3) {
         steps.push(acme("build", &work.join("not-a-project")));
     }
     if install == 1 {

@@ -21,7 +21,12 @@ use optel_collector::{AppState, keys, now_ms};
 /// Privacy-first usage telemetry for CLI tools and libraries: run a collector and read what
 /// your users' tools report.
 #[derive(Debug, Parser)]
-#[command(name = "optel", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "optel",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -47,14 +52,23 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Directory of the embedded SQLite database (created if missing).
-    #[arg(long, value_name = "DIR", env = "OPTEL_DATA_DIR", default_value = "./optel-data")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OPTEL_DATA_DIR",
+        default_value = "./optel-data"
+    )]
     pub data_dir: PathBuf,
 }
 
 impl StoreArgs {
     fn open(&self) -> Result<SqliteStore> {
-        SqliteStore::open(&self.data_dir)
-            .with_context(|| format!("cannot open the optel database in {}", self.data_dir.display()))
+        SqliteStore::open(&self.data_dir).with_context(|| {
+            format!(
+                "cannot open the optel database in {}",
+                self.data_dir.display()
+            )
+        })
     }
 }
 
@@ -62,13 +76,23 @@ impl StoreArgs {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address and port to listen on (4318 is the OTLP/HTTP port).
-    #[arg(long, value_name = "ADDR", env = "OPTEL_LISTEN", default_value = "127.0.0.1:4318")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "OPTEL_LISTEN",
+        default_value = "127.0.0.1:4318"
+    )]
     pub listen: SocketAddr,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
     /// Token that guards the query routes (GET /v1/projects/...); without one they are off.
-    #[arg(long, value_name = "TOKEN", env = "OPTEL_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "OPTEL_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 }
 
@@ -147,7 +171,11 @@ pub fn main_exit_code() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {
@@ -163,7 +191,8 @@ pub fn main_exit_code() -> ExitCode {
 /// A closed stdout (`optel stats | head`) is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -178,7 +207,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let store = store.open()?;
             let key = create_project(&store, &name)?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "created project {name:?}; its ingest key (shown once, store it now):")?;
+            writeln!(
+                out,
+                "created project {name:?}; its ingest key (shown once, store it now):"
+            )?;
             writeln!(out, "{key}")?;
             Ok(())
         }
@@ -186,7 +218,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let store = store.open()?;
             let mut out = std::io::stdout().lock();
             for p in store.list_projects()? {
-                writeln!(out, "{}\tcreated {}", p.name, optel_wire::Timestamp::from_unix_ms(p.created_ms))?;
+                writeln!(
+                    out,
+                    "{}\tcreated {}",
+                    p.name,
+                    optel_wire::Timestamp::from_unix_ms(p.created_ms)
+                )?;
             }
             Ok(())
         }
@@ -219,22 +256,36 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPTEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging();
     let store = args.store.open()?;
     let db = store.path().to_owned();
-    let state = AppState { store: Arc::new(store), admin_token: args.admin_token.map(Into::into) };
+    let state = AppState {
+        store: Arc::new(store),
+        admin_token: args.admin_token.map(Into::into),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .with_context(|| format!("cannot listen on {}: is another collector running?", args.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is another collector running?",
+                    args.listen
+                )
+            })?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, db = %db.display(), "optel collector listening");
-        eprintln!("optel collector listening on http://{addr} (database {})", db.display());
+        eprintln!(
+            "optel collector listening on http://{addr} (database {})",
+            db.display()
+        );
         optel_collector::serve(listener, state, shutdown_signal()).await?;
         tracing::info!("optel collector stopped");
         Ok(())
@@ -279,7 +330,9 @@ pub fn locate_example_binary(name: &str) -> Result<PathBuf> {
         return Ok(found);
     }
     if let Ok(cargo) = std::env::var("CARGO") {
-        let release = dirs.iter().any(|d| d.file_name().is_some_and(|n| n == "release"));
+        let release = dirs
+            .iter()
+            .any(|d| d.file_name().is_some_and(|n| n == "release"));
         eprintln!("building the example tool `{name}` (cargo build -p {name})...");
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "-p", name]);
@@ -287,10 +340,10 @@ pub fn locate_example_binary(name: &str) -> Result<PathBuf> {
             cmd.arg("--release");
         }
         let status = cmd.status().context("cannot run cargo")?;
-        if status.success() {
-            if let Some(found) = find() {
-                return Ok(found);
-            }
+        if status.success()
+            && let Some(found) = find()
+        {
+            return Ok(found);
         }
     }
     bail!(

@@ -25,14 +25,20 @@ pub(crate) fn run(args: StatsArgs) -> Result<()> {
 }
 
 pub(crate) fn load(store: &dyn Store, project: &str, since: std::time::Duration) -> Result<Stats> {
-    let p = store
-        .project_by_name(project)?
-        .ok_or_else(|| anyhow!("no project named {project:?}: list them with `optel projects list`"))?;
-    store.stats(&p, TimeRange::last(since, now_ms())).context("cannot compute stats")
+    let p = store.project_by_name(project)?.ok_or_else(|| {
+        anyhow!("no project named {project:?}: list them with `optel projects list`")
+    })?;
+    store
+        .stats(&p, TimeRange::last(since, now_ms()))
+        .context("cannot compute stats")
 }
 
 fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 { "-".into() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
 }
 
 /// Renders left-aligned first column, right-aligned others, two spaces apart.
@@ -47,7 +53,10 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let numeric: Vec<bool> = (0..widths.len())
         .map(|i| {
             rows.iter().all(|r| {
-                r.get(i).is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit() || ".%-".contains(ch)))
+                r.get(i).is_some_and(|c| {
+                    c.chars()
+                        .all(|ch| ch.is_ascii_digit() || ".%-".contains(ch))
+                })
             })
         })
         .collect();
@@ -66,7 +75,10 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
         out.truncate(trimmed);
         out.push('\n');
     };
-    line(out, &header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
+    line(
+        out,
+        &header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
+    );
     for row in rows {
         line(out, row);
     }
@@ -96,7 +108,11 @@ pub(crate) fn render_table(s: &Stats) -> String {
             ]
         })
         .collect();
-    table(&mut out, &["COMMAND", "RUNS", "FAILED", "FAIL%", "INSTALLS"], &rows);
+    table(
+        &mut out,
+        &["COMMAND", "RUNS", "FAILED", "FAIL%", "INSTALLS"],
+        &rows,
+    );
     if !s.error_codes.is_empty() {
         out.push('\n');
         let rows: Vec<Vec<String>> = s
@@ -110,14 +126,26 @@ pub(crate) fn render_table(s: &Stats) -> String {
     let rows: Vec<Vec<String>> = s
         .versions
         .iter()
-        .map(|v| vec![v.version.clone(), v.installs.to_string(), v.events.to_string()])
+        .map(|v| {
+            vec![
+                v.version.clone(),
+                v.installs.to_string(),
+                v.events.to_string(),
+            ]
+        })
         .collect();
     table(&mut out, &["VERSION", "INSTALLS", "EVENTS"], &rows);
     out.push('\n');
     let rows: Vec<Vec<String>> = s
         .platforms
         .iter()
-        .map(|p| vec![format!("{}/{}", p.os, p.arch), p.installs.to_string(), p.events.to_string()])
+        .map(|p| {
+            vec![
+                format!("{}/{}", p.os, p.arch),
+                p.installs.to_string(),
+                p.events.to_string(),
+            ]
+        })
         .collect();
     table(&mut out, &["OS/ARCH", "INSTALLS", "EVENTS"], &rows);
     for (title, list) in [("FEATURE", &s.features), ("METHOD", &s.methods)] {

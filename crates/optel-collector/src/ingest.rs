@@ -5,10 +5,10 @@
 //! ([`optel_wire::Batch::validate`]) before anything is stored; the answer is 2xx only after the
 //! batch is committed.
 
+use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::Json;
 use optel_wire::{Batch, IngestResponse, Invalid, limits};
 
 use crate::error::ApiError;
@@ -32,31 +32,51 @@ pub async fn post_events(
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("request body is larger than {} bytes: send smaller batches", limits::MAX_BODY_BYTES),
+            format!(
+                "request body is larger than {} bytes: send smaller batches",
+                limits::MAX_BODY_BYTES
+            ),
         )
     })?;
     let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not an optel batch: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not an optel batch: {e}"),
+        )
     })?;
     batch.validate().map_err(ApiError::invalid_field)?;
     let received = now_ms();
     check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
     let store = state.store.clone();
     let project_id = project.id;
-    let outcome = tokio::task::spawn_blocking(move || store.insert_batch(project_id, &batch, received))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "insert task failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error: retry later")
-        })?
-        .map_err(|e| ApiError::storage(&e))?;
+    let outcome =
+        tokio::task::spawn_blocking(move || store.insert_batch(project_id, &batch, received))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "insert task failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error: retry later",
+                )
+            })?
+            .map_err(|e| ApiError::storage(&e))?;
     tracing::debug!(project = %project.name, inserted = outcome.inserted, duplicates = outcome.duplicates, "batch stored");
-    Ok(Json(IngestResponse { accepted: outcome.inserted + outcome.duplicates, duplicates: outcome.duplicates }))
+    Ok(Json(IngestResponse {
+        accepted: outcome.inserted + outcome.duplicates,
+        duplicates: outcome.duplicates,
+    }))
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<crate::storage::Project, ApiError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::storage::Project, ApiError> {
     let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthenticated("missing Authorization header: send `Authorization: Bearer <ingest key>`")
+        ApiError::unauthenticated(
+            "missing Authorization header: send `Authorization: Bearer <ingest key>`",
+        )
     })?;
     let key = header.to_str().ok().and_then(keys::bearer).ok_or_else(|| {
         ApiError::unauthenticated("Authorization header is not `Bearer <ingest key>`")
@@ -65,15 +85,26 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<crate::st
     let store = state.store.clone();
     let project = tokio::task::spawn_blocking(move || store.project_for_key(&hash))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error: retry later"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error: retry later",
+            )
+        })?
         .map_err(|e| ApiError::storage(&e))?;
     project.ok_or_else(|| {
-        ApiError::unauthenticated("ingest key is not valid: create one with `optel projects create NAME`")
+        ApiError::unauthenticated(
+            "ingest key is not valid: create one with `optel projects create NAME`",
+        )
     })
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(
@@ -88,7 +119,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_encoding",
-                format!("content encoding {encoding:?} is not supported: send the body uncompressed"),
+                format!(
+                    "content encoding {encoding:?} is not supported: send the body uncompressed"
+                ),
             ));
         }
     }

@@ -25,7 +25,9 @@ pub fn hash_key(key: &str) -> String {
 /// Whether `given` equals `expected`, in time independent of where they differ (both are hashed
 /// first, so their lengths do not leak either).
 pub fn token_matches(given: &str, expected: &str) -> bool {
-    Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into()
+    Sha256::digest(given.as_bytes())
+        .ct_eq(&Sha256::digest(expected.as_bytes()))
+        .into()
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.

@@ -48,7 +48,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("admin_token", &self.admin_token.as_ref().map(|_| "…")).finish()
+        f.debug_struct("AppState")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "…"))
+            .finish()
     }
 }
 
@@ -101,11 +103,20 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error: retry later"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error: retry later",
+            )
+        })?
         .map_err(|e| ApiError::storage(&e))
 }
 
-async fn list_projects(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Project>>, ApiError> {
+async fn list_projects(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Project>>, ApiError> {
     require_admin(&state, &headers)?;
     let store = state.store.clone();
     Ok(Json(blocking(move || store.list_projects()).await?))
@@ -127,11 +138,17 @@ async fn project_stats(
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let store = state.store.clone();
     let stats = blocking(move || {
-        let Some(project) = store.project_by_name(&name)? else { return Ok(None) };
-        store.stats(&project, TimeRange::last(lookback, now_ms())).map(Some)
+        let Some(project) = store.project_by_name(&name)? else {
+            return Ok(None);
+        };
+        store
+            .stats(&project, TimeRange::last(lookback, now_ms()))
+            .map(Some)
     })
     .await?;
-    stats.map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such project"))
+    stats
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such project"))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -143,7 +160,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]

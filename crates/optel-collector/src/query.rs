@@ -17,7 +17,10 @@ impl TimeRange {
     /// The range from `lookback` before `now_ms` to just after `now_ms`.
     pub fn last(lookback: std::time::Duration, now_ms: i64) -> Self {
         let back = i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX);
-        Self { since_ms: now_ms.saturating_sub(back), until_ms: now_ms.saturating_add(1) }
+        Self {
+            since_ms: now_ms.saturating_sub(back),
+            until_ms: now_ms.saturating_add(1),
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use optel_wire::Batch;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::query::{CommandStats, ErrorCodeStats, NameStats, PlatformStats, Stats, TimeRange, VersionStats};
+use crate::query::{
+    CommandStats, ErrorCodeStats, NameStats, PlatformStats, Stats, TimeRange, VersionStats,
+};
 
 /// Errors of a storage backend.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +23,9 @@ pub enum StorageError {
     #[error("project {0:?} already exists: pick another name or use the existing project's key")]
     ProjectExists(String),
     /// The database schema is newer than this binary.
-    #[error("database schema version {found} is newer than this optel ({supported}): upgrade optel")]
+    #[error(
+        "database schema version {found} is newer than this optel ({supported}): upgrade optel"
+    )]
     SchemaTooNew {
         /// Version found in the database.
         found: i64,
@@ -88,7 +92,12 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// Database errors; nothing of the batch is stored then.
-    fn insert_batch(&self, project_id: i64, batch: &Batch, received_ms: i64) -> Result<InsertOutcome>;
+    fn insert_batch(
+        &self,
+        project_id: i64,
+        batch: &Batch,
+        received_ms: i64,
+    ) -> Result<InsertOutcome>;
     /// Usage statistics of a project over a time range.
     ///
     /// # Errors
@@ -116,8 +125,10 @@ impl SqliteStore {
     /// The directory cannot be created, the file cannot be opened, or its schema is newer than
     /// this binary.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StorageError::DataDir { path: data_dir.to_owned(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let path = data_dir.join(Self::FILE_NAME);
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -127,7 +138,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn), path })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+        })
     }
 
     /// Path of the database file.
@@ -138,7 +152,9 @@ impl SqliteStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done transaction committed
         // (rusqlite rolls back on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -146,7 +162,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let supported = SQLITE_MIGRATIONS.len() as i64;
     if current > supported {
-        return Err(StorageError::SchemaTooNew { found: current, supported });
+        return Err(StorageError::SchemaTooNew {
+            found: current,
+            supported,
+        });
     }
     for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -158,26 +177,40 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 fn project_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
-    Ok(Project { id: row.get(0)?, name: row.get(1)?, created_ms: row.get(2)? })
+    Ok(Project {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_ms: row.get(2)?,
+    })
 }
 
 impl Store for SqliteStore {
     fn create_project(&self, name: &str, key_hash: &str, now_ms: i64) -> Result<Project> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool =
-            tx.query_row("SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)", [name], |r| r.get(0))?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
         if exists {
             return Err(StorageError::ProjectExists(name.to_owned()));
         }
-        tx.execute("INSERT INTO projects (name, created_ms) VALUES (?1, ?2)", params![name, now_ms])?;
+        tx.execute(
+            "INSERT INTO projects (name, created_ms) VALUES (?1, ?2)",
+            params![name, now_ms],
+        )?;
         let id = tx.last_insert_rowid();
         tx.execute(
             "INSERT INTO ingest_keys (key_hash, project_id, created_ms) VALUES (?1, ?2, ?3)",
             params![key_hash, id, now_ms],
         )?;
         tx.commit()?;
-        Ok(Project { id, name: name.to_owned(), created_ms: now_ms })
+        Ok(Project {
+            id,
+            name: name.to_owned(),
+            created_ms: now_ms,
+        })
     }
 
     fn list_projects(&self) -> Result<Vec<Project>> {
@@ -190,7 +223,11 @@ impl Store for SqliteStore {
     fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
         let conn = self.conn();
         Ok(conn
-            .query_row("SELECT id, name, created_ms FROM projects WHERE name = ?1", [name], project_from_row)
+            .query_row(
+                "SELECT id, name, created_ms FROM projects WHERE name = ?1",
+                [name],
+                project_from_row,
+            )
             .optional()?)
     }
 
@@ -206,7 +243,12 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn insert_batch(&self, project_id: i64, batch: &Batch, received_ms: i64) -> Result<InsertOutcome> {
+    fn insert_batch(
+        &self,
+        project_id: i64,
+        batch: &Batch,
+        received_ms: i64,
+    ) -> Result<InsertOutcome> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcome = InsertOutcome::default();
@@ -293,8 +335,11 @@ impl Store for SqliteStore {
             p,
             |r| r.get(0),
         )?;
-        let events: i64 =
-            conn.query_row(&format!("SELECT COUNT(*) FROM events WHERE {WHERE}"), p, |r| r.get(0))?;
+        let events: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM events WHERE {WHERE}"),
+            p,
+            |r| r.get(0),
+        )?;
 
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT service_version, COUNT(*), COUNT(DISTINCT pseudonym) FROM events WHERE {WHERE}
@@ -330,13 +375,16 @@ impl Store for SqliteStore {
                 "SELECT name, COUNT(*), COUNT(DISTINCT pseudonym) FROM events
                  WHERE {WHERE} AND event_type = ?4 GROUP BY name ORDER BY COUNT(*) DESC, name LIMIT 100"
             ))?;
-            let rows = stmt.query_map(params![project.id, range.since_ms, range.until_ms, event_type], |r| {
-                Ok(NameStats {
-                    name: r.get(0)?,
-                    count: r.get::<_, i64>(1)? as u64,
-                    installs: r.get::<_, i64>(2)? as u64,
-                })
-            })?;
+            let rows = stmt.query_map(
+                params![project.id, range.since_ms, range.until_ms, event_type],
+                |r| {
+                    Ok(NameStats {
+                        name: r.get(0)?,
+                        count: r.get::<_, i64>(1)? as u64,
+                        installs: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         };
 

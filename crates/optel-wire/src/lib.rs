@@ -104,13 +104,21 @@ impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, String> {
         humantime::parse_rfc3339_weak(s)
             .map(Self::from_system_time)
-            .map_err(|e| format!("timestamp {s:?} is not RFC 3339 ({e}): use e.g. \"2026-11-21T22:40:00.123Z\""))
+            .map_err(|e| {
+                format!(
+                    "timestamp {s:?} is not RFC 3339 ({e}): use e.g. \"2026-11-21T22:40:00.123Z\""
+                )
+            })
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_millis(self.to_system_time())
+        )
     }
 }
 
@@ -290,16 +298,30 @@ impl Batch {
             ));
         }
         check_name("service_name", &self.service_name)?;
-        check_text("service_version", &self.service_version, limits::MAX_VERSION_BYTES, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-')
-        })?;
-        check_text("pseudonym", &self.pseudonym, limits::MAX_PSEUDONYM_BYTES, |c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, ':' | '_' | '-')
-        })?;
+        check_text(
+            "service_version",
+            &self.service_version,
+            limits::MAX_VERSION_BYTES,
+            |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'),
+        )?;
+        check_text(
+            "pseudonym",
+            &self.pseudonym,
+            limits::MAX_PSEUDONYM_BYTES,
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, ':' | '_' | '-'),
+        )?;
         check_text("os", &self.os, limits::MAX_PLATFORM_BYTES, is_platform_char)?;
-        check_text("arch", &self.arch, limits::MAX_PLATFORM_BYTES, is_platform_char)?;
+        check_text(
+            "arch",
+            &self.arch,
+            limits::MAX_PLATFORM_BYTES,
+            is_platform_char,
+        )?;
         if self.events.is_empty() {
-            return Err(Invalid::new("events", "a batch needs at least one event".into()));
+            return Err(Invalid::new(
+                "events",
+                "a batch needs at least one event".into(),
+            ));
         }
         if self.events.len() > limits::MAX_BATCH_EVENTS {
             return Err(Invalid::new(
@@ -312,7 +334,9 @@ impl Batch {
             ));
         }
         for (i, event) in self.events.iter().enumerate() {
-            event.validate().map_err(|e| e.within(&format!("events[{i}]")))?;
+            event
+                .validate()
+                .map_err(|e| e.within(&format!("events[{i}]")))?;
         }
         Ok(())
     }
@@ -327,23 +351,32 @@ impl Event {
         if !is_uuid(&self.event_id) {
             return Err(Invalid::new(
                 "event_id",
-                format!("event id {:?} is not a UUID (8-4-4-4-12 hex digits)", clip(&self.event_id)),
+                format!(
+                    "event id {:?} is not a UUID (8-4-4-4-12 hex digits)",
+                    clip(&self.event_id)
+                ),
             ));
         }
         if !is_uuid(&self.session_id) {
             return Err(Invalid::new(
                 "session_id",
-                format!("session id {:?} is not a UUID (8-4-4-4-12 hex digits)", clip(&self.session_id)),
+                format!(
+                    "session id {:?} is not a UUID (8-4-4-4-12 hex digits)",
+                    clip(&self.session_id)
+                ),
             ));
         }
         check_name("name", &self.name)?;
-        if let Some(ms) = self.duration_ms {
-            if ms > limits::MAX_DURATION_MS {
-                return Err(Invalid::new(
-                    "duration_ms",
-                    format!("duration {ms} ms is longer than the limit of {} ms (7 days)", limits::MAX_DURATION_MS),
-                ));
-            }
+        if let Some(ms) = self.duration_ms
+            && ms > limits::MAX_DURATION_MS
+        {
+            return Err(Invalid::new(
+                "duration_ms",
+                format!(
+                    "duration {ms} ms is longer than the limit of {} ms (7 days)",
+                    limits::MAX_DURATION_MS
+                ),
+            ));
         }
         if let Some(code) = &self.error_code {
             check_name("error_code", code)?;
@@ -393,7 +426,10 @@ pub struct Invalid {
 
 impl Invalid {
     fn new(field: &str, reason: String) -> Self {
-        Self { field: field.to_owned(), reason }
+        Self {
+            field: field.to_owned(),
+            reason,
+        }
     }
 
     fn within(mut self, prefix: &str) -> Self {
@@ -435,7 +471,11 @@ fn check_text(field: &str, s: &str, max: usize, ok: fn(char) -> bool) -> Result<
     if s.len() > max {
         return Err(Invalid::new(
             field,
-            format!("{:?} is {} bytes long: at most {max} bytes", clip(s), s.len()),
+            format!(
+                "{:?} is {} bytes long: at most {max} bytes",
+                clip(s),
+                s.len()
+            ),
         ));
     }
     if let Some(bad) = s.chars().find(|&c| !ok(c)) {

@@ -58,7 +58,13 @@ impl fmt::Display for ConsentSource {
 /// `[A-Z0-9]` replaced by `_` (`my-cli` → `MY_CLI`).
 pub(crate) fn env_prefix(tool: &str) -> String {
     tool.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -107,8 +113,10 @@ mod tests {
     use super::*;
 
     fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
@@ -117,17 +125,55 @@ mod tests {
         assert_eq!(env_prefix("my-cli.v2"), "MY_CLI_V2");
     }
 
+    /// Environment, author default, expected state, expected deciding layer.
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        Consent,
+        Consent,
+        &'static str,
+    );
+
     #[test]
     fn precedence() {
-        let cases: &[(&[(&str, &str)], Consent, Consent, &str)] = &[
+        let cases: &[Case] = &[
             (&[], Consent::Off, Consent::Off, "default"),
             (&[], Consent::On, Consent::On, "default"),
-            (&[("ACME_TELEMETRY", "on")], Consent::Off, Consent::On, "tool"),
-            (&[("ACME_TELEMETRY", "off")], Consent::On, Consent::Off, "tool"),
-            (&[("ACME_TELEMETRY", "maybe")], Consent::On, Consent::Off, "tool"),
-            (&[("DO_NOT_TRACK", "1"), ("ACME_TELEMETRY", "on")], Consent::On, Consent::Off, "dnt"),
-            (&[("DO_NOT_TRACK", "true")], Consent::On, Consent::Off, "dnt"),
-            (&[("DO_NOT_TRACK", "0"), ("ACME_TELEMETRY", "on")], Consent::Off, Consent::On, "tool"),
+            (
+                &[("ACME_TELEMETRY", "on")],
+                Consent::Off,
+                Consent::On,
+                "tool",
+            ),
+            (
+                &[("ACME_TELEMETRY", "off")],
+                Consent::On,
+                Consent::Off,
+                "tool",
+            ),
+            (
+                &[("ACME_TELEMETRY", "maybe")],
+                Consent::On,
+                Consent::Off,
+                "tool",
+            ),
+            (
+                &[("DO_NOT_TRACK", "1"), ("ACME_TELEMETRY", "on")],
+                Consent::On,
+                Consent::Off,
+                "dnt",
+            ),
+            (
+                &[("DO_NOT_TRACK", "true")],
+                Consent::On,
+                Consent::Off,
+                "dnt",
+            ),
+            (
+                &[("DO_NOT_TRACK", "0"), ("ACME_TELEMETRY", "on")],
+                Consent::Off,
+                Consent::On,
+                "tool",
+            ),
             (&[("DO_NOT_TRACK", "")], Consent::On, Consent::On, "default"),
         ];
         for (vars, default, want, layer) in cases {

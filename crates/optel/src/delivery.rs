@@ -13,25 +13,13 @@ use std::time::{Duration, Instant};
 
 use optel_wire::Batch;
 
+use crate::export::{ExportError, Exporter};
 use crate::queue::{Claim, Queue};
 
 /// Most events sent in one request.
 const MAX_REQUEST_EVENTS: usize = 500;
-/// Timeout for the TCP connect (seed 000's 2 s request timeout bounds the whole request).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Timeout for a whole request, connect included (seed 000).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Where and how to send.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    /// Full URL of the collector's `/v1/events` route.
-    pub(crate) url: String,
-    /// The project ingest key, sent as `Authorization: Bearer <key>`.
-    pub(crate) ingest_key: Option<String>,
-    /// `User-Agent`, e.g. `optel/0.1.0 (acme/1.2.0)`.
-    pub(crate) user_agent: String,
-}
+/// Timeout of one export call (seed 000's 2 s request timeout).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Handle to the delivery thread.
 #[derive(Debug)]
@@ -41,12 +29,12 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Starts the thread; it begins with a round for segments left by earlier runs.
-    pub(crate) fn start(queue: Queue, target: Target) -> std::io::Result<Self> {
+    pub(crate) fn start(queue: Queue, exporter: Box<dyn Exporter>) -> std::io::Result<Self> {
         // Capacity 4: flush requests beyond that are redundant with those already waiting.
         let (tx, rx) = mpsc::sync_channel::<SyncSender<()>>(4);
         thread::Builder::new()
             .name("optel-delivery".into())
-            .spawn(move || run(&queue, &target, &rx))?;
+            .spawn(move || run(&queue, exporter.as_ref(), &rx))?;
         Ok(Self { requests: tx })
     }
 
@@ -65,45 +53,31 @@ impl Worker {
     }
 }
 
-fn run(queue: &Queue, target: &Target, requests: &Receiver<SyncSender<()>>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        .http_status_as_error(false)
-        .user_agent(target.user_agent.as_str())
-        .build()
-        .into();
-    deliver_all(queue, target, &agent);
+fn run(queue: &Queue, exporter: &dyn Exporter, requests: &Receiver<SyncSender<()>>) {
+    deliver_all(queue, exporter);
     while let Ok(done) = requests.recv() {
-        deliver_all(queue, target, &agent);
+        deliver_all(queue, exporter);
         let _ = done.try_send(());
     }
 }
 
-/// What happened to one request.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    /// 2xx: the collector committed the batch.
-    Delivered,
-    /// The collector will never accept this batch (400, 413, 422): drop it.
-    Rejected,
-    /// Network error, 401/403, 429 or 5xx: keep it for a later run.
-    Retry,
-}
-
-/// One round: send every segment that can be claimed, grouped into requests of events that
-/// share the same envelope. Stops at the first request that must be retried, so a dead
-/// endpoint costs one connection attempt per round.
-fn deliver_all(queue: &Queue, target: &Target, agent: &ureq::Agent) {
+/// One round: send every segment that can be claimed, grouped into batches of events that
+/// share the same envelope. Stops at the first batch that must be retried, so a dead
+/// endpoint costs one attempt per round.
+fn deliver_all(queue: &Queue, exporter: &dyn Exporter) {
     let Ok(paths) = queue.segments() else { return };
     let mut group: Vec<Claim> = Vec::new();
     let mut events = 0;
     for path in paths {
-        let Ok(Some(claim)) = queue.claim(&path) else { continue };
-        let fits = group.first().is_none_or(|first| same_envelope(&first.batch, &claim.batch))
+        let Ok(Some(claim)) = queue.claim(&path) else {
+            continue;
+        };
+        let fits = group
+            .first()
+            .is_none_or(|first| same_envelope(&first.batch, &claim.batch))
             && events + claim.batch.events.len() <= MAX_REQUEST_EVENTS;
         if !fits && !group.is_empty() {
-            if !send_group(queue, target, agent, std::mem::take(&mut group)) {
+            if !send_group(queue, exporter, std::mem::take(&mut group)) {
                 return;
             }
             events = 0;
@@ -112,7 +86,7 @@ fn deliver_all(queue: &Queue, target: &Target, agent: &ureq::Agent) {
         group.push(claim);
     }
     if !group.is_empty() {
-        send_group(queue, target, agent, group);
+        send_group(queue, exporter, group);
     }
 }
 
@@ -125,57 +99,23 @@ fn same_envelope(a: &Batch, b: &Batch) -> bool {
 }
 
 /// Sends one group as one batch; returns whether the round may go on.
-fn send_group(queue: &Queue, target: &Target, agent: &ureq::Agent, group: Vec<Claim>) -> bool {
-    let Some(first) = group.first() else { return true };
+fn send_group(queue: &Queue, exporter: &dyn Exporter, group: Vec<Claim>) -> bool {
+    let Some(first) = group.first() else {
+        return true;
+    };
     let mut batch = first.batch.clone();
     batch.events.clear();
     for claim in &group {
         batch.events.extend(claim.batch.events.iter().cloned());
         batch.dropped_events += claim.batch.dropped_events;
     }
-    match send(target, agent, &batch) {
-        Outcome::Delivered | Outcome::Rejected => {
+    match exporter.export(&batch, EXPORT_TIMEOUT) {
+        Ok(()) | Err(ExportError::Rejected(_)) => {
             for claim in group {
                 let _ = queue.complete(claim);
             }
             true
         }
-        Outcome::Retry => false,
-    }
-}
-
-fn send(target: &Target, agent: &ureq::Agent, batch: &Batch) -> Outcome {
-    let Ok(body) = serde_json::to_vec(batch) else { return Outcome::Rejected };
-    let mut request = agent.post(&target.url).header("Content-Type", "application/json");
-    if let Some(key) = &target.ingest_key {
-        request = request.header("Authorization", &format!("Bearer {key}"));
-    }
-    match request.send(&body[..]) {
-        Ok(response) => classify(response.status().as_u16()),
-        Err(_) => Outcome::Retry,
-    }
-}
-
-fn classify(status: u16) -> Outcome {
-    match status {
-        200..=299 => Outcome::Delivered,
-        400 | 413 | 422 => Outcome::Rejected,
-        _ => Outcome::Retry,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(classify(200), Outcome::Delivered);
-        assert_eq!(classify(202), Outcome::Delivered);
-        assert_eq!(classify(400), Outcome::Rejected);
-        assert_eq!(classify(413), Outcome::Rejected);
-        assert_eq!(classify(401), Outcome::Retry);
-        assert_eq!(classify(429), Outcome::Retry);
-        assert_eq!(classify(503), Outcome::Retry);
+        Err(ExportError::Retryable { .. }) => false,
     }
 }

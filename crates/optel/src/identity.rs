@@ -31,7 +31,14 @@ pub(crate) fn uuid_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Reads the install secret, creating it on first use. Two processes racing to create it end
@@ -43,7 +50,10 @@ pub(crate) fn load_or_create_secret(dir: &Path) -> io::Result<[u8; 32]> {
         return Ok(secret);
     }
     let secret: [u8; 32] = random_bytes()?;
-    let tmp = dir.join(format!(".{SECRET_FILE}.{}", hex::encode(random_bytes::<8>()?)));
+    let tmp = dir.join(format!(
+        ".{SECRET_FILE}.{}",
+        hex::encode(random_bytes::<8>()?)
+    ));
     {
         let mut f = fsutil::create_private(&tmp)?;
         f.write_all(hex::encode(secret).as_bytes())?;
@@ -138,7 +148,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

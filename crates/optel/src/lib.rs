@@ -48,6 +48,7 @@
 
 mod consent;
 mod delivery;
+pub mod export;
 mod fsutil;
 mod identity;
 mod queue;
@@ -172,22 +173,34 @@ impl TelemetryBuilder {
         if INIT_CALLED.swap(true, Ordering::AcqRel) {
             status.consent = Consent::Off;
             status.note = Some("optel was already initialised in this process".into());
-            return TelemetryGuard { inner: None, status };
+            return TelemetryGuard {
+                inner: None,
+                status,
+            };
         }
         if consent == Consent::Off {
-            return TelemetryGuard { inner: None, status };
+            return TelemetryGuard {
+                inner: None,
+                status,
+            };
         }
         match self.start(env, &prefix, endpoint) {
             Ok(inner) => {
                 status.data_dir = Some(inner.data_dir.clone());
                 // INIT_CALLED guarantees we are the only one to set GLOBAL.
                 let inner = GLOBAL.get_or_init(|| inner);
-                TelemetryGuard { inner: Some(inner), status }
+                TelemetryGuard {
+                    inner: Some(inner),
+                    status,
+                }
             }
             Err(reason) => {
                 status.consent = Consent::Off;
                 status.note = Some(reason);
-                TelemetryGuard { inner: None, status }
+                TelemetryGuard {
+                    inner: None,
+                    status,
+                }
             }
         }
     }
@@ -223,21 +236,21 @@ impl TelemetryBuilder {
         let ingest_key = env(&format!("{prefix}_TELEMETRY_KEY")).or(self.ingest_key);
         let exit_timeout = env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(self.exit_timeout, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT));
+            .map_or(self.exit_timeout, |ms| {
+                Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT)
+            });
         let worker = match endpoint {
             Some(endpoint) => {
-                let target = delivery::Target {
-                    url: events_url(&endpoint),
-                    ingest_key,
-                    user_agent: format!(
-                        "optel/{} ({}/{})",
-                        env!("CARGO_PKG_VERSION"),
-                        self.tool,
-                        self.version
-                    ),
-                };
+                let user_agent = format!(
+                    "optel/{} ({}/{})",
+                    env!("CARGO_PKG_VERSION"),
+                    self.tool,
+                    self.version
+                );
+                let exporter =
+                    export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent);
                 Some(
-                    delivery::Worker::start(queue.clone(), target)
+                    delivery::Worker::start(queue.clone(), Box::new(exporter))
                         .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
                 )
             }
@@ -293,7 +306,11 @@ pub struct Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "telemetry: {} (decided by {})", self.consent, self.decided_by)?;
+        writeln!(
+            f,
+            "telemetry: {} (decided by {})",
+            self.consent, self.decided_by
+        )?;
         if let Some(endpoint) = &self.endpoint {
             writeln!(f, "endpoint: {endpoint}")?;
         }
@@ -368,7 +385,9 @@ struct Inner {
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inner").field("service", &self.envelope.service_name).finish_non_exhaustive()
+        f.debug_struct("Inner")
+            .field("service", &self.envelope.service_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -390,7 +409,9 @@ impl Inner {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Ok(mut buffer) = self.buffer.lock() else { return };
+        let Ok(mut buffer) = self.buffer.lock() else {
+            return;
+        };
         if buffer.len() < MAX_BUFFERED_EVENTS {
             buffer.push(event);
         } else {
@@ -449,7 +470,8 @@ pub fn track_command_execution(name: impl Into<Cow<'static, str>>) -> CommandGua
 impl Handle {
     /// Whether events are recorded.
     pub fn is_enabled(&self) -> bool {
-        self.0.is_some_and(|inner| !inner.closed.load(Ordering::Relaxed))
+        self.0
+            .is_some_and(|inner| !inner.closed.load(Ordering::Relaxed))
     }
 
     /// Starts timing command `name` (`[A-Za-z0-9_.:-]`, at most 64 bytes, e.g. `"build"`). The
@@ -525,7 +547,9 @@ impl CommandGuard {
 
 impl Drop for CommandGuard {
     fn drop(&mut self) {
-        let Some(active) = self.active.take() else { return };
+        let Some(active) = self.active.take() else {
+            return;
+        };
         let inner = active.inner;
         let mut event = inner.new_event(EventType::Command, active.name, active.started_at);
         let elapsed = active.started.elapsed();
@@ -550,7 +574,9 @@ pub fn default_data_dir(tool: &str) -> Option<PathBuf> {
 #[doc(hidden)]
 /// Number of events waiting in a data directory's queue (used by tests and `status`).
 pub fn queued_events(data_dir: &Path) -> usize {
-    queue::Queue::open(data_dir.join("queue")).and_then(|q| q.pending_events()).unwrap_or(0)
+    queue::Queue::open(data_dir.join("queue"))
+        .and_then(|q| q.pending_events())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

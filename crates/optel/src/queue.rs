@@ -112,7 +112,11 @@ impl Queue {
             return Ok(None);
         }
         match parse(&file) {
-            Some(batch) => Ok(Some(Claim { path: path.to_owned(), batch, _file: file })),
+            Some(batch) => Ok(Some(Claim {
+                path: path.to_owned(),
+                batch,
+                _file: file,
+            })),
             None => {
                 fs::remove_file(path)?;
                 Ok(None)
@@ -130,8 +134,10 @@ impl Queue {
 
     fn enforce_bounds(&self) -> io::Result<()> {
         let segments = self.segments()?;
-        let sizes: Vec<u64> =
-            segments.iter().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).collect();
+        let sizes: Vec<u64> = segments
+            .iter()
+            .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .collect();
         let mut total: u64 = sizes.iter().sum();
         let mut count = segments.len();
         for (path, size) in segments.iter().zip(sizes) {
@@ -148,7 +154,9 @@ impl Queue {
 
 fn is_segment(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "json")
-        && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.'))
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'))
 }
 
 fn read_segment(path: &Path) -> io::Result<Option<Batch>> {
@@ -157,7 +165,9 @@ fn read_segment(path: &Path) -> io::Result<Option<Batch>> {
 
 fn parse(file: &File) -> Option<Batch> {
     let mut bytes = Vec::new();
-    file.take(MAX_SEGMENT_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    file.take(MAX_SEGMENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
     if bytes.len() as u64 > MAX_SEGMENT_BYTES {
         return None;
     }

@@ -67,7 +67,10 @@ struct Failure {
 }
 
 fn fail(code: &'static str, message: impl Into<String>) -> Failure {
-    Failure { code, message: message.into() }
+    Failure {
+        code,
+        message: message.into(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,11 +121,19 @@ fn run(cmd: &Cmd) -> Result<String, Failure> {
         Cmd::Init { dir } => init(dir),
         Cmd::Check { dir } => {
             let m = load(dir)?;
-            Ok(format!("{} {}: manifest ok", m.package.name, m.package.version))
+            Ok(format!(
+                "{} {}: manifest ok",
+                m.package.name, m.package.version
+            ))
         }
         Cmd::Build { dir } => {
             let (m, out) = build(dir)?;
-            Ok(format!("built {} {} into {}", m.package.name, m.package.version, out.display()))
+            Ok(format!(
+                "built {} {} into {}",
+                m.package.name,
+                m.package.version,
+                out.display()
+            ))
         }
         Cmd::Test { dir } => test(dir),
     }
@@ -135,12 +146,19 @@ fn io_fail(what: &str, path: &Path, e: &std::io::Error) -> Failure {
 fn init(dir: &Path) -> Result<String, Failure> {
     let manifest = dir.join("acme.toml");
     if manifest.exists() {
-        return Err(fail("E_ALREADY_INITIALIZED", format!("{} exists already", manifest.display())));
+        return Err(fail(
+            "E_ALREADY_INITIALIZED",
+            format!("{} exists already", manifest.display()),
+        ));
     }
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .unwrap_or("app");
     let src = dir.join("src");
     fs::create_dir_all(&src).map_err(|e| io_fail("create", &src, &e))?;
@@ -160,27 +178,44 @@ fn load(dir: &Path) -> Result<Manifest, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(fail(
                 "E_NO_MANIFEST",
-                format!("no acme.toml in {}: create a project with `acme init DIR`", dir.display()),
+                format!(
+                    "no acme.toml in {}: create a project with `acme init DIR`",
+                    dir.display()
+                ),
             ));
         }
         Err(e) => return Err(io_fail("read", &path, &e)),
     };
-    let m: Manifest = toml::from_str(&text)
-        .map_err(|e| fail("E_INVALID_MANIFEST", format!("{} is not a valid manifest: {e}", path.display())))?;
+    let m: Manifest = toml::from_str(&text).map_err(|e| {
+        fail(
+            "E_INVALID_MANIFEST",
+            format!("{} is not a valid manifest: {e}", path.display()),
+        )
+    })?;
     if m.package.name.is_empty() {
         return Err(fail("E_INVALID_MANIFEST", "package.name must not be empty"));
     }
     if m.package.version.split('.').count() != 3
-        || !m.package.version.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        || !m
+            .package
+            .version
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
     {
         return Err(fail(
             "E_INVALID_MANIFEST",
-            format!("package.version {:?} is not MAJOR.MINOR.PATCH", m.package.version),
+            format!(
+                "package.version {:?} is not MAJOR.MINOR.PATCH",
+                m.package.version
+            ),
         ));
     }
     for source in &m.build.sources {
         if !dir.join(source).is_file() {
-            return Err(fail("E_MISSING_SOURCE", format!("source {source:?} does not exist")));
+            return Err(fail(
+                "E_MISSING_SOURCE",
+                format!("source {source:?} does not exist"),
+            ));
         }
     }
     Ok(m)
@@ -210,15 +245,27 @@ fn test(dir: &Path) -> Result<String, Failure> {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "expect") {
                 let text = fs::read_to_string(&path).map_err(|e| io_fail("read", &path, &e))?;
-                expectations.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
+                expectations.extend(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_owned),
+                );
             }
         }
     }
-    let failed: Vec<&String> = expectations.iter().filter(|line| !output.contains(line.as_str())).collect();
+    let failed: Vec<&String> = expectations
+        .iter()
+        .filter(|line| !output.contains(line.as_str()))
+        .collect();
     if !failed.is_empty() {
         return Err(fail(
             "E_TEST_FAILED",
-            format!("{} of {} expectations not met, first: {:?}", failed.len(), expectations.len(), failed[0]),
+            format!(
+                "{} of {} expectations not met, first: {:?}",
+                failed.len(),
+                expectations.len(),
+                failed[0]
+            ),
         ));
     }
     Ok(format!("{} expectations met", expectations.len()))
