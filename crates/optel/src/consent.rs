@@ -1,27 +1,73 @@
 //! Consent: whether telemetry runs at all, and which layer decided it.
 //!
-//! Layers, highest first (PRODUCT.md, "Consent layers"): `DO_NOT_TRACK`, the tool's own
-//! variable `<TOOL>_TELEMETRY`, then the author's default. Resolution reads environment
-//! variables only: no file, no hashing, no allocation beyond the variable names.
+//! Layers, highest first (PRODUCT.md, "Consent layers"; seed 001 "DO_NOT_TRACK Support"):
+//!
+//! | layer | where | example |
+//! |---|---|---|
+//! | `DO_NOT_TRACK` | environment | `DO_NOT_TRACK=1` |
+//! | the tool's variable | environment | `ACME_TELEMETRY=off\|local\|on` |
+//! | project policy | `.optel.toml` in the working directory or a parent | `telemetry = "off"` |
+//! | user config | `<config dir>/optel/<tool>.toml` | `telemetry = "local"` |
+//! | shared consent | `<config dir>/optel/consent.toml` | `telemetry = "off"`, `[tools] acme = "on"` |
+//! | author default | the builder | [`crate::TelemetryBuilder::default_consent`] |
+//!
+//! `<config dir>` is the platform config directory of the `directories` crate (on Linux
+//! `$XDG_CONFIG_HOME` or `~/.config`). The project policy and the shared consent file have the
+//! same shape: a `telemetry` key for every optel tool and a `[tools]` table of per-tool
+//! overrides (the per-tool entry wins). A value that is not understood, or a file that cannot be
+//! parsed, turns telemetry off and says so in `status` (fail closed).
+//!
+//! Resolution reads environment variables first and stops at the first layer that decides:
+//! with `DO_NOT_TRACK=1` no file is even opened.
 
 use std::fmt;
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::fsutil;
+
+/// The name of the project policy file looked for in the working directory and its parents.
+pub const PROJECT_POLICY_FILE: &str = ".optel.toml";
+
+/// Largest consent or policy file read: 64 KiB. Larger files are ignored with a note.
+const MAX_CONSENT_FILE_BYTES: u64 = 64 * 1024;
+
+/// Most parent directories searched for [`PROJECT_POLICY_FILE`].
+const MAX_WALK_UP: usize = 64;
 
 /// The consent state of a tool on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Consent {
-    /// Nothing runs: no thread, no file, no socket.
+    /// Nothing runs: no thread, no file, no socket, no hashing.
     Off,
+    /// Events are recorded in a local ledger only (see `telemetry log`); nothing is sent.
+    Local,
     /// Events are recorded, queued locally and sent to the endpoint.
     On,
 }
 
 impl Consent {
-    /// `"off"` or `"on"`.
+    /// `"off"`, `"local"` or `"on"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Off => "off",
+            Self::Local => "local",
             Self::On => "on",
+        }
+    }
+
+    /// Parses a consent value: `off`/`0`/`false`/`no`/`disable(d)`, `local`, or
+    /// `on`/`1`/`true`/`yes`/`enable(d)`, case-insensitive. `None` for anything else.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" | "false" | "no" | "disable" | "disabled" => Some(Self::Off),
+            "local" => Some(Self::Local),
+            "on" | "1" | "true" | "yes" | "enable" | "enabled" => Some(Self::On),
+            _ => None,
         }
     }
 }
@@ -40,8 +86,38 @@ pub enum ConsentSource {
     DoNotTrack,
     /// The tool's own environment variable, e.g. `ACME_TELEMETRY`; holds the variable's name.
     ToolEnv(String),
+    /// A project policy file ([`PROJECT_POLICY_FILE`]) in the working directory or a parent.
+    ProjectPolicy(PathBuf),
+    /// The user's per-tool config file (written by `telemetry enable|disable|local` and by the
+    /// answer to the opt-in question).
+    UserConfig(PathBuf),
+    /// The consent file shared by every optel-instrumented tool of this user.
+    SharedConsent(PathBuf),
     /// Nothing else decided: the author's default passed to the builder.
     AuthorDefault,
+}
+
+impl ConsentSource {
+    /// The file of the deciding layer, for file layers.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::ProjectPolicy(p) | Self::UserConfig(p) | Self::SharedConsent(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A short stable name of the layer: `do_not_track`, `tool_env`, `project_policy`,
+    /// `user_config`, `shared_consent` or `author_default`.
+    pub const fn layer(&self) -> &'static str {
+        match self {
+            Self::DoNotTrack => "do_not_track",
+            Self::ToolEnv(_) => "tool_env",
+            Self::ProjectPolicy(_) => "project_policy",
+            Self::UserConfig(_) => "user_config",
+            Self::SharedConsent(_) => "shared_consent",
+            Self::AuthorDefault => "author_default",
+        }
+    }
 }
 
 impl fmt::Display for ConsentSource {
@@ -49,9 +125,46 @@ impl fmt::Display for ConsentSource {
         match self {
             Self::DoNotTrack => f.write_str("environment variable DO_NOT_TRACK"),
             Self::ToolEnv(var) => write!(f, "environment variable {var}"),
+            Self::ProjectPolicy(p) => write!(f, "project policy file {}", p.display()),
+            Self::UserConfig(p) => write!(f, "user config file {}", p.display()),
+            Self::SharedConsent(p) => write!(f, "shared consent file {}", p.display()),
             Self::AuthorDefault => f.write_str("the tool's default"),
         }
     }
+}
+
+/// How the tool asks the user, when no layer above the author's default decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Asking {
+    /// Never ask or tell: the author's default applies as is. The default.
+    #[default]
+    Silent,
+    /// Opt-in (seed 001's dialog): ask once on an interactive terminal, showing what is
+    /// collected, what never is, and a sample payload. Nothing is recorded before the answer,
+    /// which is kept in the user config. Without a terminal, or in CI, the state is `off`.
+    OptIn,
+    /// Opt-out with a notice (seed 000): the state is `on`; the first run on an interactive
+    /// terminal prints a notice on stderr, once. Never printed in CI, without a terminal, or
+    /// after the user made a choice.
+    Notice,
+}
+
+/// The outcome of resolution.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolution {
+    pub(crate) consent: Consent,
+    pub(crate) source: ConsentSource,
+    pub(crate) note: Option<String>,
+}
+
+/// What resolution reads, injectable for tests.
+pub(crate) struct Inputs<'a> {
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(crate) tool: &'a str,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) config_dir: Option<PathBuf>,
+    pub(crate) default: Consent,
 }
 
 /// The environment variable prefix of a tool: its name upper-cased, every character outside
@@ -68,30 +181,169 @@ pub(crate) fn env_prefix(tool: &str) -> String {
         .collect()
 }
 
-/// Resolves consent from the environment, highest layer first. A value of the tool's variable
-/// that is not understood turns telemetry off (fail closed) and says so in the returned note.
-pub(crate) fn resolve(
-    env: &dyn Fn(&str) -> Option<String>,
-    tool_var: &str,
-    default: Consent,
-) -> (Consent, ConsentSource, Option<String>) {
+/// The user's per-tool config file: `<config dir>/optel/<tool>.toml`.
+pub(crate) fn user_config_path(config_dir: &Path, tool: &str) -> PathBuf {
+    config_dir.join("optel").join(format!("{tool}.toml"))
+}
+
+/// The consent file shared by all optel tools: `<config dir>/optel/consent.toml`.
+pub(crate) fn shared_consent_path(config_dir: &Path) -> PathBuf {
+    config_dir.join("optel").join("consent.toml")
+}
+
+/// The platform config directory (on Linux `$XDG_CONFIG_HOME` or `~/.config`).
+pub(crate) fn platform_config_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|b| b.config_dir().to_owned())
+}
+
+/// Resolves consent, highest layer first.
+pub(crate) fn resolve(inputs: &Inputs<'_>) -> Resolution {
+    let env = inputs.env;
     if env("DO_NOT_TRACK").is_some_and(|v| is_truthy(&v)) {
-        return (Consent::Off, ConsentSource::DoNotTrack, None);
+        return decided(Consent::Off, ConsentSource::DoNotTrack);
     }
-    if let Some(value) = env(tool_var) {
-        let source = ConsentSource::ToolEnv(tool_var.to_owned());
-        return match parse_switch(&value) {
-            Some(consent) => (consent, source, None),
-            None => (
-                Consent::Off,
+    let tool_var = format!("{}_TELEMETRY", env_prefix(inputs.tool));
+    if let Some(value) = env(&tool_var) {
+        let source = ConsentSource::ToolEnv(tool_var.clone());
+        return match Consent::parse(&value) {
+            Some(consent) => decided(consent, source),
+            None => Resolution {
+                consent: Consent::Off,
                 source,
-                Some(format!(
-                    "{tool_var}={value:?} is not understood, so telemetry is off: use off or on"
+                note: Some(format!(
+                    "{tool_var}={value:?} is not understood, so telemetry is off: use off, local or on"
                 )),
-            ),
+            },
         };
     }
-    (default, ConsentSource::AuthorDefault, None)
+    if let Some(cwd) = &inputs.cwd
+        && let Some(path) = find_project_policy(cwd)
+        && let Some(r) = from_file(&path, inputs.tool, true, ConsentSource::ProjectPolicy)
+    {
+        return r;
+    }
+    if let Some(config) = &inputs.config_dir {
+        let user = user_config_path(config, inputs.tool);
+        if let Some(r) = from_file(&user, inputs.tool, false, ConsentSource::UserConfig) {
+            return r;
+        }
+        let shared = shared_consent_path(config);
+        if let Some(r) = from_file(&shared, inputs.tool, true, ConsentSource::SharedConsent) {
+            return r;
+        }
+    }
+    decided(inputs.default, ConsentSource::AuthorDefault)
+}
+
+fn decided(consent: Consent, source: ConsentSource) -> Resolution {
+    Resolution {
+        consent,
+        source,
+        note: None,
+    }
+}
+
+/// The nearest [`PROJECT_POLICY_FILE`] in `cwd` or its parents.
+pub(crate) fn find_project_policy(cwd: &Path) -> Option<PathBuf> {
+    cwd.ancestors()
+        .take(MAX_WALK_UP)
+        .map(|dir| dir.join(PROJECT_POLICY_FILE))
+        .find(|p| p.is_file())
+}
+
+/// The shape of every consent file. Unknown keys are ignored so that tools can keep their own
+/// settings next to ours.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ConsentFile {
+    /// The state for every tool (or, in the per-tool file, this tool).
+    pub(crate) telemetry: Option<String>,
+    /// Per-tool overrides (project policy and shared consent file only).
+    #[serde(default)]
+    pub(crate) tools: std::collections::BTreeMap<String, String>,
+    /// Whether the notice was printed (per-tool file only).
+    #[serde(default)]
+    pub(crate) notice_shown: bool,
+}
+
+/// Reads a consent file: `Ok(None)` when it does not exist.
+pub(crate) fn read_file(path: &Path) -> Result<Option<ConsentFile>, String> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    if meta.len() > MAX_CONSENT_FILE_BYTES {
+        return Err(format!(
+            "{} is {} bytes, more than the limit of {MAX_CONSENT_FILE_BYTES}: shorten it",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))
+}
+
+/// The decision of one file layer, if it decides.
+fn from_file(
+    path: &Path,
+    tool: &str,
+    with_tools_table: bool,
+    source: fn(PathBuf) -> ConsentSource,
+) -> Option<Resolution> {
+    let file = match read_file(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(note) => {
+            return Some(Resolution {
+                consent: Consent::Off,
+                source: source(path.to_owned()),
+                note: Some(format!("{note}; telemetry is off until it is fixed")),
+            });
+        }
+    };
+    let value = if with_tools_table {
+        file.tools.get(tool).or(file.telemetry.as_ref())
+    } else {
+        file.telemetry.as_ref()
+    }?;
+    Some(match Consent::parse(value) {
+        Some(consent) => decided(consent, source(path.to_owned())),
+        None => Resolution {
+            consent: Consent::Off,
+            source: source(path.to_owned()),
+            note: Some(format!(
+                "{}: telemetry = {value:?} is not understood, so telemetry is off: use off, local or on",
+                path.display()
+            )),
+        },
+    })
+}
+
+/// Writes the user's choice to the per-tool config file, keeping `notice_shown`.
+///
+/// # Errors
+/// When the directory or the file cannot be written.
+pub(crate) fn write_user_choice(
+    path: &Path,
+    consent: Option<Consent>,
+    notice_shown: bool,
+) -> io::Result<()> {
+    let mut text = String::from(
+        "# optel telemetry settings of this tool (see `<tool> telemetry status`).\n",
+    );
+    if let Some(consent) = consent {
+        text.push_str(&format!("telemetry = \"{consent}\"\n"));
+    }
+    if notice_shown {
+        text.push_str("notice_shown = true\n");
+    }
+    if let Some(dir) = path.parent() {
+        fsutil::create_private_dir(dir)?;
+    }
+    fsutil::write_private_atomic(path, text.as_bytes())
 }
 
 /// `DO_NOT_TRACK` counts when set to anything but an empty string, `0` or `false`.
@@ -100,91 +352,273 @@ fn is_truthy(v: &str) -> bool {
     !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
 }
 
-fn parse_switch(v: &str) -> Option<Consent> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "off" | "0" | "false" | "no" | "disable" | "disabled" => Some(Consent::Off),
-        "on" | "1" | "true" | "yes" | "enable" | "enabled" => Some(Consent::On),
-        _ => None,
+/// Whether the process runs in CI, by the maintained `ci_info` detection of CI vendors.
+pub(crate) fn ci_vendor() -> Option<String> {
+    let info = ci_info::get();
+    if !info.ci {
+        return None;
     }
+    Some(slug(info.name.as_deref().unwrap_or("unknown")))
+}
+
+/// `GitHub Actions` → `github-actions`: the pseudonym charset `[a-z0-9:_-]`.
+pub(crate) fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_end_matches('-');
+    let mut s = trimmed.to_owned();
+    s.truncate(40);
+    if s.is_empty() { "unknown".into() } else { s }
+}
+
+/// Whether the user can be asked: stdin and stderr are terminals and this is not CI.
+pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: bool) -> bool {
+    stdin_tty && stderr_tty && !in_ci
+}
+
+/// Whether stdin and stderr are both terminals.
+pub(crate) fn interactive() -> (bool, bool) {
+    (io::stdin().is_terminal(), io::stderr().is_terminal())
+}
+
+/// The opt-in question of seed 001: what is collected, what never is, a real sample payload;
+/// yes / no / show me the data. Returns the answer; anything unreadable means no.
+pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
+    let stdin = io::stdin();
+    let mut err = io::stderr().lock();
+    let _ = write!(err, "{}", question(tool));
+    loop {
+        let _ = write!(err, "[y] yes, help improve {tool}  [n] no thanks  [s] show me the data: ");
+        let _ = err.flush();
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => return Consent::Off,
+            Ok(_) => {}
+        }
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Consent::On,
+            "n" | "no" | "" => return Consent::Off,
+            "s" | "?" | "show" => {
+                let _ = writeln!(err, "\nThis is what one run sends (an example):\n{sample}\n");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The text of the opt-in question.
+pub(crate) fn question(tool: &str) -> String {
+    format!(
+        "\n{tool} can send anonymous usage statistics to its authors, to learn which commands \
+         are used and how often they fail.\n\
+         Collected: command names, durations, success or an error code, the {tool} version, the \
+         OS and CPU architecture, and a random pseudonym that changes every month.\n\
+         Never collected: arguments, file paths or contents, user names, host names, IP \
+         addresses or environment variables.\n\
+         Change your mind at any time with `{tool} telemetry disable` (or `local` to keep the \
+         data on this machine only), or set DO_NOT_TRACK=1.\n"
+    )
+}
+
+/// The notice of seed 000, printed once on stderr in notice mode.
+pub(crate) fn notice(tool: &str) -> String {
+    format!(
+        "{tool} collects anonymous usage statistics (command names, durations, error codes, \
+         version, OS): never arguments, paths or user data. See `{tool} telemetry preview`; \
+         turn it off with `{tool} telemetry disable` or DO_NOT_TRACK=1. This notice is shown \
+         once.\n"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
-
     #[test]
     fn prefix() {
         assert_eq!(env_prefix("my-cli.v2"), "MY_CLI_V2");
     }
 
-    /// Environment, author default, expected state, expected deciding layer.
-    type Case = (
-        &'static [(&'static str, &'static str)],
-        Consent,
-        Consent,
-        &'static str,
-    );
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("GitHub Actions"), "github-actions");
+        assert_eq!(slug("Travis CI"), "travis-ci");
+        assert_eq!(slug("  "), "unknown");
+    }
 
     #[test]
-    fn precedence() {
-        let cases: &[Case] = &[
-            (&[], Consent::Off, Consent::Off, "default"),
-            (&[], Consent::On, Consent::On, "default"),
-            (
-                &[("ACME_TELEMETRY", "on")],
-                Consent::Off,
-                Consent::On,
-                "tool",
-            ),
-            (
-                &[("ACME_TELEMETRY", "off")],
-                Consent::On,
-                Consent::Off,
-                "tool",
-            ),
-            (
-                &[("ACME_TELEMETRY", "maybe")],
-                Consent::On,
-                Consent::Off,
-                "tool",
-            ),
-            (
-                &[("DO_NOT_TRACK", "1"), ("ACME_TELEMETRY", "on")],
-                Consent::On,
-                Consent::Off,
-                "dnt",
-            ),
-            (
-                &[("DO_NOT_TRACK", "true")],
-                Consent::On,
-                Consent::Off,
-                "dnt",
-            ),
-            (
-                &[("DO_NOT_TRACK", "0"), ("ACME_TELEMETRY", "on")],
-                Consent::Off,
-                Consent::On,
-                "tool",
-            ),
-            (&[("DO_NOT_TRACK", "")], Consent::On, Consent::On, "default"),
-        ];
-        for (vars, default, want, layer) in cases {
-            let (got, source, _) = resolve(&with(vars), "ACME_TELEMETRY", *default);
-            assert_eq!(got, *want, "{vars:?}");
-            let got_layer = match source {
-                ConsentSource::DoNotTrack => "dnt",
-                ConsentSource::ToolEnv(_) => "tool",
-                ConsentSource::AuthorDefault => "default",
-            };
-            assert_eq!(got_layer, *layer, "{vars:?}");
+    fn asking_needs_two_terminals_and_no_ci() {
+        assert!(can_ask(true, true, false));
+        assert!(!can_ask(true, true, true));
+        assert!(!can_ask(false, true, false));
+        assert!(!can_ask(true, false, false));
+    }
+
+    /// One row of `tests/consent_precedence.tsv`: each layer's value (`-` = absent), the
+    /// author default, the expected state and deciding layer.
+    #[derive(Debug)]
+    struct Row {
+        dnt: Option<String>,
+        tool_env: Option<String>,
+        project: Option<String>,
+        user: Option<String>,
+        shared: Option<String>,
+        default: Consent,
+        want: Consent,
+        layer: String,
+    }
+
+    fn rows() -> Vec<Row> {
+        let text = include_str!("../tests/consent_precedence.tsv");
+        let opt = |s: &str| (s != "-").then(|| s.to_owned());
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                assert_eq!(f.len(), 8, "bad row {l:?}");
+                Row {
+                    dnt: opt(f[0]),
+                    tool_env: opt(f[1]),
+                    project: opt(f[2]),
+                    user: opt(f[3]),
+                    shared: opt(f[4]),
+                    default: Consent::parse(f[5]).unwrap(),
+                    want: Consent::parse(f[6]).unwrap(),
+                    layer: f[7].to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn precedence_table() {
+        let rows = rows();
+        assert!(rows.len() >= 30, "the table covers every pair of layers");
+        for row in rows {
+            let home = tempfile::tempdir().unwrap();
+            let config = home.path().join("config");
+            let project = home.path().join("project");
+            let cwd = project.join("src").join("deep");
+            fs::create_dir_all(&cwd).unwrap();
+            if let Some(v) = &row.project {
+                // The policy sits two levels up: resolution walks up from the working directory.
+                fs::write(project.join(PROJECT_POLICY_FILE), format!("telemetry = \"{v}\"\n"))
+                    .unwrap();
+            }
+            if let Some(v) = &row.user {
+                fs::create_dir_all(config.join("optel")).unwrap();
+                fs::write(
+                    user_config_path(&config, "acme"),
+                    format!("telemetry = \"{v}\"\n"),
+                )
+                .unwrap();
+            }
+            if let Some(v) = &row.shared {
+                fs::create_dir_all(config.join("optel")).unwrap();
+                // The per-tool override of the shared file decides for acme, the global
+                // default of that file for the others.
+                fs::write(
+                    shared_consent_path(&config),
+                    format!("telemetry = \"off\"\n[tools]\nacme = \"{v}\"\nother = \"on\"\n"),
+                )
+                .unwrap();
+            }
+            let vars: Vec<(String, String)> = [
+                ("DO_NOT_TRACK", &row.dnt),
+                ("ACME_TELEMETRY", &row.tool_env),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
+            .collect();
+            let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let r = resolve(&Inputs {
+                env: &env,
+                tool: "acme",
+                cwd: Some(cwd.clone()),
+                config_dir: Some(config.clone()),
+                default: row.default,
+            });
+            assert_eq!(r.consent, row.want, "{row:?}");
+            assert_eq!(r.source.layer(), row.layer, "{row:?}");
+            match r.source.layer() {
+                "project_policy" => {
+                    assert_eq!(r.source.path(), Some(&*project.join(PROJECT_POLICY_FILE)));
+                }
+                "user_config" => {
+                    assert_eq!(
+                        r.source.path(),
+                        Some(&*user_config_path(&config, "acme"))
+                    );
+                }
+                "shared_consent" => {
+                    assert_eq!(r.source.path(), Some(&*shared_consent_path(&config)));
+                }
+                _ => assert_eq!(r.source.path(), None),
+            }
         }
+    }
+
+    #[test]
+    fn shared_file_global_default_applies_without_override() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir_all(home.path().join("optel")).unwrap();
+        fs::write(
+            shared_consent_path(home.path()),
+            "telemetry = \"local\"\n[tools]\nother = \"off\"\n",
+        )
+        .unwrap();
+        let env = |_: &str| None;
+        let r = resolve(&Inputs {
+            env: &env,
+            tool: "acme",
+            cwd: None,
+            config_dir: Some(home.path().to_owned()),
+            default: Consent::Off,
+        });
+        assert_eq!(r.consent, Consent::Local);
+        assert_eq!(r.source.layer(), "shared_consent");
+    }
+
+    #[test]
+    fn broken_files_fail_closed_with_a_note() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir_all(home.path().join("optel")).unwrap();
+        fs::write(user_config_path(home.path(), "acme"), "telemetry = [").unwrap();
+        let env = |_: &str| None;
+        let r = resolve(&Inputs {
+            env: &env,
+            tool: "acme",
+            cwd: None,
+            config_dir: Some(home.path().to_owned()),
+            default: Consent::On,
+        });
+        assert_eq!(r.consent, Consent::Off);
+        assert!(r.note.unwrap().contains("not valid TOML"));
+        fs::write(user_config_path(home.path(), "acme"), "telemetry = \"maybe\"").unwrap();
+        let r = resolve(&Inputs {
+            env: &env,
+            tool: "acme",
+            cwd: None,
+            config_dir: Some(home.path().to_owned()),
+            default: Consent::On,
+        });
+        assert_eq!(r.consent, Consent::Off);
+        assert!(r.note.unwrap().contains("\"maybe\""));
+    }
+
+    #[test]
+    fn user_choice_round_trips() {
+        let home = tempfile::tempdir().unwrap();
+        let path = user_config_path(home.path(), "acme");
+        write_user_choice(&path, Some(Consent::Local), true).unwrap();
+        let f = read_file(&path).unwrap().unwrap();
+        assert_eq!(f.telemetry.as_deref(), Some("local"));
+        assert!(f.notice_shown);
     }
 }

@@ -148,6 +148,339 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>) -> ExportResu
     }
 }
 
+/// An exporter shared behind an `Arc`, so that a builder holding it stays `Clone`.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedExporter(pub(crate) std::sync::Arc<dyn Exporter>);
+
+impl Exporter for SharedExporter {
+    fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
+        self.0.export(batch, timeout)
+    }
+
+    fn force_flush(&self, timeout: Duration) -> ExportResult {
+        self.0.force_flush(timeout)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> ExportResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+/// Errors of the [`JsonlFileExporter`]'s own operations (purge, reading the ledger back).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileExportError {
+    /// The directory or a file could not be created, read, written or deleted.
+    #[error("cannot {action} {}: {source}; check its permissions and free space", path.display())]
+    Io {
+        /// What was attempted (`create`, `read`, `write`, `delete`).
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A batch could not be encoded as JSON.
+    #[error("cannot encode a batch as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The default retention of [`JsonlFileExporter`] files: 30 days (seed 002).
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// Writes each batch as one JSON object on one line (JSONL) to a file per UTC day,
+/// `<dir>/YYYY-MM-DD.jsonl` (seed 002's file exporter). This is the local ledger of `local`
+/// consent and what `telemetry log` prints.
+///
+/// - The directory and its missing parents are created (0700); files are created 0600.
+/// - After each export, files older than the retention (default [`DEFAULT_RETENTION_DAYS`])
+///   are deleted; [`purge_all`](Self::purge_all) deletes them all (seed 002's GDPR toggle).
+/// - Appends are whole lines written with one `write` call, so concurrent processes of the same
+///   tool do not interleave within a line on local file systems.
+///
+/// # Examples
+/// ```
+/// use optel::export::{Exporter, JsonlFileExporter};
+/// let dir = tempfile::tempdir().unwrap();
+/// let ledger = JsonlFileExporter::new(dir.path().join("ledger")).retention_days(7);
+/// let batch = optel_wire::Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+/// ledger.export(&batch, std::time::Duration::from_secs(1)).unwrap();
+/// assert_eq!(ledger.read_lines().unwrap().len(), 1);
+/// assert_eq!(ledger.purge_all().unwrap(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct JsonlFileExporter {
+    dir: std::path::PathBuf,
+    retention_days: u32,
+}
+
+impl JsonlFileExporter {
+    /// An exporter writing into `dir`, keeping files [`DEFAULT_RETENTION_DAYS`] days.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
+
+    /// How many days files are kept, counting today (`1` keeps today's file only). `0` keeps
+    /// them forever. Default: [`DEFAULT_RETENTION_DAYS`].
+    pub fn retention_days(mut self, days: u32) -> Self {
+        self.retention_days = days;
+        self
+    }
+
+    /// The directory written to.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The ledger files, oldest first. Empty when the directory does not exist.
+    ///
+    /// # Errors
+    /// [`FileExportError::Io`] when the directory cannot be listed.
+    pub fn files(&self) -> Result<Vec<std::path::PathBuf>, FileExportError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(io_err("read", &self.dir, source)),
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| day_of(p).is_some())
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Every line of every file, oldest first.
+    ///
+    /// # Errors
+    /// [`FileExportError::Io`] when a file cannot be read.
+    pub fn read_lines(&self) -> Result<Vec<String>, FileExportError> {
+        let mut lines = Vec::new();
+        for path in self.files()? {
+            let text = std::fs::read_to_string(&path).map_err(|e| io_err("read", &path, e))?;
+            lines.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        }
+        Ok(lines)
+    }
+
+    /// Deletes files older than the retention, as of `now`; returns how many.
+    ///
+    /// # Errors
+    /// [`FileExportError::Io`] when a file cannot be deleted.
+    pub fn purge_expired(&self, now: std::time::SystemTime) -> Result<usize, FileExportError> {
+        if self.retention_days == 0 {
+            return Ok(0);
+        }
+        let today = unix_day(now);
+        let mut n = 0;
+        for path in self.files()? {
+            if let Some(day) = day_of(&path)
+                && day + u64::from(self.retention_days) <= today
+            {
+                remove(&path)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes every file and the directory itself; returns how many files.
+    ///
+    /// # Errors
+    /// [`FileExportError::Io`] when a file cannot be deleted.
+    pub fn purge_all(&self) -> Result<usize, FileExportError> {
+        let files = self.files()?;
+        for path in &files {
+            remove(path)?;
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+        Ok(files.len())
+    }
+
+    fn append(&self, batch: &Batch) -> Result<(), FileExportError> {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(batch)?;
+        line.push(b'\n');
+        crate::fsutil::create_private_dir(&self.dir).map_err(|e| io_err("create", &self.dir, e))?;
+        let now = std::time::SystemTime::now();
+        let mut name = humantime::format_rfc3339_seconds(now).to_string();
+        name.truncate(10);
+        let path = self.dir.join(format!("{name}.jsonl"));
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(|e| io_err("write", &path, e))?;
+        file.write_all(&line).map_err(|e| io_err("write", &path, e))?;
+        self.purge_expired(now)?;
+        Ok(())
+    }
+}
+
+impl Exporter for JsonlFileExporter {
+    fn export(&self, batch: &Batch, _timeout: Duration) -> ExportResult {
+        self.append(batch).map_err(|e| match e {
+            FileExportError::Encode(e) => ExportError::Rejected(e.to_string()),
+            e => ExportError::Retryable {
+                reason: e.to_string(),
+                retry_after: None,
+            },
+        })
+    }
+}
+
+fn io_err(action: &'static str, path: &std::path::Path, source: std::io::Error) -> FileExportError {
+    FileExportError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn remove(path: &std::path::Path) -> Result<(), FileExportError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("delete", path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn unix_day(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// The UTC day (days since 1970) of a ledger file named `YYYY-MM-DD.jsonl`.
+fn day_of(path: &std::path::Path) -> Option<u64> {
+    if path.extension()? != "jsonl" {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    if stem.len() != 10 {
+        return None;
+    }
+    let t = humantime::parse_rfc3339(&format!("{stem}T00:00:00Z")).ok()?;
+    Some(unix_day(t))
+}
+
+/// Keeps every exported batch in memory, for authors' own tests (feature `testing`): hand a
+/// clone to [`crate::TelemetryBuilder::exporter`], run the code under test, then assert on what
+/// would have been sent.
+///
+/// # Examples
+/// ```
+/// use optel::export::{Exporter, MemoryExporter};
+/// use optel_wire::{Batch, Event, EventType, Timestamp};
+/// let memory = MemoryExporter::new();
+/// let mut batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+/// batch.events.push(Event::new("e", EventType::Command, "build", Timestamp::from_unix_ms(0), "s"));
+/// memory.export(&batch, std::time::Duration::from_secs(1)).unwrap();
+/// memory.assert_event(EventType::Command, "build");
+/// memory.assert_not_sent("/home/");
+/// assert_eq!(memory.event_names(), ["build"]);
+/// ```
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+#[derive(Debug, Clone, Default)]
+pub struct MemoryExporter {
+    batches: std::sync::Arc<std::sync::Mutex<Vec<Batch>>>,
+}
+
+#[cfg(feature = "testing")]
+impl MemoryExporter {
+    /// An empty exporter; clones share the same storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every batch exported so far.
+    pub fn batches(&self) -> Vec<Batch> {
+        self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Every event exported so far, in order.
+    pub fn events(&self) -> Vec<optel_wire::Event> {
+        self.batches()
+            .into_iter()
+            .flat_map(|b| b.events)
+            .collect()
+    }
+
+    /// The names of every event exported so far, in order.
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().into_iter().map(|e| e.name).collect()
+    }
+
+    /// Forgets everything exported so far.
+    pub fn clear(&self) {
+        if let Ok(mut b) = self.batches.lock() {
+            b.clear();
+        }
+    }
+
+    /// Asserts that an event of `event_type` named `name` was exported, and returns it.
+    ///
+    /// # Panics
+    /// When there is none, listing what was exported.
+    pub fn assert_event(&self, event_type: optel_wire::EventType, name: &str) -> optel_wire::Event {
+        let events = self.events();
+        let found = events
+            .iter()
+            .find(|e| e.event_type == event_type && e.name == name)
+            .cloned();
+        assert!(
+            found.is_some(),
+            "no {} event named {name:?} was exported; exported: {:?}",
+            event_type.as_str(),
+            self.event_names()
+        );
+        found.unwrap_or_else(|| events[0].clone())
+    }
+
+    /// Asserts that nothing was exported.
+    ///
+    /// # Panics
+    /// When something was, listing it.
+    pub fn assert_no_events(&self) {
+        let names = self.event_names();
+        assert!(names.is_empty(), "expected no events, exported: {names:?}");
+    }
+
+    /// Asserts that `needle` (a path, a user name, a secret) appears nowhere in the JSON of
+    /// the exported batches.
+    ///
+    /// # Panics
+    /// When it does.
+    pub fn assert_not_sent(&self, needle: &str) {
+        for batch in self.batches() {
+            let json = serde_json::to_string(&batch).unwrap_or_default();
+            assert!(
+                !json.contains(needle),
+                "{needle:?} was sent in a batch: {json}"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Exporter for MemoryExporter {
+    fn export(&self, batch: &Batch, _timeout: Duration) -> ExportResult {
+        match self.batches.lock() {
+            Ok(mut b) => {
+                b.push(batch.clone());
+                Ok(())
+            }
+            Err(_) => Err(ExportError::Rejected("memory exporter poisoned".into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +514,36 @@ mod tests {
                 .export(&batch, Duration::from_millis(1))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn jsonl_files_are_private_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = JsonlFileExporter::new(dir.path().join("a").join("ledger")).retention_days(2);
+        let batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+        ledger.export(&batch, Duration::from_secs(1)).unwrap();
+        ledger.export(&batch, Duration::from_secs(1)).unwrap();
+        let files = ledger.files().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(ledger.read_lines().unwrap().len(), 2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Old files: one inside the retention, one outside, one not ours.
+        std::fs::write(ledger.dir().join("2000-01-01.jsonl"), "{}\n").unwrap();
+        std::fs::write(ledger.dir().join("notes.txt"), "keep").unwrap();
+        let now = std::time::SystemTime::now();
+        let yesterday = now - Duration::from_secs(86_400);
+        let mut name = humantime::format_rfc3339_seconds(yesterday).to_string();
+        name.truncate(10);
+        std::fs::write(ledger.dir().join(format!("{name}.jsonl")), "{}\n").unwrap();
+        assert_eq!(ledger.purge_expired(now).unwrap(), 1);
+        assert_eq!(ledger.files().unwrap().len(), 2);
+        assert!(ledger.dir().join("notes.txt").exists());
+        assert_eq!(ledger.purge_all().unwrap(), 2);
+        assert!(ledger.files().unwrap().is_empty());
     }
 }

@@ -27,3 +27,25 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     }
     options.open(path)
 }
+
+/// Writes `bytes` to `path` (0600), replacing it whole: written under a temporary name in the
+/// same directory, then renamed, so a reader never sees half a file.
+pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
+    let suffix = hex::encode(crate::identity::random_bytes::<6>()?);
+    let tmp = path.with_file_name(format!(".{name}.{suffix}.tmp"));
+    let written = (|| {
+        let mut f = create_private(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}

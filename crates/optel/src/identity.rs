@@ -1,19 +1,21 @@
 //! Identity: the per-install secret, the rotating pseudonym derived from it, session and event
-//! ids.
+//! ids, and [`MachineId`] for authors who need a stable per-machine id.
 //!
 //! The secret is 32 random bytes kept in `<data dir>/install_secret` (mode 0600); it never
 //! leaves the machine. The pseudonym sent is `HMAC-SHA-256(secret, "optel pseudonym v1|<tool>|<epoch>")`,
 //! truncated to 128 bits and hex-encoded: counts of active installs work, while two epochs (or
 //! two tools) cannot be linked without the secret. Nothing about the machine or the user (host
-//! name, user name, MAC address, machine id) goes into it.
+//! name, user name, MAC address, machine id) goes into it. In CI every run of one vendor shares
+//! the pseudonym `ci:<vendor>`, so ephemeral runners do not count as new installs.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::fsutil;
 
@@ -88,11 +90,170 @@ fn read_secret(path: &Path) -> io::Result<Option<[u8; 32]>> {
     }
 }
 
+/// Deletes the install secret, so that the next run creates a new one and with it a new
+/// pseudonym that cannot be linked to the old one. Returns whether a secret existed.
+pub(crate) fn rotate_secret(dir: &Path) -> io::Result<bool> {
+    match fs::remove_file(dir.join(SECRET_FILE)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// How often the pseudonym changes. Shorter epochs make installs harder to follow over time,
+/// and make "active installs" counts over windows longer than the epoch overcount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Epoch {
+    /// A new pseudonym every UTC calendar month (`2026-11`). The default: monthly active
+    /// installs stay exact.
+    #[default]
+    Monthly,
+    /// A new pseudonym every week starting on Monday, UTC (`week-2026-11-16`).
+    Weekly,
+    /// One pseudonym for the life of the install secret (until `telemetry reset`).
+    Never,
+}
+
+impl Epoch {
+    /// The epoch label containing `now`: `2026-11`, `week-2026-11-16` or `all`.
+    pub fn label(self, now: SystemTime) -> String {
+        match self {
+            Self::Monthly => {
+                let mut s = humantime::format_rfc3339_seconds(now).to_string();
+                s.truncate(7);
+                s
+            }
+            Self::Weekly => {
+                let days = now
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() / 86_400);
+                // 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays.
+                let monday = days - (days + 3) % 7;
+                let t = UNIX_EPOCH + Duration::from_secs(monday * 86_400);
+                let mut s = humantime::format_rfc3339_seconds(t).to_string();
+                s.truncate(10);
+                format!("week-{s}")
+            }
+            Self::Never => "all".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Monthly => "monthly",
+            Self::Weekly => "weekly",
+            Self::Never => "never",
+        })
+    }
+}
+
 /// The pseudonym epoch containing `now`: the UTC month, `"2026-11"`.
+#[cfg(test)]
 pub(crate) fn monthly_epoch(now: SystemTime) -> String {
-    let mut s = humantime::format_rfc3339_seconds(now).to_string();
-    s.truncate(7);
-    s
+    Epoch::Monthly.label(now)
+}
+
+/// The pseudonym of every CI run of one vendor: `ci:<vendor>` (`ci:github-actions`).
+pub(crate) fn ci_pseudonym(vendor_slug: &str) -> String {
+    format!("ci:{vendor_slug}")
+}
+
+/// A stable per-machine identifier for authors who need one (seed 004): the SHA-256 of an
+/// author-chosen salt and the operating system's machine id, as 64 lowercase hex digits.
+///
+/// Salting means two tools (different salts) get unrelated ids for the same machine, and the
+/// raw machine id is never exposed. optel itself never sends it: the pseudonym is what
+/// identifies an install. Sending a `MachineId` is the author's decision and must be listed in
+/// their own privacy notice.
+///
+/// # Examples
+/// ```
+/// let a = optel::MachineId::derive("acme-license-v1");
+/// assert_eq!(a.as_str().len(), 64);
+/// assert!(a.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MachineId(String);
+
+/// Where the OS machine id is read on Linux (systemd, then D-Bus).
+const MACHINE_ID_FILES: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
+
+impl MachineId {
+    /// Derives the id from `salt` and the OS machine id (`/etc/machine-id` or
+    /// `/var/lib/dbus/machine-id` on Linux). Where none can be read (other platforms,
+    /// containers), a random value stands in, so the id is then different on every call:
+    /// check [`is_stable`](Self::is_stable).
+    pub fn derive(salt: &str) -> Self {
+        Self::derive_from(salt, read_os_machine_id().as_deref())
+    }
+
+    fn derive_from(salt: &str, machine: Option<&str>) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"optel machine id v1|");
+        h.update(salt.as_bytes());
+        h.update(b"|");
+        match machine {
+            Some(m) => {
+                h.update(b"os|");
+                h.update(m.as_bytes());
+            }
+            None => {
+                h.update(b"random|");
+                h.update(random_bytes::<32>().unwrap_or([0; 32]));
+            }
+        }
+        Self(hex::encode(h.finalize()))
+    }
+
+    /// Whether an OS machine id was found, so that [`derive`](Self::derive) returns the same
+    /// id on every call on this machine.
+    pub fn is_stable() -> bool {
+        read_os_machine_id().is_some()
+    }
+
+    /// The id: 64 lowercase hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MachineId {
+    // Not printed in full: it is an identifier.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MachineId({}…)", &self.0[..8.min(self.0.len())])
+    }
+}
+
+impl fmt::Display for MachineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn read_os_machine_id() -> Option<String> {
+    MACHINE_ID_FILES.iter().find_map(|p| {
+        let text = fs::read_to_string(p).ok()?;
+        let id = text.trim();
+        (!id.is_empty() && id.len() <= 128).then(|| id.to_owned())
+    })
+}
+
+/// A number in `[0, 1)` derived from the pseudonym and a label, the same on every run within
+/// an epoch: sampling keeps or drops an install as a whole (seed 003's sample rate).
+pub(crate) fn sample_point(pseudonym: &str, label: &str) -> f64 {
+    let mut h = Sha256::new();
+    h.update(b"optel sample v1|");
+    h.update(pseudonym.as_bytes());
+    h.update(b"|");
+    h.update(label.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    // 53 bits: exactly representable in an f64.
+    (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The pseudonym of an install for one tool and epoch: 32 lowercase hex digits.
@@ -137,6 +298,54 @@ mod tests {
     fn epoch_is_month() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_305_600);
         assert_eq!(monthly_epoch(t), "2026-11");
+    }
+
+    #[test]
+    fn weekly_epoch_is_monday() {
+        // 2026-11-21 is a Saturday; its week starts on Monday 2026-11-16.
+        let sat = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 20 * 86_400);
+        assert_eq!(Epoch::Weekly.label(sat), "week-2026-11-16");
+        let mon = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 15 * 86_400);
+        assert_eq!(Epoch::Weekly.label(mon), "week-2026-11-16");
+        let sun = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 14 * 86_400);
+        assert_eq!(Epoch::Weekly.label(sun), "week-2026-11-09");
+        assert_eq!(Epoch::Never.label(sat), Epoch::Never.label(mon));
+    }
+
+    #[test]
+    fn machine_id_is_salted_and_stable() {
+        let a = MachineId::derive_from("s1", Some("abc"));
+        assert_eq!(a, MachineId::derive_from("s1", Some("abc")));
+        assert_ne!(a, MachineId::derive_from("s2", Some("abc")));
+        assert_ne!(a, MachineId::derive_from("s1", Some("abd")));
+        assert_eq!(a.as_str().len(), 64);
+        // Fallback: random, so two derivations differ.
+        assert_ne!(
+            MachineId::derive_from("s1", None),
+            MachineId::derive_from("s1", None)
+        );
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn sample_points_are_deterministic_and_spread() {
+        let p = sample_point("abc", "command");
+        assert_eq!(p, sample_point("abc", "command"));
+        assert!((0.0..1.0).contains(&p));
+        let below = (0..1000)
+            .filter(|i| sample_point(&format!("p{i}"), "command") < 0.25)
+            .count();
+        assert!((150..350).contains(&below), "{below}");
+    }
+
+    #[test]
+    fn rotating_removes_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let s1 = load_or_create_secret(dir.path()).unwrap();
+        assert!(rotate_secret(dir.path()).unwrap());
+        assert!(!rotate_secret(dir.path()).unwrap());
+        let s2 = load_or_create_secret(dir.path()).unwrap();
+        assert_ne!(s1, s2);
     }
 
     #[test]

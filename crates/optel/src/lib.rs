@@ -46,12 +46,18 @@
 //! `_` (`my-cli` → `MY_CLI`).
 #![deny(missing_docs)]
 
+mod attribute;
+#[cfg(feature = "clap")]
+#[cfg_attr(docsrs, doc(cfg(feature = "clap")))]
+pub mod cli;
 mod consent;
 mod delivery;
 pub mod export;
 mod fsutil;
 mod identity;
+mod library;
 mod queue;
+pub mod redact;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -62,7 +68,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use optel_wire::{Batch, Event, EventType, Timestamp};
 
-pub use consent::{Consent, ConsentSource};
+pub use attribute::{NameError, Value, validate_name};
+pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
+pub use identity::{Epoch, MachineId};
+pub use library::{Library, library};
 
 /// Default exit budget: the longest the host's exit waits for telemetry.
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(40);
@@ -92,6 +101,12 @@ impl Telemetry {
             data_dir: None,
             default_consent: Consent::Off,
             exit_timeout: DEFAULT_EXIT_TIMEOUT,
+            asking: Asking::Silent,
+            epoch: Epoch::Monthly,
+            samples: Vec::new(),
+            exporter: None,
+            config_dir: None,
+            ledger_retention_days: export::DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -107,6 +122,12 @@ pub struct TelemetryBuilder {
     data_dir: Option<PathBuf>,
     default_consent: Consent,
     exit_timeout: Duration,
+    asking: Asking,
+    epoch: Epoch,
+    samples: Vec<(EventType, f64)>,
+    exporter: Option<export::SharedExporter>,
+    config_dir: Option<PathBuf>,
+    ledger_retention_days: u32,
 }
 
 impl TelemetryBuilder {
@@ -134,8 +155,59 @@ impl TelemetryBuilder {
     }
 
     /// The consent state when no user layer decides. Default: [`Consent::Off`].
+    /// [`Asking::OptIn`] and [`Asking::Notice`] replace it (off until asked, and on).
     pub fn default_consent(mut self, consent: Consent) -> Self {
         self.default_consent = consent;
+        self
+    }
+
+    /// How the user is asked when no layer above the author's default decided: never
+    /// ([`Asking::Silent`], the default), an opt-in question on an interactive terminal
+    /// ([`Asking::OptIn`]), or a one-time notice with telemetry on ([`Asking::Notice`]).
+    /// Neither ever happens in CI or when stdin or stderr is not a terminal.
+    pub fn asking(mut self, asking: Asking) -> Self {
+        self.asking = asking;
+        self
+    }
+
+    /// How often the pseudonym changes. Default: [`Epoch::Monthly`].
+    pub fn pseudonym_epoch(mut self, epoch: Epoch) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Keeps events of `event_type` from a fraction `ratio` (0.0 to 1.0, clamped) of installs
+    /// (seed 003's sample rate). The choice is a deterministic function of the pseudonym: an
+    /// install is either in or out for a whole epoch, so its counts stay consistent. Default:
+    /// 1.0 for every type.
+    pub fn sample(mut self, event_type: EventType, ratio: f64) -> Self {
+        let ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
+        self.samples.retain(|(t, _)| *t != event_type);
+        self.samples.push((event_type, ratio));
+        self
+    }
+
+    /// Replaces the exporter batches are delivered with (default: the optel HTTP exporter to
+    /// [`endpoint`](Self::endpoint)), e.g. a `MemoryExporter` in tests (feature `testing`).
+    /// With an exporter set, delivery runs even without an endpoint.
+    pub fn exporter(mut self, exporter: impl export::Exporter) -> Self {
+        self.exporter = Some(export::SharedExporter(std::sync::Arc::new(exporter)));
+        self
+    }
+
+    /// The directory of the user's consent files: `<dir>/optel/<tool>.toml` and
+    /// `<dir>/optel/consent.toml`. Default: the platform config directory (on Linux
+    /// `$XDG_CONFIG_HOME` or `~/.config`).
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// How many days the local ledger (`<data dir>/ledger/*.jsonl`, what `telemetry log`
+    /// shows) keeps events; `0` keeps them forever. Default:
+    /// [`export::DEFAULT_RETENTION_DAYS`] (30).
+    pub fn ledger_retention_days(mut self, days: u32) -> Self {
+        self.ledger_retention_days = days;
         self
     }
 
@@ -155,38 +227,124 @@ impl TelemetryBuilder {
     /// Keep the returned guard alive until the end of `main`: dropping it queues this run's
     /// events and waits at most the exit budget for delivery.
     pub fn init(self) -> TelemetryGuard {
-        self.init_with_env(&|k| std::env::var(k).ok())
+        if INIT_CALLED.swap(true, Ordering::AcqRel) {
+            let status = Status::new(
+                Consent::Off,
+                ConsentSource::AuthorDefault,
+                self.epoch,
+                Some("optel was already initialised in this process".into()),
+            );
+            return TelemetryGuard {
+                inner: None,
+                status,
+            };
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        let interactive = consent::interactive();
+        self.init_with(&env, interactive, &consent::ci_vendor)
     }
 
+    #[cfg(test)]
     fn init_with_env(self, env: &dyn Fn(&str) -> Option<String>) -> TelemetryGuard {
+        INIT_CALLED.store(true, Ordering::Release);
+        self.init_with(env, (false, false), &|| None)
+    }
+
+    /// Resolves consent without asking, writing or starting anything.
+    pub(crate) fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> consent::Resolution {
+        consent::resolve(&consent::Inputs {
+            env,
+            tool: &self.tool,
+            cwd: std::env::current_dir().ok(),
+            config_dir: self.config_path(),
+            default: match self.asking {
+                Asking::Silent => self.default_consent,
+                Asking::OptIn => Consent::Off,
+                Asking::Notice => Consent::On,
+            },
+        })
+    }
+
+    pub(crate) fn config_path(&self) -> Option<PathBuf> {
+        self.config_dir
+            .clone()
+            .or_else(consent::platform_config_dir)
+    }
+
+    pub(crate) fn user_config_file(&self) -> Option<PathBuf> {
+        self.config_path()
+            .map(|c| consent::user_config_path(&c, &self.tool))
+    }
+
+    pub(crate) fn resolved_data_dir(&self) -> Option<PathBuf> {
+        self.data_dir
+            .clone()
+            .or_else(|| default_data_dir(&self.tool))
+    }
+
+    pub(crate) fn ledger(&self, data_dir: &Path) -> export::JsonlFileExporter {
+        export::JsonlFileExporter::new(data_dir.join("ledger"))
+            .retention_days(self.ledger_retention_days)
+    }
+
+    /// The endpoint after `<TOOL>_TELEMETRY_ENDPOINT`.
+    pub(crate) fn effective_endpoint(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
         let prefix = consent::env_prefix(&self.tool);
-        let tool_var = format!("{prefix}_TELEMETRY");
-        let (consent, source, note) = consent::resolve(env, &tool_var, self.default_consent);
-        let endpoint = env(&format!("{prefix}_TELEMETRY_ENDPOINT")).or(self.endpoint.clone());
-        let mut status = Status {
-            consent,
-            decided_by: source,
-            endpoint: endpoint.clone(),
-            data_dir: None,
-            note,
-        };
-        if INIT_CALLED.swap(true, Ordering::AcqRel) {
-            status.consent = Consent::Off;
-            status.note = Some("optel was already initialised in this process".into());
+        env(&format!("{prefix}_TELEMETRY_ENDPOINT")).or(self.endpoint.clone())
+    }
+
+    /// The exporter delivery uses: the one set in code, else the HTTP exporter to the
+    /// endpoint, else none (events stay queued).
+    pub(crate) fn delivery_exporter(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Box<dyn export::Exporter>> {
+        if let Some(e) = &self.exporter {
+            return Some(Box::new(e.clone()));
+        }
+        let endpoint = self.effective_endpoint(env)?;
+        let prefix = consent::env_prefix(&self.tool);
+        let ingest_key = env(&format!("{prefix}_TELEMETRY_KEY")).or(self.ingest_key.clone());
+        let user_agent = format!(
+            "optel/{} ({}/{})",
+            env!("CARGO_PKG_VERSION"),
+            self.tool,
+            self.version
+        );
+        Some(Box::new(export::HttpExporter::new(
+            events_url(&endpoint),
+            ingest_key,
+            &user_agent,
+        )))
+    }
+
+    fn init_with(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        (stdin_tty, stderr_tty): (bool, bool),
+        ci: &dyn Fn() -> Option<String>,
+    ) -> TelemetryGuard {
+        let mut resolution = self.resolve(env);
+        if resolution.source == ConsentSource::AuthorDefault && self.asking != Asking::Silent {
+            resolution = self.ask_or_tell(resolution, stdin_tty, stderr_tty, ci);
+        }
+        let mut status = Status::new(
+            resolution.consent,
+            resolution.source,
+            self.epoch,
+            resolution.note,
+        );
+        status.endpoint = self.effective_endpoint(env);
+        if resolution.consent == Consent::Off {
             return TelemetryGuard {
                 inner: None,
                 status,
             };
         }
-        if consent == Consent::Off {
-            return TelemetryGuard {
-                inner: None,
-                status,
-            };
-        }
-        match self.start(env, &prefix, endpoint) {
+        match self.start(env, resolution.consent, ci) {
             Ok(inner) => {
                 status.data_dir = Some(inner.data_dir.clone());
+                status.pseudonym_epoch_label = Some(inner.epoch_label.clone());
                 // INIT_CALLED guarantees we are the only one to set GLOBAL.
                 let inner = GLOBAL.get_or_init(|| inner);
                 TelemetryGuard {
@@ -205,12 +363,81 @@ impl TelemetryBuilder {
         }
     }
 
+    /// Opt-in question or notice, when the author's default was reached.
+    #[cold]
+    fn ask_or_tell(
+        &self,
+        mut resolution: consent::Resolution,
+        stdin_tty: bool,
+        stderr_tty: bool,
+        ci: &dyn Fn() -> Option<String>,
+    ) -> consent::Resolution {
+        // CI is checked last: it reads many variables, and without a terminal it is moot.
+        let can_ask = stdin_tty && stderr_tty && consent::can_ask(true, true, ci().is_some());
+        let Some(user_file) = self.user_config_file() else {
+            return resolution;
+        };
+        let notice_shown = consent::read_file(&user_file)
+            .ok()
+            .flatten()
+            .is_some_and(|f| f.notice_shown);
+        match self.asking {
+            Asking::OptIn if can_ask => {
+                let answer = consent::ask(&self.tool, &self.sample_payload());
+                if let Err(e) = consent::write_user_choice(&user_file, Some(answer), notice_shown) {
+                    resolution.note = Some(format!(
+                        "cannot keep your answer in {}: {e}; you will be asked again",
+                        user_file.display()
+                    ));
+                } else {
+                    resolution.source = ConsentSource::UserConfig(user_file);
+                }
+                resolution.consent = answer;
+            }
+            Asking::OptIn => {
+                resolution.note = Some(format!(
+                    "not asked (no interactive terminal, or CI): run `{} telemetry enable` to opt in",
+                    self.tool
+                ));
+            }
+            Asking::Notice if can_ask && !notice_shown => {
+                eprint!("{}", consent::notice(&self.tool));
+                let _ = consent::write_user_choice(&user_file, None, true);
+            }
+            _ => {}
+        }
+        resolution
+    }
+
+    /// An example of what one run sends, with this tool's name, version and platform.
+    pub(crate) fn sample_payload(&self) -> String {
+        let mut batch = Batch::new(
+            self.tool.clone(),
+            self.version.clone(),
+            "5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+        );
+        let mut event = Event::new(
+            "0b6c8a4e-2f1d-4c3b-9a8e-7d6c5f1d3c2b",
+            EventType::Command,
+            "build",
+            Timestamp::now(),
+            "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+        );
+        event.duration_ms = Some(412);
+        event.success = Some(false);
+        event.error_code = Some("E_NO_MANIFEST".into());
+        batch.events.push(event);
+        serde_json::to_string_pretty(&batch).unwrap_or_default()
+    }
+
     #[cold]
     fn start(
         self,
         env: &dyn Fn(&str) -> Option<String>,
-        prefix: &str,
-        endpoint: Option<String>,
+        consent: Consent,
+        ci: &dyn Fn() -> Option<String>,
     ) -> Result<Inner, String> {
         if !optel_wire::is_valid_name(&self.tool) {
             return Err(format!(
@@ -218,49 +445,56 @@ impl TelemetryBuilder {
                 self.tool
             ));
         }
-        let data_dir = match self.data_dir {
-            Some(dir) => dir,
-            None => directories::BaseDirs::new()
-                .map(|b| b.data_dir().join("optel").join(&self.tool))
-                .ok_or("no home directory to keep the telemetry queue in")?,
-        };
+        let prefix = consent::env_prefix(&self.tool);
+        let data_dir = self
+            .resolved_data_dir()
+            .ok_or("no home directory to keep the telemetry queue in")?;
         fsutil::create_private_dir(&data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-        let secret = identity::load_or_create_secret(&data_dir)
-            .map_err(|e| format!("cannot read or create the install secret: {e}"))?;
-        let epoch = identity::monthly_epoch(SystemTime::now());
-        let queue = queue::Queue::open(data_dir.join("queue"))
-            .map_err(|e| format!("cannot create the queue directory: {e}"))?;
+        let now = SystemTime::now();
+        let epoch_label = self.epoch.label(now);
+        // In CI every run of a vendor shares one pseudonym: ephemeral runners would otherwise
+        // each count as a new install. No secret is created there.
+        let pseudonym = match ci() {
+            Some(vendor) => identity::ci_pseudonym(&vendor),
+            None => {
+                let secret = identity::load_or_create_secret(&data_dir)
+                    .map_err(|e| format!("cannot read or create the install secret: {e}"))?;
+                identity::pseudonym(&secret, &self.tool, &epoch_label)
+            }
+        };
+        let mut sampled_out = [false; 4];
+        for (event_type, ratio) in &self.samples {
+            sampled_out[type_index(*event_type)] =
+                identity::sample_point(&pseudonym, event_type.as_str()) >= *ratio;
+        }
         let session = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
         let id_seed = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
-        let ingest_key = env(&format!("{prefix}_TELEMETRY_KEY")).or(self.ingest_key);
         let exit_timeout = env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(self.exit_timeout, |ms| {
                 Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT)
             });
-        let worker = match endpoint {
-            Some(endpoint) => {
-                let user_agent = format!(
-                    "optel/{} ({}/{})",
-                    env!("CARGO_PKG_VERSION"),
-                    self.tool,
-                    self.version
-                );
-                let exporter =
-                    export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent);
-                Some(
-                    delivery::Worker::start(queue.clone(), Box::new(exporter))
+        let (queue, worker) = if consent == Consent::On {
+            let queue = queue::Queue::open(data_dir.join("queue"))
+                .map_err(|e| format!("cannot create the queue directory: {e}"))?;
+            let worker = match self.delivery_exporter(env) {
+                Some(exporter) => Some(
+                    delivery::Worker::start(queue.clone(), exporter)
                         .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
-                )
-            }
-            None => None,
+                ),
+                None => None,
+            };
+            (Some(queue), worker)
+        } else {
+            (None, None)
         };
+        let ledger = self.ledger(&data_dir);
         Ok(Inner {
             envelope: Batch::new(
                 self.tool.clone(),
                 self.version,
-                identity::pseudonym(&secret, &self.tool, &epoch),
+                pseudonym,
                 std::env::consts::OS,
                 std::env::consts::ARCH,
             ),
@@ -270,11 +504,24 @@ impl TelemetryBuilder {
             buffer: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            sampled_out,
             queue,
+            ledger,
             worker,
             data_dir,
+            epoch_label,
             exit_timeout,
         })
+    }
+}
+
+/// Index of an event type in per-type tables.
+const fn type_index(t: EventType) -> usize {
+    match t {
+        EventType::Command => 0,
+        EventType::Feature => 1,
+        EventType::Method => 2,
+        EventType::Custom => 3,
     }
 }
 
@@ -300,8 +547,37 @@ pub struct Status {
     pub endpoint: Option<String>,
     /// The directory of the install secret and the queue, when telemetry is on.
     pub data_dir: Option<PathBuf>,
+    /// How often the pseudonym changes.
+    pub pseudonym_epoch: Epoch,
+    /// The current epoch's label (`2026-11`), when telemetry runs.
+    pub pseudonym_epoch_label: Option<String>,
+    /// Events waiting in the local queue, when known (`telemetry status`).
+    pub queued_events: Option<usize>,
+    /// Events dropped and counted in the local queue, when known (`telemetry status`).
+    pub dropped_events: Option<u64>,
     /// Why telemetry is off despite consent, or a consent value that was not understood.
     pub note: Option<String>,
+}
+
+impl Status {
+    pub(crate) fn new(
+        consent: Consent,
+        decided_by: ConsentSource,
+        pseudonym_epoch: Epoch,
+        note: Option<String>,
+    ) -> Self {
+        Self {
+            consent,
+            decided_by,
+            endpoint: None,
+            data_dir: None,
+            pseudonym_epoch,
+            pseudonym_epoch_label: None,
+            queued_events: None,
+            dropped_events: None,
+            note,
+        }
+    }
 }
 
 impl fmt::Display for Status {
@@ -311,11 +587,28 @@ impl fmt::Display for Status {
             "telemetry: {} (decided by {})",
             self.consent, self.decided_by
         )?;
+        if let Some(path) = self.decided_by.path() {
+            writeln!(f, "deciding file: {}", path.display())?;
+        }
         if let Some(endpoint) = &self.endpoint {
             writeln!(f, "endpoint: {endpoint}")?;
         }
+        match &self.pseudonym_epoch_label {
+            Some(label) => writeln!(
+                f,
+                "pseudonym: rotates {} (current epoch {label})",
+                self.pseudonym_epoch
+            )?,
+            None => writeln!(f, "pseudonym: rotates {}", self.pseudonym_epoch)?,
+        }
         if let Some(dir) = &self.data_dir {
             writeln!(f, "data directory: {}", dir.display())?;
+        }
+        if let Some(n) = self.queued_events {
+            writeln!(f, "queued events: {n}")?;
+        }
+        if let Some(n) = self.dropped_events {
+            writeln!(f, "dropped events: {n}")?;
         }
         if let Some(note) = &self.note {
             writeln!(f, "note: {note}")?;
@@ -377,9 +670,15 @@ struct Inner {
     buffer: Mutex<Vec<Event>>,
     dropped: AtomicU64,
     closed: AtomicBool,
-    queue: queue::Queue,
+    /// Per event type: whether this install is sampled out ([`TelemetryBuilder::sample`]).
+    sampled_out: [bool; 4],
+    /// The send queue, with consent `on` only.
+    queue: Option<queue::Queue>,
+    /// The local ledger (`telemetry log`), with consent `local` or `on`.
+    ledger: export::JsonlFileExporter,
     worker: Option<delivery::Worker>,
     data_dir: PathBuf,
+    epoch_label: String,
     exit_timeout: Duration,
 }
 
@@ -404,8 +703,24 @@ impl Inner {
     }
 
     fn record(&self, mut event: Event) {
+        if self.sampled_out[type_index(event.event_type)] {
+            return;
+        }
         event.event_id = self.event_id();
-        if self.closed.load(Ordering::Acquire) || event.validate().is_err() {
+        if self.closed.load(Ordering::Acquire) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(e) = check_names(&event) {
+            // A misspelt name is a bug of the tool: say so loudly while it is developed, and
+            // never disturb its users (counted drop in release builds).
+            if cfg!(debug_assertions) {
+                eprintln!("optel: event dropped: {e}");
+            }
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if event.validate().is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -431,7 +746,11 @@ impl Inner {
             batch.events = events;
             batch.dropped_events = dropped;
             if !batch.events.is_empty() {
-                let _ = self.queue.append(&batch);
+                // The ledger is what `telemetry log` shows: every event this tool recorded.
+                let _ = export::Exporter::export(&self.ledger, &batch, self.exit_timeout);
+                if let Some(queue) = &self.queue {
+                    let _ = queue.append(&batch);
+                }
             }
         }
         if let Some(worker) = &self.worker {
@@ -485,6 +804,7 @@ impl Handle {
                 started: Instant::now(),
                 started_at: SystemTime::now(),
                 error_code: None,
+                attributes: Vec::new(),
             }),
         }
     }
@@ -504,11 +824,68 @@ impl Handle {
         self.simple(EventType::Custom, name);
     }
 
+    /// Records a custom event `name` with typed attributes (at most 32; keys follow the name
+    /// rules; string values are redacted, see [`redact`]).
+    pub fn event_with<I>(&self, name: impl Into<Cow<'static, str>>, attributes: I)
+    where
+        I: IntoIterator<Item = (&'static str, Value)>,
+    {
+        self.with_attributes(EventType::Custom, name, attributes);
+    }
+
+    /// Records that feature `name` was used, with typed attributes (see
+    /// [`event_with`](Self::event_with)).
+    pub fn feature_with<I>(&self, name: impl Into<Cow<'static, str>>, attributes: I)
+    where
+        I: IntoIterator<Item = (&'static str, Value)>,
+    {
+        self.with_attributes(EventType::Feature, name, attributes);
+    }
+
+    pub(crate) fn with_attributes<I>(
+        &self,
+        event_type: EventType,
+        name: impl Into<Cow<'static, str>>,
+        attributes: I,
+    ) where
+        I: IntoIterator<Item = (&'static str, Value)>,
+    {
+        if let Some(inner) = self.0 {
+            let mut event = inner.new_event(event_type, name.into(), SystemTime::now());
+            add_attributes(&mut event, attributes);
+            inner.record(event);
+        }
+    }
+
     fn simple(&self, event_type: EventType, name: impl Into<Cow<'static, str>>) {
         if let Some(inner) = self.0 {
             inner.record(inner.new_event(event_type, name.into(), SystemTime::now()));
         }
     }
+}
+
+/// Adds attributes after redaction; a non-finite float is left out.
+fn add_attributes<I>(event: &mut Event, attributes: I)
+where
+    I: IntoIterator<Item = (&'static str, Value)>,
+{
+    for (key, value) in attributes {
+        if let Some(v) = value.into_wire() {
+            event.metadata.insert(key.to_owned(), v);
+        }
+    }
+}
+
+/// Checks the event name, attribute keys and error code against the name rules.
+fn check_names(event: &Event) -> Result<(), NameError> {
+    attribute::check("event name", &event.name)?;
+    for key in event.metadata.keys() {
+        attribute::check("attribute key", key)?;
+    }
+    if let Some(code) = &event.error_code {
+        attribute::check("error code", code)?;
+    }
+    Ok(())
 }
 
 /// Times one command; records it when dropped. Created by [`Handle::command`] or
@@ -526,6 +903,7 @@ struct ActiveCommand {
     started: Instant,
     started_at: SystemTime,
     error_code: Option<Cow<'static, str>>,
+    attributes: Vec<(&'static str, Value)>,
 }
 
 impl CommandGuard {
@@ -534,6 +912,14 @@ impl CommandGuard {
     pub fn fail(mut self, error_code: impl Into<Cow<'static, str>>) {
         if let Some(active) = &mut self.active {
             active.error_code = Some(error_code.into());
+        }
+    }
+
+    /// Adds a typed attribute to the command event (string values are redacted, see
+    /// [`redact`]). A no-op when telemetry is off.
+    pub fn attr(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(active) = &mut self.active {
+            active.attributes.push((key, value.into()));
         }
     }
 
@@ -561,6 +947,7 @@ impl Drop for CommandGuard {
         };
         event.success = Some(code.is_none());
         event.error_code = code.map(Cow::into_owned);
+        add_attributes(&mut event, active.attributes);
         inner.record(event);
     }
 }
@@ -569,6 +956,16 @@ impl Drop for CommandGuard {
 /// has one. Useful to show users where telemetry data lives.
 pub fn default_data_dir(tool: &str) -> Option<PathBuf> {
     directories::BaseDirs::new().map(|b| b.data_dir().join("optel").join(tool))
+}
+
+#[doc(hidden)]
+/// Takes this process's buffered events without sending them and returns how many: only for
+/// the recording benchmark, which records more events than the buffer holds.
+pub fn __bench_drain() -> usize {
+    GLOBAL
+        .get()
+        .and_then(|inner| inner.buffer.lock().ok().map(|mut b| std::mem::take(&mut *b).len()))
+        .unwrap_or(0)
 }
 
 #[doc(hidden)]

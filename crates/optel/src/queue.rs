@@ -93,6 +93,16 @@ impl Queue {
         Ok(n)
     }
 
+    /// Every readable queued batch, oldest first (for `telemetry preview` and `status`).
+    /// Added for issue 3's user commands.
+    pub(crate) fn batches(&self) -> io::Result<Vec<Batch>> {
+        Ok(self
+            .segments()?
+            .iter()
+            .filter_map(|p| read_segment(p).ok().flatten())
+            .collect())
+    }
+
     /// Locks and reads a segment. `Ok(None)` when another process holds it or it vanished.
     /// A segment that cannot be parsed is deleted: it would never become valid.
     pub(crate) fn claim(&self, path: &Path) -> io::Result<Option<Claim>> {

@@ -45,6 +45,8 @@ enum Cmd {
     Check { dir: PathBuf },
     /// Build, then check the output against DIR/tests/*.expect.
     Test { dir: PathBuf },
+    /// See and change what telemetry acme records and sends.
+    Telemetry(optel::cli::TelemetryArgs),
 }
 
 impl Cmd {
@@ -55,6 +57,7 @@ impl Cmd {
             Self::Build { .. } => "build",
             Self::Check { .. } => "check",
             Self::Test { .. } => "test",
+            Self::Telemetry(_) => "telemetry",
         }
     }
 }
@@ -97,11 +100,17 @@ struct BuildSection {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The three lines of the optel integration: init (consent is resolved here; with
-    // telemetry off nothing else runs), a command guard, and a failure code.
-    let _telemetry = optel::Telemetry::builder("acme", env!("CARGO_PKG_VERSION"))
+    // The optel integration: a builder (opt-in: asked once on an interactive terminal, never
+    // in CI), the `telemetry` subcommand handled before init (so `disable` never starts
+    // anything), init (consent is resolved here; with telemetry off nothing else runs), a
+    // command guard, and a failure code.
+    let telemetry = optel::Telemetry::builder("acme", env!("CARGO_PKG_VERSION"))
         .endpoint("http://127.0.0.1:4318")
-        .init();
+        .asking(optel::Asking::OptIn);
+    if let Cmd::Telemetry(args) = &cli.command {
+        return args.run(&telemetry);
+    }
+    let _telemetry = telemetry.init();
     let command = optel::track_command_execution(cli.command.name());
     match run(&cli.command) {
         Ok(message) => {
@@ -136,6 +145,7 @@ fn run(cmd: &Cmd) -> Result<String, Failure> {
             ))
         }
         Cmd::Test { dir } => test(dir),
+        Cmd::Telemetry(_) => Ok(String::new()),
     }
 }
 

@@ -1,0 +1,325 @@
+//! The user's `telemetry` subcommand, ready for clap-based tools (feature `clap`).
+//!
+//! Mount it with one line in the tool's subcommand enum and dispatch it before
+//! [`TelemetryBuilder::init`], so that `disable` and `purge` never start telemetry:
+//!
+//! ```no_run
+//! # use clap::{Parser, Subcommand};
+//! #[derive(Parser)]
+//! struct Cli { #[command(subcommand)] command: Cmd }
+//! #[derive(Subcommand)]
+//! enum Cmd {
+//!     Build,
+//!     Telemetry(optel::cli::TelemetryArgs),
+//! }
+//! # fn main() -> std::process::ExitCode {
+//! let cli = Cli::parse();
+//! let telemetry = optel::Telemetry::builder("acme", env!("CARGO_PKG_VERSION"));
+//! if let Cmd::Telemetry(args) = &cli.command {
+//!     return args.run(&telemetry);
+//! }
+//! let _guard = telemetry.init();
+//! # std::process::ExitCode::SUCCESS
+//! # }
+//! ```
+//!
+//! | command | effect |
+//! |---|---|
+//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, queued and dropped counts |
+//! | `enable` / `local` / `disable` | writes the choice to the user config file; `disable` also deletes unsent events, and sends nothing, not even an opt-out event |
+//! | `reset` | rotates the install secret: the next run uses a new, unlinkable pseudonym |
+//! | `preview` | prints the JSON of the queued batches, exactly as they would be sent, without sending |
+//! | `log` | prints the local ledger (one JSON batch per line) |
+//! | `purge` | deletes all local telemetry data: queue, ledger, install secret (seed 002) |
+//! | `flush` | sends the queue now, waiting at most `--timeout-ms` |
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::{Consent, ConsentSource, Status, TelemetryBuilder, consent, delivery, identity, queue};
+
+/// `<tool> telemetry <command>`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(about = "See and change what telemetry this tool records and sends")]
+pub struct TelemetryArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TelemetryCommand,
+}
+
+/// The `telemetry` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+#[non_exhaustive]
+pub enum TelemetryCommand {
+    /// Show whether telemetry is on, which setting decided it, and what is queued.
+    Status,
+    /// Turn telemetry on: usage events are sent to the tool's authors.
+    Enable,
+    /// Turn telemetry off: nothing is recorded or sent (not even an opt-out event).
+    Disable,
+    /// Keep usage events on this machine only (see `telemetry log`); nothing is sent.
+    Local,
+    /// Start over with a new anonymous pseudonym that cannot be linked to the old one.
+    Reset,
+    /// Print the exact JSON that would be sent for the queued events, without sending it.
+    Preview,
+    /// Print the local ledger of recorded events.
+    Log,
+    /// Delete all local telemetry data (queue, ledger, install secret).
+    Purge,
+    /// Send queued events now.
+    Flush {
+        /// The longest to wait, in milliseconds (at most 60000).
+        #[arg(long, default_value_t = 5_000)]
+        timeout_ms: u64,
+    },
+}
+
+/// Why a `telemetry` command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// No home directory, so no config or data directory.
+    #[error("no home directory: set HOME so that telemetry settings can be kept")]
+    NoHome,
+    /// A file could not be read, written or deleted.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] io::Error),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CliError + 'a {
+    move |source| CliError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Longest `flush --timeout-ms`.
+const MAX_FLUSH: Duration = Duration::from_secs(60);
+
+impl TelemetryArgs {
+    /// Runs the command for the tool configured by `builder` (not initialised), printing to
+    /// stdout, errors to stderr. A broken pipe on stdout is success.
+    pub fn run(&self, builder: &TelemetryBuilder) -> ExitCode {
+        let env = |k: &str| std::env::var(k).ok();
+        let mut out = io::stdout().lock();
+        match self.execute(builder, &env, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs the command with an injectable environment, writing to `out`.
+    ///
+    /// # Errors
+    /// [`CliError`] when a file cannot be written or the output fails.
+    pub fn execute(
+        &self,
+        builder: &TelemetryBuilder,
+        env: &dyn Fn(&str) -> Option<String>,
+        out: &mut dyn Write,
+    ) -> Result<(), CliError> {
+        let tool = builder.tool.as_str();
+        let w = |out: &mut dyn Write, text: &str| out.write_all(text.as_bytes()).map_err(CliError::Output);
+        match &self.command {
+            TelemetryCommand::Status => w(out, &status(builder, env).to_string()),
+            TelemetryCommand::Enable => choose(builder, env, Consent::On, out),
+            TelemetryCommand::Local => choose(builder, env, Consent::Local, out),
+            TelemetryCommand::Disable => {
+                choose(builder, env, Consent::Off, out)?;
+                // Unsent events are deleted, never sent: disabling touches no network.
+                let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+                let q = data.join("queue");
+                let n = queued(&data).map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
+                if q.exists() {
+                    fs::remove_dir_all(&q).map_err(io_err("delete", &q))?;
+                }
+                if n > 0 {
+                    w(out, &format!("deleted {n} unsent events\n"))?;
+                }
+                Ok(())
+            }
+            TelemetryCommand::Reset => {
+                let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+                let existed = identity::rotate_secret(&data).map_err(io_err("delete", &data))?;
+                w(
+                    out,
+                    if existed {
+                        "the install secret was deleted: the next run uses a new pseudonym that cannot be linked to the old one\n"
+                    } else {
+                        "there was no install secret: the next run with telemetry on creates one\n"
+                    },
+                )
+            }
+            TelemetryCommand::Preview => {
+                let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+                let batches = queued(&data).unwrap_or_default();
+                if batches.is_empty() {
+                    w(
+                        out,
+                        &format!(
+                            "no events are queued. One run of {tool} would send, for example:\n{}\n",
+                            builder.sample_payload()
+                        ),
+                    )
+                } else {
+                    for batch in batches {
+                        let json = serde_json::to_string_pretty(&batch).unwrap_or_default();
+                        w(out, &format!("{json}\n"))?;
+                    }
+                    Ok(())
+                }
+            }
+            TelemetryCommand::Log => {
+                let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+                let ledger = builder.ledger(&data);
+                let lines = ledger.read_lines().unwrap_or_default();
+                if lines.is_empty() {
+                    return w(
+                        out,
+                        &format!("the ledger is empty ({})\n", ledger.dir().display()),
+                    );
+                }
+                for line in lines {
+                    w(out, &format!("{line}\n"))?;
+                }
+                Ok(())
+            }
+            TelemetryCommand::Purge => {
+                let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+                if data.exists() {
+                    fs::remove_dir_all(&data).map_err(io_err("delete", &data))?;
+                    w(
+                        out,
+                        &format!(
+                            "deleted all local telemetry data of {tool} ({})\n",
+                            data.display()
+                        ),
+                    )
+                } else {
+                    w(out, &format!("there is no local telemetry data of {tool}\n"))
+                }
+            }
+            TelemetryCommand::Flush { timeout_ms } => flush(builder, env, *timeout_ms, out),
+        }
+    }
+}
+
+/// The queued batches, without creating the queue directory.
+fn queued(data: &Path) -> Option<Vec<optel_wire::Batch>> {
+    let dir = data.join("queue");
+    if !dir.is_dir() {
+        return None;
+    }
+    queue::Queue::open(dir).and_then(|q| q.batches()).ok()
+}
+
+/// What telemetry would do on the next run, and what is queued. Asks nothing, writes nothing.
+pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<String>) -> Status {
+    let r = builder.resolve(env);
+    let mut s = Status::new(r.consent, r.source, builder.epoch, r.note);
+    s.endpoint = builder.effective_endpoint(env);
+    if r.consent != Consent::Off {
+        s.pseudonym_epoch_label = Some(builder.epoch.label(std::time::SystemTime::now()));
+    }
+    if let Some(data) = builder.resolved_data_dir() {
+        let batches = queued(&data).unwrap_or_default();
+        s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
+        s.dropped_events = Some(batches.iter().map(|b| b.dropped_events).sum());
+        if data.exists() {
+            s.data_dir = Some(data);
+        }
+    }
+    s
+}
+
+fn choose(
+    builder: &TelemetryBuilder,
+    env: &dyn Fn(&str) -> Option<String>,
+    choice: Consent,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let path = builder.user_config_file().ok_or(CliError::NoHome)?;
+    let notice_shown = consent::read_file(&path)
+        .ok()
+        .flatten()
+        .is_some_and(|f| f.notice_shown);
+    consent::write_user_choice(&path, Some(choice), notice_shown)
+        .map_err(io_err("write", &path))?;
+    let mut text = format!("telemetry is now {choice} (saved in {})\n", path.display());
+    let r = builder.resolve(env);
+    if r.consent != choice && !matches!(r.source, ConsentSource::UserConfig(_)) {
+        text.push_str(&format!(
+            "note: {} takes precedence, so telemetry stays {} for now\n",
+            r.source, r.consent
+        ));
+    }
+    out.write_all(text.as_bytes()).map_err(CliError::Output)
+}
+
+fn flush(
+    builder: &TelemetryBuilder,
+    env: &dyn Fn(&str) -> Option<String>,
+    timeout_ms: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let w = |out: &mut dyn Write, text: String| out.write_all(text.as_bytes()).map_err(CliError::Output);
+    let r = builder.resolve(env);
+    if r.consent != Consent::On {
+        return w(out, format!("telemetry is {} ({}): nothing is sent\n", r.consent, r.source));
+    }
+    let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+    let before: usize = queued(&data)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b.events.len())
+        .sum();
+    if before == 0 {
+        return w(out, "no events are queued\n".to_owned());
+    }
+    let Some(exporter) = builder.delivery_exporter(env) else {
+        return w(
+            out,
+            format!("{before} events are queued, but no endpoint is configured\n"),
+        );
+    };
+    let q = queue::Queue::open(data.join("queue")).map_err(io_err("open", &data))?;
+    let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
+    let worker = delivery::Worker::start(q, exporter).map_err(io_err("start delivery for", &data))?;
+    let in_time = worker.flush(Instant::now() + timeout);
+    let after: usize = queued(&data)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b.events.len())
+        .sum();
+    let sent = before.saturating_sub(after);
+    let mut text = format!("sent {sent} of {before} queued events\n");
+    if !in_time {
+        text.push_str(&format!(
+            "stopped waiting after {} ms; the rest goes on a later run\n",
+            timeout.as_millis()
+        ));
+    }
+    w(out, text)
+}
