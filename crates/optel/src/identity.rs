@@ -303,11 +303,11 @@ mod tests {
     #[test]
     fn weekly_epoch_is_monday() {
         // 2026-11-21 is a Saturday; its week starts on Monday 2026-11-16.
-        let sat = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 20 * 86_400);
+        let sat = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_219_200 + 3_600);
         assert_eq!(Epoch::Weekly.label(sat), "week-2026-11-16");
-        let mon = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 15 * 86_400);
+        let mon = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_219_200 - 5 * 86_400);
         assert_eq!(Epoch::Weekly.label(mon), "week-2026-11-16");
-        let sun = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 14 * 86_400);
+        let sun = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_219_200 - 5 * 86_400 - 1);
         assert_eq!(Epoch::Weekly.label(sun), "week-2026-11-09");
         assert_eq!(Epoch::Never.label(sat), Epoch::Never.label(mon));
     }

@@ -46,6 +46,11 @@ fn rule(pattern: &str, with: &'static str) -> Rule {
 static URL: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>]+").ok());
 
+/// Dotted runs of digits; a run is an address only if it parses whole as IPv4, so that
+/// `1.2.3.4.5` (a version) is kept.
+static IPV4: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"\b[0-9]{1,3}(?:\.[0-9]+){3,}\b").ok());
+
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     vec![
         rule(
@@ -69,10 +74,6 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(
             r#"(?P<pre>^|[\s"'=:(,])(?:~[/\\]|~$|/|[A-Za-z]:[\\/]|\\\\)[^\s"',)]*"#,
             "$pre<path>",
-        ),
-        rule(
-            r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b",
-            "<ip>",
         ),
     ]
 });
@@ -100,7 +101,6 @@ pub fn redact(input: &str) -> Cow<'_, str> {
                 if authority.contains('@') || m.contains('?') || is_ip_host(authority) {
                     "<url>".to_owned()
                 } else {
-                    // Kept URLs are protected from the rules below by a marker-free copy.
                     m.to_owned()
                 }
             })
@@ -144,6 +144,23 @@ fn apply_rules(input: &str) -> Cow<'_, str> {
         let Some(re) = &rule.re else { continue };
         if re.is_match(&s) {
             s = Cow::Owned(re.replace_all(&s, rule.with).into_owned());
+        }
+    }
+    if let Some(re) = IPV4.as_ref()
+        && re.is_match(&s)
+    {
+        let replaced = re
+            .replace_all(&s, |c: &Captures<'_>| {
+                let m = c.get(0).map_or("", |m| m.as_str());
+                if m.parse::<std::net::Ipv4Addr>().is_ok() {
+                    "<ip>".to_owned()
+                } else {
+                    m.to_owned()
+                }
+            })
+            .into_owned();
+        if replaced != *s {
+            s = Cow::Owned(replaced);
         }
     }
     match redact_ipv6(&s) {
@@ -207,6 +224,7 @@ mod tests {
     #[test]
     fn every_rule_compiles() {
         assert!(URL.is_some());
+        assert!(IPV4.is_some());
         for r in RULES.iter() {
             assert!(r.re.is_some(), "a redaction pattern does not compile");
         }
