@@ -1,6 +1,7 @@
 //! The main job end to end, with real processes: `optel serve` on a free loopback port, the
 //! instrumented example tool `acme` run as separate processes for several simulated installs
 //! (each its own HOME), and `optel stats --format json` reading the result.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

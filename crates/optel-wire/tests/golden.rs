@@ -1,5 +1,6 @@
 //! Golden files pin the wire format: the JSON the SDK sends and the collector answers must not
 //! change by accident. A deliberate change bumps `SCHEMA_VERSION` and adds new golden files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 use std::collections::BTreeMap;
 
@@ -100,9 +101,12 @@ fn response_and_error_match_golden() {
     );
 }
 
+/// A change to a valid batch, and the field the error must name.
+type Case = (Box<dyn Fn(&mut Batch)>, &'static str);
+
 #[test]
 fn validation_names_the_field() {
-    let cases: Vec<(Box<dyn Fn(&mut Batch)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (Box::new(|b| b.schema_version = 2), "schema_version"),
         (Box::new(|b| b.service_name = String::new()), "service_name"),
         (
