@@ -83,16 +83,7 @@ async fn authenticate(
     })?;
     let hash = keys::hash_key(key);
     let store = state.store.clone();
-    let project = tokio::task::spawn_blocking(move || store.project_for_key(&hash))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error: retry later",
-            )
-        })?
-        .map_err(|e| ApiError::storage(&e))?;
+    let project = crate::blocking(move || store.project_for_key(&hash)).await?;
     project.ok_or_else(|| {
         ApiError::unauthenticated(
             "ingest key is not valid: create one with `optel projects create NAME`",

@@ -98,7 +98,8 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs a storage call on a blocking thread, mapping its failure to an HTTP error.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> storage::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -52,8 +52,11 @@ impl Queue {
     /// Appends a batch as a new segment, then enforces the bounds.
     pub(crate) fn append(&self, batch: &Batch) -> io::Result<PathBuf> {
         let json = serde_json::to_vec(batch).map_err(io::Error::other)?;
-        let now_ms = optel_wire::Timestamp::now().unix_ms();
-        let name = format!("{now_ms:013}-{}.json", hex::encode(random_bytes::<6>()?));
+        // Nanoseconds, zero-padded, so that names sort oldest first.
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{now_ns:020}-{}.json", hex::encode(random_bytes::<6>()?));
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
         let written = (|| {
@@ -212,6 +215,7 @@ mod tests {
         assert_eq!(q.pending_events().unwrap(), 5);
         let segs = q.segments().unwrap();
         let claim = q.claim(&segs[0]).unwrap().unwrap();
+        assert_eq!(claim.batch.events.len(), 2, "oldest segment first");
         // A second claim on the same segment (as another process would try) is refused while
         // the first holds the lock.
         assert!(q.claim(&segs[0]).unwrap().is_none());
