@@ -105,6 +105,8 @@ fn send_group(queue: &Queue, exporter: &dyn Exporter, group: Vec<Claim>) -> bool
     };
     let mut batch = first.batch.clone();
     batch.events.clear();
+    // The first segment's count is added in the loop below like the others.
+    batch.dropped_events = 0;
     for claim in &group {
         batch.events.extend(claim.batch.events.iter().cloned());
         batch.dropped_events += claim.batch.dropped_events;

@@ -66,12 +66,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use optel_wire::{Batch, Event, EventType, Timestamp};
+use optel_wire::{Batch, Event, Timestamp};
 
 pub use attribute::{NameError, Value, validate_name};
 pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
 pub use identity::{Epoch, MachineId};
 pub use library::{Library, library};
+pub use optel_wire::EventType;
 
 /// Default exit budget: the longest the host's exit waits for telemetry.
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(40);
