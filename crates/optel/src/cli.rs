@@ -120,9 +120,7 @@ impl TelemetryArgs {
         let mut out = io::stdout().lock();
         match self.execute(builder, &env, &mut out) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-                ExitCode::SUCCESS
-            }
+            Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
@@ -141,7 +139,9 @@ impl TelemetryArgs {
         out: &mut dyn Write,
     ) -> Result<(), CliError> {
         let tool = builder.tool.as_str();
-        let w = |out: &mut dyn Write, text: &str| out.write_all(text.as_bytes()).map_err(CliError::Output);
+        let w = |out: &mut dyn Write, text: &str| {
+            out.write_all(text.as_bytes()).map_err(CliError::Output)
+        };
         match &self.command {
             TelemetryCommand::Status => w(out, &status(builder, env).to_string()),
             TelemetryCommand::Enable => choose(builder, env, Consent::On, out),
@@ -218,7 +218,10 @@ impl TelemetryArgs {
                         ),
                     )
                 } else {
-                    w(out, &format!("there is no local telemetry data of {tool}\n"))
+                    w(
+                        out,
+                        &format!("there is no local telemetry data of {tool}\n"),
+                    )
                 }
             }
             TelemetryCommand::Flush { timeout_ms } => flush(builder, env, *timeout_ms, out),
@@ -284,10 +287,18 @@ fn flush(
     timeout_ms: u64,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let w = |out: &mut dyn Write, text: String| out.write_all(text.as_bytes()).map_err(CliError::Output);
+    let w = |out: &mut dyn Write, text: String| {
+        out.write_all(text.as_bytes()).map_err(CliError::Output)
+    };
     let r = builder.resolve(env);
     if r.consent != Consent::On {
-        return w(out, format!("telemetry is {} ({}): nothing is sent\n", r.consent, r.source));
+        return w(
+            out,
+            format!(
+                "telemetry is {} ({}): nothing is sent\n",
+                r.consent, r.source
+            ),
+        );
     }
     let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
     let before: usize = queued(&data)
@@ -306,7 +317,8 @@ fn flush(
     };
     let q = queue::Queue::open(data.join("queue")).map_err(io_err("open", &data))?;
     let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
-    let worker = delivery::Worker::start(q, exporter).map_err(io_err("start delivery for", &data))?;
+    let worker =
+        delivery::Worker::start(q, exporter).map_err(io_err("start delivery for", &data))?;
     let in_time = worker.flush(Instant::now() + timeout);
     let after: usize = queued(&data)
         .unwrap_or_default()

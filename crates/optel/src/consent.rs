@@ -331,9 +331,8 @@ pub(crate) fn write_user_choice(
     consent: Option<Consent>,
     notice_shown: bool,
 ) -> io::Result<()> {
-    let mut text = String::from(
-        "# optel telemetry settings of this tool (see `<tool> telemetry status`).\n",
-    );
+    let mut text =
+        String::from("# optel telemetry settings of this tool (see `<tool> telemetry status`).\n");
     if let Some(consent) = consent {
         text.push_str(&format!("telemetry = \"{consent}\"\n"));
     }
@@ -394,7 +393,10 @@ pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
     let mut err = io::stderr().lock();
     let _ = write!(err, "{}", question(tool));
     loop {
-        let _ = write!(err, "[y] yes, help improve {tool}  [n] no thanks  [s] show me the data: ");
+        let _ = write!(
+            err,
+            "[y] yes, help improve {tool}  [n] no thanks  [s] show me the data: "
+        );
         let _ = err.flush();
         let mut line = String::new();
         match stdin.read_line(&mut line) {
@@ -405,7 +407,10 @@ pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
             "y" | "yes" => return Consent::On,
             "n" | "no" | "" => return Consent::Off,
             "s" | "?" | "show" => {
-                let _ = writeln!(err, "\nThis is what one run sends (an example):\n{sample}\n");
+                let _ = writeln!(
+                    err,
+                    "\nThis is what one run sends (an example):\n{sample}\n"
+                );
             }
             _ => {}
         }
@@ -508,8 +513,11 @@ mod tests {
             fs::create_dir_all(&cwd).unwrap();
             if let Some(v) = &row.project {
                 // The policy sits two levels up: resolution walks up from the working directory.
-                fs::write(project.join(PROJECT_POLICY_FILE), format!("telemetry = \"{v}\"\n"))
-                    .unwrap();
+                fs::write(
+                    project.join(PROJECT_POLICY_FILE),
+                    format!("telemetry = \"{v}\"\n"),
+                )
+                .unwrap();
             }
             if let Some(v) = &row.user {
                 fs::create_dir_all(config.join("optel")).unwrap();
@@ -551,10 +559,7 @@ mod tests {
                     assert_eq!(r.source.path(), Some(&*project.join(PROJECT_POLICY_FILE)));
                 }
                 "user_config" => {
-                    assert_eq!(
-                        r.source.path(),
-                        Some(&*user_config_path(&config, "acme"))
-                    );
+                    assert_eq!(r.source.path(), Some(&*user_config_path(&config, "acme")));
                 }
                 "shared_consent" => {
                     assert_eq!(r.source.path(), Some(&*shared_consent_path(&config)));
@@ -600,7 +605,11 @@ mod tests {
         });
         assert_eq!(r.consent, Consent::Off);
         assert!(r.note.unwrap().contains("not valid TOML"));
-        fs::write(user_config_path(home.path(), "acme"), "telemetry = \"maybe\"").unwrap();
+        fs::write(
+            user_config_path(home.path(), "acme"),
+            "telemetry = \"maybe\"",
+        )
+        .unwrap();
         let r = resolve(&Inputs {
             env: &env,
             tool: "acme",

@@ -318,7 +318,8 @@ impl JsonlFileExporter {
             options.mode(0o600);
         }
         let mut file = options.open(&path).map_err(|e| io_err("write", &path, e))?;
-        file.write_all(&line).map_err(|e| io_err("write", &path, e))?;
+        file.write_all(&line)
+            .map_err(|e| io_err("write", &path, e))?;
         self.purge_expired(now)?;
         Ok(())
     }
@@ -406,10 +407,7 @@ impl MemoryExporter {
 
     /// Every event exported so far, in order.
     pub fn events(&self) -> Vec<optel_wire::Event> {
-        self.batches()
-            .into_iter()
-            .flat_map(|b| b.events)
-            .collect()
+        self.batches().into_iter().flat_map(|b| b.events).collect()
     }
 
     /// The names of every event exported so far, in order.

@@ -182,7 +182,11 @@ impl TelemetryBuilder {
     /// install is either in or out for a whole epoch, so its counts stay consistent. Default:
     /// 1.0 for every type.
     pub fn sample(mut self, event_type: EventType, ratio: f64) -> Self {
-        let ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
         self.samples.retain(|(t, _)| *t != event_type);
         self.samples.push((event_type, ratio));
         self
@@ -289,7 +293,10 @@ impl TelemetryBuilder {
     }
 
     /// The endpoint after `<TOOL>_TELEMETRY_ENDPOINT`.
-    pub(crate) fn effective_endpoint(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    pub(crate) fn effective_endpoint(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<String> {
         let prefix = consent::env_prefix(&self.tool);
         env(&format!("{prefix}_TELEMETRY_ENDPOINT")).or(self.endpoint.clone())
     }
@@ -703,25 +710,13 @@ impl Inner {
         identity::uuid_v4(bytes)
     }
 
-    fn record(&self, mut event: Event) {
+    /// The hand-off: a check and a push. Event ids, the session id and validation are filled
+    /// in at shutdown, off the host's hot path.
+    fn record(&self, event: Event) {
         if self.sampled_out[type_index(event.event_type)] {
             return;
         }
-        event.event_id = self.event_id();
         if self.closed.load(Ordering::Acquire) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if let Err(e) = check_names(&event) {
-            // A misspelt name is a bug of the tool: say so loudly while it is developed, and
-            // never disturb its users (counted drop in release builds).
-            if cfg!(debug_assertions) {
-                eprintln!("optel: event dropped: {e}");
-            }
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if event.validate().is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -741,7 +736,28 @@ impl Inner {
             Ok(mut buffer) => std::mem::take(&mut *buffer),
             Err(_) => return,
         };
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        let mut dropped = self.dropped.swap(0, Ordering::Relaxed);
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter_map(|mut event| {
+                event.event_id = self.event_id();
+                event.session_id.clone_from(&self.session_id);
+                if let Err(e) = check_names(&event) {
+                    // A misspelt name is a bug of the tool: say so loudly while it is
+                    // developed, and never disturb its users (counted drop in release builds).
+                    if cfg!(debug_assertions) {
+                        eprintln!("optel: event dropped: {e}");
+                    }
+                    dropped += 1;
+                    return None;
+                }
+                if event.validate().is_err() {
+                    dropped += 1;
+                    return None;
+                }
+                Some(event)
+            })
+            .collect();
         if !events.is_empty() || dropped > 0 {
             let mut batch = self.envelope.clone();
             batch.events = events;
@@ -765,7 +781,7 @@ impl Inner {
             event_type,
             name,
             Timestamp::from_system_time(at),
-            self.session_id.clone(),
+            String::new(),
         )
     }
 }
@@ -777,6 +793,7 @@ pub struct Handle(Option<&'static Inner>);
 
 /// The process-global recorder. Before init, or with consent off, every call on it does
 /// nothing: one atomic load and a branch.
+#[inline]
 pub fn global() -> Handle {
     Handle(GLOBAL.get())
 }
@@ -799,13 +816,15 @@ impl Handle {
     /// [`CommandGuard::fail`] was called or the thread is panicking (error code `panic`).
     pub fn command(&self, name: impl Into<Cow<'static, str>>) -> CommandGuard {
         CommandGuard {
-            active: self.0.map(|inner| ActiveCommand {
-                inner,
-                name: name.into(),
-                started: Instant::now(),
-                started_at: SystemTime::now(),
-                error_code: None,
-                attributes: Vec::new(),
+            active: self.0.map(|inner| {
+                Box::new(ActiveCommand {
+                    inner,
+                    name: name.into(),
+                    started: Instant::now(),
+                    started_at: SystemTime::now(),
+                    error_code: None,
+                    attributes: Vec::new(),
+                })
             }),
         }
     }
@@ -894,7 +913,9 @@ fn check_names(event: &Event) -> Result<(), NameError> {
 #[derive(Debug)]
 #[must_use = "the command is recorded when this guard is dropped"]
 pub struct CommandGuard {
-    active: Option<ActiveCommand>,
+    // Boxed: with telemetry off the guard is one null pointer, so creating and dropping it
+    // costs a branch; with telemetry on the allocation is small next to the clock reads.
+    active: Option<Box<ActiveCommand>>,
 }
 
 #[derive(Debug)]
@@ -933,24 +954,31 @@ impl CommandGuard {
 }
 
 impl Drop for CommandGuard {
+    // Inlined so that the off path is a null check at the call site.
+    #[inline]
     fn drop(&mut self) {
-        let Some(active) = self.active.take() else {
-            return;
-        };
-        let inner = active.inner;
-        let mut event = inner.new_event(EventType::Command, active.name, active.started_at);
-        let elapsed = active.started.elapsed();
-        event.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-        let code = match active.error_code {
-            Some(code) => Some(code),
-            None if std::thread::panicking() => Some(Cow::Borrowed("panic")),
-            None => None,
-        };
-        event.success = Some(code.is_none());
-        event.error_code = code.map(Cow::into_owned);
-        add_attributes(&mut event, active.attributes);
-        inner.record(event);
+        if let Some(active) = self.active.take() {
+            record_command(active);
+        }
     }
+}
+
+#[inline(never)]
+fn record_command(active: Box<ActiveCommand>) {
+    let active = *active;
+    let inner = active.inner;
+    let mut event = inner.new_event(EventType::Command, active.name, active.started_at);
+    let elapsed = active.started.elapsed();
+    event.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    let code = match active.error_code {
+        Some(code) => Some(code),
+        None if std::thread::panicking() => Some(Cow::Borrowed("panic")),
+        None => None,
+    };
+    event.success = Some(code.is_none());
+    event.error_code = code.map(Cow::into_owned);
+    add_attributes(&mut event, active.attributes);
+    inner.record(event);
 }
 
 /// The default data directory of `tool` (see [`TelemetryBuilder::data_dir`]), if the platform
@@ -965,7 +993,13 @@ pub fn default_data_dir(tool: &str) -> Option<PathBuf> {
 pub fn __bench_drain() -> usize {
     GLOBAL
         .get()
-        .and_then(|inner| inner.buffer.lock().ok().map(|mut b| std::mem::take(&mut *b).len()))
+        .and_then(|inner| {
+            inner
+                .buffer
+                .lock()
+                .ok()
+                .map(|mut b| std::mem::take(&mut *b).len())
+        })
         .unwrap_or(0)
 }
 

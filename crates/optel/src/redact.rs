@@ -201,7 +201,9 @@ fn looks_ipv6(tok: &str) -> bool {
     if tok.matches(':').count() < 2 {
         return false;
     }
-    let t = tok.strip_prefix('[').map_or(tok, |t| t.split(']').next().unwrap_or(t));
+    let t = tok
+        .strip_prefix('[')
+        .map_or(tok, |t| t.split(']').next().unwrap_or(t));
     let t = t.split('%').next().unwrap_or(t);
     t.parse::<Ipv6Addr>().is_ok()
 }

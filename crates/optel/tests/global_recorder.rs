@@ -39,10 +39,19 @@ fn records_through_the_memory_exporter() {
         let mut cmd = optel::track_command_execution("build");
         cmd.attr("target", "release");
         cmd.attr("jobs", 4);
-        cmd.attr("note", format!("wrote {}/out.bin for jane@example.com", dir.path().display()));
+        cmd.attr(
+            "note",
+            format!(
+                "wrote {}/out.bin for jane@example.com",
+                dir.path().display()
+            ),
+        );
         cmd.fail("E_NO_MANIFEST");
     }
-    optel::global().event_with("export", [("format", Value::from("json")), ("ratio", Value::from(0.5))]);
+    optel::global().event_with(
+        "export",
+        [("format", Value::from("json")), ("ratio", Value::from(0.5))],
+    );
     optel::global().feature("sampled_out");
     optel::global().event("not a valid name");
     LIB.method("Client::get");
@@ -52,7 +61,10 @@ fn records_through_the_memory_exporter() {
     assert_eq!(build.success, Some(false));
     assert_eq!(build.error_code.as_deref(), Some("E_NO_MANIFEST"));
     assert_eq!(build.metadata["jobs"], AttributeValue::Int(4));
-    assert_eq!(build.metadata["target"], AttributeValue::String("release".into()));
+    assert_eq!(
+        build.metadata["target"],
+        AttributeValue::String("release".into())
+    );
     assert_eq!(
         build.metadata["note"],
         AttributeValue::String("wrote <path> for <email>".into())
@@ -61,8 +73,14 @@ fn records_through_the_memory_exporter() {
     memory.assert_not_sent(dir.path().to_str().unwrap());
     memory.assert_event(EventType::Custom, "export");
     let lib = memory.assert_event(EventType::Method, "Client::get");
-    assert_eq!(lib.metadata["library"], AttributeValue::String("mylib".into()));
-    assert_eq!(lib.metadata["library_version"], AttributeValue::String("2.1.0".into()));
+    assert_eq!(
+        lib.metadata["library"],
+        AttributeValue::String("mylib".into())
+    );
+    assert_eq!(
+        lib.metadata["library_version"],
+        AttributeValue::String("2.1.0".into())
+    );
     // Sampled out with ratio 0, and the invalid name dropped and counted.
     assert_eq!(memory.event_names(), ["build", "export", "Client::get"]);
     let batches = memory.batches();
@@ -71,7 +89,10 @@ fn records_through_the_memory_exporter() {
     // Every attribute key optel adds itself is listed in PRIVACY.md.
     let privacy = include_str!("../../../PRIVACY.md");
     for key in lib.metadata.keys() {
-        assert!(privacy.contains(&format!("| `{key}` |")), "PRIVACY.md lacks {key}");
+        assert!(
+            privacy.contains(&format!("| `{key}` |")),
+            "PRIVACY.md lacks {key}"
+        );
     }
 
     // The run also went to the local ledger, 0600.

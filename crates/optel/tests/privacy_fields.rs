@@ -24,7 +24,13 @@ fn keys(v: &serde_json::Value, out: &mut BTreeSet<String>) {
 #[test]
 fn every_wire_field_is_listed_in_privacy_md() {
     let privacy = include_str!("../../../PRIVACY.md");
-    let mut batch = Batch::new("acme", "1.0.0", "0123456789abcdef0123456789abcdef", "linux", "x86_64");
+    let mut batch = Batch::new(
+        "acme",
+        "1.0.0",
+        "0123456789abcdef0123456789abcdef",
+        "linux",
+        "x86_64",
+    );
     batch.dropped_events = 1;
     let mut event = Event::new(
         "0b6c8a4e-2f1d-4c3b-9a8e-7d6c5f1d3c2b",
@@ -37,7 +43,9 @@ fn every_wire_field_is_listed_in_privacy_md() {
     event.duration_ms = Some(1);
     event.success = Some(false);
     event.error_code = Some("E".into());
-    event.metadata.insert("flag".into(), AttributeValue::Bool(true));
+    event
+        .metadata
+        .insert("flag".into(), AttributeValue::Bool(true));
     batch.events.push(event);
     let json = serde_json::to_value(&batch).unwrap();
     let mut found = BTreeSet::new();
@@ -47,5 +55,8 @@ fn every_wire_field_is_listed_in_privacy_md() {
         .iter()
         .filter(|k| !privacy.contains(&format!("| `{k}` |")))
         .collect();
-    assert!(missing.is_empty(), "PRIVACY.md does not list {missing:?}: add a row for each");
+    assert!(
+        missing.is_empty(),
+        "PRIVACY.md does not list {missing:?}: add a row for each"
+    );
 }

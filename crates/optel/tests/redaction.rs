@@ -15,14 +15,25 @@ fn redaction_table() {
             failures.push(format!("{input:?}: got {got:?}, want {expected:?}"));
         }
     }
-    assert!(n >= 60, "the table has {n} cases, the issue asks for at least 60");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        n >= 60,
+        "the table has {n} cases, the issue asks for at least 60"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn redacted_output_is_stable() {
     // Redacting twice changes nothing: placeholders are not themselves redacted.
-    for line in include_str!("redaction_cases.tsv").lines().filter(|l| !l.starts_with('#')) {
+    for line in include_str!("redaction_cases.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+    {
         if let Some((input, _)) = line.split_once('\t') {
             let once = optel::redact::redact(input).into_owned();
             assert_eq!(optel::redact::redact(&once), once, "{input:?}");

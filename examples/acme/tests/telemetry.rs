@@ -152,7 +152,10 @@ fn off_in_any_layer_writes_nothing_and_opens_no_socket() {
         }),
         ("project policy", |w| {
             files_on(w);
-            w.write(&w.project().join(".optel.toml"), "telemetry = \"on\"\n[tools]\nacme = \"off\"\n");
+            w.write(
+                &w.project().join(".optel.toml"),
+                "telemetry = \"on\"\n[tools]\nacme = \"off\"\n",
+            );
             vec![]
         }),
         ("user config", |w| {
@@ -161,10 +164,16 @@ fn off_in_any_layer_writes_nothing_and_opens_no_socket() {
             vec![]
         }),
         ("shared consent", |w| {
-            w.write(&w.shared_consent(), "telemetry = \"on\"\n[tools]\nacme = \"off\"\n");
+            w.write(
+                &w.shared_consent(),
+                "telemetry = \"on\"\n[tools]\nacme = \"off\"\n",
+            );
             vec![]
         }),
-        ("author default (opt-in, not asked without a terminal)", |_| vec![]),
+        (
+            "author default (opt-in, not asked without a terminal)",
+            |_| vec![],
+        ),
     ];
     for (layer, setup) in layers {
         let w = World::new();
@@ -205,7 +214,10 @@ fn disable_sends_nothing_and_deletes_unsent_events() {
     };
     let out = w.acme(
         &["check", "proj"],
-        &[("ACME_TELEMETRY", "on"), ("ACME_TELEMETRY_ENDPOINT", &refused)],
+        &[
+            ("ACME_TELEMETRY", "on"),
+            ("ACME_TELEMETRY_ENDPOINT", &refused),
+        ],
     );
     assert!(out.status.success());
     let queued = stdout(&w.acme(&["telemetry", "status"], &[("ACME_TELEMETRY", "on")]));
@@ -227,14 +239,18 @@ fn disable_sends_nothing_and_deletes_unsent_events() {
     assert_eq!(w.files(), before);
     assert_eq!(w.connections(), 0);
     let status = stdout(&w.acme(&["telemetry", "status"], &[]));
-    assert!(status.contains("telemetry: off (decided by user config file"), "{status}");
+    assert!(
+        status.contains("telemetry: off (decided by user config file"),
+        "{status}"
+    );
     assert!(status.contains("queued events: 0"), "{status}");
 }
 
 #[test]
 fn status_names_the_deciding_layer_and_its_file() {
     let w = World::new();
-    let status = |vars: &[(&str, &str)]| stdout(&w.acme_in(&w.project(), &["telemetry", "status"], vars));
+    let status =
+        |vars: &[(&str, &str)]| stdout(&w.acme_in(&w.project(), &["telemetry", "status"], vars));
     assert!(status(&[]).contains("telemetry: off (decided by the tool's default)"));
     w.write(&w.shared_consent(), "telemetry = \"local\"\n");
     let s = status(&[]);
@@ -242,19 +258,40 @@ fn status_names_the_deciding_layer_and_its_file() {
         s.contains(&format!("deciding file: {}", w.shared_consent().display())),
         "{s}"
     );
-    assert!(s.contains("telemetry: local (decided by shared consent file"), "{s}");
+    assert!(
+        s.contains("telemetry: local (decided by shared consent file"),
+        "{s}"
+    );
     assert!(w.acme(&["telemetry", "enable"], &[]).status.success());
     let s = status(&[]);
-    assert!(s.contains("telemetry: on (decided by user config file"), "{s}");
-    assert!(s.contains(&format!("deciding file: {}", w.user_config().display())), "{s}");
-    w.write(&w.project().join(".optel.toml"), "[tools]\nacme = \"off\"\n");
+    assert!(
+        s.contains("telemetry: on (decided by user config file"),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!("deciding file: {}", w.user_config().display())),
+        "{s}"
+    );
+    w.write(
+        &w.project().join(".optel.toml"),
+        "[tools]\nacme = \"off\"\n",
+    );
     let s = status(&[]);
-    assert!(s.contains("telemetry: off (decided by project policy file"), "{s}");
+    assert!(
+        s.contains("telemetry: off (decided by project policy file"),
+        "{s}"
+    );
     assert!(s.contains(".optel.toml"), "{s}");
     let s = status(&[("ACME_TELEMETRY", "local")]);
-    assert!(s.contains("telemetry: local (decided by environment variable ACME_TELEMETRY)"), "{s}");
+    assert!(
+        s.contains("telemetry: local (decided by environment variable ACME_TELEMETRY)"),
+        "{s}"
+    );
     let s = status(&[("ACME_TELEMETRY", "on"), ("DO_NOT_TRACK", "1")]);
-    assert!(s.contains("telemetry: off (decided by environment variable DO_NOT_TRACK)"), "{s}");
+    assert!(
+        s.contains("telemetry: off (decided by environment variable DO_NOT_TRACK)"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -310,7 +347,11 @@ fn pseudonyms_are_stable_per_install_and_rotate_on_reset() {
 #[test]
 fn ci_runs_share_one_pseudonym_per_vendor_and_keep_no_secret() {
     let w = World::new();
-    let ci = [("ACME_TELEMETRY", "local"), ("CI", "true"), ("GITHUB_ACTIONS", "true")];
+    let ci = [
+        ("ACME_TELEMETRY", "local"),
+        ("CI", "true"),
+        ("GITHUB_ACTIONS", "true"),
+    ];
     assert!(w.acme(&["check", "proj"], &ci).status.success());
     assert_eq!(w.pseudonyms(), ["ci:github-actions"]);
     assert!(!w.data_dir().join("install_secret").exists());
@@ -336,7 +377,12 @@ fn acme_on_a_terminal(w: &World, vars: &[(&str, &str)], input: &str) -> String {
     let mut child = cmd
         .spawn()
         .expect("the `script` command of util-linux is needed for terminal tests");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
