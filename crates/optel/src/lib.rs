@@ -958,14 +958,13 @@ impl Drop for CommandGuard {
     #[inline]
     fn drop(&mut self) {
         if let Some(active) = self.active.take() {
-            record_command(active);
+            record_command(*active);
         }
     }
 }
 
 #[inline(never)]
-fn record_command(active: Box<ActiveCommand>) {
-    let active = *active;
+fn record_command(active: ActiveCommand) {
     let inner = active.inner;
     let mut event = inner.new_event(EventType::Command, active.name, active.started_at);
     let elapsed = active.started.elapsed();

@@ -2,6 +2,8 @@
 //! before init nothing is recorded; after init with consent on, commands, attributes (redacted),
 //! library events and sampling reach the exporter. Own file: it initialises the global.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use std::time::Duration;
 
 use optel::export::MemoryExporter;

@@ -2,6 +2,8 @@
 //! loopback listener that counts connection attempts, and no environment inherited from the
 //! test runner (so a CI runner's variables cannot change the outcome).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use std::fs;
 use std::io::ErrorKind;
 use std::net::TcpListener;
@@ -43,7 +45,7 @@ impl World {
     /// Runs acme in the project's parent with only the given variables (plus HOME, PATH and
     /// the endpoint) set.
     fn acme(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        self.acme_in(&self.root.path().to_owned(), args, vars)
+        self.acme_in(self.root.path(), args, vars)
     }
 
     fn acme_in(&self, cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
