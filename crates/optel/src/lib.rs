@@ -6,6 +6,7 @@
 //! # fn run() -> Result<(), &'static str> { Ok(()) }
 //! let _telemetry = optel::Telemetry::builder("acme", env!("CARGO_PKG_VERSION"))
 //!     .endpoint("https://telemetry.acme.dev")
+//!     .asking(optel::Asking::OptIn) // ask once on an interactive terminal, never in CI
 //!     .init();
 //! let command = optel::track_command_execution("build");
 //! if let Err(code) = run() {
@@ -15,17 +16,38 @@
 //! // the exit budget (40 ms by default); what is not sent goes on a later run.
 //! ```
 //!
+//! With the `clap` feature, `cli::TelemetryArgs` gives users `<tool> telemetry
+//! status|enable|disable|local|reset|preview|log|purge|flush` with one line in the tool's
+//! subcommand enum (see the `cli` module).
+//!
+//! # Consent
+//! Three states ([`Consent`]): `off` (nothing runs: no thread, no file, no socket, no
+//! hashing), `local` (events go to a local ledger only, `telemetry log`), `on` (sent). Layers,
+//! highest first: `DO_NOT_TRACK`, `<TOOL>_TELEMETRY=off|local|on`, a project policy file
+//! ([`PROJECT_POLICY_FILE`], found walking up from the working directory), the user's per-tool
+//! config, a consent file shared by every optel tool, the author's default. See the table in
+//! [`ConsentSource`] and `<tool> telemetry status`, which names the deciding layer and its file.
+//! How the user is asked is the author's choice ([`Asking`]): silently the author's default,
+//! an opt-in question, or a one-time notice; never in CI, never without a terminal.
+//!
 //! # Privacy guarantees
-//! - Nothing runs unless consent is `on`: `DO_NOT_TRACK=1` or `<TOOL>_TELEMETRY=off` wins over
-//!   everything, and the author's default is off. With consent off, [`TelemetryBuilder::init`]
-//!   reads two environment variables and returns: no thread, no file, no socket.
+//! - With consent off, [`TelemetryBuilder::init`] reads environment variables and at most
+//!   three small consent files, and returns: no thread, no file written, no socket. The
+//!   global recorder stays empty, so every recording call is one atomic load and a branch.
 //! - The install is identified by a pseudonym: a keyed hash (HMAC-SHA-256) of a random secret
-//!   that never leaves the machine, rotated monthly. No host name, user name or machine id is
-//!   read.
-//! - Events carry a command, feature or method name, a duration, an outcome and an error code
-//!   string: never arguments, paths or messages. Names are checked against the wire charset
-//!   (`[A-Za-z0-9_.:-]`, at most 64 bytes) and dropped if they break it.
-//! - Files are written 0600 in directories created 0700.
+//!   that never leaves the machine, rotated per [`Epoch`] (monthly by default). In CI every run
+//!   of a vendor sends `ci:<vendor>`. No host name, user name or machine id is read
+//!   ([`MachineId`] exists for authors who need one, and is never sent by optel).
+//! - Events carry a command, feature or method name, a duration, an outcome, an error code and
+//!   typed attributes ([`Value`]); free-text values pass through [`redact`] before they are
+//!   stored anywhere. Names are checked ([`validate_name`]): an event that breaks the rules is
+//!   dropped and counted (with an error on stderr in debug builds).
+//! - Files are written 0600 in directories created 0700. `PRIVACY.md` at the repository root
+//!   lists every field that can ever be sent.
+//!
+//! # Libraries
+//! A library records through [`library`]: a no-op unless its host application initialised
+//! optel with consent, then it uses the host's consent, pseudonym and delivery.
 //!
 //! # Never waiting
 //! Recording is an in-memory push. Sending happens on a background thread that starts at init;
@@ -37,14 +59,22 @@
 //! | variable | effect |
 //! |---|---|
 //! | `DO_NOT_TRACK` | any value but empty, `0` or `false` turns telemetry off |
-//! | `<TOOL>_TELEMETRY` | `off` or `on`; overrides the author's default; anything else means off |
+//! | `<TOOL>_TELEMETRY` | `off`, `local` or `on`; overrides every file and the author's default; anything else means off |
 //! | `<TOOL>_TELEMETRY_ENDPOINT` | replaces the endpoint given in code (e.g. a self-hosted collector) |
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
 //!
 //! `<TOOL>` is the tool name upper-cased with every character outside `[A-Z0-9]` replaced by
 //! `_` (`my-cli` → `MY_CLI`).
+//!
+//! # Features
+//! | feature | adds |
+//! |---|---|
+//! | `tls` | HTTPS endpoints (rustls) |
+//! | `clap` | `cli`: the ready `telemetry` subcommand |
+//! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attribute;
 #[cfg(feature = "clap")]
