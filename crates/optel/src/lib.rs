@@ -1044,6 +1044,69 @@ pub fn queued_events(data_dir: &Path) -> usize {
 mod tests {
     use super::*;
 
+    fn author_default() -> consent::Resolution {
+        consent::Resolution {
+            consent: Consent::On,
+            source: ConsentSource::AuthorDefault,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn notice_is_shown_once_on_a_terminal_and_never_in_ci() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::Notice);
+        let file = consent::user_config_path(dir.path(), "acme");
+        // CI on a terminal, or no terminal: nothing shown, so nothing recorded as shown.
+        let r = b.ask_or_tell(author_default(), true, true, &|| {
+            Some("github-actions".into())
+        });
+        assert_eq!(r.consent, Consent::On);
+        b.ask_or_tell(author_default(), false, true, &|| None);
+        b.ask_or_tell(author_default(), true, false, &|| None);
+        assert!(!file.exists());
+        // A terminal outside CI: shown, and remembered.
+        b.ask_or_tell(author_default(), true, true, &|| None);
+        let f = consent::read_file(&file).unwrap().unwrap();
+        assert!(f.notice_shown);
+        assert_eq!(f.telemetry, None, "showing the notice is not a choice");
+    }
+
+    #[test]
+    fn opt_in_without_a_terminal_is_off_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::OptIn);
+        let env = |_: &str| None;
+        let r = b.resolve(&env);
+        assert_eq!(
+            (r.consent, r.source.layer()),
+            (Consent::Off, "author_default")
+        );
+        let r = b.ask_or_tell(r, false, false, &|| None);
+        assert_eq!(r.consent, Consent::Off);
+        assert!(r.note.unwrap().contains("acme telemetry enable"));
+        assert!(!dir.path().join("optel").exists());
+    }
+
+    #[test]
+    fn a_choice_ends_asking() {
+        // After `telemetry disable` the user config decides, so the author's default (and with
+        // it the question or notice) is never reached again.
+        let dir = tempfile::tempdir().unwrap();
+        let file = consent::user_config_path(dir.path(), "acme");
+        consent::write_user_choice(&file, Some(Consent::Off), true).unwrap();
+        let b = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::Notice);
+        let r = b.resolve(&|_: &str| None);
+        assert_eq!(r.source, ConsentSource::UserConfig(file));
+        assert_eq!(r.consent, Consent::Off);
+    }
+
     #[test]
     fn endpoint_forms() {
         assert_eq!(events_url("http://h:1"), "http://h:1/v1/events");

@@ -415,3 +415,70 @@ fn opt_in_asks_on_a_terminal_but_never_in_ci() {
     assert!(!text.contains("usage statistics"), "asked twice: {text}");
     assert_eq!(w.connections(), 0);
 }
+
+/// Answers `n` HTTP requests on a fresh loopback listener with 200, returning the bodies.
+fn http_200(n: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            bodies.push(String::from_utf8(body).unwrap());
+            let body = r#"{"accepted":1,"duplicates":0}"#;
+            write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
+        bodies
+    });
+    (url, handle)
+}
+
+#[test]
+fn flush_sends_the_queue_within_its_deadline() {
+    let w = World::new();
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let on_refused = [
+        ("ACME_TELEMETRY", "on"),
+        ("ACME_TELEMETRY_ENDPOINT", refused.as_str()),
+    ];
+    assert!(w.acme(&["check", "proj"], &on_refused).status.success());
+    assert!(w.acme(&["build", "proj"], &on_refused).status.success());
+    let (url, server) = http_200(1);
+    let out = w.acme(
+        &["telemetry", "flush", "--timeout-ms", "10000"],
+        &[
+            ("ACME_TELEMETRY", "on"),
+            ("ACME_TELEMETRY_ENDPOINT", url.as_str()),
+        ],
+    );
+    let text = stdout(&out);
+    assert!(text.contains("sent 2 of 2 queued events"), "{text} {out:?}");
+    let bodies = server.join().unwrap();
+    assert!(bodies[0].contains("\"name\":\"check\"") && bodies[0].contains("\"name\":\"build\""));
+    let status = stdout(&w.acme(&["telemetry", "status"], &[("ACME_TELEMETRY", "on")]));
+    assert!(status.contains("queued events: 0"), "{status}");
+}
