@@ -92,6 +92,8 @@ fn read_secret(path: &Path) -> io::Result<Option<[u8; 32]>> {
 
 /// Deletes the install secret, so that the next run creates a new one and with it a new
 /// pseudonym that cannot be linked to the old one. Returns whether a secret existed.
+// Used by the `telemetry` subcommand (feature `clap`).
+#[cfg_attr(not(feature = "clap"), allow(dead_code))]
 pub(crate) fn rotate_secret(dir: &Path) -> io::Result<bool> {
     match fs::remove_file(dir.join(SECRET_FILE)) {
         Ok(()) => Ok(true),

@@ -98,6 +98,8 @@ impl Queue {
 
     /// Every readable queued batch, oldest first (for `telemetry preview` and `status`).
     /// Added for issue 3's user commands.
+    // Used by the `telemetry` subcommand (feature `clap`).
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn batches(&self) -> io::Result<Vec<Batch>> {
         Ok(self
             .segments()?
