@@ -63,12 +63,23 @@ use std::time::{Duration, Instant, SystemTime};
 use optel_wire::{Batch, Event, EventType, Timestamp};
 
 pub use consent::{Consent, ConsentSource};
+pub use queue::{QueueStatus, queue_status};
 
 /// Default exit budget: the longest the host's exit waits for telemetry.
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(40);
 
 /// The longest exit budget `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` may ask for: 10 s.
 pub const MAX_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default exit budget in CI (the `CI` environment variable is set): 2 s of bounded blocking
+/// flush, since a CI machine has no next run to deliver what is left.
+pub const DEFAULT_CI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default timeout of one whole delivery request (connect, send, answer): 2 s (seed 000).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default cap on delivery requests per UTC day and tool install: 1 000.
+pub const DEFAULT_DAILY_REQUEST_CAP: u32 = 1_000;
 
 /// Most events kept in memory by one process before shutdown; more are dropped and counted.
 const MAX_BUFFERED_EVENTS: usize = 10_000;
@@ -92,6 +103,10 @@ impl Telemetry {
             data_dir: None,
             default_consent: Consent::Off,
             exit_timeout: DEFAULT_EXIT_TIMEOUT,
+            ci_flush_timeout: DEFAULT_CI_FLUSH_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            daily_request_cap: DEFAULT_DAILY_REQUEST_CAP,
+            gzip: true,
         }
     }
 }
@@ -107,6 +122,10 @@ pub struct TelemetryBuilder {
     data_dir: Option<PathBuf>,
     default_consent: Consent,
     exit_timeout: Duration,
+    ci_flush_timeout: Duration,
+    request_timeout: Duration,
+    daily_request_cap: u32,
+    gzip: bool,
 }
 
 impl TelemetryBuilder {
@@ -144,6 +163,38 @@ impl TelemetryBuilder {
     /// [`MAX_EXIT_TIMEOUT`]), for CI jobs and tests that want every event delivered before exit.
     pub fn exit_timeout(mut self, timeout: Duration) -> Self {
         self.exit_timeout = timeout;
+        self
+    }
+
+    /// The exit budget when the `CI` environment variable is set (to anything but empty, `0`
+    /// or `false`): a bounded blocking flush, since a CI machine has no later run. Default:
+    /// [`DEFAULT_CI_FLUSH_TIMEOUT`] (2 s), at most [`MAX_EXIT_TIMEOUT`].
+    /// `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` replaces it too.
+    pub fn ci_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.ci_flush_timeout = timeout.min(MAX_EXIT_TIMEOUT);
+        self
+    }
+
+    /// Timeout of one whole delivery request, connect included (the connect alone times out
+    /// after [`export::CONNECT_TIMEOUT`]). Default: [`DEFAULT_REQUEST_TIMEOUT`] (2 s). Requests
+    /// run on the delivery thread: this never delays the host beyond the exit budget.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Most delivery requests per UTC day from this install, shared by all its processes.
+    /// Default: [`DEFAULT_DAILY_REQUEST_CAP`] (1 000). Past it, events stay queued until the
+    /// next day.
+    pub fn daily_request_cap(mut self, cap: u32) -> Self {
+        self.daily_request_cap = cap;
+        self
+    }
+
+    /// Whether request bodies are gzip-compressed (`Content-Encoding: gzip`). Default: `true`;
+    /// set `false` for a collector that does not decode gzip.
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
         self
     }
 
@@ -234,11 +285,15 @@ impl TelemetryBuilder {
         let session = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
         let id_seed = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
         let ingest_key = env(&format!("{prefix}_TELEMETRY_KEY")).or(self.ingest_key);
+        let in_ci = env("CI").is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"));
+        let budget = if in_ci {
+            self.ci_flush_timeout
+        } else {
+            self.exit_timeout
+        };
         let exit_timeout = env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(self.exit_timeout, |ms| {
-                Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT)
-            });
+            .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT));
         let worker = match endpoint {
             Some(endpoint) => {
                 let user_agent = format!(
@@ -248,9 +303,15 @@ impl TelemetryBuilder {
                     self.version
                 );
                 let exporter =
-                    export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent);
+                    export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
+                        .with_gzip(self.gzip);
+                let policy = delivery::Policy {
+                    request_timeout: self.request_timeout,
+                    daily_request_cap: self.daily_request_cap,
+                };
+                let breaker = delivery::Breaker::new(data_dir.clone());
                 Some(
-                    delivery::Worker::start(queue.clone(), Box::new(exporter))
+                    delivery::Worker::start(queue.clone(), breaker, policy, Box::new(exporter))
                         .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
                 )
             }
@@ -425,14 +486,14 @@ impl Inner {
             Ok(mut buffer) => std::mem::take(&mut *buffer),
             Err(_) => return,
         };
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        if !events.is_empty() || dropped > 0 {
+        if !events.is_empty() {
             let mut batch = self.envelope.clone();
             batch.events = events;
-            batch.dropped_events = dropped;
-            if !batch.events.is_empty() {
-                let _ = self.queue.append(&batch);
-            }
+            // Drops of this process and those the full queue counted earlier (a batch needs
+            // an event, so drops wait for a run that has some).
+            batch.dropped_events =
+                self.dropped.swap(0, Ordering::Relaxed) + self.queue.take_unreported_drops();
+            let _ = self.queue.append(&batch);
         }
         if let Some(worker) = &self.worker {
             worker.flush(deadline);
@@ -576,7 +637,7 @@ pub fn default_data_dir(tool: &str) -> Option<PathBuf> {
 pub fn queued_events(data_dir: &Path) -> usize {
     queue::Queue::open(data_dir.join("queue"))
         .and_then(|q| q.pending_events())
-        .unwrap_or(0)
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
