@@ -5,6 +5,7 @@
 //! whole cause chain printed to stderr), 2 on a usage error.
 
 mod demo;
+pub mod loopback;
 mod stats;
 
 use std::io::Write;

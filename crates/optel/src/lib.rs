@@ -78,8 +78,9 @@ pub const DEFAULT_CI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default timeout of one whole delivery request (connect, send, answer): 2 s (seed 000).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Default cap on delivery requests per UTC day and tool install: 1 000.
-pub const DEFAULT_DAILY_REQUEST_CAP: u32 = 1_000;
+/// Default cap on delivery requests per UTC day and tool install: 10 000 (about one per run; a
+/// storm of retries is already held back by the circuit breaker).
+pub const DEFAULT_DAILY_REQUEST_CAP: u32 = 10_000;
 
 /// Most events kept in memory by one process before shutdown; more are dropped and counted.
 const MAX_BUFFERED_EVENTS: usize = 10_000;
@@ -184,7 +185,7 @@ impl TelemetryBuilder {
     }
 
     /// Most delivery requests per UTC day from this install, shared by all its processes.
-    /// Default: [`DEFAULT_DAILY_REQUEST_CAP`] (1 000). Past it, events stay queued until the
+    /// Default: [`DEFAULT_DAILY_REQUEST_CAP`] (10 000). Past it, events stay queued until the
     /// next day.
     pub fn daily_request_cap(mut self, cap: u32) -> Self {
         self.daily_request_cap = cap;

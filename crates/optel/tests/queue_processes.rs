@@ -129,7 +129,10 @@ fn concurrent_writers_killed_at_random_points_leave_no_torn_segment() {
         "{} runs queued, {normal_exits} exited normally",
         sessions.len()
     );
-    eprintln!("{killed} killed, {normal_exits} exited normally, {} runs queued", sessions.len());
+    eprintln!(
+        "{killed} killed, {normal_exits} exited normally, {} runs queued",
+        sessions.len()
+    );
     assert!(sessions.len() <= WRITERS);
     let status = optel::queue_status(&data).unwrap();
     assert_eq!(
