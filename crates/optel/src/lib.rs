@@ -641,6 +641,31 @@ pub fn queued_events(data_dir: &Path) -> usize {
         .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
+/// Hooks for the benchmarks in `benches/` (not a stable API).
+#[doc(hidden)]
+pub mod __bench {
+    use std::path::Path;
+
+    /// Appends `batch` to the queue in `dir` as one segment (what a process does at exit).
+    ///
+    /// # Errors
+    /// The directory or file cannot be written.
+    pub fn queue_append(dir: &Path, batch: &optel_wire::Batch) -> std::io::Result<()> {
+        crate::queue::Queue::open(dir.to_owned())?.append(batch)?;
+        Ok(())
+    }
+
+    /// Empties the global recorder's in-memory buffer, so a benchmark measures recording
+    /// rather than the full-buffer drop path.
+    pub fn clear_buffer() {
+        if let Some(inner) = crate::GLOBAL.get()
+            && let Ok(mut buffer) = inner.buffer.lock()
+        {
+            buffer.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
