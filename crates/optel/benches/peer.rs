@@ -113,26 +113,34 @@ fn queue_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue_append");
     for events in [1usize, 20] {
         let b = batch(events);
+        // Each iteration appends to an existing queue of a fresh directory; creating and
+        // removing the directory happen outside the timing.
         group.bench_function(format!("optel_segment/{events}_events"), |bench| {
             bench.iter_batched(
-                || tempfile::tempdir().expect("tempdir"),
-                |dir| optel::__bench::queue_append(dir.path(), &b).expect("append"),
+                || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    optel::__bench::queue_append(dir.path(), &b).expect("first append");
+                    dir
+                },
+                |dir| {
+                    optel::__bench::queue_append(dir.path(), &b).expect("append");
+                    dir
+                },
                 BatchSize::PerIteration,
             );
         });
         group.bench_function(format!("sqlite_wal/{events}_events"), |bench| {
             bench.iter_batched(
-                || tempfile::tempdir().expect("tempdir"),
+                || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let conn = sqlite_queue(dir.path());
+                    drop(conn);
+                    dir
+                },
                 |dir| {
-                    // What a process would do at exit with a SQLite queue: open, make sure
-                    // the schema exists, insert in one transaction, close.
-                    let mut conn =
-                        rusqlite::Connection::open(dir.path().join("queue.db")).expect("open");
-                    conn.execute_batch(
-                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-                         CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, batch TEXT NOT NULL);",
-                    )
-                    .expect("schema");
+                    // What a process would do at exit with a SQLite queue: open (checking
+                    // the schema), insert in one transaction, close.
+                    let mut conn = sqlite_queue(dir.path());
                     let tx = conn.transaction().expect("tx");
                     tx.execute(
                         "INSERT INTO queue (batch) VALUES (?1)",
@@ -140,12 +148,24 @@ fn queue_append(c: &mut Criterion) {
                     )
                     .expect("insert");
                     tx.commit().expect("commit");
+                    drop(conn);
+                    dir
                 },
                 BatchSize::PerIteration,
             );
         });
     }
     group.finish();
+}
+
+fn sqlite_queue(dir: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join("queue.db")).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, batch TEXT NOT NULL);",
+    )
+    .expect("schema");
+    conn
 }
 
 criterion_group! {
