@@ -51,6 +51,9 @@ mod delivery;
 pub mod export;
 mod fsutil;
 mod identity;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 mod queue;
 
 use std::borrow::Cow;
