@@ -170,3 +170,60 @@ fn https_proxy_is_used_and_no_proxy_bypasses_it() {
     );
     assert_eq!(collector.events().unwrap(), 1);
 }
+
+fn ledger_line(i: usize, events: usize) -> String {
+    let mut b = optel_wire::Batch::new("acme", "1.0.0", "abc", "linux", "x86_64");
+    for j in 0..events {
+        b.events.push(optel_wire::Event::new(
+            format!("00000000-0000-4000-8000-{:06}{j:06}", i),
+            optel_wire::EventType::Command,
+            "build",
+            optel_wire::Timestamp::now(),
+            "00000000-0000-4000-8000-000000000000",
+        ));
+    }
+    serde_json::to_string(&b).unwrap()
+}
+
+#[test]
+fn upload_sends_ledger_files_once_and_skips_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = LocalCollector::start(&dir.path().join("collector"), "acme").unwrap();
+    let ledger = dir.path().join("ledger");
+    std::fs::create_dir(&ledger).unwrap();
+    // 400 + 300 events: more than one request of 500.
+    let a: Vec<String> = (0..4).map(|i| ledger_line(i, 100)).collect();
+    std::fs::write(ledger.join("2026-11-20.jsonl"), a.join("\n") + "\n").unwrap();
+    let b = [
+        ledger_line(10, 150),
+        "{not json".to_owned(),
+        String::new(),
+        ledger_line(11, 150),
+    ];
+    std::fs::write(ledger.join("2026-11-21.jsonl"), b.join("\n")).unwrap();
+    std::fs::write(ledger.join("notes.txt"), "not a ledger").unwrap();
+
+    let args = || optel_cli::upload::UploadArgs {
+        paths: vec![ledger.clone()],
+        since: std::time::Duration::from_secs(7 * 86_400),
+        endpoint: collector.endpoint(),
+        key: Some(collector.key().to_owned()),
+        otlp: false,
+    };
+    let summary = optel_cli::upload::upload(&args(), false).unwrap();
+    assert_eq!(summary.files, 2);
+    assert_eq!(summary.events, 700);
+    assert_eq!(summary.bad_lines, 1);
+    assert_eq!(collector.events().unwrap(), 700);
+
+    // Uploading again stores nothing twice.
+    optel_cli::upload::upload(&args(), false).unwrap();
+    assert_eq!(collector.events().unwrap(), 700);
+
+    // An endpoint that stays down is a clear error after the retries, not a silent success.
+    let mut bad = args();
+    bad.key = Some("optel_ik_wrong".into());
+    bad.endpoint = format!("http://{}", loopback::refusing_addr().unwrap());
+    let err = optel_cli::upload::upload(&bad, false).unwrap_err();
+    assert!(format!("{err:#}").contains("attempts"), "{err:#}");
+}

@@ -224,6 +224,22 @@ impl Exporter for HttpExporter {
     }
 }
 
+/// A shared exporter (as [`TelemetryBuilder::exporter`](crate::TelemetryBuilder::exporter)
+/// keeps it) exports through the exporter it points to.
+impl Exporter for std::sync::Arc<dyn Exporter> {
+    fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
+        self.as_ref().export(batch, timeout)
+    }
+
+    fn force_flush(&self, timeout: Duration) -> ExportResult {
+        self.as_ref().force_flush(timeout)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> ExportResult {
+        self.as_ref().shutdown_with_timeout(timeout)
+    }
+}
+
 /// Maps an HTTP status of the collector to an export outcome: 2xx delivered; 400, 413 and 422
 /// can never succeed; anything else (401/403 while a key is fixed, 429, 5xx) is retried later.
 pub(crate) fn classify(status: u16, retry_after: Option<Duration>) -> ExportResult {

@@ -111,6 +111,7 @@ impl Telemetry {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             daily_request_cap: DEFAULT_DAILY_REQUEST_CAP,
             gzip: true,
+            exporter: None,
         }
     }
 }
@@ -130,6 +131,7 @@ pub struct TelemetryBuilder {
     request_timeout: Duration,
     daily_request_cap: u32,
     gzip: bool,
+    exporter: Option<std::sync::Arc<dyn export::Exporter>>,
 }
 
 impl TelemetryBuilder {
@@ -199,6 +201,15 @@ impl TelemetryBuilder {
     /// set `false` for a collector that does not decode gzip.
     pub fn gzip(mut self, gzip: bool) -> Self {
         self.gzip = gzip;
+        self
+    }
+
+    /// Sends batches with `exporter` instead of the optel HTTP exporter, e.g.
+    /// `optel::otlp::OtlpExporter` (feature `otlp`) for an OpenTelemetry backend. The queue,
+    /// batching, retries, circuit breaker and exit budget stay the same. Default: the optel
+    /// collector at [`endpoint`](Self::endpoint).
+    pub fn exporter(mut self, exporter: impl export::Exporter) -> Self {
+        self.exporter = Some(std::sync::Arc::new(exporter));
         self
     }
 
@@ -298,8 +309,14 @@ impl TelemetryBuilder {
         let exit_timeout = env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT));
-        let worker = match endpoint {
-            Some(endpoint) => {
+        let policy = delivery::Policy {
+            request_timeout: self.request_timeout,
+            daily_request_cap: self.daily_request_cap,
+        };
+        let breaker = delivery::Breaker::new(data_dir.clone());
+        let exporter: Option<Box<dyn export::Exporter>> = match (self.exporter, endpoint) {
+            (Some(custom), _) => Some(Box::new(custom)),
+            (None, Some(endpoint)) => {
                 let user_agent = format!(
                     "optel/{} ({}/{})",
                     env!("CARGO_PKG_VERSION"),
@@ -309,16 +326,15 @@ impl TelemetryBuilder {
                 let exporter =
                     export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
                         .with_gzip(self.gzip);
-                let policy = delivery::Policy {
-                    request_timeout: self.request_timeout,
-                    daily_request_cap: self.daily_request_cap,
-                };
-                let breaker = delivery::Breaker::new(data_dir.clone());
-                Some(
-                    delivery::Worker::start(queue.clone(), breaker, policy, Box::new(exporter))
-                        .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
-                )
+                Some(Box::new(exporter))
             }
+            (None, None) => None,
+        };
+        let worker = match exporter {
+            Some(exporter) => Some(
+                delivery::Worker::start(queue.clone(), breaker, policy, exporter)
+                    .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
+            ),
             None => None,
         };
         Ok(Inner {
