@@ -8,6 +8,9 @@
 //!   suggests. The figures decide `docs/adr/001-local-queue.md`.
 //!
 //! `cargo bench -p optel --bench peer`
+// Test code: a failed unwrap is a failed test with a clear location (clippy.toml allows it
+// in #[test] functions only, not in their helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -124,7 +124,7 @@ impl Queue {
     pub(crate) fn segments(&self) -> io::Result<Vec<Segment>> {
         let mut segments: Vec<Segment> = fs::read_dir(&self.dir)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter_map(|p| segment_of(p))
+            .filter_map(segment_of)
             .collect();
         segments.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(segments)
