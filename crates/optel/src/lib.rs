@@ -41,9 +41,24 @@
 //! | `<TOOL>_TELEMETRY_ENDPOINT` | replaces the endpoint given in code (e.g. a self-hosted collector) |
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
+//! | `CI` | set (not empty, `0` or `false`): the exit budget becomes a bounded blocking flush ([`TelemetryBuilder::ci_flush_timeout`], 2 s) |
+//! | `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` | proxy for delivery requests, except hosts in `NO_PROXY` |
 //!
 //! `<TOOL>` is the tool name upper-cased with every character outside `[A-Z0-9]` replaced by
 //! `_` (`my-cli` → `MY_CLI`).
+//!
+//! # Delivery
+//! Each run's events become one segment file in the local queue at exit (bounded by events and
+//! bytes; drops are counted, see [`queue_status`]). The delivery thread merges segments into
+//! gzip-compressed requests, retries with exponential backoff and jitter, honours
+//! `Retry-After`, and shares a circuit breaker and a daily request cap with every other process
+//! of the tool through a state file, so a dead endpoint costs new processes nothing.
+//!
+//! # Features
+//! | feature | what it adds |
+//! |---|---|
+//! | `tls` | HTTPS endpoints (rustls with the webpki roots) |
+//! | `otlp` | `optel::otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
 #![deny(missing_docs)]
 
 mod consent;
