@@ -14,7 +14,7 @@
 //! twice.
 //!
 //! A segment's name carries its event count and byte size
-//! (`<unix ms>-<random>-<events>e-<bytes>b.json`), so bounding the queue and reporting its size
+//! (`<unix ns>-<random>-<events>e-<bytes>b.json`), so bounding the queue and reporting its size
 //! cost one directory listing, not a read of every file.
 //!
 //! Bounds: at most [`MAX_SEGMENTS`] segments, [`MAX_QUEUE_EVENTS`] events and
@@ -49,7 +49,22 @@ const DROPPED_FILE: &str = "dropped";
 #[derive(Debug, Clone)]
 pub(crate) struct Queue {
     dir: PathBuf,
+    bounds: Bounds,
 }
+
+/// Limits of the queue (the constants above; smaller in tests).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    segments: usize,
+    events: u64,
+    bytes: u64,
+}
+
+const BOUNDS: Bounds = Bounds {
+    segments: MAX_SEGMENTS,
+    events: MAX_QUEUE_EVENTS,
+    bytes: MAX_QUEUE_BYTES,
+};
 
 /// A segment file as listed: its path and what its name says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,20 +99,30 @@ impl Queue {
     /// Opens (creating if needed, 0700) the queue directory.
     pub(crate) fn open(dir: PathBuf) -> io::Result<Self> {
         fsutil::create_private_dir(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            bounds: BOUNDS,
+        })
     }
 
     /// Opens an existing queue directory without creating anything (for `status`).
     pub(crate) fn existing(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            bounds: BOUNDS,
+        }
     }
 
     /// Appends a batch as a new segment, then enforces the bounds.
     pub(crate) fn append(&self, batch: &Batch) -> io::Result<PathBuf> {
         let json = serde_json::to_vec(batch).map_err(io::Error::other)?;
-        let now_ms = optel_wire::Timestamp::now().unix_ms();
+        // Nanoseconds, so that two appends of one process sort in order (the oldest segment is
+        // dropped first); the random part keeps names of concurrent processes distinct.
+        let now_ns = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let name = format!(
-            "{now_ms:013}-{}-{}e-{}b.json",
+            "{now_ns:020}-{}-{}e-{}b.json",
             hex::encode(random_bytes::<6>()?),
             batch.events.len(),
             json.len()
@@ -236,9 +261,9 @@ impl Queue {
         let mut count = segments.len();
         let mut dropped = 0;
         for segment in &segments {
-            if count <= MAX_SEGMENTS
-                && total_bytes <= MAX_QUEUE_BYTES
-                && total_events <= MAX_QUEUE_EVENTS
+            if count <= self.bounds.segments
+                && total_bytes <= self.bounds.bytes
+                && total_events <= self.bounds.events
             {
                 break;
             }
@@ -345,7 +370,7 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
     })
 }
 
-/// The segment a path names, if it is one: `<ms>-<random>-<events>e-<bytes>b.json`.
+/// The segment a path names, if it is one: `<ns>-<random>-<events>e-<bytes>b.json`.
 fn segment_of(path: PathBuf) -> Option<Segment> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(".json")?;
@@ -490,6 +515,66 @@ mod tests {
         q.append(&batch(1)).unwrap();
         assert!(!tmp.exists());
         assert!(fresh.exists(), "a tmp file being written now is left alone");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(usize),
+        SendOldest,
+        ClaimAndDie,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1usize..40).prop_map(Op::Append),
+            Just(Op::SendOldest),
+            Just(Op::ClaimAndDie),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Against a model (a list of segment sizes): pending events, segment count and drop
+        /// counters always agree, whatever the order of appends, sends and abandoned claims.
+        #[test]
+        fn queue_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut q = Queue::open(dir.path().to_owned()).unwrap();
+            q.bounds = Bounds { segments: 6, events: 120, bytes: u64::MAX };
+            let mut model: std::collections::VecDeque<u64> = Default::default();
+            let mut dropped = 0u64;
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        q.append(&batch(n)).unwrap();
+                        model.push_back(n as u64);
+                        while model.len() > 6 || model.iter().sum::<u64>() > 120 {
+                            dropped += model.pop_front().unwrap();
+                        }
+                    }
+                    Op::SendOldest => {
+                        if let Some(first) = q.segments().unwrap().first() {
+                            let claim = q.claim(&first.path).unwrap().unwrap();
+                            proptest::prop_assert_eq!(claim.batch.events.len() as u64, model[0]);
+                            q.complete(claim).unwrap();
+                            model.pop_front();
+                        }
+                    }
+                    Op::ClaimAndDie => {
+                        // A sender that claims and goes away without completing leaves the
+                        // segment for the next one.
+                        if let Some(first) = q.segments().unwrap().first() {
+                            drop(q.claim(&first.path).unwrap());
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(q.pending_events().unwrap(), model.iter().sum::<u64>());
+                proptest::prop_assert_eq!(q.segments().unwrap().len(), model.len());
+                proptest::prop_assert_eq!(q.dropped().total, dropped);
+            }
+        }
     }
 
     #[cfg(unix)]
