@@ -457,6 +457,101 @@ mod tests {
         assert!(breaker.state().open_until_ms >= Timestamp::now().unix_ms() + 59_000);
     }
 
+    use std::sync::Mutex;
+
+    /// An exporter that answers from a script and records the size of each batch.
+    #[derive(Debug)]
+    struct Scripted {
+        answers: Mutex<Vec<crate::export::ExportResult>>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Scripted {
+        fn new(mut answers: Vec<crate::export::ExportResult>) -> Self {
+            answers.reverse();
+            Self {
+                answers: Mutex::new(answers),
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Exporter for Scripted {
+        fn export(&self, batch: &Batch, _timeout: Duration) -> crate::export::ExportResult {
+            self.calls.lock().unwrap().push(batch.events.len());
+            self.answers.lock().unwrap().pop().unwrap_or(Ok(()))
+        }
+    }
+
+    fn retryable(retry_after: Option<Duration>) -> crate::export::ExportResult {
+        Err(ExportError::Retryable {
+            reason: "test".into(),
+            retry_after,
+        })
+    }
+
+    fn setup(segments: &[usize]) -> (tempfile::TempDir, Queue, Breaker) {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path().join("queue")).unwrap();
+        for &n in segments {
+            queue.append(&crate::queue::tests::batch(n)).unwrap();
+        }
+        let breaker = Breaker::new(dir.path().to_owned());
+        (dir, queue, breaker)
+    }
+
+    fn round(queue: &Queue, breaker: &Breaker, exporter: &Scripted) {
+        let policy = Policy {
+            request_timeout: Duration::from_secs(1),
+            daily_request_cap: 100,
+        };
+        Sender {
+            queue,
+            breaker,
+            policy: &policy,
+            exporter,
+        }
+        .deliver_all(Instant::now() + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn segments_are_merged_up_to_the_request_size() {
+        let (_dir, queue, breaker) = setup(&[200, 200, 200]);
+        let exporter = Scripted::new(vec![]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(*exporter.calls.lock().unwrap(), [400, 200]);
+        assert_eq!(queue.pending_events().unwrap(), 0);
+    }
+
+    #[test]
+    fn retryable_failures_are_retried_with_backoff_then_delivered() {
+        let (_dir, queue, breaker) = setup(&[3]);
+        let exporter = Scripted::new(vec![retryable(None), retryable(None), Ok(())]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(exporter.calls.lock().unwrap().len(), 3);
+        assert_eq!(queue.pending_events().unwrap(), 0);
+        assert_eq!(breaker.state().failures, 0);
+    }
+
+    #[test]
+    fn retry_after_ends_the_round_and_keeps_the_segment() {
+        let (_dir, queue, breaker) = setup(&[3]);
+        let exporter = Scripted::new(vec![retryable(Some(Duration::from_secs(60)))]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(exporter.calls.lock().unwrap().len(), 1);
+        assert_eq!(queue.pending_events().unwrap(), 3);
+        assert!(!breaker.may_send());
+    }
+
+    #[test]
+    fn rejected_batches_are_dropped_not_retried() {
+        let (_dir, queue, breaker) = setup(&[3]);
+        let exporter = Scripted::new(vec![Err(ExportError::Rejected("400".into()))]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(exporter.calls.lock().unwrap().len(), 1);
+        assert_eq!(queue.pending_events().unwrap(), 0);
+    }
+
     #[test]
     fn unreadable_state_is_closed() {
         assert_eq!(parse_state("garbage"), BreakerState::default());

@@ -315,15 +315,7 @@ impl TelemetryBuilder {
         let session = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
         let id_seed = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
         let ingest_key = env(&format!("{prefix}_TELEMETRY_KEY")).or(self.ingest_key);
-        let in_ci = env("CI").is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"));
-        let budget = if in_ci {
-            self.ci_flush_timeout
-        } else {
-            self.exit_timeout
-        };
-        let exit_timeout = env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT));
+        let exit_timeout = exit_budget(env, prefix, self.exit_timeout, self.ci_flush_timeout);
         let policy = delivery::Policy {
             request_timeout: self.request_timeout,
             daily_request_cap: self.daily_request_cap,
@@ -372,6 +364,26 @@ impl TelemetryBuilder {
             exit_timeout,
         })
     }
+}
+
+/// The exit budget: `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` if set (at most [`MAX_EXIT_TIMEOUT`]),
+/// else the CI flush timeout when `CI` is set to anything but empty, `0` or `false`, else the
+/// builder's exit timeout.
+fn exit_budget(
+    env: &dyn Fn(&str) -> Option<String>,
+    prefix: &str,
+    exit_timeout: Duration,
+    ci_flush_timeout: Duration,
+) -> Duration {
+    let in_ci = env("CI").is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"));
+    let budget = if in_ci {
+        ci_flush_timeout
+    } else {
+        exit_timeout
+    };
+    env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT))
 }
 
 /// The URL of the `/v1/events` route for an endpoint given as a base URL or as the route.
@@ -717,6 +729,30 @@ pub mod __bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_budget_in_ci_and_overrides() {
+        let budget = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            exit_budget(&env, "ACME", DEFAULT_EXIT_TIMEOUT, DEFAULT_CI_FLUSH_TIMEOUT)
+        };
+        assert_eq!(budget(&[]), DEFAULT_EXIT_TIMEOUT);
+        assert_eq!(budget(&[("CI", "true")]), DEFAULT_CI_FLUSH_TIMEOUT);
+        assert_eq!(budget(&[("CI", "false")]), DEFAULT_EXIT_TIMEOUT);
+        assert_eq!(budget(&[("CI", "")]), DEFAULT_EXIT_TIMEOUT);
+        assert_eq!(
+            budget(&[("CI", "1"), ("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "5")]),
+            Duration::from_millis(5)
+        );
+        assert_eq!(
+            budget(&[("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "99999999")]),
+            MAX_EXIT_TIMEOUT
+        );
+    }
 
     #[test]
     fn endpoint_forms() {

@@ -408,7 +408,7 @@ fn parse(file: &File) -> Option<(Batch, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use optel_wire::{Event, EventType, Timestamp};
 
