@@ -70,10 +70,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
             let status = Command::new(&acme)
                 .args(cmd_args)
                 .current_dir(&work)
+                // A clean environment: each simulated install is a new user on a developer machine,
+                // never a CI runner (CI runs share one pseudonym per vendor).
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("HOME", &home)
-                .env_remove("XDG_DATA_HOME")
-                .env_remove("XDG_CONFIG_HOME")
-                .env_remove("DO_NOT_TRACK")
                 .env("ACME_TELEMETRY", "on")
                 .env("ACME_TELEMETRY_ENDPOINT", &endpoint)
                 .env("ACME_TELEMETRY_KEY", &key)

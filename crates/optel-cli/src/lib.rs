@@ -5,7 +5,9 @@
 //! whole cause chain printed to stderr), 2 on a usage error.
 
 mod demo;
+pub mod loopback;
 mod stats;
+pub mod upload;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ pub enum Command {
     /// Start a collector, drive the instrumented example tool `acme` as several simulated
     /// installs, print the stats, and keep serving until Ctrl-C.
     Demo(DemoArgs),
+    /// Send JSONL ledger files (one optel batch per line) to a collector or an OTLP endpoint.
+    Upload(upload::UploadArgs),
 }
 
 /// Where the collector keeps its data.
@@ -229,6 +233,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats(args) => stats::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Upload(args) => upload::run(args),
     }
 }
 

@@ -317,8 +317,11 @@ fn flush(
     };
     let q = queue::Queue::open(data.join("queue")).map_err(io_err("open", &data))?;
     let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
-    let worker =
-        delivery::Worker::start(q, exporter).map_err(io_err("start delivery for", &data))?;
+    // The user asked for this flush: probe the endpoint even if the breaker is open.
+    let breaker = delivery::Breaker::new(data.clone());
+    breaker.allow_probe();
+    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(), exporter)
+        .map_err(io_err("start delivery for", &data))?;
     let in_time = worker.flush(Instant::now() + timeout);
     let after: usize = queued(&data)
         .unwrap_or_default()

@@ -4,37 +4,103 @@
 //! The thread starts at init and immediately sends what earlier runs left in the queue, while
 //! the host does its work. At shutdown the host asks for one more round (for this run's
 //! segment) and waits for it at most the exit budget; whatever is not sent by then stays queued
-//! for a later run. The thread is never joined: when the host's `main` returns, the process
-//! ends and the thread with it, so no process or thread outlives the tool.
+//! for a later run. The thread is never joined and no process is ever spawned: when the host's
+//! `main` returns, the process ends and the thread with it, so nothing outlives the tool.
+//!
+//! Resilience (seed 003's parameters):
+//! - **Batching**: segments with the same envelope are merged into requests of at most
+//!   [`MAX_REQUEST_EVENTS`] events and [`MAX_REQUEST_BYTES`] bytes of JSON.
+//! - **Retries**: a retryable failure is retried after an exponential backoff with jitter
+//!   (100 ms, ×1.5, capped at 2 s, for at most 10 s per round, never past the round's
+//!   deadline), or after the server's `Retry-After`.
+//! - **Circuit breaker**, shared by every process of the tool through a small state file in the
+//!   data directory: after 5 consecutive failures the breaker opens for 30 s, during which no
+//!   process sends anything; then one process sends one probe (half-open) and the others wait
+//!   for its outcome. An attempt is counted as a failure *before* it is sent and cleared on
+//!   success, so a process killed mid-request (a blackholed endpoint at exit) still counts:
+//!   a dead endpoint costs each new process nothing once the breaker is open.
+//! - **Daily cap**: at most a fixed number of requests per UTC day per tool install, so a
+//!   firewall or a broken collector can never cause a retry storm.
 
+use std::fs::OpenOptions;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use optel_wire::Batch;
+use optel_wire::{Batch, Timestamp};
 
 use crate::export::{ExportError, Exporter};
+use crate::identity::random_bytes;
 use crate::queue::{Claim, Queue};
 
-/// Most events sent in one request.
-const MAX_REQUEST_EVENTS: usize = 500;
-/// Timeout of one export call (seed 000's 2 s request timeout).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most events sent in one request (the collector accepts up to
+/// [`optel_wire::limits::MAX_BATCH_EVENTS`]).
+pub(crate) const MAX_REQUEST_EVENTS: usize = 500;
+/// Most bytes of (uncompressed) segment JSON merged into one request: 1 MiB, well under the
+/// collector's [`optel_wire::limits::MAX_BODY_BYTES`].
+pub(crate) const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// First retry delay (seed 003).
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Growth of the retry delay per attempt (seed 003).
+const BACKOFF_MULTIPLIER: f64 = 1.5;
+/// Longest retry delay (seed 003).
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest time one round keeps retrying (seed 003).
+const MAX_RETRY_TIME: Duration = Duration::from_secs(10);
+/// Consecutive failures that open the circuit breaker (seed 003).
+pub(crate) const BREAKER_FAILURES: u32 = 5;
+/// How long the breaker stays open before a probe (seed 003).
+pub(crate) const BREAKER_OPEN: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` honoured: 1 hour. A longer one is clamped, so a misconfigured server
+/// cannot silence telemetry for good.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The breaker state file, in the data directory.
+pub(crate) const STATE_FILE: &str = "delivery_state";
+
+/// Settings of the delivery thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// Timeout of one whole request (connect, send, answer).
+    pub(crate) request_timeout: Duration,
+    /// Most requests per UTC day.
+    pub(crate) daily_request_cap: u32,
+}
 
 /// Handle to the delivery thread.
 #[derive(Debug)]
 pub(crate) struct Worker {
-    requests: SyncSender<SyncSender<()>>,
+    requests: SyncSender<FlushRequest>,
+}
+
+#[derive(Debug)]
+struct FlushRequest {
+    deadline: Instant,
+    done: SyncSender<()>,
 }
 
 impl Worker {
     /// Starts the thread; it begins with a round for segments left by earlier runs.
-    pub(crate) fn start(queue: Queue, exporter: Box<dyn Exporter>) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        queue: Queue,
+        breaker: Breaker,
+        policy: Policy,
+        exporter: Box<dyn Exporter>,
+    ) -> io::Result<Self> {
         // Capacity 4: flush requests beyond that are redundant with those already waiting.
-        let (tx, rx) = mpsc::sync_channel::<SyncSender<()>>(4);
+        let (tx, rx) = mpsc::sync_channel::<FlushRequest>(4);
         thread::Builder::new()
             .name("optel-delivery".into())
-            .spawn(move || run(&queue, exporter.as_ref(), &rx))?;
+            .spawn(move || {
+                let sender = Sender {
+                    queue: &queue,
+                    breaker: &breaker,
+                    policy: &policy,
+                    exporter: exporter.as_ref(),
+                };
+                sender.run(&rx);
+            })?;
         Ok(Self { requests: tx })
     }
 
@@ -42,7 +108,11 @@ impl Worker {
     /// finished in time.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
         let (done_tx, done_rx) = mpsc::sync_channel(1);
-        if self.requests.try_send(done_tx).is_err() {
+        let request = FlushRequest {
+            deadline,
+            done: done_tx,
+        };
+        if self.requests.try_send(request).is_err() {
             return false;
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -53,40 +123,102 @@ impl Worker {
     }
 }
 
-fn run(queue: &Queue, exporter: &dyn Exporter, requests: &Receiver<SyncSender<()>>) {
-    deliver_all(queue, exporter);
-    while let Ok(done) = requests.recv() {
-        deliver_all(queue, exporter);
-        let _ = done.try_send(());
-    }
+struct Sender<'a> {
+    queue: &'a Queue,
+    breaker: &'a Breaker,
+    policy: &'a Policy,
+    exporter: &'a dyn Exporter,
 }
 
-/// One round: send every segment that can be claimed, grouped into batches of events that
-/// share the same envelope. Stops at the first batch that must be retried, so a dead
-/// endpoint costs one attempt per round.
-fn deliver_all(queue: &Queue, exporter: &dyn Exporter) {
-    let Ok(paths) = queue.segments() else { return };
-    let mut group: Vec<Claim> = Vec::new();
-    let mut events = 0;
-    for path in paths {
-        let Ok(Some(claim)) = queue.claim(&path) else {
-            continue;
+impl Sender<'_> {
+    fn run(&self, requests: &Receiver<FlushRequest>) {
+        self.deliver_all(Instant::now() + MAX_RETRY_TIME);
+        while let Ok(request) = requests.recv() {
+            self.deliver_all(request.deadline);
+            let _ = request.done.try_send(());
+        }
+    }
+
+    /// One round: send every segment that can be claimed, grouped into requests of events that
+    /// share the same envelope. Stops at the first request that cannot go now (breaker open,
+    /// cap reached, retries exhausted or deadline passed).
+    fn deliver_all(&self, deadline: Instant) {
+        let Ok(segments) = self.queue.segments() else {
+            return;
         };
-        let fits = group
-            .first()
-            .is_none_or(|first| same_envelope(&first.batch, &claim.batch))
-            && events + claim.batch.events.len() <= MAX_REQUEST_EVENTS;
-        if !fits && !group.is_empty() {
-            if !send_group(queue, exporter, std::mem::take(&mut group)) {
+        let mut group: Vec<Claim> = Vec::new();
+        let mut events = 0;
+        let mut bytes = 0;
+        for segment in segments {
+            if Instant::now() >= deadline || !self.breaker.may_send() {
                 return;
             }
-            events = 0;
+            let Ok(Some(claim)) = self.queue.claim(&segment.path) else {
+                continue;
+            };
+            let fits = group
+                .first()
+                .is_none_or(|first| same_envelope(&first.batch, &claim.batch))
+                && events + claim.batch.events.len() <= MAX_REQUEST_EVENTS
+                && bytes + claim.bytes <= MAX_REQUEST_BYTES;
+            if !fits && !group.is_empty() {
+                if !self.send_group(std::mem::take(&mut group), deadline) {
+                    return;
+                }
+                events = 0;
+                bytes = 0;
+            }
+            events += claim.batch.events.len();
+            bytes += claim.bytes;
+            group.push(claim);
         }
-        events += claim.batch.events.len();
-        group.push(claim);
+        if !group.is_empty() {
+            self.send_group(group, deadline);
+        }
     }
-    if !group.is_empty() {
-        send_group(queue, exporter, group);
+
+    /// Sends one group as one batch, retrying within the policy; returns whether the round
+    /// may go on.
+    fn send_group(&self, group: Vec<Claim>, deadline: Instant) -> bool {
+        let Some(first) = group.first() else {
+            return true;
+        };
+        let mut batch = first.batch.clone();
+        batch.events.clear();
+        // The first segment's count is added in the loop below like the others (regression:
+        // it was counted twice).
+        batch.dropped_events = 0;
+        for claim in &group {
+            batch.events.extend(claim.batch.events.iter().cloned());
+            batch.dropped_events += claim.batch.dropped_events;
+        }
+        let mut backoff = Backoff::new();
+        let round_end = deadline.min(Instant::now() + MAX_RETRY_TIME);
+        loop {
+            let now = Instant::now();
+            if now >= round_end || !self.breaker.acquire(self.policy.daily_request_cap) {
+                return false;
+            }
+            let timeout = self.policy.request_timeout.min(round_end - now);
+            match self.exporter.export(&batch, timeout) {
+                Ok(()) | Err(ExportError::Rejected(_)) => {
+                    self.breaker.success();
+                    for claim in group {
+                        let _ = self.queue.complete(claim);
+                    }
+                    return true;
+                }
+                Err(ExportError::Retryable { retry_after, .. }) => {
+                    let retry_after = retry_after.map(|d| d.min(MAX_RETRY_AFTER));
+                    self.breaker.failure(retry_after);
+                    let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
+                    if Instant::now() + delay >= round_end {
+                        return false;
+                    }
+                    thread::sleep(delay);
+                }
+            }
+        }
     }
 }
 
@@ -98,26 +230,349 @@ fn same_envelope(a: &Batch, b: &Batch) -> bool {
         && a.arch == b.arch
 }
 
-/// Sends one group as one batch; returns whether the round may go on.
-fn send_group(queue: &Queue, exporter: &dyn Exporter, group: Vec<Claim>) -> bool {
-    let Some(first) = group.first() else {
-        return true;
-    };
-    let mut batch = first.batch.clone();
-    batch.events.clear();
-    // The first segment's count is added in the loop below like the others.
-    batch.dropped_events = 0;
-    for claim in &group {
-        batch.events.extend(claim.batch.events.iter().cloned());
-        batch.dropped_events += claim.batch.dropped_events;
-    }
-    match exporter.export(&batch, EXPORT_TIMEOUT) {
-        Ok(()) | Err(ExportError::Rejected(_)) => {
-            for claim in group {
-                let _ = queue.complete(claim);
-            }
-            true
+/// Exponential backoff with jitter: the n-th delay is drawn uniformly from
+/// `[d/2, d]` where `d = min(100 ms × 1.5^n, 2 s)`, so processes that failed together do not
+/// retry together.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: INITIAL_BACKOFF,
         }
-        Err(ExportError::Retryable { .. }) => false,
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let ceiling = self.next;
+        self.next = ceiling.mul_f64(BACKOFF_MULTIPLIER).min(MAX_BACKOFF);
+        let fraction = random_bytes::<2>()
+            .map(|b| f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX))
+            .unwrap_or(1.0);
+        ceiling.mul_f64(0.5 + 0.5 * fraction)
+    }
+}
+
+/// The circuit breaker and the daily request counter, persisted in [`STATE_FILE`] and shared
+/// by every process of the tool.
+#[derive(Debug, Clone)]
+pub(crate) struct Breaker {
+    path: PathBuf,
+}
+
+/// The persisted breaker state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BreakerState {
+    /// Attempts since the last success that did not succeed (including ones in flight).
+    pub(crate) failures: u32,
+    /// Unix ms until which nobody sends; 0 when closed.
+    pub(crate) open_until_ms: i64,
+    /// UTC day (days since the Unix epoch) that `requests` counts.
+    pub(crate) day: i64,
+    /// Requests sent on `day`.
+    pub(crate) requests: u32,
+}
+
+impl Breaker {
+    /// The breaker of the data directory `dir`.
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self {
+            path: dir.join(STATE_FILE),
+        }
+    }
+
+    /// The current state (all zero if the file is missing or unreadable).
+    pub(crate) fn state(&self) -> BreakerState {
+        let Ok(file) = std::fs::File::open(&self.path) else {
+            return BreakerState::default();
+        };
+        let mut text = String::new();
+        let _ = file.take(256).read_to_string(&mut text);
+        parse_state(&text)
+    }
+
+    /// Whether the breaker lets requests through now (without claiming anything).
+    fn may_send(&self) -> bool {
+        self.state().open_until_ms <= Timestamp::now().unix_ms()
+    }
+
+    /// Claims one request: false when the breaker is open or today's cap is reached. The
+    /// attempt counts as a failure until [`success`](Self::success) clears it; the attempt
+    /// that reaches the threshold opens the breaker for everybody else, which makes it the
+    /// half-open probe.
+    fn acquire(&self, daily_cap: u32) -> bool {
+        let now = Timestamp::now().unix_ms();
+        let mut granted = false;
+        let _ = self.update(|s| {
+            let today = now.div_euclid(86_400_000);
+            if s.day != today {
+                s.day = today;
+                s.requests = 0;
+            }
+            if s.open_until_ms > now || s.requests >= daily_cap {
+                return;
+            }
+            granted = true;
+            s.requests += 1;
+            s.failures = s.failures.saturating_add(1);
+            if s.failures >= BREAKER_FAILURES {
+                s.open_until_ms = now + duration_ms(BREAKER_OPEN);
+            }
+        });
+        granted
+    }
+
+    /// Lets the next request through now even if the breaker is open, as a half-open probe:
+    /// for a flush the user asked for (`telemetry flush`). The failure count is kept, so a
+    /// failed probe opens the breaker again at once.
+    pub(crate) fn allow_probe(&self) {
+        let _ = self.update(|s| s.open_until_ms = 0);
+    }
+
+    /// The endpoint answered (2xx or a final rejection): close the breaker.
+    fn success(&self) {
+        let _ = self.update(|s| {
+            s.failures = 0;
+            s.open_until_ms = 0;
+        });
+    }
+
+    /// The attempt failed (it was already counted); honour `Retry-After` for everybody.
+    fn failure(&self, retry_after: Option<Duration>) {
+        let Some(wait) = retry_after else { return };
+        let until = Timestamp::now().unix_ms() + duration_ms(wait);
+        let _ = self.update(|s| s.open_until_ms = s.open_until_ms.max(until));
+    }
+
+    /// Read-modify-write under an exclusive lock of the state file; the record is rewritten
+    /// in place with one fixed-width `write`, so a killed process leaves the old or new state.
+    fn update(&self, change: impl FnOnce(&mut BreakerState)) -> io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&self.path)?;
+        file.lock()?;
+        let mut text = String::new();
+        (&mut file).take(256).read_to_string(&mut text)?;
+        let mut state = parse_state(&text);
+        change(&mut state);
+        let record = format!(
+            "{:010} {:020} {:010} {:010}\n",
+            state.failures, state.open_until_ms, state.day, state.requests
+        );
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(record.as_bytes())?;
+        file.set_len(record.len() as u64)?;
+        Ok(())
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn parse_state(text: &str) -> BreakerState {
+    let fields: Vec<i64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match fields[..] {
+        [failures, open_until_ms, day, requests] => BreakerState {
+            failures: u32::try_from(failures).unwrap_or(0),
+            open_until_ms,
+            day,
+            requests: u32::try_from(requests).unwrap_or(0),
+        },
+        _ => BreakerState::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_half_with_jitter_and_caps() {
+        let mut b = Backoff::new();
+        let ceilings = [100, 150, 225, 337, 506, 759, 1139, 1708, 2000, 2000];
+        for ceiling in ceilings {
+            let d = b.next_delay();
+            let ceiling = Duration::from_millis(ceiling + 1);
+            assert!(
+                d <= ceiling && d >= ceiling / 2 - Duration::from_millis(1),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn breaker_opens_after_five_failures_and_probe_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaker = Breaker::new(dir.path().to_owned());
+        for _ in 0..BREAKER_FAILURES - 1 {
+            assert!(breaker.acquire(1_000));
+        }
+        assert!(breaker.may_send());
+        // The fifth attempt is granted and opens the breaker for everybody else.
+        assert!(breaker.acquire(1_000));
+        assert!(!breaker.may_send());
+        assert!(!breaker.acquire(1_000));
+        // A second process reading the same file sees it open.
+        assert!(!Breaker::new(dir.path().to_owned()).may_send());
+        breaker.success();
+        assert!(breaker.may_send());
+        assert_eq!(breaker.state().failures, 0);
+    }
+
+    #[test]
+    fn half_open_probe_is_granted_once_the_wait_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaker = Breaker::new(dir.path().to_owned());
+        let now = Timestamp::now().unix_ms();
+        breaker
+            .update(|s| {
+                s.failures = BREAKER_FAILURES;
+                s.open_until_ms = now - 1;
+            })
+            .unwrap();
+        assert!(breaker.acquire(1_000), "the probe");
+        assert!(!breaker.acquire(1_000), "others wait for the probe");
+    }
+
+    #[test]
+    fn daily_cap_stops_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaker = Breaker::new(dir.path().to_owned());
+        for _ in 0..3 {
+            assert!(breaker.acquire(3));
+            breaker.success();
+        }
+        assert!(!breaker.acquire(3));
+        assert_eq!(breaker.state().requests, 3);
+    }
+
+    #[test]
+    fn retry_after_holds_everybody() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaker = Breaker::new(dir.path().to_owned());
+        assert!(breaker.acquire(10));
+        breaker.failure(Some(Duration::from_secs(60)));
+        assert!(!breaker.may_send());
+        assert!(breaker.state().open_until_ms >= Timestamp::now().unix_ms() + 59_000);
+    }
+
+    use std::sync::Mutex;
+
+    /// An exporter that answers from a script and records the size of each batch.
+    #[derive(Debug)]
+    struct Scripted {
+        answers: Mutex<Vec<crate::export::ExportResult>>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Scripted {
+        fn new(mut answers: Vec<crate::export::ExportResult>) -> Self {
+            answers.reverse();
+            Self {
+                answers: Mutex::new(answers),
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Exporter for Scripted {
+        fn export(&self, batch: &Batch, _timeout: Duration) -> crate::export::ExportResult {
+            self.calls.lock().unwrap().push(batch.events.len());
+            self.answers.lock().unwrap().pop().unwrap_or(Ok(()))
+        }
+    }
+
+    fn retryable(retry_after: Option<Duration>) -> crate::export::ExportResult {
+        Err(ExportError::Retryable {
+            reason: "test".into(),
+            retry_after,
+        })
+    }
+
+    fn setup(segments: &[usize]) -> (tempfile::TempDir, Queue, Breaker) {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path().join("queue")).unwrap();
+        for &n in segments {
+            queue.append(&crate::queue::tests::batch(n)).unwrap();
+        }
+        let breaker = Breaker::new(dir.path().to_owned());
+        (dir, queue, breaker)
+    }
+
+    fn round(queue: &Queue, breaker: &Breaker, exporter: &Scripted) {
+        let policy = Policy {
+            request_timeout: Duration::from_secs(1),
+            daily_request_cap: 100,
+        };
+        Sender {
+            queue,
+            breaker,
+            policy: &policy,
+            exporter,
+        }
+        .deliver_all(Instant::now() + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn segments_are_merged_up_to_the_request_size() {
+        let (_dir, queue, breaker) = setup(&[200, 200, 200]);
+        let exporter = Scripted::new(vec![]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(*exporter.calls.lock().unwrap(), [400, 200]);
+        assert_eq!(queue.pending_events().unwrap(), 0);
+    }
+
+    #[test]
+    fn retryable_failures_are_retried_with_backoff_then_delivered() {
+        let (_dir, queue, breaker) = setup(&[3]);
+        let exporter = Scripted::new(vec![retryable(None), retryable(None), Ok(())]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(exporter.calls.lock().unwrap().len(), 3);
+        assert_eq!(queue.pending_events().unwrap(), 0);
+        assert_eq!(breaker.state().failures, 0);
+    }
+
+    #[test]
+    fn retry_after_ends_the_round_and_keeps_the_segment() {
+        let (_dir, queue, breaker) = setup(&[3]);
+        let exporter = Scripted::new(vec![retryable(Some(Duration::from_secs(60)))]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(exporter.calls.lock().unwrap().len(), 1);
+        assert_eq!(queue.pending_events().unwrap(), 3);
+        assert!(!breaker.may_send());
+    }
+
+    #[test]
+    fn rejected_batches_are_dropped_not_retried() {
+        let (_dir, queue, breaker) = setup(&[3]);
+        let exporter = Scripted::new(vec![Err(ExportError::Rejected("400".into()))]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(exporter.calls.lock().unwrap().len(), 1);
+        assert_eq!(queue.pending_events().unwrap(), 0);
+    }
+
+    #[test]
+    fn unreadable_state_is_closed() {
+        assert_eq!(parse_state("garbage"), BreakerState::default());
+        assert_eq!(
+            parse_state("1 2 3 4\n"),
+            BreakerState {
+                failures: 1,
+                open_until_ms: 2,
+                day: 3,
+                requests: 4
+            }
+        );
     }
 }

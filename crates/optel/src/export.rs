@@ -74,62 +74,169 @@ impl Exporter for NoopExporter {
 
 /// The default exporter: optel JSON batches to a collector's `POST /v1/events`, with the
 /// project ingest key as `Authorization: Bearer <key>`.
+///
+/// - Bodies are gzip-compressed (`Content-Encoding: gzip`) unless
+///   [`with_gzip(false)`](Self::with_gzip) is set; the optel collector decodes them.
+/// - The TCP connect times out after [`CONNECT_TIMEOUT`] (1 s); the whole request after the
+///   timeout given to [`Exporter::export`].
+/// - Proxies come from the environment: `ALL_PROXY`, `HTTPS_PROXY` or `HTTP_PROXY` (the first
+///   set, upper or lower case), except for the hosts listed in `NO_PROXY`.
+/// - `Retry-After` (in seconds) of a 429 or 503 is passed on to the delivery thread, which
+///   holds every process of the tool back until then.
 #[derive(Debug)]
 pub struct HttpExporter {
     url: String,
     ingest_key: Option<String>,
     agent: ureq::Agent,
+    gzip: bool,
 }
 
-/// Timeout for the TCP connect of a request.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Timeout for the TCP connect of a request: 1 s.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl HttpExporter {
     /// An exporter to `url` (the full URL of the `/v1/events` route) sending `user_agent`.
     pub fn new(url: impl Into<String>, ingest_key: Option<String>, user_agent: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .http_status_as_error(false)
-            .user_agent(user_agent)
-            .build()
-            .into();
         Self {
             url: url.into(),
             ingest_key,
-            agent,
+            agent: agent(user_agent),
+            gzip: true,
         }
     }
+
+    /// Whether request bodies are gzip-compressed. Default: `true` (the optel collector
+    /// accepts `Content-Encoding: gzip` since 0.1). Turn it off for a collector that does not.
+    #[must_use]
+    pub fn with_gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+}
+
+/// The HTTP agent every exporter uses: connect timeout, statuses as values, proxy from the
+/// environment (honouring `NO_PROXY`).
+pub(crate) fn agent(user_agent: &str) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .http_status_as_error(false)
+        .user_agent(user_agent)
+        .proxy(ureq::Proxy::try_from_env())
+        .build()
+        .into()
+}
+
+/// Compresses `body` with gzip (fast level: telemetry bodies are small and highly redundant).
+pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// One POST of an exporter.
+#[derive(Debug)]
+pub(crate) struct Post<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) content_type: &'a str,
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) body: &'a [u8],
+    pub(crate) gzip: bool,
+    pub(crate) timeout: Duration,
+}
+
+/// Sends one POST and classifies the answer with `classify`.
+pub(crate) fn post(
+    agent: &ureq::Agent,
+    post: &Post<'_>,
+    classify: fn(u16, Option<Duration>) -> ExportResult,
+) -> ExportResult {
+    let Post {
+        url,
+        content_type,
+        headers,
+        body,
+        gzip: compress,
+        timeout,
+    } = *post;
+    let compressed;
+    let body = if compress {
+        compressed = gzip(body).map_err(|e| ExportError::Rejected(e.to_string()))?;
+        &compressed[..]
+    } else {
+        body
+    };
+    let mut request = agent
+        .post(url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("Content-Type", content_type);
+    if compress {
+        request = request.header("Content-Encoding", "gzip");
+    }
+    for &(name, value) in headers {
+        request = request.header(name, value);
+    }
+    match request.send(body) {
+        Ok(response) => {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            classify(response.status().as_u16(), retry_after)
+        }
+        Err(e) => Err(ExportError::Retryable {
+            reason: e.to_string(),
+            retry_after: None,
+        }),
+    }
+}
+
+/// `Retry-After` in delay-seconds form (RFC 9110 §10.2.3). The HTTP-date form is ignored: the
+/// backoff applies instead.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 impl Exporter for HttpExporter {
     fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
         let body = serde_json::to_vec(batch).map_err(|e| ExportError::Rejected(e.to_string()))?;
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .header("Content-Type", "application/json");
-        if let Some(key) = &self.ingest_key {
-            request = request.header("Authorization", &format!("Bearer {key}"));
-        }
-        match request.send(&body[..]) {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                classify(status, retry_after)
-            }
-            Err(e) => Err(ExportError::Retryable {
-                reason: e.to_string(),
-                retry_after: None,
-            }),
-        }
+        let auth = self.ingest_key.as_ref().map(|key| format!("Bearer {key}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        let request = Post {
+            url: &self.url,
+            content_type: "application/json",
+            headers: &headers,
+            body: &body,
+            gzip: self.gzip,
+            timeout,
+        };
+        post(&self.agent, &request, classify)
+    }
+}
+
+/// A shared exporter (as [`TelemetryBuilder::exporter`](crate::TelemetryBuilder::exporter)
+/// keeps it) exports through the exporter it points to.
+impl Exporter for std::sync::Arc<dyn Exporter> {
+    fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
+        self.as_ref().export(batch, timeout)
+    }
+
+    fn force_flush(&self, timeout: Duration) -> ExportResult {
+        self.as_ref().force_flush(timeout)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> ExportResult {
+        self.as_ref().shutdown_with_timeout(timeout)
     }
 }
 
@@ -145,24 +252,6 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>) -> ExportResu
             reason: format!("collector answered HTTP {status}"),
             retry_after,
         }),
-    }
-}
-
-/// An exporter shared behind an `Arc`, so that a builder holding it stays `Clone`.
-#[derive(Debug, Clone)]
-pub(crate) struct SharedExporter(pub(crate) std::sync::Arc<dyn Exporter>);
-
-impl Exporter for SharedExporter {
-    fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
-        self.0.export(batch, timeout)
-    }
-
-    fn force_flush(&self, timeout: Duration) -> ExportResult {
-        self.0.force_flush(timeout)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> ExportResult {
-        self.0.shutdown_with_timeout(timeout)
     }
 }
 
@@ -501,6 +590,25 @@ mod tests {
             classify(503, None),
             Err(ExportError::Retryable { .. })
         ));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let body = br#"{"events":[]}"#.repeat(100);
+        let packed = gzip(&body).unwrap();
+        assert!(packed.len() < body.len() / 4);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
     }
 
     #[test]

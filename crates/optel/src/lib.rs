@@ -63,16 +63,26 @@
 //! | `<TOOL>_TELEMETRY_ENDPOINT` | replaces the endpoint given in code (e.g. a self-hosted collector) |
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
+//! | `CI` | set (not empty, `0` or `false`): the exit budget becomes a bounded blocking flush ([`TelemetryBuilder::ci_flush_timeout`], 2 s) |
+//! | `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` | proxy for delivery requests, except hosts in `NO_PROXY` |
 //!
 //! `<TOOL>` is the tool name upper-cased with every character outside `[A-Z0-9]` replaced by
 //! `_` (`my-cli` → `MY_CLI`).
 //!
+//! # Delivery
+//! Each run's events become one segment file in the local queue at exit (bounded by events and
+//! bytes; drops are counted, see [`queue_status`]). The delivery thread merges segments into
+//! gzip-compressed requests, retries with exponential backoff and jitter, honours
+//! `Retry-After`, and shares a circuit breaker and a daily request cap with every other process
+//! of the tool through a state file, so a dead endpoint costs new processes nothing.
+//!
 //! # Features
 //! | feature | adds |
 //! |---|---|
-//! | `tls` | HTTPS endpoints (rustls) |
+//! | `tls` | HTTPS endpoints (rustls with the webpki roots) |
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
+//! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -86,6 +96,9 @@ pub mod export;
 mod fsutil;
 mod identity;
 mod library;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 mod queue;
 pub mod redact;
 
@@ -103,12 +116,24 @@ pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
 pub use identity::{Epoch, MachineId};
 pub use library::{Library, library};
 pub use optel_wire::EventType;
+pub use queue::{QueueStatus, queue_status};
 
 /// Default exit budget: the longest the host's exit waits for telemetry.
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(40);
 
 /// The longest exit budget `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` may ask for: 10 s.
 pub const MAX_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default exit budget in CI (the `CI` environment variable is set): 2 s of bounded blocking
+/// flush, since a CI machine has no next run to deliver what is left.
+pub const DEFAULT_CI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default timeout of one whole delivery request (connect, send, answer): 2 s (seed 000).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default cap on delivery requests per UTC day and tool install: 10 000 (about one per run; a
+/// storm of retries is already held back by the circuit breaker).
+pub const DEFAULT_DAILY_REQUEST_CAP: u32 = 10_000;
 
 /// Most events kept in memory by one process before shutdown; more are dropped and counted.
 const MAX_BUFFERED_EVENTS: usize = 10_000;
@@ -138,6 +163,10 @@ impl Telemetry {
             exporter: None,
             config_dir: None,
             ledger_retention_days: export::DEFAULT_RETENTION_DAYS,
+            ci_flush_timeout: DEFAULT_CI_FLUSH_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            daily_request_cap: DEFAULT_DAILY_REQUEST_CAP,
+            gzip: true,
         }
     }
 }
@@ -156,9 +185,13 @@ pub struct TelemetryBuilder {
     asking: Asking,
     epoch: Epoch,
     samples: Vec<(EventType, f64)>,
-    exporter: Option<export::SharedExporter>,
+    exporter: Option<std::sync::Arc<dyn export::Exporter>>,
     config_dir: Option<PathBuf>,
     ledger_retention_days: u32,
+    ci_flush_timeout: Duration,
+    request_timeout: Duration,
+    daily_request_cap: u32,
+    gzip: bool,
 }
 
 impl TelemetryBuilder {
@@ -222,14 +255,6 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Replaces the exporter batches are delivered with (default: the optel HTTP exporter to
-    /// [`endpoint`](Self::endpoint)), e.g. a `MemoryExporter` in tests (feature `testing`).
-    /// With an exporter set, delivery runs even without an endpoint.
-    pub fn exporter(mut self, exporter: impl export::Exporter) -> Self {
-        self.exporter = Some(export::SharedExporter(std::sync::Arc::new(exporter)));
-        self
-    }
-
     /// The directory of the user's consent files: `<dir>/optel/<tool>.toml` and
     /// `<dir>/optel/consent.toml`. Default: the platform config directory (on Linux
     /// `$XDG_CONFIG_HOME` or `~/.config`).
@@ -251,6 +276,48 @@ impl TelemetryBuilder {
     /// [`MAX_EXIT_TIMEOUT`]), for CI jobs and tests that want every event delivered before exit.
     pub fn exit_timeout(mut self, timeout: Duration) -> Self {
         self.exit_timeout = timeout;
+        self
+    }
+
+    /// The exit budget when the `CI` environment variable is set (to anything but empty, `0`
+    /// or `false`): a bounded blocking flush, since a CI machine has no later run. Default:
+    /// [`DEFAULT_CI_FLUSH_TIMEOUT`] (2 s), at most [`MAX_EXIT_TIMEOUT`].
+    /// `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` replaces it too.
+    pub fn ci_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.ci_flush_timeout = timeout.min(MAX_EXIT_TIMEOUT);
+        self
+    }
+
+    /// Timeout of one whole delivery request, connect included (the connect alone times out
+    /// after [`export::CONNECT_TIMEOUT`]). Default: [`DEFAULT_REQUEST_TIMEOUT`] (2 s). Requests
+    /// run on the delivery thread: this never delays the host beyond the exit budget.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Most delivery requests per UTC day from this install, shared by all its processes.
+    /// Default: [`DEFAULT_DAILY_REQUEST_CAP`] (10 000). Past it, events stay queued until the
+    /// next day.
+    pub fn daily_request_cap(mut self, cap: u32) -> Self {
+        self.daily_request_cap = cap;
+        self
+    }
+
+    /// Whether request bodies are gzip-compressed (`Content-Encoding: gzip`). Default: `true`;
+    /// set `false` for a collector that does not decode gzip.
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// Sends batches with `exporter` instead of the optel HTTP exporter, e.g.
+    /// `optel::otlp::OtlpExporter` (feature `otlp`) for an OpenTelemetry backend. The queue,
+    /// batching, retries, circuit breaker and exit budget stay the same. Default: the optel
+    /// collector at [`endpoint`](Self::endpoint). With an exporter set, delivery runs even
+    /// without an endpoint (e.g. a `MemoryExporter` in tests, feature `testing`).
+    pub fn exporter(mut self, exporter: impl export::Exporter) -> Self {
+        self.exporter = Some(std::sync::Arc::new(exporter));
         self
     }
 
@@ -349,11 +416,18 @@ impl TelemetryBuilder {
             self.tool,
             self.version
         );
-        Some(Box::new(export::HttpExporter::new(
-            events_url(&endpoint),
-            ingest_key,
-            &user_agent,
-        )))
+        Some(Box::new(
+            export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
+                .with_gzip(self.gzip),
+        ))
+    }
+
+    /// The request policy of the delivery thread.
+    pub(crate) fn delivery_policy(&self) -> delivery::Policy {
+        delivery::Policy {
+            request_timeout: self.request_timeout,
+            daily_request_cap: self.daily_request_cap,
+        }
     }
 
     fn init_with(
@@ -508,18 +582,19 @@ impl TelemetryBuilder {
         }
         let session = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
         let id_seed = identity::random_bytes::<16>().map_err(|e| e.to_string())?;
-        let exit_timeout = env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(self.exit_timeout, |ms| {
-                Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT)
-            });
+        let exit_timeout = exit_budget(env, &prefix, self.exit_timeout, self.ci_flush_timeout);
         let (queue, worker) = if consent == Consent::On {
             let queue = queue::Queue::open(data_dir.join("queue"))
                 .map_err(|e| format!("cannot create the queue directory: {e}"))?;
             let worker = match self.delivery_exporter(env) {
                 Some(exporter) => Some(
-                    delivery::Worker::start(queue.clone(), exporter)
-                        .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
+                    delivery::Worker::start(
+                        queue.clone(),
+                        delivery::Breaker::new(data_dir.clone()),
+                        self.delivery_policy(),
+                        exporter,
+                    )
+                    .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
                 ),
                 None => None,
             };
@@ -561,6 +636,26 @@ const fn type_index(t: EventType) -> usize {
         EventType::Method => 2,
         EventType::Custom => 3,
     }
+}
+
+/// The exit budget: `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` if set (at most [`MAX_EXIT_TIMEOUT`]),
+/// else the CI flush timeout when `CI` is set to anything but empty, `0` or `false`, else the
+/// builder's exit timeout.
+fn exit_budget(
+    env: &dyn Fn(&str) -> Option<String>,
+    prefix: &str,
+    exit_timeout: Duration,
+    ci_flush_timeout: Duration,
+) -> Duration {
+    let in_ci = env("CI").is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"));
+    let budget = if in_ci {
+        ci_flush_timeout
+    } else {
+        exit_timeout
+    };
+    env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT))
 }
 
 /// The URL of the `/v1/events` route for an endpoint given as a base URL or as the route.
@@ -791,7 +886,13 @@ impl Inner {
         if !events.is_empty() || dropped > 0 {
             let mut batch = self.envelope.clone();
             batch.events = events;
-            batch.dropped_events = dropped;
+            // Drops of this process and those the full queue counted earlier (a batch needs an
+            // event, so drops wait for a run that has some).
+            batch.dropped_events = dropped
+                + self
+                    .queue
+                    .as_ref()
+                    .map_or(0, queue::Queue::take_unreported_drops);
             if !batch.events.is_empty() {
                 // The ledger is what `telemetry log` shows: every event this tool recorded.
                 let _ = export::Exporter::export(&self.ledger, &batch, self.exit_timeout);
@@ -1037,7 +1138,32 @@ pub fn __bench_drain() -> usize {
 pub fn queued_events(data_dir: &Path) -> usize {
     queue::Queue::open(data_dir.join("queue"))
         .and_then(|q| q.pending_events())
-        .unwrap_or(0)
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// Hooks for the benchmarks in `benches/` (not a stable API).
+#[doc(hidden)]
+pub mod __bench {
+    use std::path::Path;
+
+    /// Appends `batch` to the queue in `dir` as one segment (what a process does at exit).
+    ///
+    /// # Errors
+    /// The directory or file cannot be written.
+    pub fn queue_append(dir: &Path, batch: &optel_wire::Batch) -> std::io::Result<()> {
+        crate::queue::Queue::open(dir.to_owned())?.append(batch)?;
+        Ok(())
+    }
+
+    /// Empties the global recorder's in-memory buffer, so a benchmark measures recording
+    /// rather than the full-buffer drop path.
+    pub fn clear_buffer() {
+        if let Some(inner) = crate::GLOBAL.get()
+            && let Ok(mut buffer) = inner.buffer.lock()
+        {
+            buffer.clear();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1105,6 +1231,30 @@ mod tests {
         let r = b.resolve(&|_: &str| None);
         assert_eq!(r.source, ConsentSource::UserConfig(file));
         assert_eq!(r.consent, Consent::Off);
+    }
+
+    #[test]
+    fn exit_budget_in_ci_and_overrides() {
+        let budget = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            exit_budget(&env, "ACME", DEFAULT_EXIT_TIMEOUT, DEFAULT_CI_FLUSH_TIMEOUT)
+        };
+        assert_eq!(budget(&[]), DEFAULT_EXIT_TIMEOUT);
+        assert_eq!(budget(&[("CI", "true")]), DEFAULT_CI_FLUSH_TIMEOUT);
+        assert_eq!(budget(&[("CI", "false")]), DEFAULT_EXIT_TIMEOUT);
+        assert_eq!(budget(&[("CI", "")]), DEFAULT_EXIT_TIMEOUT);
+        assert_eq!(
+            budget(&[("CI", "1"), ("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "5")]),
+            Duration::from_millis(5)
+        );
+        assert_eq!(
+            budget(&[("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "99999999")]),
+            MAX_EXIT_TIMEOUT
+        );
     }
 
     #[test]

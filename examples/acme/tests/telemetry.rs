@@ -427,6 +427,7 @@ fn http_200(n: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
             let (stream, _) = listener.accept().unwrap();
             let mut reader = BufReader::new(stream);
             let mut len = 0;
+            let mut gzip = false;
             loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
@@ -437,9 +438,19 @@ fn http_200(n: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
                 if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap();
                 }
+                if lower.starts_with("content-encoding:") && lower.contains("gzip") {
+                    gzip = true;
+                }
             }
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
+            if gzip {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+                body = plain;
+            }
             bodies.push(String::from_utf8(body).unwrap());
             let body = r#"{"accepted":1,"duplicates":0}"#;
             write!(

@@ -1,0 +1,115 @@
+//! The OTLP exporter plugged into the SDK, against a real HTTP listener on 127.0.0.1 that
+//! records what it receives.
+// Test code: a failed unwrap is a failed test with a clear location (clippy.toml allows it
+// in #[test] functions only, not in their helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(feature = "otlp")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+
+#[derive(Debug)]
+struct Received {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Serves HTTP/1.1 requests (one per connection), answering 200, and reports each.
+fn recorder() -> (String, mpsc::Receiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut headers = Vec::new();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                let (k, v) = h.split_once(':').unwrap();
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = reader.into_inner();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let _ = tx.send(Received {
+                path,
+                headers,
+                body,
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
+    let (url, received) = recorder();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = optel::Telemetry::builder("acme", "1.2.0")
+        .data_dir(dir.path())
+        .default_consent(optel::Consent::On)
+        .exit_timeout(Duration::from_secs(5))
+        .exporter(optel::otlp::OtlpExporter::new(&url))
+        .init();
+    assert!(telemetry.is_enabled(), "{}", telemetry.status());
+    optel::track_command_execution("build").fail("E_NO_MANIFEST");
+    drop(optel::track_command_execution("build"));
+    optel::global().feature("cache");
+    telemetry.shutdown();
+
+    let mut got: Vec<Received> = (0..3)
+        .map(|_| received.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    got.sort_by(|a, b| a.path.cmp(&b.path));
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/logs", "/v1/metrics", "/v1/traces"]);
+    for r in &got {
+        assert_eq!(header(r, "content-type"), Some("application/x-protobuf"));
+        assert_eq!(header(r, "content-encoding"), Some("gzip"));
+    }
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&got[1].body[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let metrics = ExportMetricsServiceRequest::decode(&raw[..]).unwrap();
+    let metric = &metrics.resource_metrics[0].scope_metrics[0].metrics[0];
+    assert_eq!(metric.name, "command_invocation");
+    let resource = metrics.resource_metrics[0].resource.as_ref().unwrap();
+    assert!(
+        resource
+            .attributes
+            .iter()
+            .any(|kv| kv.key == "service.name")
+    );
+    assert!(!resource.attributes.iter().any(|kv| kv.key == "host.name"));
+    assert_eq!(optel::queue_status(dir.path()).unwrap().pending_events, 0);
+}
