@@ -28,16 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail, ensure};
 use optel_cli::loopback::{self, LocalCollector};
 
-const PROXY_VARS: &[&str] = &[
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+use optel_cli::loopback::PROXY_VARS;
 
 #[derive(Debug)]
 struct Mode {

@@ -12,16 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use optel_cli::loopback::{self, LocalCollector};
 
-const PROXY_VARS: &[&str] = &[
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+use optel_cli::loopback::PROXY_VARS;
 
 fn acme() -> PathBuf {
     optel_cli::locate_example_binary("acme").unwrap()
