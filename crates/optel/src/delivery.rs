@@ -327,6 +327,7 @@ impl Breaker {
     /// Lets the next request through now even if the breaker is open, as a half-open probe:
     /// for a flush the user asked for (`telemetry flush`). The failure count is kept, so a
     /// failed probe opens the breaker again at once.
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn allow_probe(&self) {
         let _ = self.update(|s| s.open_until_ms = 0);
     }
