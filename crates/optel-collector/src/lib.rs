@@ -17,6 +17,7 @@
 //! addresses are never stored.
 #![deny(missing_docs)]
 
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod keys;
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/projects", get(list_projects))
         .route("/v1/projects/{name}/stats", get(project_stats))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(dashboard::router())
         .with_state(state)
 }
 
