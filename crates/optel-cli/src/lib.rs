@@ -122,14 +122,23 @@ pub enum Format {
     Table,
     /// One JSON object, for scripts.
     Json,
+    /// One CSV table in long form (`kind,name,detail,count,...`), for spreadsheets.
+    Csv,
 }
 
 /// Flags of `optel stats`.
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
-    /// Project name.
+    /// Project name; may be left out when the collector has only one project.
     #[arg(long)]
-    pub project: String,
+    pub project: Option<String>,
+    /// Read a running collector at this URL (e.g. http://127.0.0.1:4318) instead of a local
+    /// data directory; its admin token is read from the OPTEL_ADMIN_TOKEN env var.
+    #[arg(long, value_name = "URL", env = "OPTEL_SERVER")]
+    pub server: Option<String>,
+    /// Colour the tables: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
     /// How far back to look: e.g. 24h, 7d, 30d.
     #[arg(long, default_value = "24h", value_parser = parse_since)]
     pub since: std::time::Duration,
