@@ -116,11 +116,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     eprintln!("{runs} runs of acme, {failures} failed on purpose\n");
 
     let source = crate::stats::Source::http(endpoint.clone(), admin_token.clone());
-    let report = crate::stats::Report::fetch(
-        &source,
-        project,
-        std::time::Duration::from_secs(86_400),
-    )?;
+    let report =
+        crate::stats::Report::fetch(&source, project, std::time::Duration::from_secs(86_400))?;
     print!("{}", report.render_for_stdout(clap::ColorChoice::Auto));
     println!("\ncollector: {endpoint}");
     println!(

@@ -91,7 +91,9 @@ impl Source {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("server URL {url:?} is not an http(s) URL: use e.g. http://127.0.0.1:4318");
         }
-        let token = std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty());
+        let token = std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
         let Some(token) = token else {
             bail!(
                 "reading stats from {base} needs the collector's admin token: set {ADMIN_TOKEN_ENV}"
@@ -215,7 +217,10 @@ impl Source {
                 self.describe()
             ),
             403 => bail!("{} refuses queries: {message}", self.describe()),
-            status => bail!("{} answered HTTP {status} to {path}: {message}", self.describe()),
+            status => bail!(
+                "{} answered HTTP {status} to {path}: {message}",
+                self.describe()
+            ),
         }
     }
 
@@ -308,7 +313,13 @@ impl Report {
             .and_then(|v| v["commands"].as_array().cloned())
             .unwrap_or_default()
             .iter()
-            .filter_map(|c| Some((c["name"].as_str()?.to_owned(), u(&c["p50_ms"]), u(&c["p95_ms"]))))
+            .filter_map(|c| {
+                Some((
+                    c["name"].as_str()?.to_owned(),
+                    u(&c["p50_ms"]),
+                    u(&c["p95_ms"]),
+                ))
+            })
             .collect();
         let active = source
             .get_optional(&format!("/v1/projects/{p}/overview?{q}"))?
@@ -504,39 +515,54 @@ impl Report {
         let s = &self.stats;
         let mut out = String::new();
         let since = short_duration(self.since);
-        let _ = writeln!(
-            out,
-            "{} {}",
-            st.bold(&s.project),
-            st.dim(&format!("· last {since} · {} → {}", short_ts(&s.since), short_ts(&s.until)))
-        );
+        let range = format!("{} → {}", short_ts(&s.since), short_ts(&s.until));
+        let head = format!("{} · last {since}", s.project);
+        if head.chars().count() + 3 + range.chars().count() <= width {
+            let _ = writeln!(
+                out,
+                "{} {}",
+                st.bold(&s.project),
+                st.dim(&format!("· last {since} · {range}"))
+            );
+        } else {
+            let _ = writeln!(out, "{}", st.bold(&fit(&head, width)));
+            let _ = writeln!(out, "{}", st.dim(&fit(&range, width)));
+        }
         let invocations = self.invocations();
         let failures = self.failures();
-        let mut summary = format!(
-            "{} events · {} invocations · {} failed · {} active installs",
-            group(s.events),
-            group(invocations),
-            percent(failures, invocations),
-            group(s.active_installs)
-        );
+        let mut parts = vec![
+            format!("{} events", group(s.events)),
+            format!("{} invocations", group(invocations)),
+            format!("{} failed", percent(failures, invocations)),
+            format!("{} active installs", group(s.active_installs)),
+        ];
         if let Some((dau, wau, mau)) = self.active {
-            let _ = write!(
-                summary,
-                " (DAU {} · WAU {} · MAU {})",
-                group(dau),
-                group(wau),
-                group(mau)
-            );
+            parts.push(format!("DAU {}", group(dau)));
+            parts.push(format!("WAU {}", group(wau)));
+            parts.push(format!("MAU {}", group(mau)));
         }
-        let _ = writeln!(out, "{}\n", fit(&summary, width));
+        for line in wrap_parts(&parts, " · ", width) {
+            let _ = writeln!(out, "{line}");
+        }
+        out.push('\n');
         if s.events == 0 {
             out.push_str("no events in this range yet\n");
             return out;
         }
 
         if self.daily.len() > 1 {
-            let label_w = 17;
-            let spark_w = width.saturating_sub(label_w + 24).clamp(8, 60);
+            // "  <label, 15> <sparkline>  last NNNNNN  max NNNNNN": the figures go first when
+            // the terminal is narrow, then the sparkline shrinks.
+            const LABEL_W: usize = 15;
+            const FIGURES_W: usize = 25;
+            let avail = width.saturating_sub(LABEL_W + 3);
+            let with_figures = avail >= FIGURES_W + 8;
+            let spark_w = if with_figures {
+                avail - FIGURES_W
+            } else {
+                avail
+            }
+            .clamp(4, 60);
             let series: [(&str, Vec<Option<u64>>); 3] = [
                 (
                     "invocations",
@@ -558,29 +584,39 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{}",
-                st.dim(&format!(
-                    "per {per}, {} → {}",
-                    self.daily.first().map_or("", |b| b.start.as_str()),
-                    self.daily.last().map_or("", |b| b.start.as_str())
+                st.dim(&fit(
+                    &format!(
+                        "per {per}, {} → {}",
+                        self.daily.first().map_or("", |b| b.start.as_str()),
+                        self.daily.last().map_or("", |b| b.start.as_str())
+                    ),
+                    width
                 ))
             );
             for (label, values) in series {
                 let line = sparkline(&values, spark_w);
                 let last = values.iter().rev().flatten().next().copied().unwrap_or(0);
                 let max = values.iter().flatten().copied().max().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "  {label:<w$} {}  last {:>6}  max {:>6}",
-                    st.spark(&line),
-                    group(last),
-                    group(max),
-                    w = label_w - 2
-                );
+                let _ = write!(out, "  {label:<LABEL_W$} {}", st.spark(&line));
+                if with_figures {
+                    let pad = spark_w.saturating_sub(line.chars().count());
+                    let _ = write!(
+                        out,
+                        "{:pad$}  last {:>6}  max {:>6}",
+                        "",
+                        group(last),
+                        group(max)
+                    );
+                }
+                out.push('\n');
             }
             out.push('\n');
         }
 
-        let has_latency = self.latency.iter().any(|(_, a, b)| a.is_some() || b.is_some());
+        let has_latency = self
+            .latency
+            .iter()
+            .any(|(_, a, b)| a.is_some() || b.is_some());
         let mut rows: Vec<Vec<Cell>> = Vec::new();
         for c in &s.commands {
             let rate = if c.count == 0 {
@@ -632,7 +668,13 @@ impl Report {
                     ]
                 })
                 .collect();
-            table(&mut out, st, width, &["ERROR CODE", "COMMAND", "COUNT"], &rows);
+            table(
+                &mut out,
+                st,
+                width,
+                &["ERROR CODE", "COMMAND", "COUNT"],
+                &rows,
+            );
         }
         out.push('\n');
         let rows: Vec<Vec<Cell>> = s
@@ -712,9 +754,9 @@ fn short_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => humantime::format_duration(d).to_string(),
-        _ if s % 86_400 == 0 && s > 86_400 => format!("{}d", s / 86_400),
-        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ if s.is_multiple_of(86_400) && s > 86_400 => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }
@@ -812,6 +854,28 @@ pub(crate) fn sparkline(values: &[Option<u64>], max_width: usize) -> String {
             }
         })
         .collect()
+}
+
+/// `parts` joined by `sep` into lines of at most `width` characters (a part longer than the
+/// width is cut).
+fn wrap_parts(parts: &[String], sep: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for part in parts {
+        let part = fit(part, width);
+        if current.is_empty() {
+            current = part;
+        } else if current.chars().count() + sep.chars().count() + part.chars().count() <= width {
+            current.push_str(sep);
+            current.push_str(&part);
+        } else {
+            lines.push(std::mem::replace(&mut current, part));
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
 }
 
 /// `s` cut to `width` characters, with `…` marking the cut.
@@ -984,7 +1048,10 @@ fn table(out: &mut String, st: &Style, width: usize, header: &[&str], rows: &[Ve
     };
     line(
         out,
-        header.iter().map(|h| ((*h).to_owned(), Paint::Plain)).collect(),
+        header
+            .iter()
+            .map(|h| ((*h).to_owned(), Paint::Plain))
+            .collect(),
         true,
     );
     for row in rows {
@@ -1014,7 +1081,7 @@ mod tests {
     #[test]
     fn sparkline_scales_from_zero_to_max_and_fits_its_width() {
         let v: Vec<Option<u64>> = [0, 1, 2, 4, 8].iter().map(|&n| Some(n)).collect();
-        assert_eq!(sparkline(&v, 10), "▁▂▃▄█");
+        assert_eq!(sparkline(&v, 10), "▁▂▃▅█");
         assert_eq!(sparkline(&[Some(3), None, Some(3)], 10), "█ █");
         let long: Vec<Option<u64>> = (0..90).map(Some).collect();
         let s = sparkline(&long, 30);
@@ -1075,7 +1142,10 @@ mod tests {
 
         let mut tiny = String::new();
         table(&mut tiny, &plain, 20, &header, &r);
-        assert!(tiny.lines().take(3).all(|l| l.chars().count() <= 20), "{tiny}");
+        assert!(
+            tiny.lines().take(3).all(|l| l.chars().count() <= 20),
+            "{tiny}"
+        );
         assert!(tiny.contains("hidden"));
         assert!(!tiny.contains("FAIL%"));
     }
@@ -1084,10 +1154,22 @@ mod tests {
     fn colour_only_when_asked_and_never_in_the_width() {
         let r = rows(&["build"]);
         let mut colored = String::new();
-        table(&mut colored, &Style::new(true), 80, &["C", "R", "F", "P"], &r);
+        table(
+            &mut colored,
+            &Style::new(true),
+            80,
+            &["C", "R", "F", "P"],
+            &r,
+        );
         assert!(colored.contains("\x1b[31m25.0%\x1b[0m"));
         let mut plain = String::new();
-        table(&mut plain, &Style::new(false), 80, &["C", "R", "F", "P"], &r);
+        table(
+            &mut plain,
+            &Style::new(false),
+            80,
+            &["C", "R", "F", "P"],
+            &r,
+        );
         assert!(!plain.contains('\x1b'));
         // Stripping the escapes gives the plain table: colour does not shift columns.
         let stripped: String = {

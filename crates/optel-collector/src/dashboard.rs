@@ -116,7 +116,10 @@ fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.body,
         )
             .into_response()
@@ -159,11 +162,18 @@ mod tests {
         for needle in ["http://", "https://", "//cdn", "<script>", "style=\""] {
             assert!(!index.contains(needle), "index.html contains {needle:?}");
         }
-        for src in ["/assets/chart.umd.min.js", "/assets/app.js", "/assets/app.css"] {
+        for src in [
+            "/assets/chart.umd.min.js",
+            "/assets/app.js",
+            "/assets/app.css",
+        ] {
             assert!(index.contains(src), "index.html does not load {src}");
         }
         let app = std::str::from_utf8(APP_JS.body).unwrap();
-        assert!(!app.contains("localStorage"), "the token must stay in sessionStorage");
+        assert!(
+            !app.contains("localStorage"),
+            "the token must stay in sessionStorage"
+        );
         assert!(app.contains("sessionStorage"));
     }
 }
