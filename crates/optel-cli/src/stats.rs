@@ -599,14 +599,7 @@ impl Report {
                 let max = values.iter().flatten().copied().max().unwrap_or(0);
                 let _ = write!(out, "  {label:<LABEL_W$} {}", st.spark(&line));
                 if with_figures {
-                    let pad = spark_w.saturating_sub(line.chars().count());
-                    let _ = write!(
-                        out,
-                        "{:pad$}  last {:>6}  max {:>6}",
-                        "",
-                        group(last),
-                        group(max)
-                    );
+                    let _ = write!(out, "  last {:>6}  max {:>6}", group(last), group(max));
                 }
                 out.push('\n');
             }
@@ -830,8 +823,9 @@ pub(crate) fn csv_cell(s: &str) -> String {
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// A sparkline of `values` at most `max_width` characters wide: each character is the largest
-/// value of its group of buckets, scaled from 0 to the overall maximum; a missing (suppressed)
-/// value is a space. Zero is the lowest bar, any non-zero value at least the second.
+/// value of its group of buckets, scaled from the smallest to the largest group (as classic
+/// sparklines do, so that a trend shows even on large counts); equal values sit mid-height; a
+/// missing (suppressed) value is a space.
 pub(crate) fn sparkline(values: &[Option<u64>], max_width: usize) -> String {
     if values.is_empty() || max_width == 0 {
         return String::new();
@@ -842,15 +836,17 @@ pub(crate) fn sparkline(values: &[Option<u64>], max_width: usize) -> String {
         .map(|c| c.iter().flatten().copied().max())
         .collect();
     let max = groups.iter().flatten().copied().max().unwrap_or(0);
+    let min = groups.iter().flatten().copied().min().unwrap_or(0);
+    let span = u128::from(max - min);
     groups
         .iter()
         .map(|g| match *g {
             None => ' ',
-            Some(0) => BARS[0],
+            Some(_) if span == 0 => BARS[4],
             Some(v) => {
-                // ceil(v * 7 / max) in 1..=7, computed in u128 so huge counts cannot overflow.
-                let level = (u128::from(v) * 7).div_ceil(u128::from(max.max(1)));
-                BARS[(level as usize).clamp(1, 7)]
+                // round((v - min) * 7 / span), in u128 so huge counts cannot overflow.
+                let level = (u128::from(v - min) * 7 + span / 2) / span;
+                BARS[(level as usize).min(7)]
             }
         })
         .collect()
@@ -1065,10 +1061,13 @@ fn table(out: &mut String, st: &Style, width: usize, header: &[&str], rows: &[Ve
         let _ = writeln!(
             out,
             "{}",
-            st.dim(&format!(
-                "({} more column{} hidden: widen the terminal or use --format csv)",
-                ncols - shown,
-                if ncols - shown == 1 { "" } else { "s" }
+            st.dim(&fit(
+                &format!(
+                    "({} more column{} hidden: widen the terminal or use --format csv)",
+                    ncols - shown,
+                    if ncols - shown == 1 { "" } else { "s" }
+                ),
+                width
             ))
         );
     }
@@ -1082,12 +1081,13 @@ mod tests {
     fn sparkline_scales_from_zero_to_max_and_fits_its_width() {
         let v: Vec<Option<u64>> = [0, 1, 2, 4, 8].iter().map(|&n| Some(n)).collect();
         assert_eq!(sparkline(&v, 10), "▁▂▃▅█");
-        assert_eq!(sparkline(&[Some(3), None, Some(3)], 10), "█ █");
+        assert_eq!(sparkline(&[Some(3), None, Some(3)], 10), "▅ ▅");
         let long: Vec<Option<u64>> = (0..90).map(Some).collect();
         let s = sparkline(&long, 30);
         assert_eq!(s.chars().count(), 30);
         assert!(s.ends_with('█'));
-        assert_eq!(sparkline(&[Some(u64::MAX), Some(1)], 4), "█▂");
+        assert_eq!(sparkline(&[Some(u64::MAX), Some(1)], 4), "█▁");
+        assert_eq!(sparkline(&[Some(90), Some(120), Some(150)], 4), "▁▅█");
         assert_eq!(sparkline(&[], 4), "");
     }
 
@@ -1146,7 +1146,7 @@ mod tests {
             tiny.lines().take(3).all(|l| l.chars().count() <= 20),
             "{tiny}"
         );
-        assert!(tiny.contains("hidden"));
+        assert!(tiny.contains("(2 more col"), "{tiny}");
         assert!(!tiny.contains("FAIL%"));
     }
 
@@ -1189,6 +1189,97 @@ mod tests {
         assert!(!use_color(clap::ColorChoice::Never, true));
         assert!(use_color(clap::ColorChoice::Always, false));
         assert!(!use_color(clap::ColorChoice::Auto, false));
+    }
+
+    fn report() -> Report {
+        let stats: Stats = serde_json::from_value(serde_json::json!({
+            "project": "acme",
+            "since": "2026-11-14T00:00:00.000Z",
+            "until": "2026-11-21T00:00:00.000Z",
+            "events": 1234,
+            "active_installs": 40,
+            "commands": [
+                {"name": "build", "count": 1000, "failures": 150, "installs": 38},
+                {"name": "a-command-with-a-rather-long-name", "count": 200, "failures": 2, "installs": 9}
+            ],
+            "error_codes": [{"command": "build", "error_code": "E_NO_MANIFEST", "count": 150}],
+            "versions": [{"version": "0.2.0", "events": 1000, "installs": 30}],
+            "platforms": [{"os": "linux", "arch": "x86_64", "events": 1234, "installs": 40}],
+            "features": [],
+            "methods": []
+        }))
+        .unwrap();
+        Report {
+            stats,
+            since: Duration::from_secs(7 * 86_400),
+            latency: vec![("build".into(), Some(840), Some(4200))],
+            active: Some((12, 30, 40)),
+            daily: (0..7)
+                .map(|i| Bucket {
+                    start: format!("2026-11-{:02}", 14 + i),
+                    events: Some(100 + i),
+                    invocations: Some(90 + 10 * i),
+                    failures: Some(i),
+                    active_installs: if i == 3 { None } else { Some(10 + i) },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn report_renders_trends_and_fits_every_width() {
+        let r = report();
+        let wide = r.render(&Style::new(false), 120);
+        assert!(wide.contains("acme · last 7d"), "{wide}");
+        assert!(wide.contains("DAU 12 · WAU 30 · MAU 40"), "{wide}");
+        let spark = wide
+            .lines()
+            .find(|l| l.trim_start().starts_with("invocations"))
+            .unwrap();
+        assert!(spark.contains("▁") && spark.contains("█"), "{spark}");
+        assert!(spark.contains("last    150"), "{spark}");
+        // A suppressed day is a gap in the installs sparkline.
+        let installs = wide
+            .lines()
+            .find(|l| l.trim_start().starts_with("active installs"))
+            .unwrap();
+        let bars: String = installs
+            .chars()
+            .filter(|c| BARS.contains(c) || *c == ' ')
+            .collect();
+        assert!(bars.trim().contains("▃ "), "{installs}");
+        assert!(wide.contains("840ms") && wide.contains("4.2s"), "{wide}");
+        assert!(wide.contains("15.0%"));
+        for width in [30, 44, 60, 80] {
+            let out = r.render(&Style::new(false), width);
+            for line in out.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}");
+            }
+            assert!(out.contains("build"), "{out}");
+        }
+    }
+
+    #[test]
+    fn report_json_keeps_the_stats_shape_and_adds_trends() {
+        let v = report().to_json();
+        assert_eq!(v["active_installs"], 40);
+        assert_eq!(v["commands"][0]["name"], "build");
+        assert_eq!(v["commands"][0]["count"], 1000);
+        assert_eq!(v["commands"][0]["failures"], 150);
+        assert_eq!(v["commands"][0]["p95_ms"], 4200);
+        assert_eq!(v["commands"][1]["p95_ms"], Value::Null);
+        assert_eq!(v["dau"], 12);
+        assert_eq!(v["daily"].as_array().unwrap().len(), 7);
+        assert_eq!(v["daily"][3]["active_installs"], Value::Null);
+        let csv = report().to_csv();
+        assert!(
+            csv.contains("\r\ncommand,build,,1000,150,38,,840,4200\r\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\r\nday,2026-11-17,,120,3,,103,,\r\n"),
+            "{csv}"
+        );
     }
 
     #[test]
