@@ -161,8 +161,8 @@ test('sign in, switch range and project, numbers match the query API, export CSV
   // Custom range with the keyboard-reachable date inputs: the last 3 days.
   await page.getByRole('button', { name: 'Custom' }).click();
   const day = (n) => new Date(Date.now() - n * 86400000).toISOString().slice(0, 10);
-  await page.getByLabel('From').fill(day(2));
-  await page.getByLabel('To').fill(day(0));
+  await page.getByLabel('From', { exact: true }).fill(day(2));
+  await page.getByLabel('To', { exact: true }).fill(day(0));
   await page.getByRole('button', { name: 'Apply' }).click();
   mark = await loaded(page, mark);
   const to = new Date(day(0) + 'T00:00:00Z');

@@ -280,7 +280,7 @@
     $('chart-timeseries').setAttribute('aria-label', 'Invocations per ' + (ts.granularity || 'day') + ': ' + fmt(total) + ' in ' + b.length + ' buckets');
     chart('chart-installs', {
       type: 'line',
-      data: { labels, datasets: [{ label: 'Active installs per ' + (ts.granularity || 'day'), data: b.map((x) => x.active_installs), borderColor: PALETTE[2], backgroundColor: PALETTE[2], pointRadius: b.length > 40 ? 0 : 2, tension: 0.2, spanGaps: false }] },
+      data: { labels, datasets: [{ label: 'Active installs per ' + (ts.granularity || 'day'), data: b.map((x) => x.active_installs), borderColor: PALETTE[2], backgroundColor: PALETTE[2], pointRadius: b.length > 40 ? 0 : 2, tension: 0, spanGaps: false }] },
       options: { scales: { x: { ticks: { maxRotation: 0, autoSkip: true } }, y: { beginAtZero: true, ticks: { precision: 0 } } } },
     });
     const n = suppressedBuckets(b);
@@ -369,7 +369,7 @@
     }
     const datasets = shown.map((v, i) => ({
       label: v, data: starts.map((s) => series.get(v).get(s) || 0), fill: i === 0 ? 'origin' : '-1',
-      borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + 'B3', pointRadius: 0, tension: 0.15,
+      borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + 'B3', pointRadius: 0, tension: 0,
     }));
     if (anyOther) datasets.push({ label: 'other', data: starts.map((s) => other.get(s) || 0), fill: datasets.length ? '-1' : 'origin', borderColor: '#7f8c8d', backgroundColor: '#7f8c8dB3', pointRadius: 0 });
     chart('chart-versions', {
