@@ -320,10 +320,10 @@
       const tr = el('tr', {},
         el('th', { scope: 'row' }, el('code', { textContent: c.name })),
         el('td', { className: 'num', textContent: fmt(c.count) }),
-        el('td', { className: 'num', textContent: fmt(c.failures) }),
+        el('td', { className: 'num hide-narrow', textContent: fmt(c.failures) }),
         el('td', { className: 'num' + (c.failure_rate >= 0.1 ? ' bad' : ''), textContent: pct(c.failure_rate) }),
         el('td', { className: 'num', textContent: fmt(c.installs) }),
-        el('td', { className: 'num', textContent: ms(c.p50_ms) }),
+        el('td', { className: 'num hide-narrow', textContent: ms(c.p50_ms) }),
         el('td', { className: 'num', textContent: ms(c.p95_ms) }));
       tr.dataset.command = c.name;
       tr.dataset.count = c.count;
@@ -346,7 +346,7 @@
         el('td', {}, el('code', { textContent: e.error_code || '(none)' })),
         el('td', { className: 'num', textContent: fmt(e.count) }),
         el('td', { className: 'num', textContent: fmt(e.installs) }),
-        el('td', { className: 'bar-cell', ariaHidden: 'true' }, bar));
+        el('td', { className: 'bar-cell hide-narrow', ariaHidden: 'true' }, bar));
       tr.dataset.count = e.count;
       return tr;
     }));
