@@ -12,7 +12,7 @@ use crate::{Format, StatsArgs};
 
 pub(crate) fn run(args: StatsArgs) -> Result<()> {
     let store = args.store.open()?;
-    let stats = load(&store, &args.project, args.since)?;
+    let stats = load(&*store, &args.project, args.since)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
