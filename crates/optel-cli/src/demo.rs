@@ -27,7 +27,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| scratch.path().join("collector"));
-    let store = Arc::new(SqliteStore::open(&data_dir)?);
+    let store: Arc<dyn optel_collector::storage::Store> = Arc::new(SqliteStore::open(&data_dir)?);
     let project = "acme";
     let key = crate::create_project(store.as_ref(), project)
         .with_context(|| format!("cannot create the demo project in {}", data_dir.display()))?;
@@ -42,10 +42,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     // A fresh random admin token for this demo's dashboard and query routes.
     let admin_token = demo_admin_token()?;
-    let state = AppState {
-        store: store.clone(),
-        admin_token: Some(admin_token.clone().into()),
-    };
+    let state = AppState::new(store.clone(), Some(admin_token.clone().into()))?;
     rt.spawn(optel_collector::serve(
         listener,
         state,

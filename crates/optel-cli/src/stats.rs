@@ -13,7 +13,6 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -115,11 +114,12 @@ impl Source {
     }
 
     pub(crate) fn local(store: &crate::StoreArgs) -> Result<Self> {
-        if !store.data_dir.join("optel.db").is_file() {
+        let dir = store.dir();
+        if store.database.is_none() && !dir.join("optel.db").is_file() {
             bail!(
-                "no optel database in {}: pass the collector's --data-dir (or OPTEL_DATA_DIR), or \
-                 read a running collector with --server URL",
-                store.data_dir.display()
+                "no optel database in {}: pass the collector's --data-dir (or OPTEL_DATA_DIR) or \
+                 --database URL, or read a running collector with --server URL",
+                dir.display()
             );
         }
         let store = store.open()?;
@@ -127,10 +127,8 @@ impl Source {
         // as a remote collector would.
         let token = optel_collector::keys::generate_ingest_key()
             .context("cannot generate a one-time token")?;
-        let state = optel_collector::AppState {
-            store: Arc::new(store),
-            admin_token: Some(token.clone().into()),
-        };
+        let state = optel_collector::AppState::new(store, Some(token.clone().into()))
+            .context("cannot start the query engine")?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

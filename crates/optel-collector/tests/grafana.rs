@@ -76,29 +76,52 @@ fn load_fixtures(store: &dyn Store) {
             e.success = Some(ok);
             e.duration_ms = Some(ms);
             if !ok {
-                e.error_code = Some(if name == "build" { "E_NO_MANIFEST" } else { "E_TEST_FAILED" }.into());
+                e.error_code = Some(
+                    if name == "build" {
+                        "E_NO_MANIFEST"
+                    } else {
+                        "E_TEST_FAILED"
+                    }
+                    .into(),
+                );
             }
         }
         e
     };
     for i in 0..6u64 {
         let version = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.3.0", "0.3.0"][i as usize];
-        let (os, arch) = if i % 3 == 0 { ("macos", "aarch64") } else { ("linux", "x86_64") };
+        let (os, arch) = if i % 3 == 0 {
+            ("macos", "aarch64")
+        } else {
+            ("linux", "x86_64")
+        };
         let mut b = Batch::new("acme", version, format!("install-{i}"), os, arch);
         for day in 0..10 {
             if (day + i as i64) % 3 == 0 {
-                b.events.push(event(EventType::Command, "build", day, Some((day % 4 != 1, 300 + 70 * i + 13 * day as u64))));
+                b.events.push(event(
+                    EventType::Command,
+                    "build",
+                    day,
+                    Some((day % 4 != 1, 300 + 70 * i + 13 * day as u64)),
+                ));
             }
         }
-        b.events.push(event(EventType::Command, "test", i as i64, Some((i % 2 == 0, 2_000 + 100 * i))));
+        b.events.push(event(
+            EventType::Command,
+            "test",
+            i as i64,
+            Some((i % 2 == 0, 2_000 + 100 * i)),
+        ));
         b.events.push(event(EventType::Feature, "cache", 1, None));
         if i < 2 {
-            b.events.push(event(EventType::Method, "Db::connect", 2, None));
+            b.events
+                .push(event(EventType::Method, "Db::connect", 2, None));
         }
         store.insert_batch(acme.id, &b, now).unwrap();
     }
     let mut b = Batch::new("other", "9.9.9", "install-x", "windows", "x86_64");
-    b.events.push(event(EventType::Command, "build", 0, Some((false, 50))));
+    b.events
+        .push(event(EventType::Command, "build", 0, Some((false, 50))));
     store.insert_batch(other.id, &b, now).unwrap();
 }
 
@@ -113,7 +136,11 @@ async fn api(state: &AppState, path: &str) -> Value {
         )
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     serde_json::from_slice(&to_bytes(response.into_body(), 1 << 24).await.unwrap()).unwrap()
 }
 
@@ -139,7 +166,9 @@ fn rows_as_json(rows: &[tokio_postgres::Row]) -> Vec<BTreeMap<String, Value>> {
                         "int8" => row.get::<_, Option<i64>>(i).map(Value::from),
                         "int4" => row.get::<_, Option<i32>>(i).map(Value::from),
                         "numeric" | "float8" => row.get::<_, Option<f64>>(i).map(Value::from),
-                        "text" | "varchar" | "name" => row.get::<_, Option<String>>(i).map(Value::from),
+                        "text" | "varchar" | "name" => {
+                            row.get::<_, Option<String>>(i).map(Value::from)
+                        }
                         "timestamptz" => row
                             .get::<_, Option<std::time::SystemTime>>(i)
                             .map(|t| Value::from(Timestamp::from_system_time(t).to_string())),
@@ -153,7 +182,9 @@ fn rows_as_json(rows: &[tokio_postgres::Row]) -> Vec<BTreeMap<String, Value>> {
 }
 
 fn ts_ms(v: &Value) -> i64 {
-    serde_json::from_value::<Timestamp>(v.clone()).unwrap().unix_ms()
+    serde_json::from_value::<Timestamp>(v.clone())
+        .unwrap()
+        .unix_ms()
 }
 
 #[test]
@@ -175,7 +206,10 @@ fn every_grafana_query_runs_on_the_rollups_and_agrees_with_the_query_api() {
 
         let q = "since=30d";
         let overview = api(&state, &format!("/v1/projects/acme/overview?{q}")).await;
-        let (from_s, to_s) = (ts_ms(&overview["from"]) / 1000, ts_ms(&overview["to"]) / 1000);
+        let (from_s, to_s) = (
+            ts_ms(&overview["from"]) / 1000,
+            ts_ms(&overview["to"]) / 1000,
+        );
 
         // The project variable lists the projects.
         let var = dashboard["templating"]["list"]
@@ -184,13 +218,22 @@ fn every_grafana_query_runs_on_the_rollups_and_agrees_with_the_query_api() {
             .iter()
             .find(|v| v["name"] == "project")
             .unwrap();
-        let names = rows_as_json(&client.query(var["query"].as_str().unwrap(), &[]).await.unwrap());
+        let names = rows_as_json(
+            &client
+                .query(var["query"].as_str().unwrap(), &[])
+                .await
+                .unwrap(),
+        );
         assert_eq!(names.len(), 2);
         assert_eq!(names[0]["name"], "acme");
 
         let mut results: BTreeMap<String, Vec<BTreeMap<String, Value>>> = BTreeMap::new();
         let panels = dashboard["panels"].as_array().unwrap();
-        assert!(panels.len() >= 8, "the dashboard has {} panels", panels.len());
+        assert!(
+            panels.len() >= 8,
+            "the dashboard has {} panels",
+            panels.len()
+        );
         for panel in panels {
             let title = panel["title"].as_str().unwrap().to_owned();
             for target in panel["targets"].as_array().unwrap() {
@@ -206,35 +249,67 @@ fn every_grafana_query_runs_on_the_rollups_and_agrees_with_the_query_api() {
         }
 
         // The numbers are the query API's.
-        assert_eq!(results["Invocations"][0]["invocations"], overview["invocations"]);
+        assert_eq!(
+            results["Invocations"][0]["invocations"],
+            overview["invocations"]
+        );
         assert_eq!(results["Events"][0]["events"], overview["events"]);
         let rate = results["Failure rate"][0]["failure rate"].as_f64().unwrap();
-        let expected = overview["failures"].as_f64().unwrap() / overview["invocations"].as_f64().unwrap();
+        let expected =
+            overview["failures"].as_f64().unwrap() / overview["invocations"].as_f64().unwrap();
         assert!((rate - expected).abs() < 1e-9, "{rate} vs {expected}");
 
         let commands = api(&state, &format!("/v1/projects/acme/commands?{q}")).await;
         let table: Vec<(Value, Value, Value, Value, Value)> = results["Top commands"]
             .iter()
-            .map(|r| (r["command"].clone(), r["runs"].clone(), r["failures"].clone(), r["p50 (ms)"].clone(), r["p95 (ms)"].clone()))
+            .map(|r| {
+                (
+                    r["command"].clone(),
+                    r["runs"].clone(),
+                    r["failures"].clone(),
+                    r["p50 (ms)"].clone(),
+                    r["p95 (ms)"].clone(),
+                )
+            })
             .collect();
         let from_api: Vec<(Value, Value, Value, Value, Value)> = commands["commands"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["name"].clone(), c["count"].clone(), c["failures"].clone(), c["p50_ms"].clone(), c["p95_ms"].clone()))
+            .map(|c| {
+                (
+                    c["name"].clone(),
+                    c["count"].clone(),
+                    c["failures"].clone(),
+                    c["p50_ms"].clone(),
+                    c["p95_ms"].clone(),
+                )
+            })
             .collect();
         assert_eq!(table, from_api);
 
         let errors = api(&state, &format!("/v1/projects/acme/errors?{q}")).await;
         let table: Vec<(Value, Value, Value)> = results["Top error codes"]
             .iter()
-            .map(|r| (r["command"].clone(), r["error code"].clone(), r["count"].clone()))
+            .map(|r| {
+                (
+                    r["command"].clone(),
+                    r["error code"].clone(),
+                    r["count"].clone(),
+                )
+            })
             .collect();
         let from_api: Vec<(Value, Value, Value)> = errors["errors"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["command"].clone(), e["error_code"].clone(), e["count"].clone()))
+            .map(|e| {
+                (
+                    e["command"].clone(),
+                    e["error_code"].clone(),
+                    e["count"].clone(),
+                )
+            })
             .collect();
         assert_eq!(table, from_api);
 
@@ -254,13 +329,27 @@ fn every_grafana_query_runs_on_the_rollups_and_agrees_with_the_query_api() {
         let platforms = api(&state, &format!("/v1/projects/acme/platforms?{q}")).await;
         let mut sql_platforms: Vec<(String, i64)> = results["OS / architecture"]
             .iter()
-            .map(|r| (r["platform"].as_str().unwrap().to_owned(), r["events"].as_i64().unwrap()))
+            .map(|r| {
+                (
+                    r["platform"].as_str().unwrap().to_owned(),
+                    r["events"].as_i64().unwrap(),
+                )
+            })
             .collect();
         let mut api_platforms: Vec<(String, i64)> = platforms["platforms"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (format!("{}/{}", p["os"].as_str().unwrap(), p["arch"].as_str().unwrap()), p["events"].as_i64().unwrap()))
+            .map(|p| {
+                (
+                    format!(
+                        "{}/{}",
+                        p["os"].as_str().unwrap(),
+                        p["arch"].as_str().unwrap()
+                    ),
+                    p["events"].as_i64().unwrap(),
+                )
+            })
             .collect();
         sql_platforms.sort();
         api_platforms.sort();
