@@ -172,6 +172,7 @@
       if (seq !== state.seq) return; // a newer selection superseded this one
       routes.forEach((r, i) => { state.data[r] = answers[i]; });
       showAlert('');
+      $('dashboard').hidden = false;
       render();
       setStatus('Updated ' + new Date().toLocaleTimeString('en-GB', { hour12: false }) + '.');
       document.body.dataset.loaded = String(seq);
@@ -223,6 +224,7 @@
 
   function render() {
     const d = state.data;
+    for (const body of Object.values(d)) if (body && body.k) state.k = body.k;
     $('title').textContent = state.project + (publicProject ? ' — public usage' : '');
     $('range-label').textContent = rangeText();
     document.title = state.project + ' · optel';
@@ -290,6 +292,8 @@
   }
 
   function hbar(id, boxId, labels, datasets, stacked) {
+    // An empty chart says nothing: hide it and let the panel's note speak.
+    $(boxId).hidden = labels.length === 0;
     $(boxId).style.height = Math.max(100, 50 + labels.length * 30) + 'px';
     chart(id, {
       type: 'bar',
@@ -315,7 +319,7 @@
       { label: 'Failed', data: top.map((c) => c.failures), backgroundColor: BAD },
     ], true);
     const tbody = $('table-commands').tBodies[0];
-    if (!rows.length) emptyRow(tbody, 7, 'No commands in this range.');
+    if (!rows.length) emptyRow(tbody, 7, body.suppressed_rows ? 'Every command was used by ' + kSuppressed() + '.' : 'No commands in this range.');
     else tbody.replaceChildren(...rows.map((c) => {
       const tr = el('tr', {},
         el('th', { scope: 'row' }, el('code', { textContent: c.name })),
@@ -337,7 +341,7 @@
     const rows = body.errors || [];
     const max = rows.reduce((m, e) => Math.max(m, e.count), 0) || 1;
     const tbody = $('table-errors').tBodies[0];
-    if (!rows.length) emptyRow(tbody, 5, 'No failures in this range.');
+    if (!rows.length) emptyRow(tbody, 5, body.suppressed_rows ? 'Every error code was seen by ' + kSuppressed() + '.' : 'No failures in this range.');
     else tbody.replaceChildren(...rows.slice(0, 50).map((e) => {
       const bar = el('div', { className: 'bar' });
       bar.style.width = Math.round((e.count / max) * 100) + '%';
@@ -372,6 +376,7 @@
       borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + 'B3', pointRadius: 0, tension: 0,
     }));
     if (anyOther) datasets.push({ label: 'other', data: starts.map((s) => other.get(s) || 0), fill: datasets.length ? '-1' : 'origin', borderColor: '#7f8c8d', backgroundColor: '#7f8c8dB3', pointRadius: 0 });
+    $('chart-versions').parentElement.hidden = datasets.length === 0;
     chart('chart-versions', {
       type: 'line',
       data: { labels: starts, datasets },
@@ -398,8 +403,8 @@
     hbar('chart-features', 'chart-features-box', f.map((x) => x.name), [{ label: 'Uses', data: f.map((x) => x.count), backgroundColor: PALETTE[2] }]);
     hbar('chart-methods', 'chart-methods-box', m.map((x) => x.name), [{ label: 'Calls', data: m.map((x) => x.count), backgroundColor: PALETTE[3] }]);
     const parts = [];
-    if (!f.length) parts.push('No features recorded in this range.');
-    if (!m.length) parts.push('No methods recorded in this range.');
+    if (!f.length && !body.suppressed_rows) parts.push('No features recorded in this range.');
+    if (!m.length && !body.suppressed_rows) parts.push('No methods recorded in this range.');
     if (body.suppressed_rows) parts.push(body.suppressed_rows + ' name' + (body.suppressed_rows === 1 ? '' : 's') + ' used by ' + kSuppressed() + ' not shown.');
     $('note-features').textContent = parts.join(' ');
   }
