@@ -15,7 +15,7 @@ function optel(args) {
 }
 
 /** A running collector: `{ url, token, dataDir, createProject(name), setPublic(name, on), stop() }`. */
-export async function startCollector() {
+export async function startCollector({ extraArgs = [] } = {}) {
   if (!existsSync(OPTEL)) {
     throw new Error(`no optel binary at ${OPTEL}: run \`cargo build -p optel-cli\` first or set OPTEL_BIN`);
   }
@@ -31,7 +31,7 @@ export async function startCollector() {
   // Projects are created before the collector starts: `optel projects` writes the database file.
   createProject('acme');
   createProject('zeta');
-  const child = spawn(OPTEL, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--admin-token', token], {
+  const child = spawn(OPTEL, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--admin-token', token, ...extraArgs], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, OPTEL_LOG: 'warn' },
   });

@@ -71,7 +71,8 @@ function ansiToHtml(text) {
 }
 
 mkdirSync(OUT, { recursive: true });
-const c = await startCollector();
+// Hundreds of small batches from one address: lift the per-address ingest rate limit.
+const c = await startCollector({ extraArgs: ['--rate-per-addr', '0'] });
 const profile = mkdtempSync(join(tmpdir(), 'optel-chromium-'));
 try {
   await loadMonth(c);
