@@ -1,6 +1,8 @@
 //! End-to-end tests of the `optel` binary: real processes, real sockets on 127.0.0.1, a real
 //! SQLite file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: failing loudly is the point
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
