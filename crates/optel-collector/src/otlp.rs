@@ -213,7 +213,7 @@ pub async fn post_traces(
 ) -> Response {
     handle::<ExportTraceServiceRequest, _, _>(&state, addr, &headers, body, map_traces, |m| {
         ExportTraceServiceResponse {
-            partial_success: (m.rejected > 0).then(|| ExportTracePartialSuccess {
+            partial_success: (m.rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: m.rejected,
                 error_message: m.message,
             }),
@@ -231,7 +231,7 @@ pub async fn post_metrics(
 ) -> Response {
     handle::<ExportMetricsServiceRequest, _, _>(&state, addr, &headers, body, map_metrics, |m| {
         ExportMetricsServiceResponse {
-            partial_success: (m.rejected > 0).then(|| ExportMetricsPartialSuccess {
+            partial_success: (m.rejected > 0).then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: m.rejected,
                 error_message: m.message,
             }),
@@ -249,7 +249,7 @@ pub async fn post_logs(
 ) -> Response {
     handle::<ExportLogsServiceRequest, _, _>(&state, addr, &headers, body, map_logs, |m| {
         ExportLogsServiceResponse {
-            partial_success: (m.rejected > 0).then(|| ExportLogsPartialSuccess {
+            partial_success: (m.rejected > 0).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: m.rejected,
                 error_message: m.message,
             }),

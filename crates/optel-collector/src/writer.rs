@@ -151,7 +151,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>
         match first {
             Msg::Write(j) => {
                 events += j.batch.events.len();
-                jobs.push(j);
+                jobs.push(*j);
             }
             Msg::Stop => stop = true,
         }
@@ -159,7 +159,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>
             match rx.try_recv() {
                 Ok(Msg::Write(j)) => {
                     events += j.batch.events.len();
-                    jobs.push(j);
+                    jobs.push(*j);
                 }
                 Ok(Msg::Stop) => stop = true,
                 Err(_) => break,
@@ -174,7 +174,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>
     rx.close();
 }
 
-fn commit(store: &dyn Store, jobs: Vec<Box<Job>>, metrics: &Metrics) {
+fn commit(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
     let started = Instant::now();
     // A group spans one received time: the earliest, so nothing is dated after its answer.
     let received = jobs.iter().map(|j| j.received_ms).min().unwrap_or(0);

@@ -2,6 +2,8 @@
 //! against the real PostgreSQL (`OPTEL_TEST_DATABASE_URL`, default
 //! `host=127.0.0.1 user=postgres dbname=test`), each test in its own fresh schema.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: failing loudly is the point
+
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

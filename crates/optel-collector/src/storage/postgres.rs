@@ -206,6 +206,8 @@ fn project_from_row(r: &tokio_postgres::Row) -> Project {
     }
 }
 
+// One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+#[allow(clippy::type_complexity)]
 async fn apply_delta(
     tx: &deadpool_postgres::Transaction<'_>,
     delta: &Delta,
@@ -474,6 +476,8 @@ impl Store for PgStore {
         })
     }
 
+    // One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+    #[allow(clippy::type_complexity)]
     fn insert_batches(
         &self,
         batches: &[(i64, &Batch)],
