@@ -2,6 +2,7 @@
 //! (`OPTEL_TEST_DATABASE_URL`, default `host=127.0.0.1 user=postgres dbname=test`): every SQL
 //! query in it runs on rollup tables filled by the real ingest path, and its numbers equal the
 //! query API's for the same range.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
