@@ -11,6 +11,7 @@
 //! | `GET /public/v1/projects/{p}/{view}` | none, public projects only | k-anonymous query API |
 //! | `GET /openapi.json` | none | OpenAPI description of all routes |
 //! | `GET /healthz`, `/readyz`, `/metrics` | none | liveness, database reachable, Prometheus |
+//! | `GET /`, `/public/{p}`, `/assets/…` | none (the page reads the query API) | web dashboard ([`dashboard`]) |
 //!
 //! # Untrusted input
 //! Every request may be hostile. Bodies are read up to [`optel_wire::limits::MAX_BODY_BYTES`]
