@@ -142,7 +142,7 @@ test('sign in, switch range and project, numbers match the query API, export CSV
   // Export the commands panel as CSV: the file holds the API's rows.
   const [download] = await Promise.all([
     page.waitForEvent('download'),
-    page.locator('button[data-csv="commands"]').click(),
+    page.getByRole('button', { name: 'Export Top commands as CSV' }).click(),
   ]);
   assert.equal(download.suggestedFilename(), 'acme-commands-30d.csv');
   const csv = readFileSync(await download.path(), 'utf8').trim().split('\r\n');
@@ -153,9 +153,21 @@ test('sign in, switch range and project, numbers match the query API, export CSV
   );
   await download.saveAs(join(ARTIFACTS, 'acme-commands-30d.csv'));
 
-  // Screenshot of the main page at laptop width (7 days, the default view).
-  await page.getByRole('button', { name: '7d', exact: true }).click();
+  // Back to 7 days with the keyboard only: the range buttons are real buttons.
+  await page.getByRole('button', { name: '7d', exact: true }).focus();
+  await page.keyboard.press('Enter');
   mark = await loaded(page, mark);
+  // Every chart has a text alternative, every control a label, every export button a name.
+  const a11y = await page.evaluate(() => ({
+    unlabelledCharts: [...document.querySelectorAll('canvas')].filter((c) => c.getAttribute('role') !== 'img' || !c.getAttribute('aria-label')).map((c) => c.id),
+    unlabelledControls: [...document.querySelectorAll('input, select')].filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id),
+    exportNames: [...document.querySelectorAll('button.csv')].map((b) => b.getAttribute('aria-label')),
+  }));
+  assert.deepEqual(a11y.unlabelledCharts, []);
+  assert.deepEqual(a11y.unlabelledControls, []);
+  assert.equal(new Set(a11y.exportNames).size, 7);
+  assert.ok(a11y.exportNames.includes('Export Top commands as CSV'));
+  // Screenshot of the main page at laptop width (7 days, the default view).
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-desktop.png'), fullPage: true });
 
   // Custom range with the keyboard-reachable date inputs: the last 3 days.

@@ -501,7 +501,12 @@
       state.to = to;
       loadPanels();
     });
-    for (const b of document.querySelectorAll('.csv')) b.addEventListener('click', () => exportCsv(b.dataset.csv));
+    for (const b of document.querySelectorAll('.csv')) {
+      // Seven "Export CSV" buttons: give each a name that says which panel it exports.
+      const title = b.closest('section').querySelector('h2').textContent;
+      b.setAttribute('aria-label', 'Export ' + title + ' as CSV');
+      b.addEventListener('click', () => exportCsv(b.dataset.csv));
+    }
     window.addEventListener('hashchange', () => { readHash(); loadPanels(); });
   }
 
