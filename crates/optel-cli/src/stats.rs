@@ -90,6 +90,12 @@ impl Source {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("server URL {url:?} is not an http(s) URL: use e.g. http://127.0.0.1:4318");
         }
+        if cfg!(not(feature = "tls")) && base.starts_with("https://") {
+            bail!(
+                "this optel was built without TLS, so it cannot read {base}: build it with \
+                 `--features tls`, or reach the collector over http:// (e.g. an SSH tunnel)"
+            );
+        }
         let token = std::env::var(ADMIN_TOKEN_ENV)
             .ok()
             .filter(|t| !t.trim().is_empty());
