@@ -291,6 +291,20 @@ fn stats_remote_and_local_agree_in_every_format() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("OPTEL_ADMIN_TOKEN"));
+    if !cfg!(feature = "tls") {
+        let out = optel(
+            &[
+                "stats",
+                "--server",
+                "https://127.0.0.1:9",
+                "--project",
+                "acme",
+            ],
+            &env,
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("built without TLS"));
+    }
     let out = optel(&["stats", "--server", &collector.url], &env);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
