@@ -249,7 +249,10 @@ fn ingest(args: IngestArgs) -> Result<()> {
             let server = rt.spawn(optel_collector::serve(listener, state, async move {
                 let _ = stop_rx.await;
             }));
-            let name = format!("{} ({})", store.backend(), args.store.describe());
+            let name = match &_scratch {
+                Some(dir) => format!("sqlite (temporary, {})", dir.path().display()),
+                None => format!("{} ({})", store.backend(), args.store.describe()),
+            };
             local = Some((rt, stop_tx, server, store, project));
             (format!("http://{addr}"), key, name)
         }

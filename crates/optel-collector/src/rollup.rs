@@ -206,7 +206,7 @@ pub fn install_hash(pseudonym: &str) -> u64 {
 }
 
 /// Sparse sketches hold up to this many exact hashes before turning into a HyperLogLog.
-const SPARSE_MAX: usize = 256;
+pub const SPARSE_MAX: usize = 256;
 /// HyperLogLog precision: 2^10 registers, about 3 % standard error.
 const HLL_P: u32 = 10;
 const HLL_M: usize = 1 << HLL_P;
