@@ -1,7 +1,7 @@
 // Copies the chart library's minified build and its license from node_modules (installed by
 // `npm ci` at the version pinned in package-lock.json) into the collector's embedded dashboard
 // assets. Run after changing the chart.js version, then update CHART_JS_VERSION in
-// crates/optel-collector/src/dashboard.rs and docs/adr/002-dashboard-charts.md.
+// crates/optel-collector/src/dashboard.rs and docs/adr/003-dashboard-charts.md.
 import { copyFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 

@@ -1,5 +1,5 @@
 // optel dashboard: reads the collector's query API (docs/query-api.md) and draws the panels.
-// No framework, no build step; Chart.js (vendored, see docs/adr/002-dashboard-charts.md) draws.
+// No framework, no build step; Chart.js (vendored, see docs/adr/003-dashboard-charts.md) draws.
 //
 // Privacy and security: the admin token lives in sessionStorage only (this tab, until it
 // closes), is sent only in the Authorization header to this origin, and never appears in a URL.

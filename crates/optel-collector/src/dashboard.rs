@@ -8,7 +8,7 @@
 //! `/public/v1/...` routes of a public project.
 //!
 //! Charts are drawn by Chart.js ([`CHART_JS_VERSION`], MIT), vendored as its minified UMD build
-//! in `crates/optel-collector/dashboard/vendor/`; see `docs/adr/002-dashboard-charts.md` for why
+//! in `crates/optel-collector/dashboard/vendor/`; see `docs/adr/003-dashboard-charts.md` for why
 //! and how to update it.
 //!
 //! # Routes
