@@ -27,7 +27,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| scratch.path().join("collector"));
-    let store = Arc::new(SqliteStore::open(&data_dir)?);
+    let store: Arc<dyn optel_collector::storage::Store> = Arc::new(SqliteStore::open(&data_dir)?);
     let project = "acme";
     let key = crate::create_project(store.as_ref(), project)
         .with_context(|| format!("cannot create the demo project in {}", data_dir.display()))?;
@@ -40,10 +40,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         }
     })?;
     let addr = listener.local_addr()?;
-    let state = AppState {
-        store: store.clone(),
-        admin_token: None,
-    };
+    // A fresh random admin token for this demo's dashboard and query routes.
+    let admin_token = demo_admin_token()?;
+    let state = AppState::new(store.clone(), Some(admin_token.clone().into()))?;
     rt.spawn(optel_collector::serve(
         listener,
         state,
@@ -114,12 +113,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     }
     eprintln!("{runs} runs of acme, {failures} failed on purpose\n");
 
-    let stats = crate::stats::load(
-        store.as_ref(),
-        project,
-        std::time::Duration::from_secs(86_400),
-    )?;
-    print!("{}", crate::stats::render_table(&stats));
+    let source = crate::stats::Source::http(endpoint.clone(), admin_token.clone());
+    let report =
+        crate::stats::Report::fetch(&source, project, std::time::Duration::from_secs(86_400))?;
+    print!("{}", report.render_for_stdout(clap::ColorChoice::Auto));
     println!("\ncollector: {endpoint}");
     println!(
         "see these numbers again: optel stats --project {project} --data-dir {}{}",
@@ -131,9 +128,18 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         }
     );
     if args.no_serve {
+        match &args.data_dir {
+            Some(dir) => println!(
+                "dashboard: run `optel serve --data-dir {} --admin-token TOKEN` and open \
+                 http://127.0.0.1:4318/",
+                dir.display()
+            ),
+            None => println!("dashboard: run `optel demo` without --no-serve to browse it"),
+        }
         return Ok(());
     }
     println!("serving until Ctrl-C...");
+    println!("dashboard: {endpoint}/  (sign in with the admin token {admin_token})");
     rt.block_on(crate::shutdown_signal());
     Ok(())
 }
@@ -173,4 +179,11 @@ fn scenario(install: u32, work: &Path) -> Vec<Step> {
         steps.push(acme("check", &broken));
     }
     steps
+}
+
+/// A random admin token for the demo collector: `demo-` and 32 hex digits (128 random bits).
+fn demo_admin_token() -> Result<String> {
+    let key = optel_collector::keys::generate_ingest_key().context("cannot generate a token")?;
+    let random = key.trim_start_matches(optel_collector::keys::INGEST_KEY_PREFIX);
+    Ok(format!("demo-{random}"))
 }

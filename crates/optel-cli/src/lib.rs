@@ -1,11 +1,13 @@
-//! The `optel` command: `serve`, `projects`, `stats`, `demo`.
+//! The `optel` command: `serve`, `projects`, `keys`, `stats`, `purge`, `forget`, `bench`, `demo`.
 //!
 //! Raw flags are parsed by clap ([`Cli`]), then each command turns them into validated settings
 //! and runs. [`main_exit_code`] maps the result to an exit code: 0 on success, 1 on error (the
 //! whole cause chain printed to stderr), 2 on a usage error.
 
+mod bench;
 mod demo;
 pub mod loopback;
+mod ops;
 mod stats;
 pub mod upload;
 
@@ -17,8 +19,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use optel_collector::storage::{SqliteStore, Store};
-use optel_collector::{AppState, keys, now_ms};
+use optel_collector::storage::Store;
+use optel_collector::{keys, now_ms};
 
 /// Privacy-first usage telemetry for CLI tools and libraries: run a collector and read what
 /// your users' tools report.
@@ -40,9 +42,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector: ingest optel batches on POST /v1/events and answer stats queries.
     Serve(ServeArgs),
-    /// Create and list projects (one per instrumented tool) and their ingest keys.
+    /// Create, list, delete projects (one per instrumented tool); switch their public view.
     #[command(subcommand)]
     Projects(ProjectsCommand),
+    /// Create and revoke ingest keys.
+    #[command(subcommand)]
+    Keys(ops::KeysCommand),
+    /// Delete events older than a retention period (and their daily rollups).
+    Purge(ops::PurgeArgs),
+    /// Delete every event of install pseudonyms (a user's deletion request).
+    Forget(ops::ForgetArgs),
+    /// Load generator and benchmarks of the collector.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print usage statistics of a project: top commands, failures, installs, versions, OS.
     Stats(StatsArgs),
     /// Start a collector, drive the instrumented example tool `acme` as several simulated
@@ -52,41 +64,69 @@ pub enum Command {
     Upload(upload::UploadArgs),
 }
 
-/// Where the collector keeps its data.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the collector keeps its data: `--database postgres://...` selects PostgreSQL,
+/// otherwise the SQLite database in `--data-dir`.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct StoreArgs {
-    /// Directory of the embedded SQLite database (created if missing).
+    /// Directory of the embedded SQLite database (created if missing) [default: ./optel-data].
+    #[arg(long, value_name = "DIR", env = "OPTEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://USER@HOST:PORT/DB`); when set, --data-dir is not used.
     #[arg(
         long,
-        value_name = "DIR",
-        env = "OPTEL_DATA_DIR",
-        default_value = "./optel-data"
+        value_name = "URL",
+        env = "OPTEL_DATABASE_URL",
+        hide_env_values = true
     )]
-    pub data_dir: PathBuf,
+    pub database: Option<String>,
 }
 
 impl StoreArgs {
-    fn open(&self) -> Result<SqliteStore> {
-        SqliteStore::open(&self.data_dir).with_context(|| {
-            format!(
-                "cannot open the optel database in {}",
-                self.data_dir.display()
-            )
-        })
+    /// The SQLite directory in effect.
+    pub fn dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./optel-data"))
+    }
+
+    /// A printable name of the store (a URL without its password).
+    pub fn describe(&self) -> String {
+        match &self.database {
+            Some(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+                let rest = match rest.split_once('@') {
+                    Some((user, host)) => {
+                        format!("{}@{host}", user.split(':').next().unwrap_or(""))
+                    }
+                    None => rest.to_owned(),
+                };
+                format!("{scheme}://{rest}")
+            }
+            None => self.dir().join("optel.db").display().to_string(),
+        }
+    }
+
+    /// Opens the store.
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated.
+    pub fn open(&self) -> Result<Arc<dyn Store>> {
+        optel_collector::storage::open(self.database.as_deref(), &self.dir())
+            .with_context(|| format!("cannot open the optel database {}", self.describe()))
     }
 }
 
-/// Flags of `optel serve`.
-#[derive(Debug, clap::Args)]
+/// Flags of `optel serve`. Each may also come from the `--config` TOML file (same names, with
+/// underscores); flags and env vars win over the file.
+#[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on (4318 is the OTLP/HTTP port).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "OPTEL_LISTEN",
-        default_value = "127.0.0.1:4318"
-    )]
-    pub listen: SocketAddr,
+    /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
+    /// rate_per_key, rate_per_addr, queue, retention.
+    #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR", env = "OPTEL_LISTEN")]
+    pub listen: Option<SocketAddr>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
@@ -98,6 +138,22 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// k of the public view: cells with fewer distinct installs are hidden [default: 5].
+    #[arg(long, value_name = "K", env = "OPTEL_K_ANONYMITY")]
+    pub k_anonymity: Option<u64>,
+    /// Ingest requests per second per key, 0 = unlimited [default: 1000].
+    #[arg(long, value_name = "N", env = "OPTEL_RATE_PER_KEY")]
+    pub rate_per_key: Option<u32>,
+    /// Ingest requests per second per client address, 0 = unlimited [default: 50].
+    #[arg(long, value_name = "N", env = "OPTEL_RATE_PER_ADDR")]
+    pub rate_per_addr: Option<u32>,
+    /// Batches the writer queue holds before answering 503 [default: 256].
+    #[arg(long, value_name = "N", env = "OPTEL_QUEUE")]
+    pub queue: Option<usize>,
+    /// Events older than this are purged every hour, e.g. 400d; `off` keeps everything
+    /// [default: 400d].
+    #[arg(long, value_name = "AGE", env = "OPTEL_RETENTION")]
+    pub retention: Option<String>,
 }
 
 /// `optel projects ...`
@@ -107,6 +163,25 @@ pub enum ProjectsCommand {
     Create {
         /// Project name, usually the tool's name: [A-Za-z0-9_.:-], at most 64 bytes.
         name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Delete a project with its keys, events and rollups.
+    Delete {
+        /// Project name.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Switch the k-anonymous public view (/public/v1/projects/NAME/...) on or off.
+    Public {
+        /// Project name.
+        name: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
         #[command(flatten)]
         #[allow(missing_docs)]
         store: StoreArgs,
@@ -126,14 +201,23 @@ pub enum Format {
     Table,
     /// One JSON object, for scripts.
     Json,
+    /// One CSV table in long form (`kind,name,detail,count,...`), for spreadsheets.
+    Csv,
 }
 
 /// Flags of `optel stats`.
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
-    /// Project name.
+    /// Project name; may be left out when the collector has only one project.
     #[arg(long)]
-    pub project: String,
+    pub project: Option<String>,
+    /// Read a running collector at this URL (e.g. http://127.0.0.1:4318) instead of a local
+    /// data directory; its admin token is read from the OPTEL_ADMIN_TOKEN env var.
+    #[arg(long, value_name = "URL", env = "OPTEL_SERVER")]
+    pub server: Option<String>,
+    /// Colour the tables: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
     /// How far back to look: e.g. 24h, 7d, 30d.
     #[arg(long, default_value = "24h", value_parser = parse_since)]
     pub since: std::time::Duration,
@@ -209,7 +293,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Projects(ProjectsCommand::Create { name, store }) => {
             let store = store.open()?;
-            let key = create_project(&store, &name)?;
+            let key = create_project(&*store, &name)?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -224,13 +308,33 @@ pub fn run(cli: Cli) -> Result<()> {
             for p in store.list_projects()? {
                 writeln!(
                     out,
-                    "{}\tcreated {}",
+                    "{}\tcreated {}{}",
                     p.name,
-                    optel_wire::Timestamp::from_unix_ms(p.created_ms)
+                    optel_wire::Timestamp::from_unix_ms(p.created_ms),
+                    if p.public { "\tpublic" } else { "" }
                 )?;
             }
             Ok(())
         }
+        Command::Projects(ProjectsCommand::Delete { name, store }) => {
+            if !store.open()?.delete_project(&name)? {
+                bail!("no project named {name:?}: list them with `optel projects list`");
+            }
+            writeln!(
+                std::io::stdout(),
+                "deleted project {name:?} and all its data"
+            )?;
+            Ok(())
+        }
+        Command::Projects(ProjectsCommand::Public { name, state, store }) => {
+            store.open()?.set_public(&name, state == "on")?;
+            writeln!(std::io::stdout(), "public view of {name:?} is {state}")?;
+            Ok(())
+        }
+        Command::Keys(cmd) => ops::keys(cmd),
+        Command::Purge(args) => ops::purge(args),
+        Command::Forget(args) => ops::forget(args),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Stats(args) => stats::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Upload(args) => upload::run(args),
@@ -250,7 +354,7 @@ pub fn create_project(store: &dyn Store, name: &str) -> Result<String> {
     Ok(key)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("optel-collector")
@@ -258,7 +362,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPTEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -269,28 +373,33 @@ fn init_logging() {
 
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging();
-    let store = args.store.open()?;
-    let db = store.path().to_owned();
-    let state = AppState {
-        store: Arc::new(store),
-        admin_token: args.admin_token.map(Into::into),
-    };
+    let config = ops::ServeConfig::resolve(args)?;
+    let store = config.store.open()?;
+    let described = config.store.describe();
+    let mut state = optel_collector::AppState::with_config(
+        store.clone(),
+        config.admin_token.map(Into::into),
+        config.rates,
+        config.queue,
+    )
+    .context("cannot start the writer thread")?;
+    state.k_anonymity = config.k_anonymity;
     let rt = runtime()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| {
                 format!(
                     "cannot listen on {}: is another collector running?",
-                    args.listen
+                    config.listen
                 )
             })?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, db = %db.display(), "optel collector listening");
-        eprintln!(
-            "optel collector listening on http://{addr} (database {})",
-            db.display()
-        );
+        if let Some(retention) = config.retention {
+            tokio::spawn(ops::retention_task(store, retention));
+        }
+        tracing::info!(%addr, db = %described, "optel collector listening");
+        eprintln!("optel collector listening on http://{addr} (database {described})");
         optel_collector::serve(listener, state, shutdown_signal()).await?;
         tracing::info!("optel collector stopped");
         Ok(())
@@ -298,7 +407,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -75,10 +75,16 @@ impl LocalCollector {
     /// The port cannot be bound.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        let state = AppState {
-            store: self.store.clone(),
-            admin_token: None,
-        };
+        // No rate limits (0 disables them): the harness drives many runs from one address.
+        let state = AppState::with_config(
+            self.store.clone(),
+            None,
+            optel_collector::ratelimit::RateConfig {
+                per_key: 0,
+                per_addr: 0,
+            },
+            optel_collector::writer::DEFAULT_QUEUE,
+        )?;
         let wanted = self.addr;
         let (bound_tx, bound_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

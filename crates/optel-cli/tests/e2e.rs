@@ -358,7 +358,7 @@ fn demo_runs_end_to_end() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("from 3 active installs"), "{stdout}");
+    assert!(stdout.contains(" 3 active installs"), "{stdout}");
     for command in ["init", "check", "build", "test"] {
         assert!(
             stdout.lines().any(|l| l.starts_with(command)),

@@ -47,7 +47,12 @@ impl ApiError {
 
     /// 503 `storage_unavailable`, retryable; the cause goes to the log only.
     pub fn storage(err: &crate::storage::StorageError) -> Self {
-        tracing::error!(error = %err, "storage error");
+        Self::storage_message(&err.to_string())
+    }
+
+    /// 503 `storage_unavailable` from a logged cause.
+    pub fn storage_message(cause: &str) -> Self {
+        tracing::error!(error = %cause, "storage error");
         Self {
             retry_after_s: Some(1),
             ..Self::new(

@@ -1,19 +1,36 @@
-//! `POST /v1/events`: authenticate, bound, parse, validate, commit, then answer.
+//! Ingest: `POST /v1/events` (optel batches), the shared request pipeline of the OTLP routes
+//! ([`crate::otlp`]), and `DELETE /v1/installs` (deletion by pseudonym).
 //!
-//! Every request is treated as hostile: the body is read up to
-//! [`optel_wire::limits::MAX_BODY_BYTES`] and no further, and a gzip body
-//! (`Content-Encoding: gzip`) is decompressed up to the same limit and no further (413 past
-//! it, so a small "zip bomb" costs 4 MiB at most); every field is validated
-//! ([`optel_wire::Batch::validate`]) before anything is stored; the answer is 2xx only after the
-//! batch is committed.
+//! Every request is treated as hostile, and refused as early and as cheaply as possible:
+//! 1. per-address rate limit (429 + `Retry-After`), before anything else;
+//! 2. ingest key (`Authorization: Bearer optel_ik_…`, 401), then the per-key rate limit;
+//! 3. the body, read up to [`optel_wire::limits::MAX_BODY_BYTES`] and, when
+//!    `Content-Encoding: gzip`, decompressed up to the same bound ([`read_body`], 413): a gzip
+//!    bomb costs at most that many bytes of work;
+//! 4. parse and validate every field ([`optel_wire::Batch::validate`], timestamps within
+//!    [`MAX_EVENT_AGE_MS`] / [`MAX_FUTURE_SKEW_MS`]) → 400 naming the field;
+//! 5. hand the batch to the group-commit [`crate::writer::Writer`] (503 + `Retry-After` when
+//!    its queue is full) and answer 2xx only after the commit.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::{Body, to_bytes};
-use axum::extract::State;
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use hmac::{Hmac, Mac};
 use optel_wire::{Batch, IngestResponse, Invalid, limits};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::error::ApiError;
+use crate::storage::{InsertOutcome, Project};
+use crate::writer::SubmitError;
 use crate::{AppState, keys, now_ms};
 
 /// Oldest event timestamp accepted, relative to the time of receipt: 90 days. An SDK that was
@@ -21,65 +38,111 @@ use crate::{AppState, keys, now_ms};
 pub const MAX_EVENT_AGE_MS: i64 = 90 * 24 * 3_600_000;
 /// Furthest an event timestamp may lie in the future (clock skew): 1 hour.
 pub const MAX_FUTURE_SKEW_MS: i64 = 3_600_000;
+/// How long a validated ingest key is remembered in memory: a revoked key stops working
+/// within this time (10 s).
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// The client's address, when the server was started with connect info (never stored).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Ingest keys recently found valid: key hash → project, for [`KEY_CACHE_TTL`].
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    map: Mutex<HashMap<String, (Project, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<Project> {
+        let map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, hash: String, project: Project) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        map.insert(hash, (project, Instant::now()));
+    }
+
+    /// Forgets every cached key (after a revocation in this process).
+    pub fn clear(&self) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// Counts a refusal in the metrics and passes it on.
+pub(crate) fn counted(state: &AppState, e: ApiError) -> ApiError {
+    state.metrics.rejected(e.code);
+    e
+}
 
 /// Handler of `POST /v1/events`.
 pub async fn post_events(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let project = authenticate(&state, &headers).await?;
-    let gzip = check_content_type(&headers)?;
-    let bytes = to_bytes(body, limits::MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "request body is larger than {} bytes: send smaller batches",
-                limits::MAX_BODY_BYTES
-            ),
-        )
-    })?;
-    let bytes = if gzip {
-        gunzip(&bytes)?
-    } else {
-        bytes.to_vec()
-    };
-    let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("body is not an optel batch: {e}"),
-        )
-    })?;
-    batch.validate().map_err(ApiError::invalid_field)?;
-    let received = now_ms();
-    check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
-    let store = state.store.clone();
-    let project_id = project.id;
-    let outcome =
-        tokio::task::spawn_blocking(move || store.insert_batch(project_id, &batch, received))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "insert task failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error: retry later",
-                )
-            })?
-            .map_err(|e| ApiError::storage(&e))?;
-    tracing::debug!(project = %project.name, inserted = outcome.inserted, duplicates = outcome.duplicates, "batch stored");
-    Ok(Json(IngestResponse {
-        accepted: outcome.inserted + outcome.duplicates,
-        duplicates: outcome.duplicates,
-    }))
+    let result = async {
+        let project = admit(&state, addr, &headers).await?;
+        check_content_type(&headers, &["application/json"])?;
+        let bytes = read_body(&headers, body).await?;
+        let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not an optel batch: {e}"),
+            )
+        })?;
+        batch.validate().map_err(ApiError::invalid_field)?;
+        let received = now_ms();
+        check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
+        let outcome = store(&state, &project, batch, received).await?;
+        Ok(Json(IngestResponse {
+            accepted: outcome.inserted + outcome.duplicates,
+            duplicates: outcome.duplicates,
+        }))
+    }
+    .await;
+    result.map_err(|e| counted(&state, e))
 }
 
-async fn authenticate(
+/// Steps 1 and 2: address rate limit, ingest key, key rate limit. Returns the key's project.
+///
+/// # Errors
+/// 429, 401, or 503 when the database cannot be asked.
+pub async fn admit(
     state: &AppState,
+    addr: Option<IpAddr>,
     headers: &HeaderMap,
-) -> Result<crate::storage::Project, ApiError> {
+) -> Result<Project, ApiError> {
+    state.limits.check_addr(addr)?;
     let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthenticated(
             "missing Authorization header: send `Authorization: Bearer <ingest key>`",
@@ -89,86 +152,150 @@ async fn authenticate(
         ApiError::unauthenticated("Authorization header is not `Bearer <ingest key>`")
     })?;
     let hash = keys::hash_key(key);
-    let store = state.store.clone();
-    let project = crate::blocking(move || store.project_for_key(&hash)).await?;
-    project.ok_or_else(|| {
-        ApiError::unauthenticated(
-            "ingest key is not valid: create one with `optel projects create NAME`",
-        )
-    })
+    let project = match state.key_cache.get(&hash) {
+        Some(p) => p,
+        None => {
+            let store = state.store.clone();
+            let h = hash.clone();
+            let found = crate::blocking(move || store.project_for_key(&h)).await?;
+            let p = found.ok_or_else(|| {
+                ApiError::unauthenticated(
+                    "ingest key is not valid: create one with `optel keys create PROJECT`",
+                )
+            })?;
+            state.key_cache.put(hash.clone(), p.clone());
+            p
+        }
+    };
+    state.limits.check_key(&hash)?;
+    Ok(project)
 }
 
-/// Decompresses a gzip body, reading at most [`limits::MAX_BODY_BYTES`] bytes of output.
+/// Step 5: queue a validated batch for the writer and wait for its commit.
 ///
 /// # Errors
-/// 413 when the output would be larger, 400 when the body is not gzip.
-pub fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, ApiError> {
-    use std::io::Read;
-    let limit = limits::MAX_BODY_BYTES as u64;
-    let mut out = Vec::with_capacity(
-        compressed
-            .len()
-            .saturating_mul(4)
-            .min(limits::MAX_BODY_BYTES),
-    );
-    flate2::read::GzDecoder::new(compressed)
-        .take(limit + 1)
-        .read_to_end(&mut out)
+/// 503 `saturated` / `shutting_down` / `storage_unavailable` with `Retry-After`.
+pub async fn store(
+    state: &AppState,
+    project: &Project,
+    batch: Batch,
+    received_ms: i64,
+) -> Result<InsertOutcome, ApiError> {
+    let rx = state
+        .writer
+        .submit(project.id, batch, received_ms)
         .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_gzip",
-                format!(
-                    "body is not valid gzip ({e}): compress it with gzip or send it uncompressed"
-                ),
-            )
+            let code = match e {
+                SubmitError::Saturated => "saturated",
+                SubmitError::Stopped => "shutting_down",
+            };
+            ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string())
+            }
         })?;
-    if out.len() as u64 > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "decompressed request body is larger than {} bytes: send smaller batches",
-                limits::MAX_BODY_BYTES
-            ),
-        ));
-    }
-    Ok(out)
+    let outcome = rx
+        .await
+        .map_err(|_| ApiError::storage_message("the writer stopped before the commit"))?
+        .map_err(|e| ApiError::storage_message(&e))?;
+    state.metrics.accepted(outcome.inserted, outcome.duplicates);
+    tracing::debug!(project = %project.name, inserted = outcome.inserted, duplicates = outcome.duplicates, "batch stored");
+    Ok(outcome)
 }
 
-/// Checks the content type and encoding; returns whether the body is gzip-compressed.
-fn check_content_type(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let content_type = headers
+/// The media type of a request (`Content-Type` without parameters, lowercase).
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("content type {content_type:?} is not supported: send application/json"),
-        ));
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Refuses (415) a `Content-Type` outside `accepted`.
+///
+/// # Errors
+/// 415 `unsupported_media_type` naming the accepted types.
+pub fn check_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
+    let mime = media_type(headers);
+    if accepted.contains(&mime.as_str()) {
+        return Ok(());
     }
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
-        let encoding = encoding.to_str().unwrap_or("?").trim();
-        if encoding.eq_ignore_ascii_case("gzip") {
-            return Ok(true);
-        }
-        if !encoding.eq_ignore_ascii_case("identity") {
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "content type {mime:?} is not supported: send {}",
+            accepted.join(" or ")
+        ),
+    ))
+}
+
+fn too_large(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "request body is larger than {} bytes{what}: send smaller batches",
+            limits::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// Reads a request body of any ingest route: at most [`limits::MAX_BODY_BYTES`] on the wire
+/// and, with `Content-Encoding: gzip`, at most that many bytes after decompression. The
+/// decompressor stops at the bound, so a gzip bomb is refused after a few megabytes of work.
+///
+/// # Errors
+/// 413 `payload_too_large`; 415 `unsupported_encoding` for encodings other than `gzip` and
+/// `identity`; 400 `invalid_gzip` for a corrupt gzip stream.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let gzip = match encoding.as_deref() {
+        None | Some("identity") | Some("") => false,
+        Some("gzip") => true,
+        Some(other) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_encoding",
-                format!(
-                    "content encoding {encoding:?} is not supported: send gzip or an uncompressed body"
-                ),
+                format!("content encoding {other:?} is not supported: send gzip or identity"),
             ));
         }
+    };
+    let raw = to_bytes(body, limits::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large(""))?;
+    if !gzip {
+        return Ok(raw);
     }
-    Ok(false)
+    let mut out = Vec::with_capacity((raw.len() * 4).min(limits::MAX_BODY_BYTES));
+    let mut decoder =
+        flate2::read::MultiGzDecoder::new(&raw[..]).take(limits::MAX_BODY_BYTES as u64 + 1);
+    decoder.read_to_end(&mut out).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_gzip",
+            format!("body is not valid gzip ({e}): compress it with gzip or send it plain"),
+        )
+    })?;
+    if out.len() > limits::MAX_BODY_BYTES {
+        return Err(too_large(" after decompression"));
+    }
+    Ok(out.into())
 }
 
-fn check_timestamps(batch: &Batch, now_ms: i64) -> Result<(), Invalid> {
+/// Checks every event timestamp lies within [`MAX_EVENT_AGE_MS`] before and
+/// [`MAX_FUTURE_SKEW_MS`] after `now_ms`.
+///
+/// # Errors
+/// The first event outside the window, by path (`events[3].timestamp`).
+pub fn check_timestamps(batch: &Batch, now_ms: i64) -> Result<(), Invalid> {
     for (i, e) in batch.events.iter().enumerate() {
         let ts = e.timestamp.unix_ms();
         let reason = if ts < now_ms - MAX_EVENT_AGE_MS {
@@ -186,52 +313,107 @@ fn check_timestamps(batch: &Batch, now_ms: i64) -> Result<(), Invalid> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
+/// How far a forget request's `timestamp` may be from the collector's clock: 10 minutes.
+pub const FORGET_SKEW_MS: i64 = 600_000;
+/// Most pseudonyms in one forget request.
+pub const MAX_FORGET_PSEUDONYMS: usize = 64;
 
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
+/// Body of `DELETE /v1/installs`: the pseudonyms an install can derive (one per epoch it
+/// knows), each with a proof (docs/adr/002-deletion-by-pseudonym.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    /// When the request was made (RFC 3339); refused when more than 10 minutes off.
+    pub timestamp: optel_wire::Timestamp,
+    /// The installs to forget.
+    pub installs: Vec<ForgetProof>,
+}
 
-    #[test]
-    fn gunzip_round_trips() {
-        assert_eq!(gunzip(&gz(b"{\"a\":1}")).unwrap(), b"{\"a\":1}");
-    }
+/// One pseudonym and its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetProof {
+    /// The pseudonym, as sent in batches.
+    pub pseudonym: String,
+    /// `hex(HMAC-SHA-256(key = pseudonym, "optel forget v1|<project>|<timestamp>"))`.
+    pub proof: String,
+}
 
-    #[test]
-    fn gzip_bomb_is_413_not_unbounded() {
-        // 64 MiB of zeros compress to ~64 KiB: decompression must stop at the limit.
-        let bomb = gz(&vec![0u8; 64 * 1024 * 1024]);
-        assert!(bomb.len() < limits::MAX_BODY_BYTES);
-        let err = gunzip(&bomb).unwrap_err();
-        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
-        // Exactly at the limit is fine.
-        assert_eq!(
-            gunzip(&gz(&vec![b' '; limits::MAX_BODY_BYTES]))
-                .unwrap()
-                .len(),
-            limits::MAX_BODY_BYTES
-        );
-    }
+/// Answer of `DELETE /v1/installs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetResponse {
+    /// Events deleted.
+    pub deleted: u64,
+}
 
-    #[test]
-    fn not_gzip_is_400() {
-        let err = gunzip(b"{\"plain\":true}").unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
-    }
+/// The proof for one pseudonym (what the SDK computes).
+pub fn forget_proof(pseudonym: &str, project: &str, timestamp: &str) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(pseudonym.as_bytes()) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm cannot run.
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("optel forget v1|{project}|{timestamp}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
 
-    #[test]
-    fn content_encodings() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        assert!(!check_content_type(&h).unwrap());
-        h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
-        assert!(check_content_type(&h).unwrap());
-        h.insert(header::CONTENT_ENCODING, "br".parse().unwrap());
-        assert!(check_content_type(&h).is_err());
+/// Handler of `DELETE /v1/installs`: deletes the events of the pseudonyms proven, in the
+/// ingest key's project.
+pub async fn delete_installs(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ForgetResponse>, ApiError> {
+    let result = async {
+        let project = admit(&state, addr, &headers).await?;
+        check_content_type(&headers, &["application/json"])?;
+        let bytes = read_body(&headers, body).await?;
+        let req: ForgetRequest = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not a forget request: {e}"),
+            )
+        })?;
+        let now = now_ms();
+        if (req.timestamp.unix_ms() - now).abs() > FORGET_SKEW_MS {
+            return Err(ApiError::invalid_field(Invalid {
+                field: "timestamp".into(),
+                reason: format!(
+                    "timestamp {} is more than 10 minutes from the collector's clock: check the clock",
+                    req.timestamp
+                ),
+            }));
+        }
+        if req.installs.is_empty() || req.installs.len() > MAX_FORGET_PSEUDONYMS {
+            return Err(ApiError::invalid_field(Invalid {
+                field: "installs".into(),
+                reason: format!(
+                    "{} installs: send 1 to {MAX_FORGET_PSEUDONYMS}",
+                    req.installs.len()
+                ),
+            }));
+        }
+        let ts = req.timestamp.to_string();
+        let mut pseudonyms = Vec::new();
+        for (i, p) in req.installs.iter().enumerate() {
+            let expected = forget_proof(&p.pseudonym, &project.name, &ts);
+            if p.pseudonym.is_empty()
+                || p.pseudonym.len() > limits::MAX_PSEUDONYM_BYTES
+                || !keys::token_matches(&p.proof.to_ascii_lowercase(), &expected)
+            {
+                return Err(ApiError::invalid_field(Invalid {
+                    field: format!("installs[{i}].proof"),
+                    reason: "proof does not match the pseudonym: compute it as documented in docs/adr/002-deletion-by-pseudonym.md".into(),
+                }));
+            }
+            pseudonyms.push(p.pseudonym.clone());
+        }
+        let store = state.store.clone();
+        let id = project.id;
+        let deleted = crate::blocking(move || store.forget(Some(id), &pseudonyms)).await?;
+        tracing::info!(project = %project.name, deleted, "installs forgotten on request");
+        Ok(Json(ForgetResponse { deleted }))
     }
+    .await;
+    result.map_err(|e| counted(&state, e))
 }

@@ -5,52 +5,125 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `POST /v1/events` | ingest key (`Authorization: Bearer optel_ik_…`) | store an optel batch ([`optel_wire::Batch`]) |
-//! | `GET /v1/projects` | admin token | list projects |
-//! | `GET /v1/projects/{name}/stats?since=24h` | admin token | [`query::Stats`] of a project |
-//! | `GET /healthz` | none | `ok` while the process serves |
+//! | `POST /v1/traces`, `/v1/metrics`, `/v1/logs` | ingest key | OTLP/HTTP, protobuf or JSON ([`otlp`]) |
+//! | `DELETE /v1/installs` | ingest key + proof | delete an install's events ([`ingest::delete_installs`]) |
+//! | `GET /v1/projects`, `/v1/projects/{p}/{view}` | admin token | query API ([`api`], `docs/query-api.md`) |
+//! | `GET /public/v1/projects/{p}/{view}` | none, public projects only | k-anonymous query API |
+//! | `GET /openapi.json` | none | OpenAPI description of all routes |
+//! | `GET /healthz`, `/readyz`, `/metrics` | none | liveness, database reachable, Prometheus |
+//! | `GET /`, `/public/{p}`, `/assets/…` | none (the page reads the query API) | web dashboard ([`dashboard`]) |
 //!
 //! # Untrusted input
 //! Every request may be hostile. Bodies are read up to [`optel_wire::limits::MAX_BODY_BYTES`]
-//! (413 past that), parsed, and validated field by field against [`optel_wire::limits`] (400
-//! naming the field) before anything is stored. Errors answer with a JSON
+//! before and after gzip decompression (413 past that), parsed, and validated field by field
+//! against [`optel_wire::limits`] (400 naming the field) before anything is stored; rate limits
+//! answer 429 and a full writer queue 503, both with `Retry-After`. Errors answer with a JSON
 //! [`optel_wire::ErrorBody`]; the cause of a server-side failure goes to the log only. Client
-//! addresses are never stored.
+//! addresses are held in memory by the rate limiter only, never stored.
+//!
+//! # Durability
+//! A 2xx answer to an ingest request means its events are committed: the group-commit
+//! [`writer::Writer`] answers each request only after the transaction holding it commits.
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
+pub mod otlp;
 pub mod query;
+pub mod ratelimit;
+pub mod rollup;
 pub mod storage;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
-use serde::Deserialize;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
 
 use crate::error::ApiError;
-use crate::query::{Stats, TimeRange};
-use crate::storage::{Project, Store};
+use crate::ingest::KeyCache;
+use crate::metrics::Metrics;
+use crate::ratelimit::{RateConfig, RateLimits};
+use crate::storage::Store;
+use crate::writer::Writer;
 
-/// Shared state of the HTTP routes.
+/// Default k of the public view's k-anonymity: cells with fewer distinct installs are hidden.
+pub const DEFAULT_K_ANONYMITY: u64 = 5;
+
+/// Shared state of the HTTP routes. Build it with [`AppState::new`].
 #[derive(Clone)]
 pub struct AppState {
     /// The storage backend.
     pub store: Arc<dyn Store>,
     /// The admin token that guards query routes; `None` disables them (403).
     pub admin_token: Option<Arc<str>>,
+    /// The group-commit writer of `store`.
+    pub writer: Writer,
+    /// Counters served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Rate limits per ingest key and client address.
+    pub limits: Arc<RateLimits>,
+    /// k of the public view (default [`DEFAULT_K_ANONYMITY`]).
+    pub k_anonymity: u64,
+    key_cache: Arc<KeyCache>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
+            .field("backend", &self.store.backend())
             .field("admin_token", &self.admin_token.as_ref().map(|_| "…"))
+            .field("writer", &self.writer)
+            .field("k_anonymity", &self.k_anonymity)
             .finish()
+    }
+}
+
+impl AppState {
+    /// State with default rate limits ([`RateConfig::default`]), writer queue
+    /// ([`writer::DEFAULT_QUEUE`]) and k ([`DEFAULT_K_ANONYMITY`]); starts the writer thread.
+    ///
+    /// # Errors
+    /// The writer thread cannot be spawned.
+    pub fn new(store: Arc<dyn Store>, admin_token: Option<Arc<str>>) -> std::io::Result<Self> {
+        Self::with_config(
+            store,
+            admin_token,
+            RateConfig::default(),
+            writer::DEFAULT_QUEUE,
+        )
+    }
+
+    /// State with explicit rate limits and writer queue capacity (batches).
+    ///
+    /// # Errors
+    /// The writer thread cannot be spawned.
+    pub fn with_config(
+        store: Arc<dyn Store>,
+        admin_token: Option<Arc<str>>,
+        rates: RateConfig,
+        queue: usize,
+    ) -> std::io::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let writer = Writer::spawn(store.clone(), queue, metrics.clone())?;
+        Ok(Self {
+            store,
+            admin_token,
+            writer,
+            metrics,
+            limits: Arc::new(RateLimits::new(rates)),
+            k_anonymity: DEFAULT_K_ANONYMITY,
+            key_cache: Arc::new(KeyCache::default()),
+        })
     }
 }
 
@@ -58,10 +131,33 @@ impl std::fmt::Debug for AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events))
-        .route("/v1/projects", get(list_projects))
-        .route("/v1/projects/{name}/stats", get(project_stats))
+        .route("/v1/traces", post(otlp::post_traces))
+        .route("/v1/metrics", post(otlp::post_metrics))
+        .route("/v1/logs", post(otlp::post_logs))
+        .route("/v1/installs", delete(ingest::delete_installs))
+        .route("/v1/projects", get(api::list_projects))
+        .route("/v1/projects/{name}/{view}", get(api::admin_view))
+        .route("/public/v1/projects/{name}/{view}", get(api::public_view))
+        .route("/openapi.json", get(api::openapi))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .merge(dashboard::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    state.metrics.request(&route, response.status().as_u16());
+    response
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -78,7 +174,7 @@ pub fn parse_lookback(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("time range {s:?} is not understood ({e}): use e.g. 24h, 7d, 30d"))
 }
 
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.admin_token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -114,45 +210,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::storage(&e))
 }
 
-async fn list_projects(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<Project>>, ApiError> {
-    require_admin(&state, &headers)?;
-    let store = state.store.clone();
-    Ok(Json(blocking(move || store.list_projects()).await?))
-}
-
-#[derive(Debug, Deserialize)]
-struct StatsParams {
-    since: Option<String>,
-}
-
-async fn project_stats(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(params): Query<StatsParams>,
-) -> Result<Json<Stats>, ApiError> {
-    require_admin(&state, &headers)?;
-    let lookback = parse_lookback(params.since.as_deref().unwrap_or("24h"))
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
-    let store = state.store.clone();
-    let stats = blocking(move || {
-        let Some(project) = store.project_by_name(&name)? else {
-            return Ok(None);
-        };
-        store
-            .stats(&project, TimeRange::last(lookback, now_ms()))
-            .map(Some)
-    })
-    .await?;
-    stats
-        .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such project"))
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests and
+/// drains the writer: every batch already accepted into its queue is committed before this
+/// returns. Client addresses reach the rate limiter through connect info.
 ///
 /// # Errors
 /// The listener fails.
@@ -161,9 +221,24 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let writer = state.writer.clone();
+    let limits = state.limits.clone();
+    let housekeeping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.forget_idle();
+        }
+    });
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    housekeeping.abort();
+    writer.shutdown(Duration::from_secs(30)).await;
+    result
 }
 
 #[cfg(test)]

@@ -1,0 +1,496 @@
+//! `optel bench`: the collector's load generator (`ingest`), data generator (`fill`) and query
+//! benchmark (`query`). Everything targets 127.0.0.1 or a local store, runs for a bounded time
+//! or count, and stops by itself.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use optel_collector::query::{self, Audience, Granularity, TimeRange};
+use optel_collector::ratelimit::RateConfig;
+use optel_collector::{AppState, now_ms};
+use optel_wire::{Batch, Event, EventType, Timestamp};
+
+use crate::StoreArgs;
+
+/// `optel bench ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Drive realistic gzip'd batches from many simulated installs over HTTP for a fixed time;
+    /// report events/s and request latency. Without --endpoint, starts a collector in this
+    /// process on 127.0.0.1 (rate limits off) over --database or a temporary SQLite store.
+    Ingest(IngestArgs),
+    /// Fill a store with generated events (directly, not over HTTP): N events across D days
+    /// and I installs, rollups included.
+    Fill(FillArgs),
+    /// Time every dashboard query of a project over a store.
+    Query(QueryArgs),
+}
+
+/// Flags of `optel bench ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// How long to drive load, seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub clients: u64,
+    /// Events per batch.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch: u64,
+    /// Simulated installs.
+    #[arg(long, default_value_t = 10_000)]
+    pub installs: u64,
+    /// Collector URL (http://127.0.0.1:PORT); needs --key.
+    #[arg(long, requires = "key")]
+    pub endpoint: Option<String>,
+    /// Ingest key for --endpoint.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+}
+
+/// Flags of `optel bench fill`.
+#[derive(Debug, clap::Args)]
+pub struct FillArgs {
+    /// Project to fill (created if missing).
+    #[arg(long, default_value = "bench")]
+    pub project: String,
+    /// Events to generate.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Distinct installs.
+    #[arg(long, default_value_t = 100_000)]
+    pub installs: u64,
+    /// Days back from now the events spread over.
+    #[arg(long, default_value_t = 30)]
+    pub days: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+}
+
+/// Flags of `optel bench query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Project to query.
+    #[arg(long, default_value = "bench")]
+    pub project: String,
+    /// Look-back of every query.
+    #[arg(long, default_value = "30d", value_parser = crate::parse_since)]
+    pub since: Duration,
+    /// Runs of each query.
+    #[arg(long, default_value_t = 10)]
+    pub runs: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+}
+
+pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Ingest(a) => ingest(a),
+        BenchCommand::Fill(a) => fill(a),
+        BenchCommand::Query(a) => query_bench(a),
+    }
+}
+
+/// A small xorshift generator: fast, deterministic per seed, good enough for load shapes.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn uuid(&mut self) -> String {
+        let a = self.next();
+        let b = self.next();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        )
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7);
+    t ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+const COMMANDS: [&str; 12] = [
+    "build", "test", "run", "check", "fmt", "init", "publish", "clean", "doc", "add", "remove",
+    "update",
+];
+const FEATURES: [&str; 6] = ["cache", "remote", "watch", "color", "profile", "lockfile"];
+const METHODS: [&str; 4] = ["Db::connect", "Db::query", "Client::send", "Cache::get"];
+const VERSIONS: [&str; 5] = ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "2.0.0-beta.1"];
+const PLATFORMS: [(&str, &str); 5] = [
+    ("linux", "x86_64"),
+    ("macos", "aarch64"),
+    ("windows", "x86_64"),
+    ("linux", "aarch64"),
+    ("macos", "x86_64"),
+];
+
+/// A realistic batch of install `install`: mostly commands (10 % failing), some features and
+/// methods, timestamps in `[from_ms, to_ms)`.
+fn make_batch(rng: &mut Rng, install: u64, events: u64, from_ms: i64, to_ms: i64) -> Batch {
+    let (os, arch) = PLATFORMS[(install % PLATFORMS.len() as u64) as usize];
+    let version = VERSIONS[((install / 7) % VERSIONS.len() as u64) as usize];
+    let mut batch = Batch::new(
+        "bench",
+        version,
+        format!(
+            "{:032x}",
+            u128::from(install).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ),
+        os,
+        arch,
+    );
+    let session = rng.uuid();
+    let span = (to_ms - from_ms).max(1) as u64;
+    for _ in 0..events {
+        let r = rng.below(100);
+        let ts = Timestamp::from_unix_ms(from_ms + rng.below(span) as i64);
+        let mut e = if r < 80 {
+            // Zipf-like: low indexes far more common.
+            let i = (rng.below(COMMANDS.len() as u64) * rng.below(COMMANDS.len() as u64))
+                / COMMANDS.len() as u64;
+            let mut e = Event::new(
+                rng.uuid(),
+                EventType::Command,
+                COMMANDS[i as usize],
+                ts,
+                session.clone(),
+            );
+            e.duration_ms = Some(5 + rng.below(2_000));
+            let ok = rng.below(10) != 0;
+            e.success = Some(ok);
+            if !ok {
+                e.error_code = Some(format!("E{}", rng.below(4)));
+            }
+            e
+        } else if r < 92 {
+            let name = FEATURES[rng.below(FEATURES.len() as u64) as usize];
+            Event::new(rng.uuid(), EventType::Feature, name, ts, session.clone())
+        } else {
+            let name = METHODS[rng.below(METHODS.len() as u64) as usize];
+            Event::new(rng.uuid(), EventType::Method, name, ts, session.clone())
+        };
+        e.metadata.clear();
+        batch.events.push(e);
+    }
+    batch
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn ingest(args: IngestArgs) -> Result<()> {
+    // Without an endpoint: a collector in this process, on its own runtime.
+    let mut _scratch = None;
+    let mut local = None;
+    let (endpoint, key, store_name) = match (&args.endpoint, &args.key) {
+        (Some(e), Some(k)) => (e.trim_end_matches('/').to_owned(), k.clone(), e.clone()),
+        _ => {
+            let store = if args.store.database.is_some() || args.store.data_dir.is_some() {
+                args.store.open()?
+            } else {
+                let dir = tempfile::Builder::new().prefix("optel-bench-").tempdir()?;
+                let s = optel_collector::storage::open(None, dir.path())?;
+                _scratch = Some(dir);
+                s
+            };
+            let project = format!("bench-{:x}", seed() & 0xffff_ffff);
+            let key = crate::create_project(&*store, &project)?;
+            let state = AppState::with_config(
+                store.clone(),
+                None,
+                RateConfig {
+                    per_key: 0,
+                    per_addr: 0,
+                },
+                1_024,
+            )?;
+            let rt = crate::runtime()?;
+            let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
+            let addr = listener.local_addr()?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let server = rt.spawn(optel_collector::serve(listener, state, async move {
+                let _ = stop_rx.await;
+            }));
+            let name = match &_scratch {
+                Some(dir) => format!("sqlite (temporary, {})", dir.path().display()),
+                None => format!("{} ({})", store.backend(), args.store.describe()),
+            };
+            local = Some((rt, stop_tx, server, store, project));
+            (format!("http://{addr}"), key, name)
+        }
+    };
+    eprintln!(
+        "driving {} clients x batches of {} events for {} s against {endpoint} ...",
+        args.clients, args.batch, args.seconds
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let mut threads = Vec::new();
+    for c in 0..args.clients {
+        let url = format!("{endpoint}/v1/events");
+        let key = key.clone();
+        let stop = stop.clone();
+        let args_batch = args.batch;
+        let installs = args.installs;
+        threads.push(std::thread::spawn(move || -> (Vec<Duration>, u64, u64) {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut rng = Rng::new(seed() ^ (c + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let mut lat = Vec::new();
+            let (mut ok_events, mut failed) = (0, 0);
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                let now = now_ms();
+                let install = rng.below(installs);
+                let batch = make_batch(&mut rng, install, args_batch, now - 3_600_000, now);
+                let json = serde_json::to_vec(&batch).unwrap_or_default();
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let _ = gz.write_all(&json);
+                let body = gz.finish().unwrap_or_default();
+                let t = Instant::now();
+                let resp = agent
+                    .post(&url)
+                    .header("Authorization", &format!("Bearer {key}"))
+                    .header("Content-Type", "application/json")
+                    .header("Content-Encoding", "gzip")
+                    .send(&body[..]);
+                match resp {
+                    Ok(mut r) => {
+                        let mut sink = Vec::new();
+                        let _ = r.body_mut().as_reader().read_to_end(&mut sink);
+                        lat.push(t.elapsed());
+                        if r.status().is_success() {
+                            ok_events += args_batch;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (lat, ok_events, failed)
+        }));
+    }
+    let mut lat = Vec::new();
+    let (mut events, mut failed) = (0u64, 0u64);
+    for t in threads {
+        if let Ok((l, e, f)) = t.join() {
+            lat.extend(l);
+            events += e;
+            failed += f;
+        }
+    }
+    let elapsed = started.elapsed();
+    lat.sort_unstable();
+    println!("store:          {store_name}");
+    println!("duration:       {:.1} s", elapsed.as_secs_f64());
+    println!("requests:       {} ({} failed)", lat.len(), failed);
+    println!(
+        "events stored:  {} ({:.0} events/s)",
+        events,
+        events as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "latency:        p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    if let Some((rt, stop_tx, server, store, project)) = local {
+        let _ = stop_tx.send(());
+        let _ = rt.block_on(server);
+        let p = store
+            .project_by_name(&project)?
+            .context("bench project vanished")?;
+        let counted = query::overview(
+            &*store,
+            &p,
+            TimeRange::last(Duration::from_secs(2 * 86_400), now_ms()),
+            Audience::Admin,
+        )?;
+        println!(
+            "verified:       {} events in the rollups",
+            counted.events.unwrap_or(0)
+        );
+        if counted.events != Some(events) {
+            bail!(
+                "stored {} events but {events} were acknowledged",
+                counted.events.unwrap_or(0)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn fill(args: FillArgs) -> Result<()> {
+    let store = args.store.open()?;
+    let project = match store.project_by_name(&args.project)? {
+        Some(p) => p,
+        None => {
+            crate::create_project(&*store, &args.project)?;
+            store
+                .project_by_name(&args.project)?
+                .context("project vanished")?
+        }
+    };
+    let now = now_ms();
+    let from = now - (args.days as i64) * 86_400_000 + 3_600_000;
+    let mut rng = Rng::new(seed());
+    let started = Instant::now();
+    let mut done = 0u64;
+    const PER_BATCH: u64 = 100;
+    const PER_COMMIT: usize = 50;
+    while done < args.events {
+        let mut group = Vec::with_capacity(PER_COMMIT);
+        for _ in 0..PER_COMMIT {
+            if done >= args.events {
+                break;
+            }
+            let n = PER_BATCH.min(args.events - done);
+            // One batch = one install on one day: a realistic upload of a day's use.
+            let day_start = from + rng.below(args.days) as i64 * 86_400_000;
+            let end = (day_start + 86_400_000).min(now);
+            let install = rng.below(args.installs);
+            group.push(make_batch(
+                &mut rng,
+                install,
+                n,
+                day_start.min(end - 1),
+                end,
+            ));
+            done += n;
+        }
+        let refs: Vec<(i64, &Batch)> = group.iter().map(|b| (project.id, b)).collect();
+        store.insert_batches(&refs, now)?;
+        if done % 1_000_000 < PER_BATCH * PER_COMMIT as u64 {
+            eprintln!(
+                "  {done} events, {:.0} events/s",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let took = started.elapsed();
+    println!(
+        "filled {} ({}) with {done} events over {} days and up to {} installs in {:.1} s ({:.0} events/s)",
+        args.project,
+        store.backend(),
+        args.days,
+        args.installs,
+        took.as_secs_f64(),
+        done as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn query_bench(args: QueryArgs) -> Result<()> {
+    let store = args.store.open()?;
+    let project = store
+        .project_by_name(&args.project)?
+        .with_context(|| format!("no project named {:?}", args.project))?;
+    let range = TimeRange::last(args.since, now_ms());
+    let s = &*store;
+    type Q<'a> = Box<dyn Fn() -> optel_collector::storage::Result<usize> + 'a>;
+    let p = &project;
+    let a = Audience::Admin;
+    let queries: Vec<(&str, Q<'_>)> = vec![
+        (
+            "overview",
+            Box::new(move || query::overview(s, p, range, a).map(|_| 1)),
+        ),
+        (
+            "timeseries",
+            Box::new(move || {
+                query::timeseries(s, p, range, Granularity::Day, a).map(|t| t.buckets.len())
+            }),
+        ),
+        (
+            "commands",
+            Box::new(move || query::commands(s, p, range, a).map(|r| r.rows.commands.len())),
+        ),
+        (
+            "errors",
+            Box::new(move || query::errors(s, p, range, a).map(|r| r.rows.errors.len())),
+        ),
+        (
+            "versions",
+            Box::new(move || {
+                query::versions(s, p, range, Granularity::Week, a).map(|r| r.rows.versions.len())
+            }),
+        ),
+        (
+            "platforms",
+            Box::new(move || query::platforms(s, p, range, a).map(|r| r.rows.platforms.len())),
+        ),
+        (
+            "features",
+            Box::new(move || query::features(s, p, range, a).map(|r| r.rows.features.len())),
+        ),
+        (
+            "public commands (k=5)",
+            Box::new(move || {
+                query::commands(s, p, range, Audience::Public { k: 5 })
+                    .map(|r| r.rows.commands.len())
+            }),
+        ),
+    ];
+    println!(
+        "{:<22} {:>8} {:>8} {:>6}",
+        "query", "p50 ms", "max ms", "rows"
+    );
+    for (name, q) in queries {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..args.runs.max(1) {
+            let t = Instant::now();
+            rows = q()?;
+            times.push(t.elapsed());
+        }
+        times.sort_unstable();
+        println!(
+            "{name:<22} {:>8.1} {:>8.1} {rows:>6}",
+            ms(percentile(&times, 0.5)),
+            ms(times.last().copied().unwrap_or_default())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Operator commands: `optel keys`, `optel purge`, `optel forget`, and the settings of
+//! `optel serve` merged from flags, env vars and the TOML config file.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use optel_collector::ratelimit::RateConfig;
+use optel_collector::storage::Store;
+use optel_collector::{keys, now_ms};
+use serde::Deserialize;
+
+use crate::{ServeArgs, StoreArgs};
+
+/// `optel keys ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create another ingest key for a project and print it (shown once).
+    Create {
+        /// Project name.
+        project: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Revoke an ingest key: collectors refuse it within 10 seconds.
+    Revoke {
+        /// The key (`optel_ik_...`).
+        key: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+}
+
+/// Flags of `optel purge`.
+#[derive(Debug, clap::Args)]
+pub struct PurgeArgs {
+    /// Delete events older than this, e.g. 400d, 90d.
+    #[arg(long, value_name = "AGE", value_parser = crate::parse_since)]
+    pub older_than: Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+}
+
+/// Flags of `optel forget`.
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    /// Install pseudonyms to delete (as shown in `telemetry preview`).
+    #[arg(required = true)]
+    pub pseudonyms: Vec<String>,
+    /// Only in this project (default: every project).
+    #[arg(long)]
+    pub project: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+}
+
+pub(crate) fn keys(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Create { project, store } => {
+            let key = keys::generate_ingest_key().context("cannot generate an ingest key")?;
+            store
+                .open()?
+                .add_key(&project, &keys::hash_key(&key), now_ms())?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "new ingest key of project {project:?} (shown once, store it now):"
+            )?;
+            writeln!(out, "{key}")?;
+        }
+        KeysCommand::Revoke { key, store } => {
+            if !store.open()?.revoke_key(&keys::hash_key(&key), now_ms())? {
+                bail!("no active ingest key matches: check the key, it may be revoked already");
+            }
+            writeln!(std::io::stdout(), "revoked")?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn purge(args: PurgeArgs) -> Result<()> {
+    let store = args.store.open()?;
+    let cutoff = now_ms() - i64::try_from(args.older_than.as_millis()).unwrap_or(i64::MAX);
+    let done = store.purge_before(cutoff)?;
+    writeln!(
+        std::io::stdout(),
+        "deleted {} events and {} rollup rows older than {}",
+        done.events,
+        done.rollup_rows,
+        optel_wire::Timestamp::from_unix_ms(cutoff)
+    )?;
+    Ok(())
+}
+
+pub(crate) fn forget(args: ForgetArgs) -> Result<()> {
+    let store = args.store.open()?;
+    let project = match &args.project {
+        Some(name) => Some(
+            store
+                .project_by_name(name)?
+                .with_context(|| format!("no project named {name:?}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let n = store.forget(project, &args.pseudonyms)?;
+    writeln!(std::io::stdout(), "deleted {n} events")?;
+    Ok(())
+}
+
+/// The `--config` file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    admin_token: Option<String>,
+    k_anonymity: Option<u64>,
+    rate_per_key: Option<u32>,
+    rate_per_addr: Option<u32>,
+    queue: Option<usize>,
+    retention: Option<String>,
+}
+
+/// Settings of `optel serve` after merging flags/env over the config file over defaults.
+#[derive(Debug)]
+pub(crate) struct ServeConfig {
+    pub listen: SocketAddr,
+    pub store: StoreArgs,
+    pub admin_token: Option<String>,
+    pub k_anonymity: u64,
+    pub rates: RateConfig,
+    pub queue: usize,
+    pub retention: Option<Duration>,
+}
+
+impl ServeConfig {
+    pub(crate) fn resolve(args: ServeArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {} is not valid", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = RateConfig::default();
+        let retention = args
+            .retention
+            .or(file.retention)
+            .unwrap_or_else(|| "400d".into());
+        let retention = if retention == "off" {
+            None
+        } else {
+            Some(crate::parse_since(&retention).map_err(anyhow::Error::msg)?)
+        };
+        Ok(Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4318))),
+            store: StoreArgs {
+                data_dir: args.store.data_dir.or(file.data_dir),
+                database: args.store.database.or(file.database),
+            },
+            admin_token: args.admin_token.or(file.admin_token),
+            k_anonymity: args
+                .k_anonymity
+                .or(file.k_anonymity)
+                .unwrap_or(optel_collector::DEFAULT_K_ANONYMITY)
+                .max(1),
+            rates: RateConfig {
+                per_key: args
+                    .rate_per_key
+                    .or(file.rate_per_key)
+                    .unwrap_or(defaults.per_key),
+                per_addr: args
+                    .rate_per_addr
+                    .or(file.rate_per_addr)
+                    .unwrap_or(defaults.per_addr),
+            },
+            queue: args
+                .queue
+                .or(file.queue)
+                .unwrap_or(optel_collector::writer::DEFAULT_QUEUE),
+            retention,
+        })
+    }
+}
+
+/// Purges events older than `retention` now and then every hour.
+pub(crate) async fn retention_task(store: Arc<dyn Store>, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match tokio::task::spawn_blocking(move || store.purge_before(cutoff)).await {
+            Ok(Ok(done)) => tracing::info!(
+                events = done.events,
+                rollup_rows = done.rollup_rows,
+                "retention purge"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention purge failed"),
+            Err(e) => tracing::warn!(error = %e, "retention purge task failed"),
+        }
+    }
+}

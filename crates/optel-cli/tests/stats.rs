@@ -1,0 +1,378 @@
+//! `optel stats` against a real collector process (`optel serve` on 127.0.0.1) and against its
+//! data directory, with fixture events sent through the real ingest route.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::zombie_processes)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use optel_wire::{Batch, Event, EventType, Timestamp};
+
+const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Kills the collector when the test ends, however it ends.
+struct Collector {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn optel(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(OPTEL);
+    cmd.args(args)
+        .env_remove("OPTEL_ADMIN_TOKEN")
+        .env_remove("OPTEL_SERVER")
+        .env_remove("OPTEL_DATA_DIR")
+        .env_remove("COLUMNS");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn create_project(dir: &Path, name: &str) -> String {
+    let out = optel(
+        &[
+            "projects",
+            "create",
+            name,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn start_collector(dir: &Path) -> Collector {
+    let mut child = Command::new(OPTEL)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .env("OPTEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining stderr so the collector never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return Collector { child, url };
+        }
+    }
+    let _ = child.kill();
+    panic!("the collector did not say where it listens");
+}
+
+fn uuid(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// Install `a` (linux): build ok, build failed E_NO_MANIFEST, test ok, feature cache.
+/// Install `b` (macos): build ok, method Db::connect.
+fn fixture_batches() -> Vec<Batch> {
+    let now = Timestamp::now();
+    let mut n = 0;
+    let mut event = |t: EventType, name: &str, success: Option<bool>, code: Option<&str>| {
+        n += 1;
+        let mut e = Event::new(uuid(n), t, name, now, uuid(1000));
+        e.success = success;
+        e.duration_ms = success.map(|_| 100 * n);
+        e.error_code = code.map(str::to_owned);
+        e
+    };
+    let mut a = Batch::new("acme", "0.2.0", "install-a", "linux", "x86_64");
+    a.events = vec![
+        event(EventType::Command, "build", Some(true), None),
+        event(
+            EventType::Command,
+            "build",
+            Some(false),
+            Some("E_NO_MANIFEST"),
+        ),
+        event(EventType::Command, "test", Some(true), None),
+        event(EventType::Feature, "cache", None, None),
+    ];
+    let mut b = Batch::new("acme", "0.1.0", "install-b", "macos", "aarch64");
+    b.events = vec![
+        event(EventType::Command, "build", Some(true), None),
+        event(EventType::Method, "Db::connect", None, None),
+    ];
+    vec![a, b]
+}
+
+fn ingest(url: &str, key: &str, batch: &Batch) {
+    let response = ureq::post(&format!("{url}/v1/events"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(&serde_json::to_vec(batch).unwrap()[..])
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "ingest answered {}",
+        response.status()
+    );
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn command<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no command {name} in {v}"))
+}
+
+#[test]
+fn stats_remote_and_local_agree_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = create_project(&data, "acme");
+    create_project(&data, "other");
+    let collector = start_collector(&data);
+    for batch in fixture_batches() {
+        ingest(&collector.url, &key, &batch);
+    }
+    let data_s = data.to_str().unwrap();
+    let env = [("OPTEL_ADMIN_TOKEN", TOKEN)];
+
+    // Remote JSON: the shape the end-to-end tests rely on.
+    let remote = json(&optel(
+        &[
+            "stats",
+            "--server",
+            &collector.url,
+            "--project",
+            "acme",
+            "--since",
+            "7d",
+            "--format",
+            "json",
+        ],
+        &env,
+    ));
+    assert_eq!(remote["active_installs"], 2);
+    assert_eq!(command(&remote, "build")["count"], 3);
+    assert_eq!(command(&remote, "build")["failures"], 1);
+    assert_eq!(command(&remote, "test")["count"], 1);
+    assert_eq!(command(&remote, "test")["failures"], 0);
+
+    // Local data directory: the same numbers (the collector is still running: WAL readers).
+    let local = json(&optel(
+        &[
+            "stats",
+            "--data-dir",
+            data_s,
+            "--project",
+            "acme",
+            "--since",
+            "7d",
+            "--format",
+            "json",
+        ],
+        &[],
+    ));
+    assert_eq!(local["commands"], remote["commands"]);
+    assert_eq!(local["active_installs"], remote["active_installs"]);
+    assert_eq!(local["error_codes"], remote["error_codes"]);
+
+    // CSV: one long table.
+    let out = optel(
+        &[
+            "stats",
+            "--server",
+            &collector.url,
+            "--project",
+            "acme",
+            "--format",
+            "csv",
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "kind,name,detail,count,failures,installs,events,p50_ms,p95_ms"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("command,build,,3,1,2,")),
+        "{csv}"
+    );
+    assert!(lines.contains(&"error,build,E_NO_MANIFEST,1,,,,,"), "{csv}");
+    assert!(lines.contains(&"platform,macos,aarch64,,,1,2,,"), "{csv}");
+    assert!(lines.contains(&"feature,cache,,1,,1,,,"), "{csv}");
+    assert!(lines.contains(&"method,Db::connect,,1,,1,,,"), "{csv}");
+
+    // Table: fits a narrow terminal, no colour codes when not on a terminal.
+    let out = optel(
+        &["stats", "--server", &collector.url, "--project", "acme"],
+        &[("OPTEL_ADMIN_TOKEN", TOKEN), ("COLUMNS", "44")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(!table.contains('\x1b'), "{table}");
+    assert!(
+        table.contains("COMMAND") && table.contains("E_NO_MANIFEST"),
+        "{table}"
+    );
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 44,
+            "line wider than 44 columns: {line:?}"
+        );
+    }
+    // --color always forces colour even into a pipe.
+    let out = optel(
+        &[
+            "stats",
+            "--server",
+            &collector.url,
+            "--project",
+            "acme",
+            "--color",
+            "always",
+        ],
+        &env,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\x1b[1m"));
+
+    // Errors say what to do.
+    let out = optel(
+        &["stats", "--server", &collector.url, "--project", "acme"],
+        &[("OPTEL_ADMIN_TOKEN", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not accept the admin token"));
+    let out = optel(
+        &["stats", "--server", &collector.url, "--project", "acme"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OPTEL_ADMIN_TOKEN"));
+    if !cfg!(feature = "tls") {
+        let out = optel(
+            &[
+                "stats",
+                "--server",
+                "https://127.0.0.1:9",
+                "--project",
+                "acme",
+            ],
+            &env,
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("built without TLS"));
+    }
+    let out = optel(&["stats", "--server", &collector.url], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--project") && err.contains("acme") && err.contains("other"),
+        "{err}"
+    );
+    let out = optel(
+        &["stats", "--server", &collector.url, "--project", "nope"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no project named \"nope\""));
+    let out = optel(
+        &[
+            "stats",
+            "--data-dir",
+            dir.path().join("missing").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no optel database"));
+}
+
+#[test]
+fn the_dashboard_is_served_with_its_assets_and_strict_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let collector = start_collector(&data);
+    for (path, ty) in [
+        ("/", "text/html"),
+        ("/public/acme", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+        ("/assets/chart.umd.min.js", "text/javascript"),
+        ("/assets/icon.svg", "image/svg+xml"),
+    ] {
+        let mut response = ureq::get(&format!("{}{path}", collector.url))
+            .call()
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let h = response.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(ty),
+            "{path}"
+        );
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let etag = h["etag"].to_str().unwrap().to_owned();
+        assert!(!response.body_mut().read_to_vec().unwrap().is_empty());
+        // Revalidation with the ETag costs no body.
+        let again = ureq::get(&format!("{}{path}", collector.url))
+            .header("If-None-Match", &etag)
+            .call()
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let response = ureq::get(&format!("{}/assets/nope.js", collector.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

@@ -1,0 +1,562 @@
+//! Daily rollups: what every analytics query reads instead of raw events.
+//!
+//! Each committed batch updates, in the same transaction as the raw insert, three tables per
+//! UTC day and project (see `migrations/*/0002_rollups.sql`):
+//! - `rollup_counts`: events and summed command durations per event type, name, version, OS,
+//!   architecture, outcome and error code ([`CountRow`]);
+//! - `rollup_durations`: a log-linear histogram of command durations per command name
+//!   ([`HistRow`], [`duration_bucket`]), from which p50/p95 are read;
+//! - `rollup_installs`: the distinct install pseudonyms per day and dimension (all events, each
+//!   command, error, version, platform, feature, method) as an [`InstallSketch`], mergeable
+//!   across days.
+//!
+//! Only events that were newly stored feed the rollups, so a retried batch never double counts.
+
+use std::collections::{BTreeSet, HashMap};
+
+use optel_wire::{Batch, Event, EventType};
+use sha2::{Digest, Sha256};
+
+/// Milliseconds in a UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) containing `ms` (milliseconds since the Unix epoch).
+pub fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+/// An inclusive range of UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayRange {
+    /// First day, inclusive.
+    pub first: i64,
+    /// Last day, inclusive.
+    pub last: i64,
+}
+
+impl DayRange {
+    /// The days touched by the half-open millisecond range `[since_ms, until_ms)`.
+    pub fn covering(since_ms: i64, until_ms: i64) -> Self {
+        Self {
+            first: day_of(since_ms),
+            last: day_of(until_ms.saturating_sub(1)).max(day_of(since_ms)),
+        }
+    }
+}
+
+/// Outcome of a command as stored in rollups: `-1` none (not a command or not reported),
+/// `0` failed, `1` succeeded.
+pub fn outcome_code(success: Option<bool>) -> i64 {
+    match success {
+        None => -1,
+        Some(false) => 0,
+        Some(true) => 1,
+    }
+}
+
+/// One row of `rollup_counts`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CountKey {
+    /// UTC day.
+    pub day: i64,
+    /// Event type wire name (`command`, `feature`, `method`, `custom`).
+    pub event_type: String,
+    /// Event name.
+    pub name: String,
+    /// Tool version.
+    pub version: String,
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// [`outcome_code`].
+    pub outcome: i64,
+    /// Error code, empty when none.
+    pub error_code: String,
+}
+
+/// A `rollup_counts` row: key plus aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountRow {
+    /// The dimensions.
+    pub key: CountKey,
+    /// Events.
+    pub count: i64,
+    /// Sum of `duration_ms` of these events, milliseconds.
+    pub duration_sum: i64,
+}
+
+/// A `rollup_durations` row: command `name` on `day` had `count` invocations in `bucket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistRow {
+    /// UTC day.
+    pub day: i64,
+    /// Command name.
+    pub name: String,
+    /// [`duration_bucket`] index.
+    pub bucket: i64,
+    /// Invocations.
+    pub count: i64,
+}
+
+/// Dimension of a `rollup_installs` sketch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SketchKind {
+    /// Every event of the project (value empty): DAU/WAU/MAU and active installs.
+    All = 0,
+    /// One command (value: its name).
+    Command = 1,
+    /// One failed command and error code (value: `command error_code`).
+    Error = 2,
+    /// One tool version (value: the version).
+    Version = 3,
+    /// One platform (value: `os arch`).
+    Platform = 4,
+    /// One feature (value: its name).
+    Feature = 5,
+    /// One method (value: its name).
+    Method = 6,
+}
+
+impl SketchKind {
+    /// The stored code.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    /// The kind of a stored code.
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => Self::All,
+            1 => Self::Command,
+            2 => Self::Error,
+            3 => Self::Version,
+            4 => Self::Platform,
+            5 => Self::Feature,
+            6 => Self::Method,
+            _ => return None,
+        })
+    }
+}
+
+/// A `rollup_installs` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SketchRow {
+    /// UTC day.
+    pub day: i64,
+    /// Dimension.
+    pub kind: SketchKind,
+    /// Dimension value (see [`SketchKind`]).
+    pub value: String,
+    /// The distinct installs.
+    pub sketch: InstallSketch,
+}
+
+/// Number of histogram buckets: durations up to 7 days fit.
+pub const DURATION_BUCKETS: i64 = 8 + 4 * 27;
+
+/// The histogram bucket of a duration in ms: exact below 8 ms, then four buckets per power of
+/// two (relative error of a bucket's midpoint at most 12.5 %).
+pub fn duration_bucket(ms: u64) -> i64 {
+    if ms < 8 {
+        return ms as i64;
+    }
+    let e = 63 - i64::from(ms.leading_zeros()); // e >= 3
+    let sub = ((ms >> (e - 2)) & 3) as i64;
+    (8 + (e - 3) * 4 + sub).min(DURATION_BUCKETS - 1)
+}
+
+/// The representative duration (ms) of a bucket: its midpoint, rounded down.
+pub fn bucket_value(bucket: i64) -> u64 {
+    if bucket < 8 {
+        return bucket.max(0) as u64;
+    }
+    let e = (bucket - 8) / 4 + 3;
+    let sub = ((bucket - 8) % 4) as u64;
+    let width = 1u64 << (e - 2);
+    let lower = (4 + sub) * width;
+    lower + width / 2
+}
+
+/// The `q`-quantile (0..=1) of a histogram given as `(bucket, count)` pairs, in ms; 0 if empty.
+pub fn percentile(hist: &[(i64, i64)], q: f64) -> u64 {
+    let mut sorted: Vec<(i64, i64)> = hist.iter().copied().filter(|&(_, c)| c > 0).collect();
+    sorted.sort_unstable();
+    let total: i64 = sorted.iter().map(|&(_, c)| c).sum();
+    if total <= 0 {
+        return 0;
+    }
+    let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+    let mut seen = 0;
+    for (bucket, count) in sorted {
+        seen += count;
+        if seen >= rank {
+            return bucket_value(bucket);
+        }
+    }
+    0
+}
+
+/// The 64-bit hash of a pseudonym that sketches hold (first 8 bytes of its SHA-256).
+pub fn install_hash(pseudonym: &str) -> u64 {
+    let d = Sha256::digest(pseudonym.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// Sparse sketches hold up to this many exact hashes before turning into a HyperLogLog.
+pub const SPARSE_MAX: usize = 256;
+/// HyperLogLog precision: 2^10 registers, about 3 % standard error.
+const HLL_P: u32 = 10;
+const HLL_M: usize = 1 << HLL_P;
+
+/// The distinct installs of one rollup cell: an exact set of install hashes while small (so
+/// that counts below [`SPARSE_MAX`], and thus every k-anonymity decision, are exact), then a
+/// HyperLogLog of 1,024 registers (about 3 % error). Sketches of several days merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallSketch {
+    /// Exact hashes.
+    Sparse(BTreeSet<u64>),
+    /// HyperLogLog registers.
+    Dense(Box<[u8]>),
+}
+
+impl Default for InstallSketch {
+    fn default() -> Self {
+        Self::Sparse(BTreeSet::new())
+    }
+}
+
+fn hll_slot(hash: u64) -> (usize, u8) {
+    let idx = (hash >> (64 - HLL_P)) as usize;
+    let w = (hash << HLL_P) | (1 << (HLL_P - 1));
+    (idx, (w.leading_zeros() + 1) as u8)
+}
+
+impl InstallSketch {
+    /// Adds one install hash.
+    pub fn insert(&mut self, hash: u64) {
+        match self {
+            Self::Sparse(set) => {
+                set.insert(hash);
+                if set.len() > SPARSE_MAX {
+                    self.densify();
+                }
+            }
+            Self::Dense(regs) => {
+                let (i, r) = hll_slot(hash);
+                if let Some(slot) = regs.get_mut(i) {
+                    *slot = (*slot).max(r);
+                }
+            }
+        }
+    }
+
+    /// Removes an install hash if the sketch is still exact (deletion by pseudonym); a dense
+    /// sketch keeps only register maxima that cannot be traced back to one install.
+    pub fn remove(&mut self, hash: u64) {
+        if let Self::Sparse(set) = self {
+            set.remove(&hash);
+        }
+    }
+
+    fn densify(&mut self) {
+        if let Self::Sparse(set) = self {
+            let mut regs = vec![0u8; HLL_M].into_boxed_slice();
+            for &h in set.iter() {
+                let (i, r) = hll_slot(h);
+                if let Some(slot) = regs.get_mut(i) {
+                    *slot = (*slot).max(r);
+                }
+            }
+            *self = Self::Dense(regs);
+        }
+    }
+
+    /// Adds every install of `other`.
+    pub fn merge(&mut self, other: &Self) {
+        match other {
+            Self::Sparse(set) => {
+                for &h in set {
+                    self.insert(h);
+                }
+            }
+            Self::Dense(theirs) => {
+                self.densify();
+                if let Self::Dense(ours) = self {
+                    for (a, b) in ours.iter_mut().zip(theirs.iter()) {
+                        *a = (*a).max(*b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Estimated distinct installs (exact while sparse).
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Sparse(set) => set.len() as u64,
+            Self::Dense(regs) => {
+                let m = HLL_M as f64;
+                let sum: f64 = regs.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+                let zeros = regs.iter().filter(|&&r| r == 0).count();
+                let alpha = 0.7213 / (1.0 + 1.079 / m);
+                let raw = alpha * m * m / sum;
+                let est = if raw <= 2.5 * m && zeros > 0 {
+                    m * (m / zeros as f64).ln()
+                } else {
+                    raw
+                };
+                est.round() as u64
+            }
+        }
+    }
+
+    /// The stored form: `0` then big-endian hashes, or `1` then the registers.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Sparse(set) => {
+                let mut out = Vec::with_capacity(1 + set.len() * 8);
+                out.push(0);
+                for h in set {
+                    out.extend_from_slice(&h.to_be_bytes());
+                }
+                out
+            }
+            Self::Dense(regs) => {
+                let mut out = Vec::with_capacity(1 + regs.len());
+                out.push(1);
+                out.extend_from_slice(regs);
+                out
+            }
+        }
+    }
+
+    /// Reads the stored form; anything malformed reads as empty (a sketch is an estimate, and a
+    /// damaged one must not fail a dashboard query).
+    pub fn decode(bytes: &[u8]) -> Self {
+        match bytes.split_first() {
+            Some((1, regs)) if regs.len() == HLL_M => Self::Dense(regs.into()),
+            Some((0, hashes)) if hashes.len() % 8 == 0 => {
+                let mut set = BTreeSet::new();
+                for chunk in hashes.chunks_exact(8) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(chunk);
+                    set.insert(u64::from_be_bytes(b));
+                }
+                Self::Sparse(set)
+            }
+            _ => Self::default(),
+        }
+    }
+}
+
+/// The rollup changes of a set of newly stored (or, with a negative sign, deleted) events,
+/// aggregated in memory so each rollup row is written once per transaction.
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// `(project_id, key)` → `(count, duration_sum)`.
+    pub counts: HashMap<(i64, CountKey), (i64, i64)>,
+    /// `(project_id, day, name, bucket)` → count.
+    pub durations: HashMap<(i64, i64, String, i64), i64>,
+    /// `(project_id, day, kind, value)` → install hashes.
+    pub installs: HashMap<(i64, i64, SketchKind, String), BTreeSet<u64>>,
+}
+
+/// The facts of one stored event that rollups need (from a batch or from a stored row).
+#[derive(Debug, Clone)]
+pub struct EventFacts<'a> {
+    /// Project id.
+    pub project_id: i64,
+    /// Event timestamp, ms since the epoch.
+    pub ts_ms: i64,
+    /// Event type.
+    pub event_type: EventType,
+    /// Event name.
+    pub name: &'a str,
+    /// Tool version.
+    pub version: &'a str,
+    /// OS.
+    pub os: &'a str,
+    /// Architecture.
+    pub arch: &'a str,
+    /// Command duration, ms.
+    pub duration_ms: Option<u64>,
+    /// Command outcome.
+    pub success: Option<bool>,
+    /// Error code.
+    pub error_code: Option<&'a str>,
+    /// [`install_hash`] of the pseudonym.
+    pub install: u64,
+}
+
+impl<'a> EventFacts<'a> {
+    /// The facts of an event of a batch.
+    pub fn of(project_id: i64, batch: &'a Batch, e: &'a Event, install: u64) -> Self {
+        Self {
+            project_id,
+            ts_ms: e.timestamp.unix_ms(),
+            event_type: e.event_type,
+            name: &e.name,
+            version: &batch.service_version,
+            os: &batch.os,
+            arch: &batch.arch,
+            duration_ms: e.duration_ms,
+            success: e.success,
+            error_code: e.error_code.as_deref(),
+            install,
+        }
+    }
+}
+
+impl Delta {
+    /// Adds (`sign` = 1) or subtracts (`sign` = -1) one event. Subtraction leaves the install
+    /// sketches alone: [`Delta::installs`] then lists the hashes to remove.
+    pub fn add(&mut self, f: &EventFacts<'_>, sign: i64) {
+        let day = day_of(f.ts_ms);
+        let key = CountKey {
+            day,
+            event_type: f.event_type.as_str().to_owned(),
+            name: f.name.to_owned(),
+            version: f.version.to_owned(),
+            os: f.os.to_owned(),
+            arch: f.arch.to_owned(),
+            outcome: outcome_code(f.success),
+            error_code: f.error_code.unwrap_or_default().to_owned(),
+        };
+        let dur = f.duration_ms.map_or(0, |d| d as i64);
+        let slot = self.counts.entry((f.project_id, key)).or_default();
+        slot.0 += sign;
+        slot.1 += sign * dur;
+        if f.event_type == EventType::Command
+            && let Some(d) = f.duration_ms
+        {
+            *self
+                .durations
+                .entry((f.project_id, day, f.name.to_owned(), duration_bucket(d)))
+                .or_default() += sign;
+        }
+        let mut sketch = |kind: SketchKind, value: String| {
+            self.installs
+                .entry((f.project_id, day, kind, value))
+                .or_default()
+                .insert(f.install);
+        };
+        sketch(SketchKind::All, String::new());
+        sketch(SketchKind::Version, f.version.to_owned());
+        sketch(SketchKind::Platform, format!("{} {}", f.os, f.arch));
+        match f.event_type {
+            EventType::Command => {
+                sketch(SketchKind::Command, f.name.to_owned());
+                if f.success == Some(false) {
+                    sketch(
+                        SketchKind::Error,
+                        format!("{} {}", f.name, f.error_code.unwrap_or_default()),
+                    );
+                }
+            }
+            EventType::Feature => sketch(SketchKind::Feature, f.name.to_owned()),
+            EventType::Method => sketch(SketchKind::Method, f.name.to_owned()),
+            EventType::Custom => {}
+        }
+    }
+
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.durations.is_empty() && self.installs.is_empty()
+    }
+
+    /// Count rows, sorted by key (so concurrent writers lock rows in the same order).
+    pub fn sorted_counts(&self) -> Vec<(i64, &CountKey, i64, i64)> {
+        let mut v: Vec<_> = self
+            .counts
+            .iter()
+            .map(|((p, k), &(c, d))| (*p, k, c, d))
+            .collect();
+        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
+    }
+
+    /// Duration rows, sorted by key.
+    pub fn sorted_durations(&self) -> Vec<(i64, i64, &str, i64, i64)> {
+        let mut v: Vec<_> = self
+            .durations
+            .iter()
+            .map(|((p, d, n, b), &c)| (*p, *d, n.as_str(), *b, c))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Sketch additions, sorted by key.
+    pub fn sorted_installs(&self) -> Vec<(i64, i64, SketchKind, &str, &BTreeSet<u64>)> {
+        let mut v: Vec<_> = self
+            .installs
+            .iter()
+            .map(|((p, d, k, val), set)| (*p, *d, *k, val.as_str(), set))
+            .collect();
+        v.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_close() {
+        let mut last = -1;
+        for ms in 0..100_000u64 {
+            let b = duration_bucket(ms);
+            assert!(b >= last, "bucket of {ms} went down");
+            last = b;
+            let v = bucket_value(b) as f64;
+            assert!(
+                (v - ms as f64).abs() <= (ms as f64) * 0.125 + 0.5,
+                "{ms} -> {v}"
+            );
+        }
+        assert_eq!(duration_bucket(u64::MAX), DURATION_BUCKETS - 1);
+        assert!(duration_bucket(optel_wire::limits::MAX_DURATION_MS) < DURATION_BUCKETS);
+    }
+
+    #[test]
+    fn percentiles_of_a_histogram() {
+        let hist: Vec<(i64, i64)> = (1..=100u64)
+            .map(|ms| (duration_bucket(ms * 10), 1))
+            .collect();
+        let p50 = percentile(&hist, 0.5);
+        let p95 = percentile(&hist, 0.95);
+        assert!((440..=560).contains(&p50), "p50 {p50}");
+        assert!((830..=1070).contains(&p95), "p95 {p95}");
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn sketch_is_exact_while_small_and_close_when_large() {
+        let mut s = InstallSketch::default();
+        for i in 0..200 {
+            s.insert(install_hash(&format!("p{i}")));
+            s.insert(install_hash(&format!("p{i}")));
+        }
+        assert_eq!(s.count(), 200);
+        let round = InstallSketch::decode(&s.encode());
+        assert_eq!(round, s);
+        s.remove(install_hash("p0"));
+        assert_eq!(s.count(), 199);
+
+        let mut a = InstallSketch::default();
+        let mut b = InstallSketch::default();
+        for i in 0..30_000 {
+            a.insert(install_hash(&format!("a{i}")));
+            b.insert(install_hash(&format!("a{}", i + 10_000)));
+        }
+        a.merge(&b);
+        let n = a.count() as f64;
+        assert!((n - 40_000.0).abs() < 40_000.0 * 0.1, "estimate {n}");
+        assert_eq!(InstallSketch::decode(&a.encode()), a);
+        assert_eq!(InstallSketch::decode(b"\x07junk").count(), 0);
+    }
+}

@@ -1,0 +1,197 @@
+//! The one writer of a store, with group commit.
+//!
+//! Ingest handlers do not touch the database: they hand validated batches to [`Writer`], whose
+//! dedicated thread takes every batch waiting in its bounded queue (up to
+//! [`MAX_GROUP_EVENTS`] events), stores them in ONE transaction
+//! ([`Store::insert_batches`]), and only then answers each handler. Many concurrent requests
+//! thus share one commit (one fsync) instead of queueing for the database lock one by one.
+//! When the queue is full, [`Writer::submit`] fails at once with [`SubmitError::Saturated`] and
+//! the handler answers 503 with `Retry-After`, instead of buffering without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use optel_wire::Batch;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::storage::{InsertOutcome, Store};
+
+/// Default queue capacity, in batches.
+pub const DEFAULT_QUEUE: usize = 256;
+/// Most events stored in one group commit.
+pub const MAX_GROUP_EVENTS: usize = 20_000;
+
+/// Why a batch was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: retry shortly.
+    #[error("the collector is saturated: retry in a second")]
+    Saturated,
+    /// The writer has stopped (shutdown).
+    #[error("the collector is shutting down: retry later")]
+    Stopped,
+}
+
+/// Outcome of one submitted batch, delivered after the commit.
+pub type WriteResult = Result<InsertOutcome, String>;
+
+struct Job {
+    project_id: i64,
+    batch: Batch,
+    received_ms: i64,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+enum Msg {
+    Write(Box<Job>),
+    Stop,
+}
+
+/// Handle to the writer thread of a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    capacity: usize,
+    stopped: Arc<AtomicBool>,
+    done: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("capacity", &self.capacity)
+            .field("depth", &self.depth())
+            .finish()
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread of `store` with a queue of `capacity` batches.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let handle = std::thread::Builder::new()
+            .name("optel-writer".into())
+            .spawn(move || run(store, rx, metrics))?;
+        Ok(Self {
+            tx,
+            capacity,
+            stopped: Arc::new(AtomicBool::new(false)),
+            done: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Batches waiting for the writer.
+    pub fn depth(&self) -> usize {
+        self.capacity.saturating_sub(self.tx.capacity())
+    }
+
+    /// Queues a validated batch; the receiver yields after its commit.
+    ///
+    /// # Errors
+    /// [`SubmitError::Saturated`] when the queue is full, [`SubmitError::Stopped`] after
+    /// [`Writer::shutdown`].
+    pub fn submit(
+        &self,
+        project_id: i64,
+        batch: Batch,
+        received_ms: i64,
+    ) -> Result<oneshot::Receiver<WriteResult>, SubmitError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(SubmitError::Stopped);
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(Job {
+            project_id,
+            batch,
+            received_ms,
+            reply,
+        });
+        match self.tx.try_send(Msg::Write(job)) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Saturated),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Stopped),
+        }
+    }
+
+    /// Stops taking batches, stores every batch already queued, and waits for the thread
+    /// (at most `timeout`). Safe to call more than once.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.stopped.store(true, Ordering::Release);
+        let _ = tokio::time::timeout(timeout, self.tx.send(Msg::Stop)).await;
+        let handle = self
+            .done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ =
+                tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || h.join())).await;
+        }
+    }
+}
+
+fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>) {
+    let mut stop = false;
+    while !stop {
+        let Some(first) = rx.blocking_recv() else {
+            return;
+        };
+        let mut jobs = Vec::new();
+        let mut events = 0;
+        match first {
+            Msg::Write(j) => {
+                events += j.batch.events.len();
+                jobs.push(*j);
+            }
+            Msg::Stop => stop = true,
+        }
+        while !stop && events < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(Msg::Write(j)) => {
+                    events += j.batch.events.len();
+                    jobs.push(*j);
+                }
+                Ok(Msg::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        commit(&*store, jobs, &metrics);
+    }
+    // Anything still queued after the stop is refused (503), not lost: its sender retries.
+    rx.close();
+}
+
+fn commit(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
+    let started = Instant::now();
+    // A group spans one received time: the earliest, so nothing is dated after its answer.
+    let received = jobs.iter().map(|j| j.received_ms).min().unwrap_or(0);
+    let batches: Vec<(i64, &Batch)> = jobs.iter().map(|j| (j.project_id, &j.batch)).collect();
+    let result = store.insert_batches(&batches, received);
+    metrics.observe_commit(started.elapsed(), jobs.len());
+    match result {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = jobs.len(), "group commit failed");
+            for job in jobs {
+                let _ = job.reply.send(Err(e.to_string()));
+            }
+        }
+    }
+}
