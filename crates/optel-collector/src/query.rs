@@ -465,7 +465,7 @@ pub fn overview<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Overview> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let counts = store.counts_total(project.id, days)?;
     let last = days.last;
     let wide = DayRange {
         first: days.first.min(last - 29),
@@ -566,7 +566,7 @@ pub fn commands<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Commands>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let counts = store.counts_total(project.id, days)?;
     let hist = store.durations(project.id, days)?;
     let installs = installs_by_value(
         &store.installs(project.id, days, &[SketchKind::Command])?,
@@ -628,7 +628,7 @@ pub fn errors<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Errors>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let counts = store.counts_total(project.id, days)?;
     let installs = installs_by_value(
         &store.installs(project.id, days, &[SketchKind::Error])?,
         SketchKind::Error,
@@ -672,7 +672,7 @@ pub fn versions<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Versions>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let counts = store.counts_total(project.id, days)?;
     let sketches = store.installs(project.id, days, &[SketchKind::Version])?;
     let installs = installs_by_value(&sketches, SketchKind::Version);
     let mut events: BTreeMap<&str, i64> = BTreeMap::new();
@@ -735,7 +735,7 @@ pub fn platforms<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Platforms>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let counts = store.counts_total(project.id, days)?;
     let installs = installs_by_value(
         &store.installs(project.id, days, &[SketchKind::Platform])?,
         SketchKind::Platform,
@@ -775,7 +775,7 @@ pub fn features<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Features>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let counts = store.counts_total(project.id, days)?;
     let sketches = store.installs(project.id, days, &[SketchKind::Feature, SketchKind::Method])?;
     let named = |event_type: &str, kind: SketchKind| {
         let installs = installs_by_value(&sketches, kind);

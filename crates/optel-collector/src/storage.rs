@@ -196,6 +196,30 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Database errors.
     fn counts(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>>;
+    /// `rollup_counts` rows of a project summed over a day range (every row's `day` is
+    /// `days.first`): what views without buckets read, so the database does the summing.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn counts_total(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
+        let mut sums: std::collections::HashMap<crate::rollup::CountKey, (i64, i64)> =
+            std::collections::HashMap::new();
+        for r in self.counts(project_id, days)? {
+            let mut key = r.key;
+            key.day = days.first;
+            let s = sums.entry(key).or_default();
+            s.0 += r.count;
+            s.1 += r.duration_sum;
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(key, (count, duration_sum))| CountRow {
+                key,
+                count,
+                duration_sum,
+            })
+            .collect())
+    }
     /// `rollup_durations` rows of a project over a day range.
     ///
     /// # Errors

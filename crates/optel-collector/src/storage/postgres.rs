@@ -624,6 +624,38 @@ impl Store for PgStore {
         })
     }
 
+    fn counts_total(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT event_type, name, version, os, arch, outcome, error_code,
+                            SUM(count)::int8, SUM(duration_sum)::int8
+                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3
+                     GROUP BY event_type, name, version, os, arch, outcome, error_code",
+                    &[&project_id, &days.first, &days.last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| CountRow {
+                    key: CountKey {
+                        day: days.first,
+                        event_type: r.get(0),
+                        name: r.get(1),
+                        version: r.get(2),
+                        os: r.get(3),
+                        arch: r.get(4),
+                        outcome: r.get(5),
+                        error_code: r.get(6),
+                    },
+                    count: r.get(7),
+                    duration_sum: r.get(8),
+                })
+                .collect())
+        })
+    }
+
     fn durations(&self, project_id: i64, days: DayRange) -> Result<Vec<HistRow>> {
         self.run(|pool| async move {
             let rows = get(&pool)
