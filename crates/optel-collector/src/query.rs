@@ -516,18 +516,14 @@ pub fn timeseries<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Timeseries> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts(project.id, days)?;
+    let totals = store.day_totals(project.id, days)?;
     let sketches = store.installs(project.id, days, &[SketchKind::All])?;
     let mut sums: HashMap<i64, (i64, i64, i64)> = HashMap::new();
-    for r in &counts {
-        let s = sums.entry(granularity.bucket_start(r.key.day)).or_default();
-        s.0 += r.count;
-        if r.key.event_type == "command" {
-            s.1 += r.count;
-            if r.key.outcome == 0 {
-                s.2 += r.count;
-            }
-        }
+    for (day, e, i, f) in totals {
+        let s = sums.entry(granularity.bucket_start(day)).or_default();
+        s.0 += e;
+        s.1 += i;
+        s.2 += f;
     }
     let installs = merge_by(&sketches, |r| Some(granularity.bucket_start(r.day)));
     let buckets = granularity

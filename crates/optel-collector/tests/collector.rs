@@ -116,7 +116,9 @@ fn batch(install: u32, cmd: &str, n: usize) -> Batch {
             uuid(),
             EventType::Command,
             cmd,
-            Timestamp::from_unix_ms(now_ms() - 60_000),
+            // A minute ago, but never yesterday: DAU counts today's installs (regression: this
+            // test failed when run in the first minute after midnight UTC).
+            Timestamp::from_unix_ms(now_ms() - (now_ms() % 86_400_000).min(60_000)),
             session.clone(),
         );
         e.duration_ms = Some(100 * (i as u64 + 1));

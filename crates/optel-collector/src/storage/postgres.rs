@@ -656,6 +656,27 @@ impl Store for PgStore {
         })
     }
 
+    fn day_totals(&self, project_id: i64, days: DayRange) -> Result<Vec<(i64, i64, i64, i64)>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT day, SUM(count)::int8,
+                            COALESCE(SUM(count) FILTER (WHERE event_type = 'command'), 0)::int8,
+                            COALESCE(SUM(count) FILTER (WHERE event_type = 'command'
+                                                          AND outcome = 0), 0)::int8
+                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3
+                     GROUP BY day",
+                    &[&project_id, &days.first, &days.last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
+    }
+
     fn durations(&self, project_id: i64, days: DayRange) -> Result<Vec<HistRow>> {
         self.run(|pool| async move {
             let rows = get(&pool)
