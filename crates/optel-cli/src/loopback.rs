@@ -127,12 +127,20 @@ impl LocalCollector {
     /// # Errors
     /// Storage errors.
     pub fn events(&self) -> Result<u64> {
+        Ok(self.stats()?.events)
+    }
+
+    /// The project's usage statistics over the last 24 hours.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn stats(&self) -> Result<optel_collector::query::Stats> {
         let project = self
             .store
             .project_by_name(&self.project)?
             .context("the project vanished")?;
         let range = TimeRange::last(Duration::from_secs(86_400), optel_collector::now_ms());
-        Ok(self.store.stats(&project, range)?.events)
+        Ok(self.store.stats(&project, range)?)
     }
 }
 

@@ -367,3 +367,48 @@ fn demo_runs_end_to_end() {
     }
     assert!(stdout.contains("E_NO_MANIFEST"), "{stdout}");
 }
+
+#[test]
+fn telemetry_forget_deletes_one_install_at_the_collector() {
+    let data = tempfile::tempdir().unwrap();
+    let key = create_project(data.path(), "acme");
+    let server = serve(data.path(), "127.0.0.1:0");
+    let ep = server.endpoint.as_str();
+    let (a, b) = (Install::new(), Install::new());
+    for install in [&a, &b] {
+        assert!(
+            install
+                .acme(&["init", &install.dir("app")], ep, &key, &[])
+                .status
+                .success()
+        );
+        assert!(
+            install
+                .acme(&["build", &install.dir("app")], ep, &key, &[])
+                .status
+                .success()
+        );
+    }
+    assert_eq!(stats_json(data.path(), "acme")["active_installs"], 2);
+
+    let out = a.acme(&["telemetry", "forget"], ep, &key, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("deleted 2 events"), "{stdout}");
+
+    // Only the other install's events remain.
+    let stats = stats_json(data.path(), "acme");
+    assert_eq!(stats["active_installs"], 1);
+    assert_eq!(stats["events"], 2);
+
+    // Without an install secret there is nothing to prove and nothing is sent.
+    let fresh = Install::new();
+    let out = fresh.acme(&["telemetry", "forget"], ep, &key, &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to forget"));
+    assert_eq!(stats_json(data.path(), "acme")["events"], 2);
+}

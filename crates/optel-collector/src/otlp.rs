@@ -7,15 +7,18 @@
 //!
 //! # Mapping into optel events
 //! Each resource becomes one optel batch: `service.name` and `service.version` name the tool,
-//! `os.type` and `host.arch` the platform, and the resource attribute `optel.pseudonym` (as
+//! `os.type` and `host.arch` the platform, and the resource attribute `optel.install.pseudonym` (as
 //! sent by optel's own OTLP exporter) the install — without it the install is
 //! `otlp:anonymous`. Every other resource attribute, `service.instance.id`, `host.name` and
 //! anything address-like included, is dropped at ingest and never stored.
 //! - a span → a `command` event named after the span: duration = end − start, failed when the
 //!   span status is `ERROR`, error code from the `error.type` (or `optel.error_code`)
 //!   attribute; trace and span ids must be 16 and 8 bytes and not all zero;
-//! - the `command_invocation` metric (a delta Sum; attributes `command`, `success`,
-//!   `error_code`) → one `command` event per invocation counted;
+//! - the `command_invocation` metric (a delta Sum; attributes `command` and `outcome`
+//!   `success`|`failure`, or a boolean `success`) → one `command` event per successful
+//!   invocation counted. Failure points are accepted but not stored: optel's exporter sends every
+//!   failed command also as an `ERROR` span (seed 000: "error span only"), which carries the error
+//!   code and duration, so storing both would count each failure twice;
 //! - a log record → an event named by its `event_name` (or `event.name` attribute), with type
 //!   from the `optel.event_type` attribute (`command`, `feature`, `method`, default `custom`).
 //!
@@ -54,7 +57,7 @@ use crate::{AppState, now_ms};
 /// Name of the metric whose delta Sum points count command invocations.
 pub const COMMAND_METRIC: &str = "command_invocation";
 /// Resource attribute carrying the optel install pseudonym.
-pub const PSEUDONYM_ATTRIBUTE: &str = "optel.pseudonym";
+pub const PSEUDONYM_ATTRIBUTE: &str = "optel.install.pseudonym";
 /// Install pseudonym of OTLP data without [`PSEUDONYM_ATTRIBUTE`].
 pub const ANONYMOUS: &str = "otlp:anonymous";
 /// Most events one metric data point may stand for.
@@ -584,10 +587,18 @@ pub fn map_metrics(req: ExportMetricsServiceRequest, project: &str, received: i6
                     });
                     continue;
                 };
-                let success = match attr(&p.attributes, "success") {
-                    Some(any_value::Value::BoolValue(b)) => Some(*b),
+                let success = match (
+                    attr_str(&p.attributes, "outcome"),
+                    attr(&p.attributes, "success"),
+                ) {
+                    (Some(outcome), _) => Some(outcome == "success"),
+                    (None, Some(any_value::Value::BoolValue(b))) => Some(*b),
                     _ => None,
                 };
+                if success == Some(false) {
+                    // Counted from the failed command's ERROR span instead (see module docs).
+                    continue;
+                }
                 let point_id = format!("{pi}|{}|{}", p.start_time_unix_nano, p.time_unix_nano);
                 let attrs = p.encode_to_vec();
                 for i in 0..count {
@@ -599,9 +610,6 @@ pub fn map_metrics(req: ExportMetricsServiceRequest, project: &str, received: i6
                         derived_uuid(&[b"metric-session", &attrs]),
                     );
                     e.success = success;
-                    if success == Some(false) {
-                        e.error_code = attr_str(&p.attributes, "error_code").map(str::to_owned);
-                    }
                     push(&mut out, &template, &mut pending, e, received);
                 }
             }

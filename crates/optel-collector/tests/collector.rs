@@ -539,7 +539,7 @@ fn otlp_ingest_maps_spans_metrics_and_logs(t: TestStore) {
                 {"key": "service.version", "value": {"stringValue": "2.0.0"}},
                 {"key": "service.instance.id", "value": {"stringValue": "machine-42"}},
                 {"key": "host.name", "value": {"stringValue": "alice-laptop"}},
-                {"key": "optel.pseudonym", "value": {"stringValue": pseudonym(7)}},
+                {"key": "optel.install.pseudonym", "value": {"stringValue": pseudonym(7)}},
                 {"key": "os.type", "value": {"stringValue": "linux"}},
                 {"key": "host.arch", "value": {"stringValue": "amd64"}}
             ]},
@@ -578,7 +578,7 @@ fn otlp_ingest_maps_spans_metrics_and_logs(t: TestStore) {
         assert_eq!(resp.partial_success.unwrap().rejected_spans, 1);
 
         let metrics = serde_json::json!({"resourceMetrics": [{"resource": {"attributes": [
-                {"key": "optel.pseudonym", "value": {"stringValue": pseudonym(8)}}]},
+                {"key": "optel.install.pseudonym", "value": {"stringValue": pseudonym(8)}}]},
             "scopeMetrics": [{"metrics": [
                 {"name": "command_invocation", "sum": {"aggregationTemporality": 1, "isMonotonic": true, "dataPoints": [
                     {"asInt": "3", "timeUnixNano": now_ns.to_string(), "startTimeUnixNano": (now_ns - 1).to_string(),

@@ -32,6 +32,7 @@
 //! | `log` | prints the local ledger (one JSON batch per line) |
 //! | `purge` | deletes all local telemetry data: queue, ledger, install secret (seed 002) |
 //! | `flush` | sends the queue now, waiting at most `--timeout-ms` |
+//! | `forget` | asks the collector to delete every event this install sent (`DELETE /v1/installs`, docs/adr/002) |
 
 use std::fs;
 use std::io::{self, Write};
@@ -70,6 +71,13 @@ pub enum TelemetryCommand {
     Log,
     /// Delete all local telemetry data (queue, ledger, install secret).
     Purge,
+    /// Ask the collector to delete everything this install has sent (every pseudonym of the
+    /// last 14 months, or 60 weeks), proven with the install secret.
+    Forget {
+        /// The longest to wait for the collector, in milliseconds (at most 60000).
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
     /// Send queued events now.
     Flush {
         /// The longest to wait, in milliseconds (at most 60000).
@@ -99,6 +107,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
+    /// `telemetry forget` could not get an answer from the collector, or was refused.
+    #[error("the collector did not delete this install's data: {0}")]
+    Forget(String),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CliError + 'a {
@@ -225,6 +236,7 @@ impl TelemetryArgs {
                 }
             }
             TelemetryCommand::Flush { timeout_ms } => flush(builder, env, *timeout_ms, out),
+            TelemetryCommand::Forget { timeout_ms } => forget(builder, env, *timeout_ms, out),
         }
     }
 }
@@ -337,4 +349,99 @@ fn flush(
         ));
     }
     w(out, text)
+}
+
+/// Most epochs `forget` asks about: 14 months, or 60 weeks (the collector accepts 64).
+const FORGET_MONTHS: usize = 14;
+const FORGET_WEEKS: usize = 60;
+
+/// `telemetry forget`: sends the pseudonyms of the recent epochs, each with the proof of
+/// docs/adr/002-deletion-by-pseudonym.md (`HMAC-SHA-256(key = pseudonym, "optel forget
+/// v1|<tool>|<timestamp>")`), to `DELETE <endpoint>/v1/installs`. Only an install holding the
+/// secret can list its pseudonyms; nothing else about the machine is sent. The proof binds the
+/// tool name, so the collector's project must be named like the tool.
+fn forget(
+    builder: &TelemetryBuilder,
+    env: &dyn Fn(&str) -> Option<String>,
+    timeout_ms: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    use hmac::{Hmac, Mac};
+    let tool = builder.tool.as_str();
+    let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+    let secret = identity::existing_secret(&data).map_err(io_err("read", &data))?;
+    let Some(secret) = secret else {
+        return out
+            .write_all(
+                b"this install has no secret, so nothing it sent can be identified: nothing to forget\n",
+            )
+            .map_err(CliError::Output);
+    };
+    let Some(endpoint) = builder.effective_endpoint(env) else {
+        return Err(CliError::Forget(
+            "no endpoint is configured, so there is no collector to ask".into(),
+        ));
+    };
+    let prefix = consent::env_prefix(tool);
+    let key = env(&format!("{prefix}_TELEMETRY_KEY")).or(builder.ingest_key.clone());
+    let max = match builder.epoch {
+        crate::Epoch::Weekly => FORGET_WEEKS,
+        _ => FORGET_MONTHS,
+    };
+    let timestamp = optel_wire::Timestamp::now().to_string();
+    let installs: Vec<serde_json::Value> =
+        identity::recent_epoch_labels(builder.epoch, std::time::SystemTime::now(), max)
+            .iter()
+            .filter_map(|label| {
+                let pseudonym = identity::pseudonym(&secret, tool, label);
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(pseudonym.as_bytes()).ok()?;
+                mac.update(format!("optel forget v1|{tool}|{timestamp}").as_bytes());
+                let proof = hex::encode(mac.finalize().into_bytes());
+                Some(serde_json::json!({ "pseudonym": pseudonym, "proof": proof }))
+            })
+            .collect();
+    let body = serde_json::json!({ "timestamp": timestamp, "installs": installs }).to_string();
+    let base = endpoint.trim_end_matches('/');
+    let base = base.strip_suffix("/v1/events").unwrap_or(base);
+    let url = format!("{base}/v1/installs");
+    let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent
+        .delete(&url)
+        .force_send_body()
+        .header("Content-Type", "application/json");
+    if let Some(key) = &key {
+        request = request.header("Authorization", &format!("Bearer {key}"));
+    }
+    let mut response = request
+        .send(body.as_bytes())
+        .map_err(|e| CliError::Forget(format!("cannot reach {url}: {e}")))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    if !(200..300).contains(&status) {
+        return Err(CliError::Forget(format!(
+            "{url} answered HTTP {status}: {text}"
+        )));
+    }
+    let deleted = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["deleted"].as_u64())
+        .unwrap_or(0);
+    out.write_all(
+        format!(
+            "the collector deleted {deleted} events of this install ({} pseudonyms asked)\n",
+            installs.len()
+        )
+        .as_bytes(),
+    )
+    .map_err(CliError::Output)
 }

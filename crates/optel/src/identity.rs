@@ -71,6 +71,35 @@ pub(crate) fn load_or_create_secret(dir: &Path) -> io::Result<[u8; 32]> {
     }
 }
 
+/// The install secret of `dir` if there is one; never creates it.
+#[cfg_attr(not(feature = "clap"), allow(dead_code))]
+pub(crate) fn existing_secret(dir: &Path) -> io::Result<Option<[u8; 32]>> {
+    read_secret(&dir.join(SECRET_FILE))
+}
+
+/// The labels of the epochs an install may have sent under, newest first: the current one and
+/// those before it, up to `max` (`Never` has one). Used to ask the collector to forget them all.
+#[cfg_attr(not(feature = "clap"), allow(dead_code))]
+pub(crate) fn recent_epoch_labels(epoch: Epoch, now: SystemTime, max: usize) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    let mut t = now;
+    // Step back a day at a time: every month and week is visited, labels deduplicated.
+    while labels.len() < max {
+        let label = epoch.label(t);
+        if labels.last() != Some(&label) {
+            labels.push(label);
+        }
+        if epoch == Epoch::Never {
+            break;
+        }
+        match t.checked_sub(Duration::from_secs(86_400)) {
+            Some(prev) if prev > UNIX_EPOCH => t = prev,
+            _ => break,
+        }
+    }
+    labels
+}
+
 fn read_secret(path: &Path) -> io::Result<Option<[u8; 32]>> {
     match fs::read_to_string(path) {
         Ok(text) => {
@@ -276,6 +305,19 @@ pub(crate) fn pseudonym(secret: &[u8; 32], tool: &str, epoch: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_epochs_cover_the_forget_window() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_305_600); // 2026-11-22
+        let months = recent_epoch_labels(Epoch::Monthly, now, 14);
+        assert_eq!(months.len(), 14);
+        assert_eq!(months[0], "2026-11");
+        assert_eq!(months[13], "2025-10");
+        let weeks = recent_epoch_labels(Epoch::Weekly, now, 60);
+        assert_eq!(weeks.len(), 60);
+        assert_eq!(weeks[0], Epoch::Weekly.label(now));
+        assert_eq!(recent_epoch_labels(Epoch::Never, now, 14), ["all"]);
+    }
 
     #[test]
     fn uuid_shape() {
