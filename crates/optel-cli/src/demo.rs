@@ -138,8 +138,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         }
         return Ok(());
     }
-    println!("serving until Ctrl-C...");
     println!("dashboard: {endpoint}/  (sign in with the admin token {admin_token})");
+    println!("serving until Ctrl-C...");
     rt.block_on(crate::shutdown_signal());
     Ok(())
 }
