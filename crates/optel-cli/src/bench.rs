@@ -44,6 +44,12 @@ pub struct IngestArgs {
     /// Simulated installs.
     #[arg(long, default_value_t = 10_000)]
     pub installs: u64,
+    /// Event ids: `sdk` as the optel SDK makes them (a random 16-byte seed per process run,
+    /// XOR a sequence number in the last 8 bytes, so one batch's ids share a prefix), or
+    /// `random` (an independent UUID v4 per event, as other clients may send: the worst case
+    /// for the collector's unique index).
+    #[arg(long, value_enum, default_value_t = IdScheme::Sdk)]
+    pub ids: IdScheme,
     /// Collector URL (http://127.0.0.1:PORT); needs --key.
     #[arg(long, requires = "key")]
     pub endpoint: Option<String>,
@@ -53,6 +59,15 @@ pub struct IngestArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
+}
+
+/// How `optel bench ingest` makes event ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdScheme {
+    /// As the optel SDK: one random seed per batch, XOR the event's sequence number.
+    Sdk,
+    /// An independent random UUID v4 per event.
+    Random,
 }
 
 /// Flags of `optel bench fill`.
@@ -119,6 +134,9 @@ impl Rng {
     fn uuid(&mut self) -> String {
         let a = self.next();
         let b = self.next();
+        Self::format_uuid(a, b)
+    }
+    fn format_uuid(a: u64, b: u64) -> String {
         format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
             a >> 32,
@@ -156,6 +174,18 @@ const PLATFORMS: [(&str, &str); 5] = [
 /// A realistic batch of install `install`: mostly commands (10 % failing), some features and
 /// methods, timestamps in `[from_ms, to_ms)`.
 fn make_batch(rng: &mut Rng, install: u64, events: u64, from_ms: i64, to_ms: i64) -> Batch {
+    make_batch_with(rng, install, events, from_ms, to_ms, IdScheme::Random)
+}
+
+/// [`make_batch`] with the given event id scheme.
+fn make_batch_with(
+    rng: &mut Rng,
+    install: u64,
+    events: u64,
+    from_ms: i64,
+    to_ms: i64,
+    ids: IdScheme,
+) -> Batch {
     let (os, arch) = PLATFORMS[(install % PLATFORMS.len() as u64) as usize];
     let version = VERSIONS[((install / 7) % VERSIONS.len() as u64) as usize];
     let mut batch = Batch::new(
@@ -169,6 +199,15 @@ fn make_batch(rng: &mut Rng, install: u64, events: u64, from_ms: i64, to_ms: i64
         arch,
     );
     let session = rng.uuid();
+    let (seed_a, seed_b) = (rng.next(), rng.next());
+    let mut seq = 0u64;
+    let mut next_id = |rng: &mut Rng| match ids {
+        IdScheme::Random => rng.uuid(),
+        IdScheme::Sdk => {
+            seq += 1;
+            Rng::format_uuid(seed_a, seed_b ^ seq)
+        }
+    };
     let span = (to_ms - from_ms).max(1) as u64;
     for _ in 0..events {
         let r = rng.below(100);
@@ -178,7 +217,7 @@ fn make_batch(rng: &mut Rng, install: u64, events: u64, from_ms: i64, to_ms: i64
             let i = (rng.below(COMMANDS.len() as u64) * rng.below(COMMANDS.len() as u64))
                 / COMMANDS.len() as u64;
             let mut e = Event::new(
-                rng.uuid(),
+                next_id(rng),
                 EventType::Command,
                 COMMANDS[i as usize],
                 ts,
@@ -193,10 +232,10 @@ fn make_batch(rng: &mut Rng, install: u64, events: u64, from_ms: i64, to_ms: i64
             e
         } else if r < 92 {
             let name = FEATURES[rng.below(FEATURES.len() as u64) as usize];
-            Event::new(rng.uuid(), EventType::Feature, name, ts, session.clone())
+            Event::new(next_id(rng), EventType::Feature, name, ts, session.clone())
         } else {
             let name = METHODS[rng.below(METHODS.len() as u64) as usize];
-            Event::new(rng.uuid(), EventType::Method, name, ts, session.clone())
+            Event::new(next_id(rng), EventType::Method, name, ts, session.clone())
         };
         e.metadata.clear();
         batch.events.push(e);
@@ -271,6 +310,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
         let stop = stop.clone();
         let args_batch = args.batch;
         let installs = args.installs;
+        let ids = args.ids;
         threads.push(std::thread::spawn(move || -> (Vec<Duration>, u64, u64) {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -282,7 +322,8 @@ fn ingest(args: IngestArgs) -> Result<()> {
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 let now = now_ms();
                 let install = rng.below(installs);
-                let batch = make_batch(&mut rng, install, args_batch, now - 3_600_000, now);
+                let batch =
+                    make_batch_with(&mut rng, install, args_batch, now - 3_600_000, now, ids);
                 let json = serde_json::to_vec(&batch).unwrap_or_default();
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 let _ = gz.write_all(&json);
