@@ -28,8 +28,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail, ensure};
 use optel_cli::loopback::{self, LocalCollector};
 
-use optel_cli::loopback::PROXY_VARS;
-
 #[derive(Debug)]
 struct Mode {
     name: &'static str,
@@ -177,20 +175,12 @@ fn mode(name: &'static str, endpoint: Option<&str>, proxy: Option<&str>, home: P
 
 /// `acme check APP` with a private HOME; telemetry on when `endpoint` is given.
 fn acme_cmd(acme: &Path, app: &Path, home: &Path, endpoint: Option<&str>, key: &str) -> Command {
-    let mut cmd = Command::new(acme);
+    // A clean environment: no CI (its 2 s flush budget), no exit-budget override, no proxy.
+    let mut cmd = optel_cli::tool_command(acme, home);
     cmd.arg("check")
         .arg(app)
-        .env("HOME", home)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("DO_NOT_TRACK")
-        .env_remove("CI")
-        .env_remove("ACME_TELEMETRY_EXIT_TIMEOUT_MS")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for var in PROXY_VARS {
-        cmd.env_remove(var);
-    }
     match endpoint {
         Some(endpoint) => cmd
             .env("ACME_TELEMETRY", "on")

@@ -136,15 +136,13 @@ impl Rng {
         let b = self.next();
         Self::format_uuid(a, b)
     }
+    /// A UUID v4 from two words, as the SDK builds ids (the second word holds the part it
+    /// XORs a sequence number into).
     fn format_uuid(a: u64, b: u64) -> String {
-        format!(
-            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            b >> 52,
-            b & 0xffff_ffff_ffff
-        )
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&a.to_be_bytes());
+        bytes[8..].copy_from_slice(&b.to_be_bytes());
+        optel_wire::format_uuid_v4(bytes)
     }
 }
 

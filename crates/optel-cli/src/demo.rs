@@ -4,7 +4,7 @@
 //! failures, then the stats those runs produced.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -66,14 +66,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         let work = home.join("work");
         std::fs::create_dir_all(&work)?;
         let acme_run = |cmd_args: &[&str]| -> Result<bool> {
-            let status = Command::new(&acme)
+            // Each simulated install is a new user on a developer machine (never a CI runner).
+            let status = crate::tool_command(&acme, &home)
                 .args(cmd_args)
                 .current_dir(&work)
-                // A clean environment: each simulated install is a new user on a developer machine,
-                // never a CI runner (CI runs share one pseudonym per vendor).
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &home)
                 .env("ACME_TELEMETRY", "on")
                 .env("ACME_TELEMETRY_ENDPOINT", &endpoint)
                 .env("ACME_TELEMETRY_KEY", &key)

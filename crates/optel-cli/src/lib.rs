@@ -428,6 +428,19 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// A command for an instrumented tool `bin` run as a new user whose home is `home`, in a clean
+/// environment: only `PATH` and `HOME`. Nothing of the caller's environment leaks in: no
+/// telemetry switches (`DO_NOT_TRACK`, `<TOOL>_TELEMETRY*`), no proxy, no XDG directories, and no
+/// CI variables, which would make every run share one CI pseudonym. Used by the demo, the
+/// end-to-end tests and the exit-latency harness to simulate separate installs.
+pub fn tool_command(bin: &Path, home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home);
+    cmd
+}
+
 /// Finds an example binary (such as `acme`) built in the same cargo target directory as this
 /// process: beside the current executable, or one level up (test binaries live in `deps/`).
 /// If it is missing and this process was started by cargo (`CARGO` is set), builds it with

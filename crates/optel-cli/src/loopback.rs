@@ -211,16 +211,3 @@ fn answer_late(mut stream: TcpStream, delay: Duration) {
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
     );
 }
-
-/// Proxy variables of the environment (both cases), which a harness clears so that a child
-/// process sees exactly the proxy it is given.
-pub const PROXY_VARS: &[&str] = &[
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];

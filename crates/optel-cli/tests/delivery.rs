@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use optel_cli::loopback::{self, LocalCollector};
 
-use optel_cli::loopback::PROXY_VARS;
-
 fn acme() -> PathBuf {
     optel_cli::locate_example_binary("acme").unwrap()
 }
@@ -34,22 +32,14 @@ fn project(dir: &Path) -> PathBuf {
 
 /// Runs `acme check APP` with telemetry on, a private HOME and `extra` environment.
 fn run_acme(home: &Path, app: &Path, endpoint: &str, key: &str, extra: &[(&str, &str)]) {
-    let mut cmd = Command::new(acme());
+    let mut cmd = optel_cli::tool_command(&acme(), home);
     cmd.arg("check")
         .arg(app)
-        .env("HOME", home)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("DO_NOT_TRACK")
-        .env_remove("CI")
         .env("ACME_TELEMETRY", "on")
         .env("ACME_TELEMETRY_ENDPOINT", endpoint)
         .env("ACME_TELEMETRY_KEY", key)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for var in PROXY_VARS {
-        cmd.env_remove(var);
-    }
     for (k, v) in extra {
         cmd.env(k, v);
     }

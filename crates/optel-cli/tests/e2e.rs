@@ -119,13 +119,9 @@ impl Install {
 
     /// Runs `acme args...` with telemetry pointed at `endpoint`; `extra` adds or overrides env.
     fn acme(&self, args: &[&str], endpoint: &str, key: &str, extra: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(acme_bin());
-        // A clean environment: each install is a user on a developer machine, never a CI
-        // runner (all CI runs of a vendor share one pseudonym).
+        // A new user on a developer machine, never a CI runner (see `tool_command`).
+        let mut cmd = optel_cli::tool_command(&acme_bin(), self.home.path());
         cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
             .env("ACME_TELEMETRY", "on")
             .env("ACME_TELEMETRY_ENDPOINT", endpoint)
             .env("ACME_TELEMETRY_KEY", key)

@@ -433,17 +433,7 @@ fn derived_uuid(parts: &[&[u8]]) -> String {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let x = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..]
-    )
+    optel_wire::format_uuid_v4(b)
 }
 
 fn ms_of_nanos(n: u64) -> i64 {
@@ -713,7 +703,12 @@ mod tests {
         assert!(looks_like_ip("[::1]:80"));
         assert!(looks_like_ip("fe80::1"));
         assert!(!looks_like_ip("build"));
-        assert_eq!(derived_uuid(&[b"a"]), derived_uuid(&[b"a"]));
-        assert!(optel_wire::is_uuid(&derived_uuid(&[b"a"])));
+        // Derived ids are stable (a re-sent item maps to the same event), distinct per input,
+        // and the parts are delimited ("ab" is not "a" + "b").
+        let id = derived_uuid(&[b"a"]);
+        assert!(optel_wire::is_uuid(&id));
+        assert_eq!(id, derived_uuid(&[&b"ab"[..1]]));
+        assert_ne!(id, derived_uuid(&[b"b"]));
+        assert_ne!(derived_uuid(&[b"ab"]), derived_uuid(&[b"a", b"b"]));
     }
 }

@@ -505,6 +505,30 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// Formats 16 bytes as a UUID version 4 in its hyphenated text form (RFC 9562 §5.4), setting
+/// the version and variant bits: the one formatting of event ids, shared by the SDK (random
+/// ids) and the collector (ids derived from OTLP items).
+///
+/// ```
+/// let id = optel_wire::format_uuid_v4([0xff; 16]);
+/// assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+/// assert!(optel_wire::is_uuid(&id));
+/// ```
+pub fn format_uuid_v4(mut b: [u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let mut s = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(HEX[usize::from(byte >> 4)]));
+        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    s
+}
+
 /// The collector's answer to an accepted batch (HTTP 200).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestResponse {

@@ -29,18 +29,8 @@ pub(crate) fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
 }
 
 /// Formats 16 bytes as a UUID version 4 (RFC 9562 §5.4), setting the version and variant bits.
-pub(crate) fn uuid_v4(mut b: [u8; 16]) -> String {
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+pub(crate) fn uuid_v4(b: [u8; 16]) -> String {
+    optel_wire::format_uuid_v4(b)
 }
 
 /// Reads the install secret, creating it on first use. Two processes racing to create it end
