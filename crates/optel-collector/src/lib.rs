@@ -25,6 +25,7 @@
 //! A 2xx answer to an ingest request means its events are committed: the group-commit
 //! [`writer::Writer`] answers each request only after the transaction holding it commits.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api;
 pub mod dashboard;
@@ -37,6 +38,9 @@ pub mod query;
 pub mod ratelimit;
 pub mod rollup;
 pub mod storage;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub mod writer;
 
 use std::sync::Arc;
@@ -221,6 +225,52 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run(state, |app| async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    })
+    .await
+}
+
+/// [`serve`] over HTTPS ([`tls`]): the same routes, graceful shutdown and writer drain, with
+/// client addresses reaching the rate limiter as on plain HTTP. Plain HTTP on this port gets
+/// `400 https_required`.
+///
+/// # Errors
+/// The listener fails.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: &tls::TlsConfig,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // `tap_io` is a no-op here: it makes axum's connect info (`SocketAddr`, the `Addr` of the
+    // listener) available for a custom listener.
+    let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+    run(state, |app| async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    })
+    .await
+}
+
+/// Runs `serve_app(app(state))` with the rate limiter's housekeeping beside it, then drains the
+/// writer (up to 30 s).
+async fn run<F>(state: AppState, serve_app: impl FnOnce(Router) -> F) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = std::io::Result<()>>,
+{
     let writer = state.writer.clone();
     let limits = state.limits.clone();
     let housekeeping = tokio::spawn(async move {
@@ -230,12 +280,7 @@ pub async fn serve(
             limits.forget_idle();
         }
     });
-    let result = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let result = serve_app(app(state)).await;
     housekeeping.abort();
     writer.shutdown(Duration::from_secs(30)).await;
     result
