@@ -21,6 +21,11 @@
 //! [`optel_wire::ErrorBody`]; the cause of a server-side failure goes to the log only. Client
 //! addresses are held in memory by the rate limiter only, never stored.
 //!
+//! # Features
+//! | feature | default | what |
+//! |---|---|---|
+//! | `tls` | off (on in the `optel` binary) | HTTPS: `serve_tls` and the `tls` module (rustls, `ring` provider) |
+//!
 //! # Durability
 //! A 2xx answer to an ingest request means its events are committed: the group-commit
 //! [`writer::Writer`] answers each request only after the transaction holding it commits.
