@@ -433,8 +433,8 @@ fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
 fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
     bail!(
         "cannot serve HTTPS with {} and {}: this optel binary was built without the `tls` \
-         feature; rebuild it with it (cargo install optel-cli --features tls) or put a \
-         TLS-terminating proxy in front of the collector",
+         feature; rebuild it with its default features (cargo install --path crates/optel-cli) \
+         or put a TLS-terminating proxy in front of the collector",
         files.cert.display(),
         files.key.display()
     )

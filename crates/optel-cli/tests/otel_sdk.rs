@@ -12,9 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufRead, BufReader};
+mod support;
+
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::KeyValue;
@@ -27,7 +29,8 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 
-const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
+use support::{Server, create_project, optel};
+
 const ADMIN: &str = "otel-sdk-test-admin";
 /// Set in the exporter child process: it exports and exits instead of testing.
 const CHILD: &str = "OPTEL_TEST_OTEL_SDK_EXPORTER";
@@ -40,9 +43,17 @@ const KEPT: &str = "profile-release-7c1e";
 
 /// The transport of the official exporter: a blocking `ureq` agent (already a dependency of the
 /// workspace) instead of the default `reqwest`, whose tree is much larger. The exporter builds
-/// the request (URL, headers, encoding, compression); this only carries it.
+/// the request (URL, headers, encoding, compression); this only carries it, after checking that
+/// its encoding and compression are the ones the environment asked for.
 #[derive(Debug)]
-struct UreqClient(ureq::Agent);
+struct UreqClient {
+    agent: ureq::Agent,
+    content_type: &'static str,
+    gzip: bool,
+}
+
+/// Requests whose encoding or compression differed from the configuration.
+static WRONG_REQUESTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for UreqClient {
@@ -53,9 +64,27 @@ impl opentelemetry_http::HttpClient for UreqClient {
         opentelemetry_http::Response<opentelemetry_http::Bytes>,
         opentelemetry_http::HttpError,
     > {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        let (content_type, encoding) = (header("content-type"), header("content-encoding"));
+        if content_type != self.content_type || (encoding == "gzip") != self.gzip {
+            let wrong = format!(
+                "{} sent as {content_type:?}, encoding {encoding:?}: expected {:?}, gzip {}",
+                request.uri(),
+                self.content_type,
+                self.gzip
+            );
+            WRONG_REQUESTS.lock().unwrap().push(wrong.clone());
+            return Err(wrong.into());
+        }
         let (parts, body) = request.into_parts();
         let mut response = self
-            .0
+            .agent
             .run(ureq::http::Request::from_parts(parts, body.to_vec()))?;
         let body = response.body_mut().read_to_vec()?;
         let (parts, _) = response.into_parts();
@@ -64,13 +93,19 @@ impl opentelemetry_http::HttpClient for UreqClient {
 }
 
 fn client() -> UreqClient {
-    UreqClient(
-        ureq::Agent::config_builder()
+    let env = |k| std::env::var(k).unwrap_or_default();
+    UreqClient {
+        agent: ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into(),
-    )
+        content_type: match env("OTEL_EXPORTER_OTLP_PROTOCOL").as_str() {
+            "http/json" => "application/json",
+            _ => "application/x-protobuf",
+        },
+        gzip: env("OTEL_EXPORTER_OTLP_COMPRESSION") == "gzip",
+    }
 }
 
 /// The instrumented program: what an author using the official SDK would write.
@@ -152,58 +187,8 @@ fn export_with_the_official_sdk() {
     record.add_attribute("optel.event_type", "feature");
     logger.emit(record);
     logger_provider.shutdown().unwrap();
-}
-
-/// A running `optel serve`, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Server {
-    let mut child = Command::new(OPTEL)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("OPTEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("optel serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("optel collector listening on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
-}
-
-fn optel(args: &[&str], dir: &Path) -> String {
-    let out = Command::new(OPTEL)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let wrong = WRONG_REQUESTS.lock().unwrap();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 /// One way of exporting: a project of its own, the protocol, gzip or not, delta temporality or
@@ -260,8 +245,8 @@ fn run_exporter(endpoint: &str, key: &str, case: &Case) {
 
 /// `optel stats --format json` read from the running collector's query API.
 fn stats(url: &str, project: &str) -> Value {
-    let out = Command::new(OPTEL)
-        .args([
+    let out = optel(
+        &[
             "stats",
             "--server",
             url,
@@ -271,16 +256,10 @@ fn stats(url: &str, project: &str) -> Value {
             "1h",
             "--format",
             "json",
-        ])
-        .env("OPTEL_ADMIN_TOKEN", ADMIN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[("OPTEL_ADMIN_TOKEN", ADMIN)],
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&out).unwrap()
 }
 
 /// Whether any file of `dir` contains `needle`.
@@ -312,12 +291,17 @@ fn official_sdk_exporters_are_accepted_and_mapped() {
     ];
     let keys: Vec<String> = cases
         .iter()
-        .map(|c| {
-            let out = optel(&["projects", "create", c.project], dir.path());
-            out.lines().last().unwrap().trim().to_owned()
-        })
+        .map(|c| create_project(dir.path(), c.project))
         .collect();
-    let mut server = serve(dir.path());
+    let mut server = Server::start(
+        &[
+            OsStr::new("--admin-token"),
+            ADMIN.as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_ref(),
+        ],
+        &[],
+    );
 
     for (c, key) in cases.iter().zip(&keys) {
         run_exporter(&server.url, key, c);
@@ -356,15 +340,7 @@ fn official_sdk_exporters_are_accepted_and_mapped() {
     }
 
     // Stop the collector (SIGTERM: the writer drains) and search every byte it wrote.
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(server.child.wait().unwrap().success());
+    server.stop();
     assert!(
         stored_anywhere(dir.path(), KEPT),
         "the search finds stored attributes"

@@ -5,79 +5,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
+use support::{OPTEL, Server, create_project, optel};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn create_project(dir: &Path) -> String {
-    let out = Command::new(OPTEL)
-        .args(["projects", "create", "acme", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-/// A running `optel serve`, killed when dropped unless it was stopped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `optel serve` with `args` and the env vars `env` on a free port; returns it once it
-/// announced its URL.
-fn serve(args: &[&str], env: &[(&str, &Path)]) -> Server {
-    let mut child = Command::new(OPTEL)
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied())
-        .env("OPTEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("optel serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("optel collector listening on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the collector never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
 }
 
 /// An HTTPS client that trusts only the test certificate (no webpki roots, no system store).
@@ -132,31 +73,27 @@ fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8]) -> (u16, serde_j
 }
 
 fn stats_events(dir: &Path) -> u64 {
-    let out = Command::new(OPTEL)
-        .args([
+    let d = dir.to_str().unwrap();
+    let out = optel(
+        &[
             "stats",
             "--project",
             "acme",
             "--format",
             "json",
             "--data-dir",
-        ])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            d,
+        ],
+        &[],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["events"].as_u64().unwrap()
 }
 
 #[test]
 fn https_ingest_plain_http_refused_and_graceful_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let key = create_project(dir.path());
+    let key = create_project(dir.path(), "acme");
     // The certificate comes from the config file, the key from the environment: both ways an
     // operator may set them.
     let config = dir.path().join("optel.toml");
@@ -169,14 +106,14 @@ fn https_ingest_plain_http_refused_and_graceful_shutdown() {
     )
     .unwrap();
     let key_file = fixture("tls-test.key");
-    let mut server = serve(
+    let mut server = Server::start(
         &[
             "--config",
             config.to_str().unwrap(),
             "--data-dir",
             dir.path().to_str().unwrap(),
         ],
-        &[("OPTEL_TLS_KEY", &key_file)],
+        &[("OPTEL_TLS_KEY", key_file.as_os_str())],
     );
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
@@ -234,26 +171,7 @@ fn https_ingest_plain_http_refused_and_graceful_shutdown() {
     assert!(statuses.contains(&429), "{statuses:?}");
 
     // SIGTERM: in-flight work finishes, the writer drains, the process exits 0.
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "optel serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}");
+    server.stop();
     let accepted = 5 + statuses.iter().filter(|&&s| s == 200).count() as u64;
     assert_eq!(stats_events(dir.path()), accepted);
 }

@@ -230,15 +230,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    run(state, |app| async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-    })
-    .await
+    serve_on(listener, state, shutdown).await
 }
 
 /// [`serve`] over HTTPS ([`tls`]): the same routes, graceful shutdown and writer drain, with
@@ -259,22 +251,20 @@ pub async fn serve_tls(
     // `tap_io` is a no-op here: it makes axum's connect info (`SocketAddr`, the `Addr` of the
     // listener) available for a custom listener.
     let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
-    run(state, |app| async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-    })
-    .await
+    serve_on(listener, state, shutdown).await
 }
 
-/// Runs `serve_app(app(state))` with the rate limiter's housekeeping beside it, then drains the
-/// writer (up to 30 s).
-async fn run<F>(state: AppState, serve_app: impl FnOnce(Router) -> F) -> std::io::Result<()>
+/// [`serve`] on any listener whose connections carry the client's `SocketAddr`.
+async fn serve_on<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
 where
-    F: std::future::Future<Output = std::io::Result<()>>,
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    std::net::SocketAddr:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let writer = state.writer.clone();
     let limits = state.limits.clone();
@@ -285,7 +275,12 @@ where
             limits.forget_idle();
         }
     });
-    let result = serve_app(app(state)).await;
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     housekeeping.abort();
     writer.shutdown(Duration::from_secs(30)).await;
     result

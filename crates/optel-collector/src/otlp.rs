@@ -847,16 +847,9 @@ mod tests {
         let now = now_ms();
         let ns = |ms: i64| (ms as u64) * 1_000_000;
         let (start, t1, t2) = (ns(now - 60_000), ns(now - 30_000), ns(now - 1_000));
-        let first = map_metrics(
-            invocations("acme", Cumulative, true, start, t1, 2),
-            "p",
-            now,
-        );
-        let second = map_metrics(
-            invocations("acme", Cumulative, true, start, t2, 5),
-            "p",
-            now,
-        );
+        let map = |req| map_metrics(req, "p", now);
+        let first = map(invocations("acme", Cumulative, true, start, t1, 2));
+        let second = map(invocations("acme", Cumulative, true, start, t2, 5));
         assert_eq!(
             (first.rejected, second.rejected),
             (0, 0),
@@ -872,30 +865,14 @@ mod tests {
         );
 
         // Another series (start time, resource) has its own invocations.
-        let restarted = map_metrics(
-            invocations("acme", Cumulative, true, start + 1, t2, 2),
-            "p",
-            now,
-        );
-        let other = map_metrics(
-            invocations("other", Cumulative, true, start, t2, 2),
-            "p",
-            now,
-        );
+        let restarted = map(invocations("acme", Cumulative, true, start + 1, t2, 2));
+        let other = map(invocations("other", Cumulative, true, start, t2, 2));
         for m in [&restarted, &other] {
             assert!(ids(m).iter().all(|id| !second.contains(id)));
         }
         // Delta points are separate invocations even with equal values.
-        let d1 = ids(&map_metrics(
-            invocations("acme", Delta, true, start, t1, 2),
-            "p",
-            now,
-        ));
-        let d2 = ids(&map_metrics(
-            invocations("acme", Delta, true, t1, t2, 2),
-            "p",
-            now,
-        ));
+        let d1 = ids(&map(invocations("acme", Delta, true, start, t1, 2)));
+        let d2 = ids(&map(invocations("acme", Delta, true, t1, t2, 2)));
         assert!(d1.iter().all(|id| !d2.contains(id)));
 
         // Refused, with a reason: no start time, not monotonic, too many.
@@ -920,7 +897,7 @@ mod tests {
                 "delta",
             ),
         ] {
-            let m = map_metrics(req, "p", now);
+            let m = map(req);
             assert!(m.batches.is_empty() && m.rejected > 0, "{why}");
             assert!(m.message.contains(why), "{}", m.message);
         }

@@ -198,10 +198,13 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `listener` with `tls`. Must be called within a tokio runtime.
+    /// Starts accepting on `listener` with `tls`, on a task of the current tokio runtime.
     ///
     /// # Errors
     /// The listener has no local address.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (as `tokio::spawn`).
     pub fn new(listener: TcpListener, tls: &TlsConfig) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
