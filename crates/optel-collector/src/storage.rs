@@ -130,8 +130,16 @@ impl PreparedBatch {
         delta.add_batch(project_id, &batch, install, &batch.events);
         Self {
             project_id,
-            event_ids: batch.events.iter().map(|e| uuid_bytes(&e.event_id)).collect(),
-            session_ids: batch.events.iter().map(|e| uuid_bytes(&e.session_id)).collect(),
+            event_ids: batch
+                .events
+                .iter()
+                .map(|e| uuid_bytes(&e.event_id))
+                .collect(),
+            session_ids: batch
+                .events
+                .iter()
+                .map(|e| uuid_bytes(&e.session_id))
+                .collect(),
             metadata: batch
                 .events
                 .iter()

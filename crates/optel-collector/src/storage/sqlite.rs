@@ -13,8 +13,7 @@ use super::{
     InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow,
-    day_of,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
 };
 
 /// Migrations of the SQLite schema, applied in order; `PRAGMA user_version` records how many ran.
@@ -638,5 +637,127 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use optel_wire::{Event, Timestamp};
+
+    fn batch(pseudonym: &str, seed: u8, ts_ms: i64) -> Batch {
+        let mut b = Batch::new("tool", "1.0.0", pseudonym, "linux", "x86_64");
+        let mut e = Event::new(
+            optel_wire::format_uuid_v4([seed; 16]),
+            EventType::Command,
+            "build",
+            Timestamp::from_unix_ms(ts_ms),
+            optel_wire::format_uuid_v4([seed ^ 0xff; 16]),
+        );
+        e.success = Some(true);
+        e.duration_ms = Some(12);
+        b.events.push(e);
+        b
+    }
+
+    fn installs_on(store: &SqliteStore, project: i64, day: i64) -> u64 {
+        let rows = store
+            .installs(
+                project,
+                DayRange {
+                    first: day,
+                    last: day,
+                },
+                &[SketchKind::All],
+            )
+            .unwrap();
+        rows.iter().map(|r| r.sketch.count()).sum()
+    }
+
+    /// The writer keeps install sketches in memory between commits; another connection that
+    /// changes them (here `optel forget` from a second process) must not be overwritten by a
+    /// stale copy.
+    #[test]
+    fn sketch_cache_follows_changes_by_other_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path()).unwrap();
+        let project = a.create_project("tool", "hash", 1).unwrap();
+        let ts = crate::now_ms();
+        let day = day_of(ts);
+        let p1 = "1".repeat(32);
+        a.insert_batches(&[(project.id, &batch(&p1, 1, ts))], ts)
+            .unwrap();
+        assert_eq!(installs_on(&a, project.id, day), 1);
+
+        let b = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(
+            b.forget(Some(project.id), std::slice::from_ref(&p1))
+                .unwrap(),
+            1
+        );
+        assert_eq!(installs_on(&b, project.id, day), 0);
+
+        // `a` still caches the sketch holding p1; it must see `b`'s commit and reload.
+        a.insert_batches(&[(project.id, &batch(&"2".repeat(32), 2, ts))], ts)
+            .unwrap();
+        assert_eq!(installs_on(&a, project.id, day), 1);
+        assert_eq!(installs_on(&b, project.id, day), 1);
+    }
+
+    /// A retried batch is stored once, and only its new events reach the rollups.
+    #[test]
+    fn duplicates_within_and_across_commits_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let project = s.create_project("tool", "hash", 1).unwrap();
+        let ts = crate::now_ms();
+        let first = batch(&"1".repeat(32), 1, ts);
+        let mut second = batch(&"1".repeat(32), 2, ts);
+        second.events.extend(first.events.clone());
+        let out = s
+            .insert_batches(&[(project.id, &first), (project.id, &first)], ts)
+            .unwrap();
+        assert_eq!(
+            out[0],
+            InsertOutcome {
+                inserted: 1,
+                duplicates: 0
+            }
+        );
+        assert_eq!(
+            out[1],
+            InsertOutcome {
+                inserted: 0,
+                duplicates: 1
+            }
+        );
+        let out = s.insert_batches(&[(project.id, &second)], ts).unwrap();
+        assert_eq!(
+            out[0],
+            InsertOutcome {
+                inserted: 1,
+                duplicates: 1
+            }
+        );
+        let days = DayRange {
+            first: day_of(ts),
+            last: day_of(ts),
+        };
+        let counted: i64 = s
+            .counts(project.id, days)
+            .unwrap()
+            .iter()
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(counted, 2);
+        let hist: i64 = s
+            .durations(project.id, days)
+            .unwrap()
+            .iter()
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(hist, 2);
     }
 }
