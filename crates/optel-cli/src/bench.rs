@@ -173,9 +173,9 @@ const PLATFORMS: [(&str, &str); 5] = [
 ];
 
 /// A realistic batch of install `install`: mostly commands (10 % failing), some features and
-/// methods, timestamps in `[from_ms, to_ms)`.
+/// methods, timestamps in `[from_ms, to_ms)`, event ids as the optel SDK makes them.
 fn make_batch(rng: &mut Rng, install: u64, events: u64, from_ms: i64, to_ms: i64) -> Batch {
-    make_batch_with(rng, install, events, from_ms, to_ms, IdScheme::Random)
+    make_batch_with(rng, install, events, from_ms, to_ms, IdScheme::Sdk)
 }
 
 /// [`make_batch`] with the given event id scheme.
