@@ -65,6 +65,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Checkpointer {
     stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// How often the checkpoint thread runs a passive checkpoint.
@@ -75,7 +76,7 @@ impl Checkpointer {
         let conn = Connection::open(path).ok()?;
         let _ = conn.busy_timeout(std::time::Duration::from_secs(1));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("optel-sqlite-checkpoint".into())
             .spawn(move || {
                 // Runs until the store is dropped (the sender goes away).
@@ -87,14 +88,18 @@ impl Checkpointer {
                 }
             })
             .ok()?;
-        Some(Self { stop })
+        Some(Self { stop, thread })
     }
 }
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // Waiting for the thread closes its connection first, so that the store's own
+        // connection is the last one and SQLite checkpoints and removes the WAL as it closes:
+        // the next open does not start by reading a large WAL.
         if let Some(c) = self.checkpointer.take() {
             let _ = c.stop.send(());
+            let _ = c.thread.join();
         }
     }
 }
