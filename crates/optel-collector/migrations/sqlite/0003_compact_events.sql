@@ -33,3 +33,6 @@ ALTER TABLE events_v3 RENAME TO events;
 CREATE UNIQUE INDEX events_by_id ON events (project_id, event_id);
 -- UTC day of the event (src/rollup.rs `day_of`; timestamps are positive, so `/` is floor).
 CREATE INDEX events_by_day ON events (ts_ms / 86400000);
+-- Deletion by pseudonym (`DELETE /v1/installs`, `optel forget`) finds an install's rows here
+-- instead of scanning every event: one batch is one install, so its entries are adjacent.
+CREATE INDEX events_by_pseudonym ON events (pseudonym);

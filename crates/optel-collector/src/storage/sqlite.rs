@@ -41,6 +41,16 @@ fn insert_sql(rows: usize) -> &'static str {
     &all[rows.clamp(1, ROWS_PER_INSERT)]
 }
 
+/// Deletes the raw events before a cutoff (`?2`, ms) through the day index (`?1`: its day).
+const PURGE_EVENTS: &str = "DELETE FROM events WHERE ts_ms / 86400000 <= ?1 AND ts_ms < ?2";
+/// The rollup facts of a pseudonym's events (`?1`), in one project (`?2`) or all (NULL).
+const FORGET_SELECT: &str = "SELECT project_id, ts_ms, event_type, name, service_version, os, arch,
+                        duration_ms, success, error_code, pseudonym
+                 FROM events WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)";
+/// Deletes a pseudonym's events (`?1`), in one project (`?2`) or all (NULL).
+const FORGET_EVENTS: &str =
+    "DELETE FROM events WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)";
+
 /// Migrations of the SQLite schema, applied in order; `PRAGMA user_version` records how many ran.
 const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -628,10 +638,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let day = day_of(cutoff_ms);
         // `ts_ms / 86400000` is the indexed expression (events_by_day, migration 0003).
-        let events = tx.execute(
-            "DELETE FROM events WHERE ts_ms / 86400000 <= ?1 AND ts_ms < ?2",
-            params![day, cutoff_ms],
-        )? as u64;
+        let events = tx.execute(PURGE_EVENTS, params![day, cutoff_ms])? as u64;
         let mut rollup_rows = 0;
         for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
             rollup_rows +=
@@ -650,11 +657,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut stored = Vec::new();
         {
-            let mut stmt = tx.prepare_cached(
-                "SELECT project_id, ts_ms, event_type, name, service_version, os, arch,
-                        duration_ms, success, error_code, pseudonym
-                 FROM events WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)",
-            )?;
+            let mut stmt = tx.prepare_cached(FORGET_SELECT)?;
             let unique: HashSet<&String> = pseudonyms.iter().collect();
             for p in unique {
                 let rows = stmt.query_map(params![p, project_id], |r| {
@@ -683,10 +686,7 @@ impl Store for SqliteStore {
         self.drop_sketches();
         let mut deleted = 0;
         for p in pseudonyms.iter().collect::<HashSet<_>>() {
-            deleted += tx.execute(
-                "DELETE FROM events WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)",
-                params![p, project_id],
-            )? as u64;
+            deleted += tx.execute(FORGET_EVENTS, params![p, project_id])? as u64;
         }
         tx.commit()?;
         Ok(deleted)
@@ -757,6 +757,30 @@ mod tests {
             .unwrap();
         assert_eq!(installs_on(&a, project.id, day), 1);
         assert_eq!(installs_on(&b, project.id, day), 1);
+    }
+
+    /// Retention and deletion by pseudonym find their rows through an index: a scan of every
+    /// event under the write lock would stall ingest (and anyone holding a tool's ingest key
+    /// may ask for a deletion).
+    #[test]
+    fn purge_and_forget_do_not_scan_the_events_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let conn = s.conn();
+        for sql in [PURGE_EVENTS, FORGET_SELECT, FORGET_EVENTS] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params![1, 2], |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("USING INDEX") && !plan.contains("SCAN events"),
+                "{sql}: {plan}"
+            );
+        }
     }
 
     /// A retried batch is stored once, and only its new events reach the rollups.
