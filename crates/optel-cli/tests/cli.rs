@@ -3,30 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: failing loudly is the point
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
+use support::{Server, create_project, optel, run, stats_json};
+
 const ADMIN: &str = "cli-test-admin";
 
-fn optel(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(OPTEL).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Starts `optel serve` on a free port; returns the child and its base URL.
-fn serve(dir: &str) -> (Child, String) {
-    let mut child = Command::new(OPTEL)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+/// Starts `optel serve` on a free port over the data directory `dir`, without rate limits.
+fn serve(dir: &str) -> Server {
+    Server::start(
+        &[
             "--data-dir",
             dir,
             "--admin-token",
@@ -35,25 +25,9 @@ fn serve(dir: &str) -> (Child, String) {
             "0",
             "--rate-per-key",
             "0",
-        ])
-        .env("OPTEL_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("collector exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("optel collector listening on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the collector never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+        ],
+        &[],
+    )
 }
 
 fn agent() -> ureq::Agent {
@@ -102,18 +76,13 @@ fn post(
         .flatten()
 }
 
-fn create_project(dir: &str, name: &str) -> String {
-    let (ok, out, err) = optel(&["projects", "create", name, "--data-dir", dir]);
-    assert!(ok, "{err}");
-    out.lines().last().unwrap().trim().to_owned()
-}
-
 #[test]
 fn kill_9_during_load_loses_no_acknowledged_event_and_stores_none_twice() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let key = create_project(d, "acme");
-    let (mut child, url) = serve(d);
+    let key = create_project(dir.path(), "acme");
+    let mut server = serve(d);
+    let url = server.url.clone();
 
     const THREADS: u32 = 4;
     const EVENTS: u32 = 50;
@@ -148,8 +117,7 @@ fn kill_9_during_load_loses_no_acknowledged_event_and_stores_none_twice() {
         );
         std::thread::yield_now();
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    server.kill(); // SIGKILL
     for w in workers {
         w.join().unwrap();
     }
@@ -157,11 +125,12 @@ fn kill_9_during_load_loses_no_acknowledged_event_and_stores_none_twice() {
     let acked = sent.iter().filter(|s| s.2).count();
     assert!(acked >= 80);
 
-    let (mut child, url) = serve(d);
+    let mut server = serve(d);
+    let url = &server.url;
     let agent = agent();
     // Every acknowledged batch is stored: re-sending it stores nothing new.
     for &(t, seq, was_acked) in &sent {
-        let v = post(&agent, &url, &key, &batch_json(t, seq, EVENTS)).expect("re-send failed");
+        let v = post(&agent, url, &key, &batch_json(t, seq, EVENTS)).expect("re-send failed");
         if was_acked {
             assert_eq!(
                 v["duplicates"], EVENTS,
@@ -182,20 +151,22 @@ fn kill_9_during_load_loses_no_acknowledged_event_and_stores_none_twice() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["events"], sent.len() as u64 * u64::from(EVENTS), "{v}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }
 
 #[test]
 fn projects_keys_purge_and_forget_commands() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let key = create_project(d, "acme");
+    let key = create_project(dir.path(), "acme");
     assert!(key.starts_with("optel_ik_"));
-    let (ok, _, err) = optel(&["projects", "create", "acme", "--data-dir", d]);
-    assert!(!ok && err.contains("already exists"), "{err}");
-    let (ok, out, _) = optel(&["keys", "create", "acme", "--data-dir", d]);
-    assert!(ok);
+    let r = run(&["projects", "create", "acme", "--data-dir", d], &[]);
+    assert!(
+        !r.ok() && r.stderr.contains("already exists"),
+        "{}",
+        r.stderr
+    );
+    let out = optel(&["keys", "create", "acme", "--data-dir", d], &[]);
     let key2 = out.lines().last().unwrap().trim().to_owned();
     assert_ne!(key, key2);
 
@@ -205,51 +176,39 @@ fn projects_keys_purge_and_forget_commands() {
         "rate_per_addr = 0\nk_anonymity = 3\nretention = \"off\"\n",
     )
     .unwrap();
-    let (ok, _, _) = optel(&["projects", "public", "acme", "on", "--data-dir", d]);
-    assert!(ok);
-    let (ok, out, _) = optel(&["projects", "list", "--data-dir", d]);
-    assert!(
-        ok && out.contains("acme") && out.contains("public"),
-        "{out}"
-    );
+    optel(&["projects", "public", "acme", "on", "--data-dir", d], &[]);
+    let out = optel(&["projects", "list", "--data-dir", d], &[]);
+    assert!(out.contains("acme") && out.contains("public"), "{out}");
 
-    let (child, url) = serve(d);
+    let mut server = serve(d);
     let agent = agent();
-    assert!(post(&agent, &url, &key2, &batch_json(1, 1, 5)).is_some());
-    let mut child = child;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(post(&agent, &server.url, &key2, &batch_json(1, 1, 5)).is_some());
+    server.kill();
 
-    let (ok, out, err) = optel(&[
-        "stats",
-        "--project",
-        "acme",
-        "--data-dir",
-        d,
-        "--format",
-        "json",
-    ]);
-    assert!(ok, "{err}");
-    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stats = stats_json("acme", &["--data-dir", d], &[]);
     assert_eq!(stats["events"], 5);
 
-    let (ok, out, _) = optel(&["keys", "revoke", &key2, "--data-dir", d]);
-    assert!(ok && out.contains("revoked"));
-    let (ok, _, err) = optel(&["keys", "revoke", &key2, "--data-dir", d]);
-    assert!(!ok && err.contains("no active ingest key"), "{err}");
+    let out = optel(&["keys", "revoke", &key2, "--data-dir", d], &[]);
+    assert!(out.contains("revoked"));
+    let r = run(&["keys", "revoke", &key2, "--data-dir", d], &[]);
+    assert!(
+        !r.ok() && r.stderr.contains("no active ingest key"),
+        "{}",
+        r.stderr
+    );
 
-    let (ok, out, _) = optel(&["forget", &format!("{:032x}", 1), "--data-dir", d]);
-    assert!(ok && out.contains("deleted 5 events"), "{out}");
-    let (ok, out, _) = optel(&["purge", "--older-than", "400d", "--data-dir", d]);
-    assert!(ok && out.contains("deleted 0 events"), "{out}");
-    let (ok, out, _) = optel(&["projects", "delete", "acme", "--data-dir", d]);
-    assert!(ok, "{out}");
-    let (ok, _, err) = optel(&["projects", "delete", "acme", "--data-dir", d]);
-    assert!(!ok && err.contains("no project"), "{err}");
-    let (ok, _, err) = optel(&[
-        "serve",
-        "--config",
-        config.with_extension("missing").to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("cannot read config file"), "{err}");
+    let out = optel(&["forget", &format!("{:032x}", 1), "--data-dir", d], &[]);
+    assert!(out.contains("deleted 5 events"), "{out}");
+    let out = optel(&["purge", "--older-than", "400d", "--data-dir", d], &[]);
+    assert!(out.contains("deleted 0 events"), "{out}");
+    optel(&["projects", "delete", "acme", "--data-dir", d], &[]);
+    let r = run(&["projects", "delete", "acme", "--data-dir", d], &[]);
+    assert!(!r.ok() && r.stderr.contains("no project"), "{}", r.stderr);
+    let missing = config.with_extension("missing");
+    let r = run(&["serve", "--config", missing.to_str().unwrap()], &[]);
+    assert!(
+        !r.ok() && r.stderr.contains("cannot read config file"),
+        "{}",
+        r.stderr
+    );
 }

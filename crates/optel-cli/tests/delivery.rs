@@ -4,6 +4,8 @@
 // in #[test] functions only, not in their helpers).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,15 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use optel_cli::loopback::{self, LocalCollector};
-
-fn acme() -> PathBuf {
-    optel_cli::locate_example_binary("acme").unwrap()
-}
+use support::{acme_bin, acme_data_dir};
 
 /// A project directory `acme check` accepts.
 fn project(dir: &Path) -> PathBuf {
     let app = dir.join("app");
-    let status = Command::new(acme())
+    let status = Command::new(acme_bin())
         .args(["init"])
         .arg(&app)
         .env("ACME_TELEMETRY", "off")
@@ -32,22 +31,15 @@ fn project(dir: &Path) -> PathBuf {
 
 /// Runs `acme check APP` with telemetry on, a private HOME and `extra` environment.
 fn run_acme(home: &Path, app: &Path, endpoint: &str, key: &str, extra: &[(&str, &str)]) {
-    let mut cmd = optel_cli::tool_command(&acme(), home);
-    cmd.arg("check")
+    let status = support::acme(home, endpoint, key)
+        .arg("check")
         .arg(app)
-        .env("ACME_TELEMETRY", "on")
-        .env("ACME_TELEMETRY_ENDPOINT", endpoint)
-        .env("ACME_TELEMETRY_KEY", key)
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    assert!(cmd.status().unwrap().success());
-}
-
-fn data_dir(home: &Path) -> PathBuf {
-    home.join(".local/share/optel/acme")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 #[test]
@@ -67,7 +59,7 @@ fn gzip_batches_reach_the_collector_exactly_once() {
         );
     }
     assert_eq!(collector.events().unwrap(), 4);
-    let status = optel::queue_status(&data_dir(&home)).unwrap();
+    let status = optel::queue_status(&acme_data_dir(&home)).unwrap();
     assert_eq!(status.pending_events, 0);
     assert!(status.requests_today >= 1);
     assert_eq!(status.breaker_open_until, None);
@@ -107,7 +99,7 @@ fn dead_endpoint_opens_the_shared_breaker_so_later_runs_make_no_connection() {
         );
     }
     assert_eq!(connections.load(Ordering::SeqCst), 5);
-    let status = optel::queue_status(&data_dir(&home)).unwrap();
+    let status = optel::queue_status(&acme_data_dir(&home)).unwrap();
     assert!(status.breaker_open_until.is_some());
     assert_eq!(status.requests_today, 5);
     // Nothing is lost: every run's event waits in the queue.
@@ -133,7 +125,7 @@ fn https_proxy_is_used_and_no_proxy_bypasses_it() {
     );
     assert_eq!(collector.events().unwrap(), 0);
     assert_eq!(
-        optel::queue_status(&data_dir(&proxied))
+        optel::queue_status(&acme_data_dir(&proxied))
             .unwrap()
             .pending_events,
         1

@@ -3,100 +3,25 @@
 //! (each its own HOME), and `optel stats --format json` reading the result.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{Server, acme_bin, create_project, optel};
 
-const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
-
-fn acme_bin() -> PathBuf {
-    optel_cli::locate_example_binary("acme").expect("the acme example binary")
-}
-
-/// A running `optel serve`, killed when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Starts `optel serve` on `listen` over the data directory `data_dir`.
 fn serve(data_dir: &Path, listen: &str) -> Server {
-    let mut child = Command::new(OPTEL)
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(data_dir)
-        .env("OPTEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start optel serve");
-    // The server prints `... listening on http://ADDR ...` once it has bound its socket.
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("listening on http://"))
-        .expect("optel serve announces its address");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        endpoint: url,
-    }
-}
-
-fn create_project(data_dir: &Path, name: &str) -> String {
-    let out = Command::new(OPTEL)
-        .args(["projects", "create", name, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout.lines().last().unwrap().trim().to_owned()
+    Server::start_on(listen, &["--data-dir", data_dir.to_str().unwrap()], &[])
 }
 
 fn stats_json(data_dir: &Path, project: &str) -> Value {
-    let out = Command::new(OPTEL)
-        .args([
-            "stats",
-            "--project",
-            project,
-            "--since",
-            "1h",
-            "--format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let source = ["--since", "1h", "--data-dir", data_dir.to_str().unwrap()];
+    support::stats_json(project, &source, &[])
 }
 
 /// One simulated install: its own HOME (hence its own install secret and queue).
@@ -120,20 +45,16 @@ impl Install {
     /// Runs `acme args...` with telemetry pointed at `endpoint`; `extra` adds or overrides env.
     fn acme(&self, args: &[&str], endpoint: &str, key: &str, extra: &[(&str, &str)]) -> Output {
         // A new user on a developer machine, never a CI runner (see `tool_command`).
-        let mut cmd = optel_cli::tool_command(&acme_bin(), self.home.path());
-        cmd.args(args)
-            .env("ACME_TELEMETRY", "on")
-            .env("ACME_TELEMETRY_ENDPOINT", endpoint)
-            .env("ACME_TELEMETRY_KEY", key)
-            .env("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "5000");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        support::acme(self.home.path(), endpoint, key)
+            .args(args)
+            .env("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "5000")
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap()
     }
 
     fn queued(&self) -> usize {
-        optel::queued_events(&self.home.path().join(".local/share/optel/acme"))
+        optel::queued_events(&support::acme_data_dir(self.home.path()))
     }
 }
 
@@ -161,7 +82,7 @@ fn commands_of_several_installs_reach_stats() {
     let key = create_project(data.path(), "acme");
     assert!(key.starts_with("optel_ik_"), "{key}");
     let server = serve(data.path(), "127.0.0.1:0");
-    let ep = server.endpoint.as_str();
+    let ep = server.url.as_str();
 
     let installs: Vec<Install> = (0..3).map(|_| Install::new()).collect();
     // (install, args, expected exit success)
@@ -335,8 +256,9 @@ fn dead_endpoint_keeps_events_queued_until_the_collector_is_up() {
 
 #[test]
 fn demo_runs_end_to_end() {
-    let out = Command::new(OPTEL)
-        .args([
+    let acme = acme_bin();
+    let stdout = optel(
+        &[
             "demo",
             "--no-serve",
             "--installs",
@@ -344,15 +266,9 @@ fn demo_runs_end_to_end() {
             "--listen",
             "127.0.0.1:0",
             "--acme",
-        ])
-        .arg(acme_bin())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            acme.to_str().unwrap(),
+        ],
+        &[],
     );
     assert!(stdout.contains(" 3 active installs"), "{stdout}");
     for command in ["init", "check", "build", "test"] {
@@ -369,7 +285,7 @@ fn telemetry_forget_deletes_one_install_at_the_collector() {
     let data = tempfile::tempdir().unwrap();
     let key = create_project(data.path(), "acme");
     let server = serve(data.path(), "127.0.0.1:0");
-    let ep = server.endpoint.as_str();
+    let ep = server.url.as_str();
     let (a, b) = (Install::new(), Install::new());
     for install in [&a, &b] {
         assert!(

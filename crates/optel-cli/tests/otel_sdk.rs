@@ -29,7 +29,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 
-use support::{Server, create_project, optel};
+use support::{Server, create_project, stats_json};
 
 const ADMIN: &str = "otel-sdk-test-admin";
 /// Set in the exporter child process: it exports and exits instead of testing.
@@ -245,21 +245,11 @@ fn run_exporter(endpoint: &str, key: &str, case: &Case) {
 
 /// `optel stats --format json` read from the running collector's query API.
 fn stats(url: &str, project: &str) -> Value {
-    let out = optel(
-        &[
-            "stats",
-            "--server",
-            url,
-            "--project",
-            project,
-            "--since",
-            "1h",
-            "--format",
-            "json",
-        ],
+    stats_json(
+        project,
+        &["--server", url, "--since", "1h"],
         &[("OPTEL_ADMIN_TOKEN", ADMIN)],
-    );
-    serde_json::from_str(&out).unwrap()
+    )
 }
 
 /// Whether any file of `dir` contains `needle`.

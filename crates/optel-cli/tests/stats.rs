@@ -1,90 +1,22 @@
 //! `optel stats` against a real collector process (`optel serve` on 127.0.0.1) and against its
 //! data directory, with fixture events sent through the real ingest route.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::zombie_processes)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use optel_wire::{Batch, Event, EventType, Timestamp};
+use support::{Server, create_project, optel, run, stats_json};
 
-const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
 const TOKEN: &str = "test-admin-token-0123456789";
 
-/// Kills the collector when the test ends, however it ends.
-struct Collector {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn optel(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(OPTEL);
-    cmd.args(args)
-        .env_remove("OPTEL_ADMIN_TOKEN")
-        .env_remove("OPTEL_SERVER")
-        .env_remove("OPTEL_DATA_DIR")
-        .env_remove("COLUMNS");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn create_project(dir: &Path, name: &str) -> String {
-    let out = optel(
-        &[
-            "projects",
-            "create",
-            name,
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
+/// Starts `optel serve` over the data directory `dir`, its query routes guarded by [`TOKEN`].
+fn start_collector(dir: &Path) -> Server {
+    Server::start(
+        &["--admin-token", TOKEN, "--data-dir", dir.to_str().unwrap()],
         &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn start_collector(dir: &Path) -> Collector {
-    let mut child = Command::new(OPTEL)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .env("OPTEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let url = rest.split_whitespace().next().unwrap().to_owned();
-            // Keep draining stderr so the collector never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return Collector { child, url };
-        }
-    }
-    let _ = child.kill();
-    panic!("the collector did not say where it listens");
+    )
 }
 
 fn uuid(n: u64) -> String {
@@ -137,15 +69,6 @@ fn ingest(url: &str, key: &str, batch: &Batch) {
     );
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn command<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v["commands"]
         .as_array()
@@ -169,20 +92,7 @@ fn stats_remote_and_local_agree_in_every_format() {
     let env = [("OPTEL_ADMIN_TOKEN", TOKEN)];
 
     // Remote JSON: the shape the end-to-end tests rely on.
-    let remote = json(&optel(
-        &[
-            "stats",
-            "--server",
-            &collector.url,
-            "--project",
-            "acme",
-            "--since",
-            "7d",
-            "--format",
-            "json",
-        ],
-        &env,
-    ));
+    let remote = stats_json("acme", &["--server", &collector.url, "--since", "7d"], &env);
     assert_eq!(remote["active_installs"], 2);
     assert_eq!(command(&remote, "build")["count"], 3);
     assert_eq!(command(&remote, "build")["failures"], 1);
@@ -190,26 +100,13 @@ fn stats_remote_and_local_agree_in_every_format() {
     assert_eq!(command(&remote, "test")["failures"], 0);
 
     // Local data directory: the same numbers (the collector is still running: WAL readers).
-    let local = json(&optel(
-        &[
-            "stats",
-            "--data-dir",
-            data_s,
-            "--project",
-            "acme",
-            "--since",
-            "7d",
-            "--format",
-            "json",
-        ],
-        &[],
-    ));
+    let local = stats_json("acme", &["--data-dir", data_s, "--since", "7d"], &[]);
     assert_eq!(local["commands"], remote["commands"]);
     assert_eq!(local["active_installs"], remote["active_installs"]);
     assert_eq!(local["error_codes"], remote["error_codes"]);
 
     // CSV: one long table.
-    let out = optel(
+    let csv = optel(
         &[
             "stats",
             "--server",
@@ -221,12 +118,6 @@ fn stats_remote_and_local_agree_in_every_format() {
         ],
         &env,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
@@ -242,16 +133,10 @@ fn stats_remote_and_local_agree_in_every_format() {
     assert!(lines.contains(&"method,Db::connect,,1,,1,,,"), "{csv}");
 
     // Table: fits a narrow terminal, no colour codes when not on a terminal.
-    let out = optel(
+    let table = optel(
         &["stats", "--server", &collector.url, "--project", "acme"],
         &[("OPTEL_ADMIN_TOKEN", TOKEN), ("COLUMNS", "44")],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
     assert!(!table.contains('\x1b'), "{table}");
     assert!(
         table.contains("COMMAND") && table.contains("E_NO_MANIFEST"),
@@ -264,7 +149,7 @@ fn stats_remote_and_local_agree_in_every_format() {
         );
     }
     // --color always forces colour even into a pipe.
-    let out = optel(
+    let out = run(
         &[
             "stats",
             "--server",
@@ -276,23 +161,23 @@ fn stats_remote_and_local_agree_in_every_format() {
         ],
         &env,
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\x1b[1m"));
+    assert!(out.stdout.contains("\x1b[1m"));
 
     // Errors say what to do.
-    let out = optel(
+    let out = run(
         &["stats", "--server", &collector.url, "--project", "acme"],
         &[("OPTEL_ADMIN_TOKEN", "wrong")],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("did not accept the admin token"));
-    let out = optel(
+    assert!(out.stderr.contains("did not accept the admin token"));
+    let out = run(
         &["stats", "--server", &collector.url, "--project", "acme"],
         &[],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("OPTEL_ADMIN_TOKEN"));
+    assert!(out.stderr.contains("OPTEL_ADMIN_TOKEN"));
     if !cfg!(feature = "tls") {
-        let out = optel(
+        let out = run(
             &[
                 "stats",
                 "--server",
@@ -303,22 +188,22 @@ fn stats_remote_and_local_agree_in_every_format() {
             &env,
         );
         assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("built without TLS"));
+        assert!(out.stderr.contains("built without TLS"));
     }
-    let out = optel(&["stats", "--server", &collector.url], &env);
+    let out = run(&["stats", "--server", &collector.url], &env);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = &out.stderr;
     assert!(
         err.contains("--project") && err.contains("acme") && err.contains("other"),
         "{err}"
     );
-    let out = optel(
+    let out = run(
         &["stats", "--server", &collector.url, "--project", "nope"],
         &env,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no project named \"nope\""));
-    let out = optel(
+    assert!(out.stderr.contains("no project named \"nope\""));
+    let out = run(
         &[
             "stats",
             "--data-dir",
@@ -327,7 +212,7 @@ fn stats_remote_and_local_agree_in_every_format() {
         &[],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no optel database"));
+    assert!(out.stderr.contains("no optel database"));
 }
 
 #[test]

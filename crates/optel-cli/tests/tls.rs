@@ -10,10 +10,9 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use support::{OPTEL, Server, create_project, optel};
+use support::{Server, create_project, serve_command, stats_json};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,20 +72,7 @@ fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8]) -> (u16, serde_j
 }
 
 fn stats_events(dir: &Path) -> u64 {
-    let d = dir.to_str().unwrap();
-    let out = optel(
-        &[
-            "stats",
-            "--project",
-            "acme",
-            "--format",
-            "json",
-            "--data-dir",
-            d,
-        ],
-        &[],
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = stats_json("acme", &["--data-dir", dir.to_str().unwrap()], &[]);
     v["events"].as_u64().unwrap()
 }
 
@@ -179,13 +165,14 @@ fn https_ingest_plain_http_refused_and_graceful_shutdown() {
 /// Runs `optel serve` that must fail before listening; returns its stderr.
 fn serve_fails(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(OPTEL)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(args)
-        .env("OPTEL_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = serve_command(
+        "127.0.0.1:0",
+        &["--data-dir", dir.path().to_str().unwrap()],
+        &[],
+    )
+    .args(args)
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
     assert!(!err.contains("listening"), "{err}");

@@ -1,35 +1,84 @@
 //! Helpers of the process-level tests (`mod support;`): run the `optel` binary, start and stop
-//! `optel serve` on a free loopback port.
+//! `optel serve` on a loopback port, run the instrumented example tool `acme` as an install.
 
 // Each test binary uses a part of these.
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The `optel` binary under test.
 pub const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
 
-/// Runs `optel ARGS...` with the extra environment `env`; asserts it succeeds; returns stdout.
-pub fn optel<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> String {
-    let out = Command::new(OPTEL)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "optel {:?}: {}",
-        args.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// What `optel serve` prints to stderr once its socket is bound, followed by its base URL.
+const LISTENING: &str = "optel collector listening on ";
+
+/// How long `optel serve` may take to announce its URL, and to exit after SIGTERM. Only a guard
+/// against a hang, not a performance figure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A command for `optel ARGS...`. Only the test configures it: the caller's `OPTEL_*` variables
+/// (data dir, database URL, server, admin token, ...) and `COLUMNS` are removed.
+pub fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(OPTEL);
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("OPTEL_") || n == "COLUMNS")
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.args(args);
+    cmd
 }
 
-/// Creates project `name` in the SQLite store in `dir`; returns its ingest key.
+/// How a finished `optel` run ended and what it printed (lossy UTF-8).
+#[derive(Debug)]
+pub struct Run {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Whether it exited 0.
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+}
+
+/// Runs `optel ARGS...` with the extra environment `env`, whatever its outcome.
+pub fn run<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Run {
+    let out = command(args).envs(env.iter().copied()).output().unwrap();
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `optel ARGS...` with the extra environment `env`; asserts it succeeds; returns stdout.
+pub fn optel<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> String {
+    let run = run(args, env);
+    assert!(
+        run.ok(),
+        "optel {:?}: {}",
+        args.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
+        run.stderr
+    );
+    run.stdout
+}
+
+/// Creates project `name` in the SQLite store in `dir` with `optel projects create`; returns its
+/// ingest key (the last line of the output).
 pub fn create_project(dir: &Path, name: &str) -> String {
     let out = optel(
         &[
@@ -44,7 +93,33 @@ pub fn create_project(dir: &Path, name: &str) -> String {
     out.lines().last().unwrap().trim().to_owned()
 }
 
-/// A running `optel serve`, killed when dropped unless [`Server::stop`] stopped it.
+/// Runs `optel stats --format json --project PROJECT ARGS...` with the extra environment `env`
+/// (`ARGS` say where to read: `--data-dir DIR` or `--server URL`); asserts it succeeds; returns
+/// the parsed JSON.
+pub fn stats_json<S: AsRef<OsStr>>(
+    project: &str,
+    args: &[S],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut all: Vec<&OsStr> = ["stats", "--format", "json", "--project", project]
+        .map(OsStr::new)
+        .into();
+    all.extend(args.iter().map(AsRef::as_ref));
+    serde_json::from_str(&optel(&all, env)).unwrap()
+}
+
+/// A command for `optel serve --listen LISTEN ARGS...` with the extra environment `env`, logging
+/// at `warn` (so stderr carries little more than the announcement of the URL).
+pub fn serve_command<S: AsRef<OsStr>>(listen: &str, args: &[S], env: &[(&str, &OsStr)]) -> Command {
+    let mut cmd = command(&["serve", "--listen", listen]);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("OPTEL_LOG", "warn");
+    cmd
+}
+
+/// A running `optel serve`, killed when dropped unless [`Server::stop`] or [`Server::kill`]
+/// ended it.
 pub struct Server {
     /// The process.
     pub child: Child,
@@ -53,31 +128,42 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `optel serve --listen 127.0.0.1:0 ARGS...` with the extra environment `env`;
-    /// returns once it announced its URL.
+    /// Starts `optel serve --listen 127.0.0.1:0 ARGS...` (a free port) with the extra environment
+    /// `env`; returns once it announced its URL.
+    ///
+    /// # Panics
+    /// The process exits before announcing its URL, or does not announce it within a minute.
     pub fn start<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Self {
-        let mut child = Command::new(OPTEL)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(env.iter().copied())
-            .env("OPTEL_LOG", "warn")
+        Self::start_on("127.0.0.1:0", args, env)
+    }
+
+    /// [`Server::start`] listening on `listen` (`ADDR:PORT`).
+    pub fn start_on<S: AsRef<OsStr>>(listen: &str, args: &[S], env: &[(&str, &OsStr)]) -> Self {
+        let mut child = serve_command(listen, args, env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("optel serve exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("optel collector listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || announced_url(stderr, &tx));
+        let exited = match rx.recv_timeout(PATIENCE) {
+            Ok(Ok(url)) => return Self { child, url },
+            Ok(Err(printed)) => Some(printed),
+            Err(_) => None,
         };
-        // Keep draining stderr so the collector never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, url }
+        let _ = child.kill();
+        let _ = child.wait();
+        match exited {
+            Some(printed) => panic!("optel serve exited before listening; its stderr:\n{printed}"),
+            None => {
+                // Killed: its stderr has ended, and the reader sends what it printed.
+                let printed = rx.recv().ok().and_then(Result::err).unwrap_or_default();
+                panic!(
+                    "optel serve did not announce its URL within {PATIENCE:?}; its stderr:\n{printed}"
+                )
+            }
+        }
     }
 
     /// Sends SIGTERM (in-flight requests finish, the writer drains) and asserts that the
@@ -91,7 +177,7 @@ impl Server {
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + PATIENCE;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
@@ -104,6 +190,12 @@ impl Server {
         };
         assert!(status.success(), "optel serve exited with {status:?}");
     }
+
+    /// Kills the process with SIGKILL, as a crash would (nothing drains), and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 impl Drop for Server {
@@ -111,4 +203,56 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads the collector's stderr to its end: sends the URL of the first [`LISTENING`] line on `tx`,
+/// or, if stderr ends before one, what it printed. Reading on keeps the collector from ever
+/// blocking on a full pipe.
+fn announced_url(stderr: ChildStderr, tx: &mpsc::Sender<Result<String, String>>) {
+    let mut before = Some(String::new());
+    for line in BufReader::new(stderr).lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) if e.kind() == ErrorKind::InvalidData => continue,
+            Err(_) => break,
+        };
+        let Some(printed) = before.as_mut() else {
+            continue;
+        };
+        if let Some(rest) = line.strip_prefix(LISTENING) {
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let _ = tx.send(Ok(url));
+            before = None;
+        } else {
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+    }
+    if let Some(printed) = before {
+        let _ = tx.send(Err(printed));
+    }
+}
+
+/// The example tool `acme`, built in the same target directory (with cargo if missing).
+pub fn acme_bin() -> PathBuf {
+    optel_cli::locate_example_binary("acme").expect("the acme example binary")
+}
+
+/// A command for `acme` run as a new install whose home is `home` (a clean environment, see
+/// [`optel_cli::tool_command`]), with telemetry on, sending to `endpoint` with ingest key `key`.
+pub fn acme(home: &Path, endpoint: &str, key: &str) -> Command {
+    let mut cmd = optel_cli::tool_command(&acme_bin(), home);
+    cmd.env("ACME_TELEMETRY", "on")
+        .env("ACME_TELEMETRY_ENDPOINT", endpoint)
+        .env("ACME_TELEMETRY_KEY", key);
+    cmd
+}
+
+/// Where the SDK keeps `acme`'s queue and state for the install whose home is `home`.
+pub fn acme_data_dir(home: &Path) -> PathBuf {
+    home.join(".local/share/optel/acme")
 }
