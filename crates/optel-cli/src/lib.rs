@@ -121,7 +121,7 @@ impl StoreArgs {
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
-    /// rate_per_key, rate_per_addr, queue, retention.
+    /// rate_per_key, rate_per_addr, queue, retention, tls_cert, tls_key.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -154,6 +154,13 @@ pub struct ServeArgs {
     /// [default: 400d].
     #[arg(long, value_name = "AGE", env = "OPTEL_RETENTION")]
     pub retention: Option<String>,
+    /// PEM certificate chain (server certificate first) to serve HTTPS on the same port;
+    /// needs --tls-key. Without both, the collector speaks plain HTTP.
+    #[arg(long, value_name = "FILE", env = "OPTEL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(long, value_name = "FILE", env = "OPTEL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `optel projects ...`
@@ -374,6 +381,8 @@ pub(crate) fn init_logging() {
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging();
     let config = ops::ServeConfig::resolve(args)?;
+    // Certificate problems are reported before anything is opened or created.
+    let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let store = config.store.open()?;
     let described = config.store.describe();
     let mut state = optel_collector::AppState::with_config(
@@ -398,12 +407,51 @@ fn serve(args: ServeArgs) -> Result<()> {
         if let Some(retention) = config.retention {
             tokio::spawn(ops::retention_task(store, retention));
         }
-        tracing::info!(%addr, db = %described, "optel collector listening");
-        eprintln!("optel collector listening on http://{addr} (database {described})");
-        optel_collector::serve(listener, state, shutdown_signal()).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, db = %described, scheme, "optel collector listening");
+        eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
+        serve_with(listener, tls, state).await?;
         tracing::info!("optel collector stopped");
         Ok(())
     })
+}
+
+#[cfg(feature = "tls")]
+type Tls = optel_collector::tls::TlsConfig;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
+
+#[cfg(feature = "tls")]
+fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
+    Ok(optel_collector::tls::TlsConfig::from_pem_files(
+        &files.cert,
+        &files.key,
+    )?)
+}
+
+#[cfg(not(feature = "tls"))]
+fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
+    bail!(
+        "cannot serve HTTPS with {} and {}: this optel binary was built without the `tls` \
+         feature; rebuild it with its default features (cargo install --path crates/optel-cli) \
+         or put a TLS-terminating proxy in front of the collector",
+        files.cert.display(),
+        files.key.display()
+    )
+}
+
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<Tls>,
+    state: optel_collector::AppState,
+) -> std::io::Result<()> {
+    match tls {
+        #[cfg(feature = "tls")]
+        Some(tls) => optel_collector::serve_tls(listener, &tls, state, shutdown_signal()).await,
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+        None => optel_collector::serve(listener, state, shutdown_signal()).await,
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -128,6 +128,15 @@ struct FileConfig {
     rate_per_addr: Option<u32>,
     queue: Option<usize>,
     retention: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+/// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
+#[derive(Debug)]
+pub(crate) struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Settings of `optel serve` after merging flags/env over the config file over defaults.
@@ -140,6 +149,7 @@ pub(crate) struct ServeConfig {
     pub rates: RateConfig,
     pub queue: usize,
     pub retention: Option<Duration>,
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServeConfig {
@@ -162,6 +172,21 @@ impl ServeConfig {
             None
         } else {
             Some(crate::parse_since(&retention).map_err(anyhow::Error::msg)?)
+        };
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => bail!(
+                "a TLS certificate is set but no key: pass its private key with --tls-key, \
+                 OPTEL_TLS_KEY or `tls_key` in the config file"
+            ),
+            (None, Some(_)) => bail!(
+                "a TLS key is set but no certificate: pass the certificate chain with \
+                 --tls-cert, OPTEL_TLS_CERT or `tls_cert` in the config file"
+            ),
         };
         Ok(Self {
             listen: args
@@ -193,6 +218,7 @@ impl ServeConfig {
                 .or(file.queue)
                 .unwrap_or(optel_collector::writer::DEFAULT_QUEUE),
             retention,
+            tls,
         })
     }
 }

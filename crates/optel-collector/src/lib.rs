@@ -21,10 +21,16 @@
 //! [`optel_wire::ErrorBody`]; the cause of a server-side failure goes to the log only. Client
 //! addresses are held in memory by the rate limiter only, never stored.
 //!
+//! # Features
+//! | feature | default | what |
+//! |---|---|---|
+//! | `tls` | off (on in the `optel` binary) | HTTPS: `serve_tls` and the `tls` module (rustls, `ring` provider) |
+//!
 //! # Durability
 //! A 2xx answer to an ingest request means its events are committed: the group-commit
 //! [`writer::Writer`] answers each request only after the transaction holding it commits.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api;
 pub mod dashboard;
@@ -37,6 +43,9 @@ pub mod query;
 pub mod ratelimit;
 pub mod rollup;
 pub mod storage;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub mod writer;
 
 use std::sync::Arc;
@@ -221,6 +230,42 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] over HTTPS ([`tls`]): the same routes, graceful shutdown and writer drain, with
+/// client addresses reaching the rate limiter as on plain HTTP. Plain HTTP on this port gets
+/// `400 https_required`.
+///
+/// # Errors
+/// The listener fails.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: &tls::TlsConfig,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // `tap_io` is a no-op here: it makes axum's connect info (`SocketAddr`, the `Addr` of the
+    // listener) available for a custom listener.
+    let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] on any listener whose connections carry the client's `SocketAddr`.
+async fn serve_on<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    std::net::SocketAddr:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let writer = state.writer.clone();
     let limits = state.limits.clone();
     let housekeeping = tokio::spawn(async move {

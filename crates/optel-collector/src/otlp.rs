@@ -14,11 +14,14 @@
 //! - a span → a `command` event named after the span: duration = end − start, failed when the
 //!   span status is `ERROR`, error code from the `error.type` (or `optel.error_code`)
 //!   attribute; trace and span ids must be 16 and 8 bytes and not all zero;
-//! - the `command_invocation` metric (a delta Sum; attributes `command` and `outcome`
-//!   `success`|`failure`, or a boolean `success`) → one `command` event per successful
-//!   invocation counted. Failure points are accepted but not stored: optel's exporter sends every
-//!   failed command also as an `ERROR` span (seed 000: "error span only"), which carries the error
-//!   code and duration, so storing both would count each failure twice;
+//! - the `command_invocation` metric (a monotonic Sum, delta or cumulative; attributes `command`
+//!   and `outcome` `success`|`failure`, or a boolean `success`) → one `command` event per
+//!   successful invocation counted. A delta point counts the invocations since the previous
+//!   one; a cumulative point (the official SDKs' default) the invocations since its start time,
+//!   and the i-th invocation of a series always gets the same event id, so re-exported totals
+//!   never double count. Failure points are accepted but not stored: optel's exporter sends
+//!   every failed command also as an `ERROR` span (seed 000: "error span only"), which carries
+//!   the error code and duration, so storing both would count each failure twice;
 //! - a log record → an event named by its `event_name` (or `event.name` attribute), with type
 //!   from the `optel.event_type` attribute (`command`, `feature`, `method`, default `custom`).
 //!
@@ -41,7 +44,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, NumberDataPoint, metric, number_data_point,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use optel_wire::{AttributeValue, Batch, Event, EventType, Timestamp, limits};
@@ -523,90 +528,171 @@ pub fn map_traces(req: ExportTraceServiceRequest, project: &str, received: i64) 
     out
 }
 
-/// Maps an OTLP metrics export into optel batches: only [`COMMAND_METRIC`] delta Sums are
-/// stored; every other data point is refused in the partial success.
+/// Maps an OTLP metrics export into optel batches: only [`COMMAND_METRIC`] Sums are stored;
+/// every other data point is refused in the partial success.
+///
+/// Delta points count the invocations since the previous point. Cumulative points (the
+/// official OpenTelemetry SDKs' default temporality) count the invocations since the series'
+/// start time; the i-th invocation of a series always maps to the same event id, so each
+/// export of the growing total stores only the invocations not seen before.
 pub fn map_metrics(req: ExportMetricsServiceRequest, project: &str, received: i64) -> Mapped {
     let mut out = Mapped::default();
     for rm in req.resource_metrics {
         let template = batch_for(rm.resource.as_ref(), project);
+        let resource = rm.resource.as_ref().map(Message::encode_to_vec);
+        let resource = resource.unwrap_or_default();
         let mut pending = template.clone();
-        for m in rm.scope_metrics.into_iter().flat_map(|s| s.metrics) {
-            let sum = match m.data {
-                Some(metric::Data::Sum(sum)) if m.name == COMMAND_METRIC => sum,
-                other => {
-                    let n = match &other {
-                        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-                        Some(metric::Data::Sum(s)) => s.data_points.len(),
-                        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-                        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-                        Some(metric::Data::Summary(s)) => s.data_points.len(),
-                        None => 0,
-                    };
-                    out.reject(n as i64, || {
-                        format!(
-                            "metric {:?} is not stored: optel stores the {COMMAND_METRIC} delta sum only",
-                            m.name
-                        )
-                    });
-                    continue;
-                }
-            };
-            if sum.aggregation_temporality != AggregationTemporality::Delta as i32 {
-                out.reject(sum.data_points.len() as i64, || {
-                    format!("{COMMAND_METRIC} must use delta temporality: set the exporter's temporality preference to delta")
-                });
-                continue;
-            }
-            for (pi, p) in sum.data_points.iter().enumerate() {
-                let count = match p.value {
-                    Some(number_data_point::Value::AsInt(i)) => i,
-                    Some(number_data_point::Value::AsDouble(f)) if f.is_finite() && f >= 0.0 => {
-                        f.round() as i64
+        for sm in rm.scope_metrics {
+            let scope = sm.scope.map(|s| s.name).unwrap_or_default();
+            for m in sm.metrics {
+                let sum = match m.data {
+                    Some(metric::Data::Sum(sum)) if m.name == COMMAND_METRIC => sum,
+                    other => {
+                        let n = match &other {
+                            Some(metric::Data::Gauge(g)) => g.data_points.len(),
+                            Some(metric::Data::Sum(s)) => s.data_points.len(),
+                            Some(metric::Data::Histogram(h)) => h.data_points.len(),
+                            Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+                            Some(metric::Data::Summary(s)) => s.data_points.len(),
+                            None => 0,
+                        };
+                        out.reject(n as i64, || {
+                            format!(
+                                "metric {:?} is not stored: optel stores the {COMMAND_METRIC} sum only",
+                                m.name
+                            )
+                        });
+                        continue;
                     }
-                    _ => -1,
                 };
-                if !(0..=MAX_POINT_INVOCATIONS).contains(&count) {
-                    out.reject(1, || {
-                        format!("{COMMAND_METRIC} point value must be 0 to {MAX_POINT_INVOCATIONS}")
+                let cumulative =
+                    sum.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                if !cumulative
+                    && sum.aggregation_temporality != AggregationTemporality::Delta as i32
+                {
+                    out.reject(sum.data_points.len() as i64, || {
+                        format!("{COMMAND_METRIC} has no aggregation temporality: send delta or cumulative")
                     });
                     continue;
                 }
-                let Some(command) = attr_str(&p.attributes, "command") else {
-                    out.reject(1, || {
-                        format!("{COMMAND_METRIC} point has no `command` attribute")
+                if cumulative && !sum.is_monotonic {
+                    out.reject(sum.data_points.len() as i64, || {
+                        format!("a cumulative {COMMAND_METRIC} must be monotonic: record it with a counter")
                     });
                     continue;
-                };
-                let success = match (
-                    attr_str(&p.attributes, "outcome"),
-                    attr(&p.attributes, "success"),
-                ) {
-                    (Some(outcome), _) => Some(outcome == "success"),
-                    (None, Some(any_value::Value::BoolValue(b))) => Some(*b),
-                    _ => None,
-                };
-                if success == Some(false) {
-                    // Counted from the failed command's ERROR span instead (see module docs).
-                    continue;
                 }
-                let point_id = format!("{pi}|{}|{}", p.start_time_unix_nano, p.time_unix_nano);
-                let attrs = p.encode_to_vec();
-                for i in 0..count {
-                    let mut e = Event::new(
-                        derived_uuid(&[b"metric", &attrs, point_id.as_bytes(), &i.to_be_bytes()]),
-                        EventType::Command,
-                        command,
-                        Timestamp::from_unix_ms(ms_of_nanos(p.time_unix_nano)),
-                        derived_uuid(&[b"metric-session", &attrs]),
-                    );
-                    e.success = success;
-                    push(&mut out, &template, &mut pending, e, received);
+                let series = Series {
+                    resource: &resource,
+                    scope: &scope,
+                    cumulative,
+                };
+                for (index, p) in sum.data_points.iter().enumerate() {
+                    match command_events(series, index, p) {
+                        Ok(events) => {
+                            for e in events {
+                                push(&mut out, &template, &mut pending, e, received);
+                            }
+                        }
+                        Err(why) => out.reject(1, || why),
+                    }
                 }
             }
         }
         flush(&mut out, pending);
     }
     out
+}
+
+/// The series a [`COMMAND_METRIC`] point belongs to: its resource (encoded), instrumentation
+/// scope name and temporality.
+#[derive(Clone, Copy)]
+struct Series<'a> {
+    resource: &'a [u8],
+    scope: &'a str,
+    cumulative: bool,
+}
+
+/// The command events of the `index`-th [`COMMAND_METRIC`] point (none for failures, see the
+/// module docs), or why the point is refused.
+fn command_events(
+    series: Series<'_>,
+    index: usize,
+    p: &NumberDataPoint,
+) -> Result<Vec<Event>, String> {
+    let count = match p.value {
+        Some(number_data_point::Value::AsInt(i)) => i,
+        Some(number_data_point::Value::AsDouble(f)) if f.is_finite() && f >= 0.0 => {
+            f.round() as i64
+        }
+        _ => -1,
+    };
+    if !(0..=MAX_POINT_INVOCATIONS).contains(&count) {
+        return Err(if series.cumulative {
+            format!(
+                "cumulative {COMMAND_METRIC} point value must be 0 to {MAX_POINT_INVOCATIONS}: \
+                 use delta temporality for long-running processes"
+            )
+        } else {
+            format!("{COMMAND_METRIC} point value must be 0 to {MAX_POINT_INVOCATIONS}")
+        });
+    }
+    if series.cumulative && p.start_time_unix_nano == 0 {
+        // Without a start time, the series of two installs could not be told apart.
+        return Err(format!(
+            "cumulative {COMMAND_METRIC} point has no start time: set start_time_unix_nano"
+        ));
+    }
+    let command = attr_str(&p.attributes, "command")
+        .ok_or_else(|| format!("{COMMAND_METRIC} point has no `command` attribute"))?;
+    let success = match (
+        attr_str(&p.attributes, "outcome"),
+        attr(&p.attributes, "success"),
+    ) {
+        (Some(outcome), _) => Some(outcome == "success"),
+        (None, Some(any_value::Value::BoolValue(b))) => Some(*b),
+        _ => None,
+    };
+    if success == Some(false) {
+        // Counted from the failed command's ERROR span instead (see module docs).
+        return Ok(Vec::new());
+    }
+    // Delta: the point itself (attributes, times, value) and its position identify its
+    // invocations. Cumulative: the series (resource, scope, attributes in a stable order, start
+    // time) does, so the i-th invocation keeps its id as the total grows.
+    let series_seed = series.cumulative.then(|| {
+        let mut attrs: Vec<Vec<u8>> = p.attributes.iter().map(Message::encode_to_vec).collect();
+        attrs.sort_unstable();
+        let start = p.start_time_unix_nano.to_be_bytes();
+        let mut parts: Vec<&[u8]> = vec![series.resource, series.scope.as_bytes(), &start];
+        parts.extend(attrs.iter().map(Vec::as_slice));
+        derived_uuid(&parts)
+    });
+    let encoded = p.encode_to_vec();
+    let point_id = format!("{index}|{}|{}", p.start_time_unix_nano, p.time_unix_nano);
+    let session = match &series_seed {
+        Some(seed) => derived_uuid(&[b"metric-cumulative-session", seed.as_bytes()]),
+        None => derived_uuid(&[b"metric-session", &encoded]),
+    };
+    let events = (0..count)
+        .map(|i| {
+            let id = match &series_seed {
+                Some(seed) => {
+                    derived_uuid(&[b"metric-cumulative", seed.as_bytes(), &i.to_be_bytes()])
+                }
+                None => derived_uuid(&[b"metric", &encoded, point_id.as_bytes(), &i.to_be_bytes()]),
+            };
+            let mut e = Event::new(
+                id,
+                EventType::Command,
+                command,
+                Timestamp::from_unix_ms(ms_of_nanos(p.time_unix_nano)),
+                session.clone(),
+            );
+            e.success = success;
+            e
+        })
+        .collect();
+    Ok(events)
 }
 
 fn any_str(v: Option<&AnyValue>) -> Option<&str> {
@@ -690,6 +776,131 @@ mod tests {
         let s = Status::decode(&bytes[..]).unwrap();
         assert_eq!(s.code, 8);
         assert_eq!(s.message, "rate_limited: slow down");
+    }
+
+    /// One `command_invocation` point of `total` successful `test` runs in a Sum of
+    /// `temporality`, from a resource named `service`.
+    fn invocations(
+        service: &str,
+        temporality: AggregationTemporality,
+        monotonic: bool,
+        start_ns: u64,
+        time_ns: u64,
+        total: i64,
+    ) -> ExportMetricsServiceRequest {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        };
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..KeyValue::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", service)],
+                    ..Resource::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: COMMAND_METRIC.into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            aggregation_temporality: temporality as i32,
+                            is_monotonic: monotonic,
+                            data_points: vec![NumberDataPoint {
+                                // The official SDKs' attribute order is not promised stable.
+                                attributes: if total % 2 == 0 {
+                                    vec![kv("command", "test"), kv("outcome", "success")]
+                                } else {
+                                    vec![kv("outcome", "success"), kv("command", "test")]
+                                },
+                                start_time_unix_nano: start_ns,
+                                time_unix_nano: time_ns,
+                                value: Some(number_data_point::Value::AsInt(total)),
+                                ..NumberDataPoint::default()
+                            }],
+                        })),
+                        ..Metric::default()
+                    }],
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        }
+    }
+
+    fn ids(m: &Mapped) -> Vec<String> {
+        m.batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(|e| e.event_id.clone()))
+            .collect()
+    }
+
+    /// Regression: the official SDKs export cumulative sums by default, which were refused
+    /// ("must use delta temporality"), so an SDK left at its defaults stored no invocation.
+    #[test]
+    fn cumulative_totals_map_to_stable_ids_per_series() {
+        use AggregationTemporality::{Cumulative, Delta};
+        let now = now_ms();
+        let ns = |ms: i64| (ms as u64) * 1_000_000;
+        let (start, t1, t2) = (ns(now - 60_000), ns(now - 30_000), ns(now - 1_000));
+        let map = |req| map_metrics(req, "p", now);
+        let first = map(invocations("acme", Cumulative, true, start, t1, 2));
+        let second = map(invocations("acme", Cumulative, true, start, t2, 5));
+        assert_eq!(
+            (first.rejected, second.rejected),
+            (0, 0),
+            "{}",
+            second.message
+        );
+        let (first, second) = (ids(&first), ids(&second));
+        assert_eq!((first.len(), second.len()), (2, 5));
+        assert_eq!(
+            first,
+            second[..2],
+            "the first two invocations keep their ids"
+        );
+
+        // Another series (start time, resource) has its own invocations.
+        let restarted = map(invocations("acme", Cumulative, true, start + 1, t2, 2));
+        let other = map(invocations("other", Cumulative, true, start, t2, 2));
+        for m in [&restarted, &other] {
+            assert!(ids(m).iter().all(|id| !second.contains(id)));
+        }
+        // Delta points are separate invocations even with equal values.
+        let d1 = ids(&map(invocations("acme", Delta, true, start, t1, 2)));
+        let d2 = ids(&map(invocations("acme", Delta, true, t1, t2, 2)));
+        assert!(d1.iter().all(|id| !d2.contains(id)));
+
+        // Refused, with a reason: no start time, not monotonic, too many.
+        for (req, why) in [
+            (
+                invocations("acme", Cumulative, true, 0, t1, 2),
+                "no start time",
+            ),
+            (
+                invocations("acme", Cumulative, false, start, t1, 2),
+                "monotonic",
+            ),
+            (
+                invocations(
+                    "acme",
+                    Cumulative,
+                    true,
+                    start,
+                    t1,
+                    MAX_POINT_INVOCATIONS + 1,
+                ),
+                "delta",
+            ),
+        ] {
+            let m = map(req);
+            assert!(m.batches.is_empty() && m.rejected > 0, "{why}");
+            assert!(m.message.contains(why), "{}", m.message);
+        }
     }
 
     #[test]

@@ -70,6 +70,20 @@ impl From<tokio_postgres::Error> for StorageError {
     }
 }
 
+/// The 16 bytes stored for an event or session id: the UUID's own bytes
+/// ([`optel_wire::parse_uuid`]; ingest validates both ids as UUIDs). Anything else, which
+/// validation never lets through, maps to the first 16 bytes of its SHA-256 rather than failing
+/// the whole group commit.
+pub fn uuid_bytes(id: &str) -> [u8; 16] {
+    optel_wire::parse_uuid(id).unwrap_or_else(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    })
+}
+
 /// `Result` with [`StorageError`].
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -84,6 +98,54 @@ pub struct Project {
     pub created_ms: i64,
     /// Whether the k-anonymous public view (`/public/v1/projects/{name}/...`) is on.
     pub public: bool,
+}
+
+/// A validated batch with the work that does not need the database done in advance, on the
+/// request's own thread rather than the single writer's: event and session ids as 16 bytes,
+/// metadata as JSON text, the install hash of the pseudonym, and the rollup delta of the batch
+/// as if every event were new (a backend recomputes it for the rare batch with duplicates).
+#[derive(Debug)]
+pub struct PreparedBatch {
+    /// Project the batch belongs to.
+    pub project_id: i64,
+    /// The batch itself.
+    pub batch: Batch,
+    /// [`uuid_bytes`] of each event's `event_id`, in event order.
+    pub event_ids: Vec<[u8; 16]>,
+    /// [`uuid_bytes`] of each event's `session_id`, in event order.
+    pub session_ids: Vec<[u8; 16]>,
+    /// Each event's metadata as a JSON object, `None` when empty.
+    pub metadata: Vec<Option<String>>,
+    /// [`crate::rollup::install_hash`] of the batch's pseudonym.
+    pub install: u64,
+    /// Rollup delta of all the batch's events ([`crate::rollup::Delta::add_batch`]).
+    pub delta: crate::rollup::Delta,
+}
+
+impl PreparedBatch {
+    /// Prepares `batch` of project `project_id`.
+    pub fn new(project_id: i64, batch: Batch) -> Self {
+        let install = crate::rollup::install_hash(&batch.pseudonym);
+        let mut delta = crate::rollup::Delta::default();
+        delta.add_batch(project_id, &batch, install, &batch.events);
+        Self {
+            project_id,
+            event_ids: batch.events.iter().map(|e| uuid_bytes(&e.event_id)).collect(),
+            session_ids: batch.events.iter().map(|e| uuid_bytes(&e.session_id)).collect(),
+            metadata: batch
+                .events
+                .iter()
+                .map(|e| {
+                    (!e.metadata.is_empty())
+                        .then(|| serde_json::to_string(&e.metadata).ok())
+                        .flatten()
+                })
+                .collect(),
+            install,
+            delta,
+            batch,
+        }
+    }
 }
 
 /// What [`Store::insert_batches`] did with one batch.
@@ -191,6 +253,20 @@ pub trait Store: Send + Sync + 'static {
         batches: &[(i64, &Batch)],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>>;
+    /// [`Store::insert_batches`] for batches prepared off the writer thread
+    /// ([`PreparedBatch::new`]); the default ignores the preparation. Backends that use it
+    /// may take the prepared rollup deltas out of `batches`.
+    ///
+    /// # Errors
+    /// As [`Store::insert_batches`].
+    fn insert_prepared(
+        &self,
+        batches: &mut [PreparedBatch],
+        received_ms: i64,
+    ) -> Result<Vec<InsertOutcome>> {
+        let refs: Vec<(i64, &Batch)> = batches.iter().map(|b| (b.project_id, &b.batch)).collect();
+        self.insert_batches(&refs, received_ms)
+    }
     /// `rollup_counts` rows of a project over a day range.
     ///
     /// # Errors

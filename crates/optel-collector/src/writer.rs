@@ -3,7 +3,7 @@
 //! Ingest handlers do not touch the database: they hand validated batches to [`Writer`], whose
 //! dedicated thread takes every batch waiting in its bounded queue (up to
 //! [`MAX_GROUP_EVENTS`] events), stores them in ONE transaction
-//! ([`Store::insert_batches`]), and only then answers each handler. Many concurrent requests
+//! ([`Store::insert_prepared`]), and only then answers each handler. Many concurrent requests
 //! thus share one commit (one fsync) instead of queueing for the database lock one by one.
 //! When the queue is full, [`Writer::submit`] fails at once with [`SubmitError::Saturated`] and
 //! the handler answers 503 with `Retry-After`, instead of buffering without bound.
@@ -16,7 +16,7 @@ use optel_wire::Batch;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::storage::{InsertOutcome, Store};
+use crate::storage::{InsertOutcome, PreparedBatch, Store};
 
 /// Default queue capacity, in batches.
 pub const DEFAULT_QUEUE: usize = 256;
@@ -38,8 +38,7 @@ pub enum SubmitError {
 pub type WriteResult = Result<InsertOutcome, String>;
 
 struct Job {
-    project_id: i64,
-    batch: Batch,
+    prepared: PreparedBatch,
     received_ms: i64,
     reply: oneshot::Sender<WriteResult>,
 }
@@ -110,9 +109,10 @@ impl Writer {
             return Err(SubmitError::Stopped);
         }
         let (reply, rx) = oneshot::channel();
+        // The work that needs no database is done here, on the request's thread, keeping the
+        // single writer thread for the database alone.
         let job = Box::new(Job {
-            project_id,
-            batch,
+            prepared: PreparedBatch::new(project_id, batch),
             received_ms,
             reply,
         });
@@ -150,7 +150,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>
         let mut events = 0;
         match first {
             Msg::Write(j) => {
-                events += j.batch.events.len();
+                events += j.prepared.batch.events.len();
                 jobs.push(*j);
             }
             Msg::Stop => stop = true,
@@ -158,7 +158,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>
         while !stop && events < MAX_GROUP_EVENTS {
             match rx.try_recv() {
                 Ok(Msg::Write(j)) => {
-                    events += j.batch.events.len();
+                    events += j.prepared.batch.events.len();
                     jobs.push(*j);
                 }
                 Ok(Msg::Stop) => stop = true,
@@ -178,19 +178,20 @@ fn commit(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
     let started = Instant::now();
     // A group spans one received time: the earliest, so nothing is dated after its answer.
     let received = jobs.iter().map(|j| j.received_ms).min().unwrap_or(0);
-    let batches: Vec<(i64, &Batch)> = jobs.iter().map(|j| (j.project_id, &j.batch)).collect();
-    let result = store.insert_batches(&batches, received);
-    metrics.observe_commit(started.elapsed(), jobs.len());
+    let (mut batches, replies): (Vec<PreparedBatch>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.prepared, j.reply)).unzip();
+    let result = store.insert_prepared(&mut batches, received);
+    metrics.observe_commit(started.elapsed(), replies.len());
     match result {
         Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, batches = jobs.len(), "group commit failed");
-            for job in jobs {
-                let _ = job.reply.send(Err(e.to_string()));
+            tracing::error!(error = %e, batches = replies.len(), "group commit failed");
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
             }
         }
     }

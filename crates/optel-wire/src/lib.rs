@@ -505,6 +505,33 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// The 16 bytes of a UUID in its hyphenated text form (either case), or `None` when `s` is not
+/// one ([`is_uuid`]). The collector stores event and session ids this way.
+///
+/// ```
+/// let id = "ffffffff-ffff-4fff-bfff-ffffffffffff";
+/// assert_eq!(optel_wire::parse_uuid(id), Some([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x4f, 0xff,
+///     0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+/// assert_eq!(optel_wire::parse_uuid("42"), None);
+/// ```
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    if !is_uuid(s) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = s.bytes().filter(|&c| c != b'-').map(|c| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => c - b'A' + 10,
+    });
+    for byte in &mut out {
+        let hi = digits.next()?;
+        let lo = digits.next()?;
+        *byte = (hi << 4) | lo;
+    }
+    Some(out)
+}
+
 /// Formats 16 bytes as a UUID version 4 in its hyphenated text form (RFC 9562 §5.4), setting
 /// the version and variant bits: the one formatting of event ids, shared by the SDK (random
 /// ids) and the collector (ids derived from OTLP items).

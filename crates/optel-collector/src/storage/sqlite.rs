@@ -2,23 +2,26 @@
 //! writer of [`crate::writer`] is its only writer during ingest), every batch committed in one
 //! transaction with its rollups before the HTTP answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use optel_wire::{Batch, EventType};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{InsertOutcome, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent};
+use super::{
+    InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
+};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, EventFacts, HistRow, InstallSketch, SketchKind, SketchRow,
-    day_of, install_hash,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow,
+    day_of,
 };
 
 /// Migrations of the SQLite schema, applied in order; `PRAGMA user_version` records how many ran.
 const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_rollups.sql"),
+    include_str!("../../migrations/sqlite/0003_compact_events.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -28,6 +31,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Stops the checkpoint thread when the store is dropped.
     checkpointer: Option<Checkpointer>,
+    /// Install sketches as last committed (see [`SketchCache`]).
+    sketches: Mutex<SketchCache>,
 }
 
 /// A thread that checkpoints the WAL from its own connection, so that the writer's commits
@@ -92,11 +97,12 @@ impl SqliteStore {
         // the call returns); only an OS crash or power cut may lose the last transactions.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Event ids are random UUIDs, so inserts touch pages all over the primary key: keep
-        // them in memory (256 MiB page cache, 1 GiB memory map) rather than re-reading them
-        // through the kernel on every commit.
-        conn.pragma_update(None, "cache_size", -262_144)?;
-        conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
+        // Pages are read through a memory map (up to 8 GiB, SQLite may cap it lower), so the
+        // page cache mostly holds the pages a transaction dirties: 16 MiB. A larger cache made
+        // every commit slower (SQLite scans the whole cache's hash table when it ends a write
+        // transaction: 16 % of the CPU of a bulk insert at 256 MiB; BENCHMARKS.md).
+        conn.pragma_update(None, "cache_size", -16_384)?;
+        conn.pragma_update(None, "mmap_size", 8_589_934_592_i64)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&mut conn)?;
         // Checkpoints run on their own thread and connection (see `Checkpointer`); the
@@ -110,6 +116,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path,
             checkpointer,
+            sketches: Mutex::new(SketchCache::default()),
         })
     }
 
@@ -124,6 +131,40 @@ impl SqliteStore {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the sketch cache for a write transaction `tx` (begun IMMEDIATE, so nobody else
+    /// commits before it ends), emptied if another connection committed since it was filled.
+    fn sketch_cache(&self, tx: &rusqlite::Transaction<'_>) -> Result<SketchCache> {
+        let version: i64 = tx.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let mut cache = std::mem::take(
+            &mut *self
+                .sketches
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if cache.data_version != version || cache.map.len() > SKETCH_CACHE_MAX {
+            cache.map.clear();
+        }
+        cache.data_version = version;
+        Ok(cache)
+    }
+
+    /// Puts the cache back after a successful commit.
+    fn keep_sketches(&self, cache: SketchCache) {
+        *self
+            .sketches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
+    }
+
+    /// Forgets every cached sketch (after this connection changed sketches another way).
+    fn drop_sketches(&self) {
+        self.sketches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map
+            .clear();
     }
 }
 
@@ -157,8 +198,13 @@ fn project_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
 }
 
 /// Writes a rollup delta inside `tx`. With `removing`, install hashes are taken out of the
-/// sketches instead of added.
-fn apply_delta(tx: &rusqlite::Transaction<'_>, delta: &Delta, removing: bool) -> Result<()> {
+/// sketches instead of added. With `cache`, sketches are read from and kept in it.
+fn apply_delta(
+    tx: &rusqlite::Transaction<'_>,
+    delta: &Delta,
+    removing: bool,
+    cache: Option<&mut SketchCache>,
+) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO rollup_counts (project_id, day, event_type, name, version, os, arch, outcome,
             error_code, count, duration_sum)
@@ -198,28 +244,60 @@ fn apply_delta(tx: &rusqlite::Transaction<'_>, delta: &Delta, removing: bool) ->
         "INSERT OR REPLACE INTO rollup_installs (project_id, day, kind, value, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    let mut cache = cache;
     for (p, day, kind, value, hashes) in delta.sorted_installs() {
-        let stored: Option<Vec<u8>> = get
-            .query_row(params![p, day, kind.code(), value], |r| r.get(0))
-            .optional()?;
-        if removing && stored.is_none() {
-            continue;
-        }
-        let mut sketch = stored
-            .as_deref()
-            .map(InstallSketch::decode)
-            .unwrap_or_default();
+        let key = (p, day, kind, value.to_owned());
+        let cached = cache.as_deref_mut().and_then(|c| c.map.remove(&key));
+        let (mut sketch, existed) = match cached {
+            Some(sketch) => (sketch, true),
+            None => {
+                let stored: Option<Vec<u8>> = get
+                    .query_row(params![p, day, kind.code(), value], |r| r.get(0))
+                    .optional()?;
+                if removing && stored.is_none() {
+                    continue;
+                }
+                let existed = stored.is_some();
+                let sketch = stored
+                    .as_deref()
+                    .map(InstallSketch::decode)
+                    .unwrap_or_default();
+                (sketch, existed)
+            }
+        };
+        let mut changed = !existed;
         for &h in hashes {
             if removing {
                 sketch.remove(h);
+                changed = true;
             } else {
-                sketch.insert(h);
+                changed |= sketch.insert(h);
             }
         }
-        put.execute(params![p, day, kind.code(), value, sketch.encode()])?;
+        // Most installs seen on a day were seen before that day's earlier commits: their
+        // sketch is unchanged and is not written again.
+        if changed {
+            put.execute(params![p, day, kind.code(), value, sketch.encode()])?;
+        }
+        if let Some(c) = cache.as_deref_mut() {
+            c.map.insert(key, sketch);
+        }
     }
     Ok(())
 }
+
+/// The install sketches as last committed by this connection, keyed like the primary key of
+/// `rollup_installs`, so that a commit neither reads nor decodes the sketches it updates, and
+/// writes only those that changed. Valid while `PRAGMA data_version` is unchanged (no other
+/// connection, such as `optel forget` in another process, committed since).
+#[derive(Debug, Default)]
+struct SketchCache {
+    data_version: i64,
+    map: HashMap<(i64, i64, SketchKind, String), InstallSketch>,
+}
+
+/// Most sketches kept in [`SketchCache`] (each at most ~2 KiB) before it starts afresh.
+const SKETCH_CACHE_MAX: usize = 20_000;
 
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -264,7 +342,10 @@ impl Store for SqliteStore {
     fn delete_project(&self, name: &str) -> Result<bool> {
         let conn = self.conn();
         // Foreign keys cascade to keys, events and rollups.
-        Ok(conn.execute("DELETE FROM projects WHERE name = ?1", [name])? > 0)
+        let deleted = conn.execute("DELETE FROM projects WHERE name = ?1", [name])? > 0;
+        // Project ids may be reused: no sketch of the deleted project may outlive it.
+        self.drop_sketches();
+        Ok(deleted)
     }
 
     fn set_public(&self, name: &str, public: bool) -> Result<()> {
@@ -338,8 +419,21 @@ impl Store for SqliteStore {
         batches: &[(i64, &Batch)],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>> {
+        let mut prepared: Vec<PreparedBatch> = batches
+            .iter()
+            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
+            .collect();
+        self.insert_prepared(&mut prepared, received_ms)
+    }
+
+    fn insert_prepared(
+        &self,
+        batches: &mut [PreparedBatch],
+        received_ms: i64,
+    ) -> Result<Vec<InsertOutcome>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut sketches = self.sketch_cache(&tx)?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut delta = Delta::default();
         {
@@ -349,18 +443,14 @@ impl Store for SqliteStore {
                     duration_ms, success, error_code, metadata)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
-            for &(project_id, batch) in batches {
-                let mut outcome = InsertOutcome::default();
-                let install = install_hash(&batch.pseudonym);
-                for e in &batch.events {
-                    let metadata = if e.metadata.is_empty() {
-                        None
-                    } else {
-                        serde_json::to_string(&e.metadata).ok()
-                    };
+            let mut stored = Vec::new();
+            for p in batches.iter_mut() {
+                let batch = &p.batch;
+                stored.clear();
+                for (i, e) in batch.events.iter().enumerate() {
                     let n = stmt.execute(params![
-                        project_id,
-                        e.event_id.to_ascii_lowercase(),
+                        p.project_id,
+                        &p.event_ids[i][..],
                         e.event_type.as_str(),
                         e.name,
                         e.timestamp.unix_ms(),
@@ -368,27 +458,43 @@ impl Store for SqliteStore {
                         batch.service_name,
                         batch.service_version,
                         batch.pseudonym,
-                        e.session_id,
+                        &p.session_ids[i][..],
                         batch.os,
                         batch.arch,
                         e.duration_ms.map(|d| d as i64),
                         e.success,
                         e.error_code,
-                        metadata,
+                        p.metadata[i],
                     ])?;
                     if n == 1 {
-                        outcome.inserted += 1;
-                        delta.add(&EventFacts::of(project_id, batch, e, install), 1);
-                    } else {
-                        outcome.duplicates += 1;
+                        stored.push(e);
                     }
+                }
+                let outcome = InsertOutcome {
+                    inserted: stored.len() as u64,
+                    duplicates: (batch.events.len() - stored.len()) as u64,
+                };
+                if outcome.duplicates == 0 {
+                    delta.merge_from(&p.delta);
+                } else {
+                    // Some events were stored before: only the new ones count.
+                    delta.add_batch(p.project_id, batch, p.install, stored.iter().copied());
                 }
                 outcomes.push(outcome);
             }
         }
-        apply_delta(&tx, &delta, false)?;
-        tx.commit()?;
-        Ok(outcomes)
+        let result = apply_delta(&tx, &delta, false, Some(&mut sketches)).and_then(|()| {
+            tx.commit()?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                self.keep_sketches(sketches);
+                Ok(outcomes)
+            }
+            // The cache may hold sketches of the rolled-back transaction: drop it.
+            Err(e) => Err(e),
+        }
     }
 
     fn counts(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
@@ -469,13 +575,18 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let day = day_of(cutoff_ms);
-        let events = tx.execute("DELETE FROM events WHERE ts_ms < ?1", [cutoff_ms])? as u64;
+        // `ts_ms / 86400000` is the indexed expression (events_by_day, migration 0003).
+        let events = tx.execute(
+            "DELETE FROM events WHERE ts_ms / 86400000 <= ?1 AND ts_ms < ?2",
+            params![day, cutoff_ms],
+        )? as u64;
         let mut rollup_rows = 0;
         for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
             rollup_rows +=
                 tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [day])? as u64;
         }
         tx.commit()?;
+        self.drop_sketches();
         Ok(PurgeOutcome {
             events,
             rollup_rows,
@@ -516,7 +627,8 @@ impl Store for SqliteStore {
             }
         }
         let delta = super::forget_delta(&stored);
-        apply_delta(&tx, &delta, true)?;
+        apply_delta(&tx, &delta, true, None)?;
+        self.drop_sketches();
         let mut deleted = 0;
         for p in pseudonyms.iter().collect::<HashSet<_>>() {
             deleted += tx.execute(

@@ -1,0 +1,235 @@
+//! `optel serve --tls-cert --tls-key`: a real collector process serving HTTPS with the test-only
+//! self-signed certificate in `tests/fixtures` (see its README), a client that trusts exactly
+//! that certificate, and the failure modes an operator meets: plain HTTP on the HTTPS port,
+//! silent or broken clients, missing, unreadable or mismatched files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{OPTEL, Server, create_project, optel};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// An HTTPS client that trusts only the test certificate (no webpki roots, no system store).
+fn https_agent() -> ureq::Agent {
+    let pem = std::fs::read(fixture("tls-test.crt")).unwrap();
+    let cert = ureq::tls::Certificate::from_pem(&pem).unwrap();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn batch(first: u32, n: u32) -> Vec<u8> {
+    let now = optel_wire::Timestamp::now().to_string();
+    let events: Vec<_> = (first..first + n)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("00000000-0000-4000-8000-{i:012}"),
+                "event_type": "command", "name": "build", "timestamp": now,
+                "session_id": "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+                "duration_ms": 10, "success": true
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schema_version": 1, "service_name": "acme", "service_version": "1.0.0",
+        "pseudonym": "5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", "os": "linux", "arch": "x86_64",
+        "events": events
+    }))
+    .unwrap()
+}
+
+/// POSTs a batch; returns the status and the JSON body.
+fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut resp = agent
+        .post(&format!("{url}/v1/events"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        resp.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn stats_events(dir: &Path) -> u64 {
+    let d = dir.to_str().unwrap();
+    let out = optel(
+        &[
+            "stats",
+            "--project",
+            "acme",
+            "--format",
+            "json",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["events"].as_u64().unwrap()
+}
+
+#[test]
+fn https_ingest_plain_http_refused_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_project(dir.path(), "acme");
+    // The certificate comes from the config file, the key from the environment: both ways an
+    // operator may set them.
+    let config = dir.path().join("optel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls_cert = {:?}\nrate_per_key = 0\nrate_per_addr = 1\n",
+            fixture("tls-test.crt").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let key_file = fixture("tls-test.key");
+    let mut server = Server::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[("OPTEL_TLS_KEY", key_file.as_os_str())],
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    let https = https_agent();
+
+    // A client that connects and never speaks holds one handshake slot, not the server.
+    let silent = TcpStream::connect(&addr).unwrap();
+
+    let (status, body) = post(&https, &server.url, &key, &batch(1, 5));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 5, "{body}");
+
+    // Plain HTTP on the HTTPS port: a clean 400 that says what to do.
+    let plain = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let (status, body) = post(&plain, &format!("http://{addr}"), &key, &batch(100, 1));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "https_required", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://"),
+        "{body}"
+    );
+
+    // A broken handshake (a TLS record header, then garbage) is dropped without harm.
+    let mut broken = TcpStream::connect(&addr).unwrap();
+    broken
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .unwrap();
+    broken
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = broken.read_to_end(&mut sink);
+
+    // Still serving, and the same events again are not counted twice.
+    let (status, body) = post(&https, &server.url, &key, &batch(1, 5));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["duplicates"], 5, "{body}");
+    drop(silent);
+
+    // The client address reached the per-address limit (1 request/s, burst 2) over TLS.
+    let statuses: Vec<u16> = (0..6)
+        .map(|i| post(&https, &server.url, &key, &batch(200 + i, 1)).0)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+
+    // SIGTERM: in-flight work finishes, the writer drains, the process exits 0.
+    server.stop();
+    let accepted = 5 + statuses.iter().filter(|&&s| s == 200).count() as u64;
+    assert_eq!(stats_events(dir.path()), accepted);
+}
+
+/// Runs `optel serve` that must fail before listening; returns its stderr.
+fn serve_fails(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(OPTEL)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .env("OPTEL_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("listening"), "{err}");
+    err
+}
+
+#[test]
+fn certificate_and_key_errors_say_what_to_do() {
+    let cert = fixture("tls-test.crt");
+    let key = fixture("tls-test.key");
+    let other = fixture("tls-other.key");
+    let missing = fixture("no-such.pem");
+    let (cert, key, other, missing) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        other.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    );
+
+    let err = serve_fails(&["--tls-cert", missing, "--tls-key", key]);
+    assert!(
+        err.contains("cannot read the TLS certificate file") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    let err = serve_fails(&["--tls-cert", cert, "--tls-key", missing]);
+    assert!(
+        err.contains("cannot read the TLS key file") && err.contains("--tls-key"),
+        "{err}"
+    );
+    let err = serve_fails(&["--tls-cert", cert]);
+    assert!(err.contains("no key") && err.contains("--tls-key"), "{err}");
+    let err = serve_fails(&["--tls-key", key]);
+    assert!(
+        err.contains("no certificate") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    // The files swapped: no certificate in the key file, no key in the certificate file.
+    let err = serve_fails(&["--tls-cert", key, "--tls-key", cert]);
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+    let err = serve_fails(&["--tls-cert", cert, "--tls-key", cert]);
+    assert!(
+        err.contains("holds no PEM private key") && err.contains("PKCS#8"),
+        "{err}"
+    );
+    let err = serve_fails(&["--tls-cert", cert, "--tls-key", other]);
+    assert!(err.contains("does not match the certificate"), "{err}");
+}

@@ -1,0 +1,331 @@
+//! HTTPS on the collector's port (cargo feature `tls`): rustls with the `ring` provider, TLS 1.2
+//! and 1.3, HTTP/1.1 over it. [`TlsConfig::from_pem_files`] loads a PEM certificate chain and
+//! its private key; [`crate::serve_tls`] serves the same routes as [`crate::serve`] through
+//! [`TlsListener`].
+//!
+//! # Why a listener task
+//! Handshakes run on their own tasks (at most [`MAX_HANDSHAKES`] at once, each bounded by
+//! [`HANDSHAKE_TIMEOUT`]), not in the accept loop, so one slow or silent client cannot stall
+//! every other connection. Completed connections are handed to the server with the client's
+//! address, which reaches the rate limiter exactly as on plain HTTP.
+//!
+//! # Plain HTTP on the TLS port
+//! A client that speaks plain HTTP to the HTTPS port (a first byte that is not a TLS handshake
+//! record) gets `400 Bad Request` with an `https_required` JSON error body
+//! ([`optel_wire::ErrorBody`]) telling it to use `https://`, and the connection is closed. Any
+//! other failed handshake is logged at debug level and dropped. Neither affects other
+//! connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// Most TLS handshakes in progress at once; past that, new connections wait in the kernel's
+/// accept backlog.
+pub const MAX_HANDSHAKES: usize = 1_024;
+/// Longest a client may take to complete its TLS handshake (or to send its first byte).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First byte of a TLS record carrying a handshake message (RFC 8446 §5.1, `ContentType`).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Why the certificate or key cannot be used. Every message names the file and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate file cannot be read.
+    #[error(
+        "cannot read the TLS certificate file {path:?} ({cause}): pass a readable PEM file \
+         with --tls-cert or OPTEL_TLS_CERT"
+    )]
+    ReadCert {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error (in the message, not a `source`: the message is complete).
+        cause: io::Error,
+    },
+    /// The key file cannot be read.
+    #[error(
+        "cannot read the TLS key file {path:?} ({cause}): pass a readable PEM file with \
+         --tls-key or OPTEL_TLS_KEY"
+    )]
+    ReadKey {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error (in the message, not a `source`: the message is complete).
+        cause: io::Error,
+    },
+    /// The certificate file holds no usable PEM certificate.
+    #[error(
+        "the TLS certificate file {path:?} holds no PEM certificate ({reason}): pass the \
+         server certificate followed by any intermediates, each as `-----BEGIN CERTIFICATE-----`"
+    )]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM parser found.
+        reason: String,
+    },
+    /// The key file holds no usable PEM private key.
+    #[error(
+        "the TLS key file {path:?} holds no PEM private key ({reason}): pass an unencrypted \
+         PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 \
+         (`BEGIN EC PRIVATE KEY`) key; decrypt an encrypted one with `openssl pkey`"
+    )]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM parser found.
+        reason: String,
+    },
+    /// The key is not the certificate's key.
+    #[error(
+        "the TLS key {key:?} does not match the certificate {cert:?}: pass the private key \
+         the certificate was issued for (the first certificate in the file is the server's)"
+    )]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refuses the certificate or key for another reason (e.g. an unsupported key type).
+    #[error(
+        "the TLS certificate {cert:?} with key {key:?} cannot be used ({reason}): use an \
+         RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key and its certificate"
+    )]
+    Unusable {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls' reason.
+        reason: String,
+    },
+}
+
+/// A loaded certificate and key, ready to serve: rustls with the `ring` provider, TLS 1.2 and
+/// 1.3, ALPN `http/1.1`, no client certificates.
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("alpn", &self.server.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// Loads a PEM certificate chain (`cert`: the server certificate first, then intermediates)
+    /// and its PEM private key (`key`: PKCS#8, PKCS#1 or SEC1, unencrypted).
+    ///
+    /// # Errors
+    /// [`TlsError`]: a file cannot be read, holds no certificate or key, the key does not
+    /// match the certificate, or rustls cannot use them.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let cert_pem = std::fs::read(cert).map_err(|cause| TlsError::ReadCert {
+            path: cert.to_owned(),
+            cause,
+        })?;
+        let key_pem = std::fs::read(key).map_err(|cause| TlsError::ReadKey {
+            path: key.to_owned(),
+            cause,
+        })?;
+        let no_cert = |reason: String| TlsError::NoCertificate {
+            path: cert.to_owned(),
+            reason,
+        };
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, pem::Error>>()
+            .map_err(|e| no_cert(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(no_cert("no `BEGIN CERTIFICATE` section".into()));
+        }
+        let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::NoKey {
+            path: key.to_owned(),
+            reason: match e {
+                pem::Error::NoItemsFound => "no unencrypted private key section".into(),
+                other => other.to_string(),
+            },
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
+                    cert: cert.to_owned(),
+                    key: key.to_owned(),
+                },
+                other => TlsError::Unusable {
+                    cert: cert.to_owned(),
+                    key: key.to_owned(),
+                    reason: other.to_string(),
+                },
+            })?;
+        // The router speaks HTTP/1.1 only (axum's `http1` feature).
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            server: Arc::new(server),
+        })
+    }
+}
+
+/// An [`axum::serve::Listener`] of TLS connections: accepts TCP on `listener`, completes
+/// handshakes on their own tasks, and yields established connections with the client's
+/// address. Dropping it stops accepting; handshakes in progress are abandoned.
+#[derive(Debug)]
+pub struct TlsListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    acceptor: JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener` with `tls`, on a task of the current tokio runtime.
+    ///
+    /// # Errors
+    /// The listener has no local address.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (as `tokio::spawn`).
+    pub fn new(listener: TcpListener, tls: &TlsConfig) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let acceptor = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(tls.server.clone()),
+            tx,
+        ));
+        Ok(Self {
+            local,
+            ready,
+            acceptor,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept loop never ends while this listener lives; should it, wait for the
+            // shutdown signal rather than spin.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, addr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // As axum's own loop: out of file descriptors and the like pass; back off.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, &acceptor)).await {
+                Ok(Ok(Some(tls))) => {
+                    // Fails only when the server is shutting down: the connection is dropped.
+                    let _ = ready.send((tls, addr)).await;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Completes the handshake, or answers a plain-HTTP client with 400 and returns `None`.
+async fn handshake(
+    tcp: TcpStream,
+    acceptor: &TlsAcceptor,
+) -> io::Result<Option<TlsStream<TcpStream>>> {
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 0 {
+        return Ok(None);
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        refuse_plain_http(tcp).await?;
+        return Ok(None);
+    }
+    acceptor.accept(tcp).await.map(Some)
+}
+
+/// The answer to plain HTTP on the HTTPS port, then a lingering close: the request is drained
+/// (up to 64 KiB, at most 1 s) so that the client reads the answer rather than a reset.
+async fn refuse_plain_http(mut tcp: TcpStream) -> io::Result<()> {
+    let body = serde_json::to_string(&optel_wire::ErrorBody {
+        error: optel_wire::ErrorDetail {
+            code: "https_required".into(),
+            message: "this collector port speaks HTTPS: use an https:// URL".into(),
+            field: None,
+        },
+    })
+    .unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body.as_bytes()).await?;
+    tcp.shutdown().await?;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    let drain = async {
+        while drained < 64 * 1024 {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
+}
