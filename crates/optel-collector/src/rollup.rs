@@ -642,14 +642,23 @@ mod tests {
         let base = 1_750_000_000_000;
         for i in 0..60u64 {
             let (kind, name) = match i % 5 {
-                0 | 1 => (EventType::Command, ["build", "test", "init"][(i % 3) as usize]),
+                0 | 1 => (
+                    EventType::Command,
+                    ["build", "test", "init"][(i % 3) as usize],
+                ),
                 2 => (EventType::Feature, "cache"),
                 3 => (EventType::Method, "Client::get"),
                 _ => (EventType::Custom, "custom"),
             };
             // Three UTC days, so sketches of several days come out of one batch.
             let ts = Timestamp::from_unix_ms(base + (i as i64 % 3) * DAY_MS);
-            let mut e = Event::new(optel_wire::format_uuid_v4([i as u8; 16]), kind, name, ts, "s");
+            let mut e = Event::new(
+                optel_wire::format_uuid_v4([i as u8; 16]),
+                kind,
+                name,
+                ts,
+                "s",
+            );
             if kind == EventType::Command {
                 e.duration_ms = Some(i * 37);
                 e.success = Some(i % 4 != 0);

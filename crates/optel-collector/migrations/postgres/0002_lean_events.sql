@@ -1,49 +1,86 @@
--- optel collector, PostgreSQL schema version 2: a leaner raw events table for ingest at scale
--- (docs/adr/004-collector-storage.md, BENCHMARKS.md "PostgreSQL ingest").
+-- optel collector, PostgreSQL schema version 2: lean raw events for ingest at scale
+-- (docs/adr/004-collector-storage.md; BENCHMARKS.md, "PostgreSQL ingest", has the profiles).
 --
--- Measured on version 1 (perf of the backend during `optel bench ingest`): the foreign key
--- check on every inserted event (an RI trigger running one SPI query per row) took ~18 % of the
--- backend's CPU, and the unique index on a 36-character TEXT id compared with the locale's
--- strcoll. Version 2:
--- - `event_id` and `session_id` are UUID (16 bytes, compared with memcmp);
--- - no foreign key on `events`: `PgStore::delete_project` deletes a project's events itself;
--- - `events_by_time` (a B-tree on (project_id, ts_ms), one more index insert per event) becomes
---   a BRIN index on ts_ms, which retention needs only to find old block ranges, and costs
---   almost nothing per insert since rows arrive roughly in time order;
--- - an index on pseudonym, so deletion by pseudonym (`forget`) no longer scans every event;
--- - the rollup tables, whose rows are updated in place on every commit, leave room on each page
---   for HOT updates (fillfactor 70).
-CREATE TABLE events_v2 (
-    project_id      BIGINT  NOT NULL,
-    event_id        UUID    NOT NULL,
-    ts_ms           BIGINT  NOT NULL,
+-- Measured on version 1 with perf during `optel bench ingest`: the foreign key check of every
+-- inserted event (an RI trigger running one SPI query per row) took ~18 % of the database's
+-- CPU, and the unique index on a 36-character TEXT id compared with the locale's strcoll. The
+-- batch-level columns (pseudonym, service, version, OS, architecture, received time) were
+-- repeated on every event, and deletion by pseudonym had no index at all (a full scan).
+-- Version 2:
+-- - `uploads`: one row per ingested batch with the batch-level columns, indexed by pseudonym
+--   (one index entry per batch, not per event). `upload_id`s come from a sequence that hands
+--   each collector a block of 1,024 at a time, so they grow with time;
+-- - `events`: UUID ids (16 bytes, memcmp), the upload it came in, no foreign key
+--   (`PgStore::delete_project` deletes a project's events itself), and BRIN indexes on
+--   `upload_id` (deletion by pseudonym) and `ts_ms` (retention): both grow with insertion
+--   order, so a BRIN finds their rows for almost no cost per insert, where the B-tree
+--   `events_by_time` was one more index descent per event;
+-- - rollup text keys in the "C" collation (byte order, as before for the ASCII names stored,
+--   without strcoll), and room on each rollup page for HOT updates (fillfactor 70): their
+--   rows are updated in place by every commit.
+CREATE SEQUENCE upload_ids INCREMENT BY 1024;
+
+CREATE TABLE uploads (
+    upload_id       BIGINT  PRIMARY KEY,
+    project_id      BIGINT  NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
     received_ms     BIGINT  NOT NULL,
-    duration_ms     BIGINT,
-    session_id      UUID    NOT NULL,
-    success         BOOLEAN,
-    event_type      TEXT    NOT NULL,
-    name            TEXT    NOT NULL,
+    pseudonym       TEXT    COLLATE "C" NOT NULL,
     service         TEXT    NOT NULL,
     service_version TEXT    NOT NULL,
-    pseudonym       TEXT    COLLATE "C" NOT NULL,
     os              TEXT    NOT NULL,
-    arch            TEXT    NOT NULL,
-    error_code      TEXT,
-    metadata        TEXT,
+    arch            TEXT    NOT NULL
+);
+CREATE INDEX uploads_by_pseudonym ON uploads (pseudonym);
+CREATE INDEX uploads_by_time ON uploads USING brin (received_ms);
+
+CREATE TABLE events_v2 (
+    project_id  BIGINT  NOT NULL,
+    event_id    UUID    NOT NULL,
+    upload_id   BIGINT  NOT NULL,
+    ts_ms       BIGINT  NOT NULL,
+    duration_ms BIGINT,
+    session_id  UUID    NOT NULL,
+    success     BOOLEAN,
+    event_type  TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    error_code  TEXT,
+    metadata    TEXT,
     PRIMARY KEY (project_id, event_id)
 );
-INSERT INTO events_v2 (project_id, event_id, ts_ms, received_ms, duration_ms, session_id, success,
-                       event_type, name, service, service_version, pseudonym, os, arch,
-                       error_code, metadata)
-    SELECT project_id, event_id::uuid, ts_ms, received_ms, duration_ms, session_id::uuid, success,
-           event_type, name, service, service_version, pseudonym, os, arch, error_code, metadata
-    FROM events;
+
+-- Version 1 events: one upload per distinct batch-level tuple.
+INSERT INTO uploads (upload_id, project_id, received_ms, pseudonym, service, service_version,
+                     os, arch)
+    SELECT row_number() OVER (ORDER BY received_ms, project_id, pseudonym),
+           project_id, received_ms, pseudonym, service, service_version, os, arch
+    FROM (SELECT DISTINCT project_id, received_ms, pseudonym, service, service_version, os, arch
+          FROM events) AS d;
+SELECT setval('upload_ids', COALESCE((SELECT max(upload_id) FROM uploads), 0) + 1, false);
+INSERT INTO events_v2 (project_id, event_id, upload_id, ts_ms, duration_ms, session_id, success,
+                       event_type, name, error_code, metadata)
+    SELECT e.project_id, e.event_id::uuid, u.upload_id, e.ts_ms, e.duration_ms,
+           e.session_id::uuid, e.success, e.event_type, e.name, e.error_code, e.metadata
+    FROM events e
+    JOIN uploads u ON u.project_id = e.project_id AND u.received_ms = e.received_ms
+        AND u.pseudonym = e.pseudonym AND u.service = e.service
+        AND u.service_version = e.service_version AND u.os = e.os AND u.arch = e.arch;
 DROP TABLE events;
 ALTER TABLE events_v2 RENAME TO events;
 ALTER INDEX events_v2_pkey RENAME TO events_pkey;
+CREATE INDEX events_by_upload ON events USING brin (upload_id);
 CREATE INDEX events_by_time ON events USING brin (ts_ms);
-CREATE INDEX events_by_pseudonym ON events (pseudonym);
 
-ALTER TABLE rollup_counts SET (fillfactor = 70);
-ALTER TABLE rollup_durations SET (fillfactor = 70);
-ALTER TABLE rollup_installs SET (fillfactor = 70);
+ALTER TABLE rollup_counts
+    ALTER COLUMN event_type TYPE TEXT COLLATE "C",
+    ALTER COLUMN name TYPE TEXT COLLATE "C",
+    ALTER COLUMN version TYPE TEXT COLLATE "C",
+    ALTER COLUMN os TYPE TEXT COLLATE "C",
+    ALTER COLUMN arch TYPE TEXT COLLATE "C",
+    ALTER COLUMN error_code TYPE TEXT COLLATE "C",
+    SET (fillfactor = 70);
+ALTER TABLE rollup_durations
+    ALTER COLUMN name TYPE TEXT COLLATE "C",
+    SET (fillfactor = 70);
+ALTER TABLE rollup_installs
+    ALTER COLUMN value TYPE TEXT COLLATE "C",
+    SET (fillfactor = 70);

@@ -12,10 +12,11 @@ use optel_wire::{Batch, EventType};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
 
-use super::{InsertOutcome, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent};
+use super::{
+    InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
+};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, EventFacts, HistRow, InstallSketch, SketchKind, SketchRow,
-    day_of, install_hash,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
 };
 
 /// Migrations of the PostgreSQL schema, applied in order; table `optel_schema` records how many
@@ -28,6 +29,10 @@ const PG_MIGRATIONS: &[&str] = &[
 /// Key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x6f70_7465_6c00_0001;
 
+/// TEMP: tuning knob.
+pub static COMMIT_CONCURRENCY: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(2);
+
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
 
@@ -38,6 +43,8 @@ pub struct PgStore {
     schema: Option<String>,
     /// Groups still to store with `INSERT … ON CONFLICT` before trying `COPY` again.
     skip_copy: AtomicU32,
+    /// Upload ids reserved from the `upload_ids` sequence and not used yet.
+    upload_ids: std::sync::Mutex<UploadIds>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -73,6 +80,9 @@ impl PgStore {
     /// The URL is malformed, the database is unreachable, or its schema is newer than this
     /// binary.
     pub fn connect(url: &str) -> Result<Self> {
+        if let Ok(n) = std::env::var("OPTEL_PG_WRITERS") {
+            COMMIT_CONCURRENCY.store(n.parse().unwrap_or(2), Ordering::Relaxed);
+        }
         Self::connect_in_schema(url, None)
     }
 
@@ -122,9 +132,15 @@ impl PgStore {
             pool,
             schema: schema.map(str::to_owned),
             skip_copy: AtomicU32::new(0),
+            upload_ids: std::sync::Mutex::new(UploadIds::default()),
         };
         store.run(|pool| async move { migrate(&pool, schema_owned(schema)).await })?;
         Ok(store)
+    }
+
+    /// The schema given to [`PgStore::connect_in_schema`], if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
     }
 
     /// Drops the schema this store was opened in, with all its tables (test clean-up).
@@ -214,35 +230,10 @@ fn project_from_row(r: &tokio_postgres::Row) -> Project {
     }
 }
 
-/// An event or session id in the binary form of PostgreSQL's `uuid` type (16 bytes, compared
-/// with memcmp: cheaper to send, store and index than the 36-character text).
+/// An event or session id ([`super::uuid_bytes`]) in the binary form of PostgreSQL's `uuid`
+/// type: 16 bytes compared with memcmp, cheaper to send, store and index than 36 characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Uuid([u8; 16]);
-
-impl Uuid {
-    /// Reads the 8-4-4-4-12 hex form in either case (what `optel_wire::is_uuid` accepts);
-    /// `None` for anything else.
-    fn parse(s: &str) -> Option<Self> {
-        if !optel_wire::is_uuid(s) {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        let digits = s.bytes().filter(|&c| c != b'-');
-        let mut high = None;
-        let mut i = 0;
-        for c in digits {
-            let v = (c as char).to_digit(16)? as u8;
-            match high.take() {
-                None => high = Some(v),
-                Some(h) => {
-                    *out.get_mut(i)? = (h << 4) | v;
-                    i += 1;
-                }
-            }
-        }
-        (i == 16).then_some(Self(out))
-    }
-}
 
 impl ToSql for Uuid {
     fn to_sql(
@@ -418,12 +409,17 @@ async fn apply_delta_and_commit(
             continue;
         };
         let mut sketch = InstallSketch::decode(bytes);
+        let mut changed = removing;
         for &h in *hashes {
             if removing {
                 sketch.remove(h);
             } else {
-                sketch.insert(h);
+                changed |= sketch.insert(h);
             }
+        }
+        // Most installs of a busy day are in its sketches already: nothing to write then.
+        if !changed {
+            continue;
         }
         u.0.push(*p);
         u.1.push(*day);
@@ -447,95 +443,173 @@ async fn apply_delta_and_commit(
     Ok(())
 }
 
-/// The columns of the events of a group, as `unnest()` takes them: the first occurrence of each
-/// (project, event id) only.
-#[derive(Default)]
-struct EventColumns<'a> {
-    /// (batch index, event index) of each row.
-    owner: Vec<(usize, usize)>,
-    project_id: Vec<i64>,
-    event_id: Vec<Uuid>,
-    ts_ms: Vec<i64>,
-    duration_ms: Vec<Option<i64>>,
-    session_id: Vec<Uuid>,
-    success: Vec<Option<bool>>,
-    event_type: Vec<&'a str>,
-    name: Vec<&'a str>,
-    service: Vec<&'a str>,
-    service_version: Vec<&'a str>,
-    pseudonym: Vec<&'a str>,
-    os: Vec<&'a str>,
-    arch: Vec<&'a str>,
-    error_code: Vec<Option<&'a str>>,
-    metadata: Vec<Option<String>>,
+/// Which rows of a group go to the database: the first occurrence of each (project, event id),
+/// in (project, event id) order. Every writer inserting in that order, two transactions that
+/// meet the same ids (a client retrying while its first attempt is still being committed) wait
+/// for each other in one direction only: no deadlock.
+struct Group {
+    /// Per batch, per event: whether it is the first occurrence in the group.
+    first: Vec<Vec<bool>>,
+    /// `(batch index, event index)` of the rows to store, in key order.
+    order: Vec<(usize, usize)>,
 }
 
-impl<'a> EventColumns<'a> {
-    /// # Errors
-    /// An event or session id that is not a UUID (batches are validated before they get here).
-    fn of(batches: &[(i64, &'a Batch)]) -> Result<Self> {
-        let n = batches.iter().map(|(_, b)| b.events.len()).sum();
-        let mut c = Self::default();
+impl Group {
+    fn of(batches: &[PreparedBatch]) -> Self {
+        let n = batches.iter().map(|b| b.event_ids.len()).sum();
         let mut seen = HashSet::with_capacity(n);
-        for (bi, &(project_id, batch)) in batches.iter().enumerate() {
-            for (ei, e) in batch.events.iter().enumerate() {
-                let bad = |what: &str, v: &str| {
-                    StorageError::Postgres(format!("{what} {v:?} is not a UUID"))
-                };
-                let id = Uuid::parse(&e.event_id).ok_or_else(|| bad("event id", &e.event_id))?;
-                if !seen.insert((project_id, id)) {
-                    continue;
-                }
-                let session =
-                    Uuid::parse(&e.session_id).ok_or_else(|| bad("session id", &e.session_id))?;
-                c.owner.push((bi, ei));
-                c.project_id.push(project_id);
-                c.event_id.push(id);
-                c.ts_ms.push(e.timestamp.unix_ms());
-                c.duration_ms.push(e.duration_ms.map(|d| d as i64));
-                c.session_id.push(session);
-                c.success.push(e.success);
-                c.event_type.push(e.event_type.as_str());
-                c.name.push(&e.name);
-                c.service.push(&batch.service_name);
-                c.service_version.push(&batch.service_version);
-                c.pseudonym.push(&batch.pseudonym);
-                c.os.push(&batch.os);
-                c.arch.push(&batch.arch);
-                c.error_code.push(e.error_code.as_deref());
-                c.metadata.push(if e.metadata.is_empty() {
-                    None
-                } else {
-                    serde_json::to_string(&e.metadata).ok()
-                });
-            }
+        let mut keyed = Vec::with_capacity(n);
+        let first = batches
+            .iter()
+            .enumerate()
+            .map(|(bi, b)| {
+                b.event_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(ei, id)| {
+                        let key = (b.project_id, *id);
+                        let new = seen.insert(key);
+                        if new {
+                            keyed.push((key, (bi, ei)));
+                        }
+                        new
+                    })
+                    .collect()
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|&(key, _)| key);
+        Self {
+            first,
+            order: keyed.into_iter().map(|(_, at)| at).collect(),
         }
-        Ok(c)
+    }
+
+    /// `(batch, its upload id, event index)` of every row to store, in key order.
+    fn rows<'a>(
+        &'a self,
+        batches: &'a [PreparedBatch],
+        uploads: &'a [i64],
+    ) -> impl Iterator<Item = (&'a PreparedBatch, i64, usize)> + 'a {
+        self.order
+            .iter()
+            .filter_map(move |&(bi, ei)| Some((batches.get(bi)?, *uploads.get(bi)?, ei)))
     }
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO events (project_id, event_id, ts_ms, received_ms,
-        duration_ms, session_id, success, event_type, name, service, service_version, pseudonym,
-        os, arch, error_code, metadata)
-     SELECT p, id, ts, $4, d, s, ok, t, n, sv, v, ps, os, a, e, m
-     FROM unnest($1::int8[], $2::uuid[], $3::int8[], $5::int8[], $6::uuid[], $7::bool[],
-        $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-        $15::text[], $16::text[]) AS u(p, id, ts, d, s, ok, t, n, sv, v, ps, os, a, e, m)
-     ON CONFLICT DO NOTHING";
+/// Upload ids still reserved by this store: `[next, end)` of a block of the `upload_ids`
+/// sequence.
+#[derive(Debug, Default)]
+struct UploadIds {
+    next: i64,
+    end: i64,
+}
 
-/// Which of the ids sent were inserted by this transaction (not stored before): asked only
-/// when the insert stored fewer rows than it was given.
-const NEW_IN_THIS_TRANSACTION: &str = "SELECT e.project_id, e.event_id FROM events e
-     JOIN unnest($1::int8[], $2::uuid[]) AS k(p, id) ON e.project_id = k.p AND e.event_id = k.id
-     WHERE e.xmin = pg_current_xact_id()::xid";
+/// `INCREMENT BY` of the `upload_ids` sequence (migration 0002): one `nextval` reserves this
+/// many upload ids for one store.
+const UPLOAD_ID_BLOCK: i64 = 1024;
 
-const COPY_EVENTS: &str = "COPY events (project_id, event_id, ts_ms, received_ms, duration_ms,
-        session_id, success, event_type, name, service, service_version, pseudonym, os, arch,
-        error_code, metadata)
+/// `n` fresh upload ids, from the block this store holds or from new blocks of the sequence.
+async fn upload_ids(
+    client: &deadpool_postgres::Client,
+    held: &std::sync::Mutex<UploadIds>,
+    n: usize,
+) -> Result<Vec<i64>> {
+    let lock = || {
+        held.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut out = Vec::with_capacity(n);
+    {
+        let mut h = lock();
+        while out.len() < n && h.next < h.end {
+            out.push(h.next);
+            h.next += 1;
+        }
+    }
+    let missing = (n - out.len()) as i64;
+    if missing > 0 {
+        let blocks = (missing + UPLOAD_ID_BLOCK - 1) / UPLOAD_ID_BLOCK;
+        let starts = client
+            .query(
+                "SELECT nextval('upload_ids') FROM generate_series(1, $1::int8)",
+                &[&blocks],
+            )
+            .await?;
+        let mut last = UploadIds::default();
+        for r in &starts {
+            let start: i64 = r.get(0);
+            let take = (n - out.len()).min(UPLOAD_ID_BLOCK as usize) as i64;
+            out.extend(start..start + take);
+            last = UploadIds {
+                next: start + take,
+                end: start + UPLOAD_ID_BLOCK,
+            };
+        }
+        let mut h = lock();
+        if h.next >= h.end {
+            *h = last;
+        }
+    }
+    Ok(out)
+}
+
+const INSERT_UPLOADS: &str = "INSERT INTO uploads (upload_id, project_id, received_ms, pseudonym,
+        service, service_version, os, arch)
+     SELECT u, p, $3, ps, sv, v, os, a
+     FROM unnest($1::int8[], $2::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[]) AS k(u, p, ps, sv, v, os, a)";
+
+/// Sends (pipelined: one round trip) BEGIN and the upload rows of the batches that have rows
+/// to store; `uploads[i]` is batch `i`'s id; `insert` is [`INSERT_UPLOADS`] prepared.
+///
+/// Both statements go out when this future is first polled (nothing is awaited before), so a
+/// statement polled after it in a `biased` join runs inside the transaction.
+async fn begin_with_uploads(
+    client: &deadpool_postgres::Client,
+    insert: &tokio_postgres::Statement,
+    batches: &[PreparedBatch],
+    group: &Group,
+    uploads: &[i64],
+    received_ms: i64,
+) -> Result<()> {
+    let mut cols: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<&str>) = Default::default();
+    let mut platform: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    for ((p, &upload), first) in batches.iter().zip(uploads).zip(&group.first) {
+        if !first.contains(&true) {
+            continue;
+        }
+        cols.0.push(upload);
+        cols.1.push(p.project_id);
+        cols.2.push(&p.batch.pseudonym);
+        cols.3.push(&p.batch.service_name);
+        platform.0.push(&p.batch.service_version);
+        platform.1.push(&p.batch.os);
+        platform.2.push(&p.batch.arch);
+    }
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &cols.0,
+        &cols.1,
+        &received_ms,
+        &cols.2,
+        &cols.3,
+        &platform.0,
+        &platform.1,
+        &platform.2,
+    ];
+    tokio::try_join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        client.execute(insert, &params),
+    )?;
+    Ok(())
+}
+
+const COPY_EVENTS: &str = "COPY events (project_id, event_id, upload_id, ts_ms, duration_ms,
+        session_id, success, event_type, name, error_code, metadata)
      FROM STDIN (FORMAT binary)";
 
 /// Column types of [`COPY_EVENTS`].
-const COPY_TYPES: [Type; 16] = [
+const COPY_TYPES: [Type; 11] = [
     Type::INT8,
     Type::UUID,
     Type::INT8,
@@ -547,90 +621,60 @@ const COPY_TYPES: [Type; 16] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
 ];
 
 /// After a `COPY` that met an id stored before, this many groups go straight to `INSERT … ON
 /// CONFLICT` (a client retrying is likely to retry more than once).
 const SKIP_COPY_AFTER_DUPLICATE: u32 = 16;
 
-/// The fast path: opens the transaction and `COPY`s every row into `events` (one index descent
-/// per row and unique index; no materialised arrays, no speculative insertion). `Ok(false)`
-/// when an id was stored before (the unique index refused it): the transaction is rolled back
-/// and nothing is stored, so the caller takes the `INSERT … ON CONFLICT` path instead.
+/// The fast path: opens the transaction, stores the uploads and `COPY`s every row into
+/// `events` (one index descent per row; no parameter arrays to materialise, no speculative
+/// insertion). `Ok(false)` when an id was stored before (the unique index refused it): the
+/// transaction is rolled back and nothing is stored, so the caller takes the `INSERT … ON
+/// CONFLICT` path instead.
 async fn copy_new_events(
     client: &deadpool_postgres::Client,
-    c: &EventColumns<'_>,
+    batches: &[PreparedBatch],
+    group: &Group,
+    uploads: &[i64],
     received_ms: i64,
 ) -> Result<bool> {
+    // Prepared first: a statement still being prepared would reach the server after the
+    // ones sent below, outside the transaction.
+    let insert_uploads = client.prepare_cached(INSERT_UPLOADS).await?;
     let copy = client.prepare_cached(COPY_EVENTS).await?;
     let (_, sink) = tokio::try_join!(
         biased;
-        client.batch_execute("BEGIN"),
-        client.copy_in::<_, bytes::Bytes>(&copy),
+        begin_with_uploads(client, &insert_uploads, batches, group, uploads, received_ms),
+        async { Ok(client.copy_in::<_, bytes::Bytes>(&copy).await?) },
     )?;
     // The writer (and its sink) must be gone before anything else is sent on this connection.
     let written = async {
         let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &COPY_TYPES);
         let mut writer = std::pin::pin!(writer);
-        for i in 0..c.owner.len() {
-            let (Some(p), Some(id), Some(ts), Some(d), Some(s), Some(ok)) = (
-                c.project_id.get(i),
-                c.event_id.get(i),
-                c.ts_ms.get(i),
-                c.duration_ms.get(i),
-                c.session_id.get(i),
-                c.success.get(i),
+        for (p, upload, i) in group.rows(batches, uploads) {
+            let (Some(e), Some(&id), Some(&session), Some(metadata)) = (
+                p.batch.events.get(i),
+                p.event_ids.get(i),
+                p.session_ids.get(i),
+                p.metadata.get(i),
             ) else {
-                continue;
-            };
-            let (
-                Some(t),
-                Some(n),
-                Some(sv),
-                Some(v),
-                Some(ps),
-                Some(os),
-                Some(a),
-                Some(e),
-                Some(m),
-            ) = (
-                c.event_type.get(i),
-                c.name.get(i),
-                c.service.get(i),
-                c.service_version.get(i),
-                c.pseudonym.get(i),
-                c.os.get(i),
-                c.arch.get(i),
-                c.error_code.get(i),
-                c.metadata.get(i),
-            )
-            else {
                 continue;
             };
             writer
                 .as_mut()
                 .write(&[
-                    p,
-                    id,
-                    ts,
-                    &received_ms,
-                    d,
-                    s,
-                    ok,
-                    t,
-                    n,
-                    sv,
-                    v,
-                    ps,
-                    os,
-                    a,
-                    e,
-                    m,
+                    &p.project_id,
+                    &Uuid(id),
+                    &upload,
+                    &e.timestamp.unix_ms(),
+                    &e.duration_ms.map(|d| d as i64),
+                    &Uuid(session),
+                    &e.success,
+                    &e.event_type.as_str(),
+                    &e.name,
+                    &e.error_code,
+                    metadata,
                 ])
                 .await?;
         }
@@ -647,111 +691,164 @@ async fn copy_new_events(
     }
 }
 
-/// Stores a group of batches in one transaction (see [`Store::insert_batches`]): by `COPY`
-/// when no id of the group was stored before (the usual case), else by
-/// `INSERT … ON CONFLICT DO NOTHING`, then the rollups of the rows newly stored, then COMMIT.
-async fn insert_group(
-    client: &deadpool_postgres::Client,
-    batches: &[(i64, &Batch)],
-    c: &EventColumns<'_>,
-    received_ms: i64,
-    skip_copy: &AtomicU32,
-) -> Result<Vec<InsertOutcome>> {
-    let skipping = skip_copy
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok();
-    let new = if !skipping && copy_new_events(client, c, received_ms).await? {
-        None
-    } else {
-        if !skipping {
-            skip_copy.store(SKIP_COPY_AFTER_DUPLICATE, Ordering::Relaxed);
-        }
-        insert_new_events(client, c, received_ms).await?
-    };
-    rollup_and_commit(client, batches, c, new.as_ref()).await
-}
+const INSERT_EVENTS: &str = "INSERT INTO events (project_id, event_id, upload_id, ts_ms,
+        duration_ms, session_id, success, event_type, name, error_code, metadata)
+     SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int8[],
+        $6::uuid[], $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[])
+     ON CONFLICT DO NOTHING";
 
-/// The path for groups with ids stored before: opens the transaction and inserts with
-/// `INSERT … ON CONFLICT DO NOTHING`; `Some(ids newly stored)` when some were skipped, `None`
-/// when every row was new.
+/// Which of the ids sent were inserted by this transaction (not stored before): asked only
+/// when the insert stored fewer rows than it was given.
+const NEW_IN_THIS_TRANSACTION: &str = "SELECT e.project_id, e.event_id FROM events e
+     JOIN unnest($1::int8[], $2::uuid[]) AS k(p, id) ON e.project_id = k.p AND e.event_id = k.id
+     WHERE e.xmin = pg_current_xact_id()::xid";
+
+/// The path for groups with ids stored before: opens the transaction, stores the uploads and
+/// inserts with `INSERT … ON CONFLICT DO NOTHING`; `Some(ids newly stored)` when some were
+/// skipped, `None` when every row was new.
+// One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+#[allow(clippy::type_complexity)]
 async fn insert_new_events(
     client: &deadpool_postgres::Client,
-    c: &EventColumns<'_>,
+    batches: &[PreparedBatch],
+    group: &Group,
+    uploads: &[i64],
     received_ms: i64,
 ) -> Result<Option<HashSet<(i64, Uuid)>>> {
+    let n = group.order.len();
+    let mut ids: (
+        Vec<i64>,
+        Vec<Uuid>,
+        Vec<i64>,
+        Vec<i64>,
+        Vec<Option<i64>>,
+        Vec<Uuid>,
+    ) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut facts: (
+        Vec<Option<bool>>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<Option<&str>>,
+        Vec<Option<&str>>,
+    ) = Default::default();
+    for (p, upload, i) in group.rows(batches, uploads) {
+        let (Some(e), Some(&id), Some(&session), Some(m)) = (
+            p.batch.events.get(i),
+            p.event_ids.get(i),
+            p.session_ids.get(i),
+            p.metadata.get(i),
+        ) else {
+            continue;
+        };
+        ids.0.push(p.project_id);
+        ids.1.push(Uuid(id));
+        ids.2.push(upload);
+        ids.3.push(e.timestamp.unix_ms());
+        ids.4.push(e.duration_ms.map(|d| d as i64));
+        ids.5.push(Uuid(session));
+        facts.0.push(e.success);
+        facts.1.push(e.event_type.as_str());
+        facts.2.push(&e.name);
+        facts.3.push(e.error_code.as_deref());
+        facts.4.push(m.as_deref());
+    }
+    let insert_uploads = client.prepare_cached(INSERT_UPLOADS).await?;
     let insert = client.prepare_cached(INSERT_EVENTS).await?;
-    let params: [&(dyn ToSql + Sync); 16] = [
-        &c.project_id,
-        &c.event_id,
-        &c.ts_ms,
-        &received_ms,
-        &c.duration_ms,
-        &c.session_id,
-        &c.success,
-        &c.event_type,
-        &c.name,
-        &c.service,
-        &c.service_version,
-        &c.pseudonym,
-        &c.os,
-        &c.arch,
-        &c.error_code,
-        &c.metadata,
+    let params: [&(dyn ToSql + Sync); 11] = [
+        &ids.0, &ids.1, &ids.2, &ids.3, &ids.4, &ids.5, &facts.0, &facts.1, &facts.2, &facts.3,
+        &facts.4,
     ];
     let (_, stored) = tokio::try_join!(
         biased;
-        client.batch_execute("BEGIN"),
-        client.execute(&insert, &params),
+        begin_with_uploads(client, &insert_uploads, batches, group, uploads, received_ms),
+        async { Ok(client.execute(&insert, &params).await?) },
     )?;
     // Usually every row is new; otherwise ask which ones (retried batches, other collectors).
-    let new: Option<HashSet<(i64, Uuid)>> = if stored as usize == c.owner.len() {
-        None
-    } else {
-        let which = client.prepare_cached(NEW_IN_THIS_TRANSACTION).await?;
-        let rows = client.query(&which, &[&c.project_id, &c.event_id]).await?;
-        Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    };
-    Ok(new)
+    if stored as usize == ids.0.len() {
+        return Ok(None);
+    }
+    let which = client.prepare_cached(NEW_IN_THIS_TRANSACTION).await?;
+    let rows = client.query(&which, &[&ids.0, &ids.1]).await?;
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
-/// Computes the rollup delta of the rows newly stored (`new`; every row when `None`), applies
-/// it and commits; one outcome per batch.
-async fn rollup_and_commit(
+/// Stores a group of batches in one transaction (see [`Store::insert_batches`]): by `COPY`
+/// when no id of the group was stored before (the usual case), else by
+/// `INSERT … ON CONFLICT DO NOTHING`; then the rollups of the rows newly stored, then COMMIT.
+async fn insert_group(
     client: &deadpool_postgres::Client,
-    batches: &[(i64, &Batch)],
-    c: &EventColumns<'_>,
-    new: Option<&HashSet<(i64, Uuid)>>,
+    store: &PgStore,
+    batches: &mut [PreparedBatch],
+    received_ms: i64,
 ) -> Result<Vec<InsertOutcome>> {
-    let mut outcomes: Vec<InsertOutcome> = batches
-        .iter()
-        .map(|(_, b)| InsertOutcome {
-            inserted: 0,
-            duplicates: b.events.len() as u64,
-        })
-        .collect();
-    let hashes: Vec<u64> = batches
-        .iter()
-        .map(|(_, b)| install_hash(&b.pseudonym))
-        .collect();
+    let group = Group::of(batches);
+    let uploads = upload_ids(client, &store.upload_ids, batches.len()).await?;
+    let skipping = store
+        .skip_copy
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok();
+    let new =
+        if !skipping && copy_new_events(client, batches, &group, &uploads, received_ms).await? {
+            None
+        } else {
+            if !skipping {
+                store
+                    .skip_copy
+                    .store(SKIP_COPY_AFTER_DUPLICATE, Ordering::Relaxed);
+            }
+            insert_new_events(client, batches, &group, &uploads, received_ms).await?
+        };
+    // The rollup delta of what was stored: a batch stored whole brings the delta prepared off
+    // the writer thread; a batch with duplicates is recomputed from its new events.
     let mut delta = Delta::default();
-    for (row, &(bi, ei)) in c.owner.iter().enumerate() {
-        let (Some(&project_id), Some(&id)) = (c.project_id.get(row), c.event_id.get(row)) else {
-            continue;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut empty_uploads = Vec::new();
+    for ((p, first), &upload) in batches.iter_mut().zip(&group.first).zip(&uploads) {
+        let stored: Vec<&optel_wire::Event> = p
+            .batch
+            .events
+            .iter()
+            .zip(first)
+            .zip(&p.event_ids)
+            .filter(|&((_, &f), id)| {
+                f && new
+                    .as_ref()
+                    .is_none_or(|n| n.contains(&(p.project_id, Uuid(*id))))
+            })
+            .map(|((e, _), _)| e)
+            .collect();
+        let outcome = InsertOutcome {
+            inserted: stored.len() as u64,
+            duplicates: (p.batch.events.len() - stored.len()) as u64,
         };
-        if new.is_some_and(|n| !n.contains(&(project_id, id))) {
-            continue;
+        if outcome.inserted == 0 {
+            empty_uploads.push(upload);
+        } else if outcome.duplicates == 0 {
+            if delta.is_empty() {
+                delta = std::mem::take(&mut p.delta);
+            } else {
+                delta.merge_from(&p.delta);
+            }
+        } else {
+            delta.add_batch(p.project_id, &p.batch, p.install, stored);
         }
-        let (Some(&(_, batch)), Some(outcome), Some(&hash)) =
-            (batches.get(bi), outcomes.get_mut(bi), hashes.get(bi))
-        else {
-            continue;
-        };
-        let Some(e) = batch.events.get(ei) else {
-            continue;
-        };
-        outcome.inserted += 1;
-        outcome.duplicates -= 1;
-        delta.add(&EventFacts::of(project_id, batch, e, hash), 1);
+        outcomes.push(outcome);
+    }
+    if new.is_some() && !empty_uploads.is_empty() {
+        // A batch stored before in full (a retry) leaves no upload behind.
+        client
+            .execute(
+                "DELETE FROM uploads WHERE upload_id = ANY($1)",
+                &[&empty_uploads],
+            )
+            .await?;
     }
     apply_delta_and_commit(client, &delta, false).await?;
     Ok(outcomes)
@@ -907,16 +1004,30 @@ impl Store for PgStore {
         })
     }
 
+    fn concurrent_commits(&self) -> usize {
+        COMMIT_CONCURRENCY.load(Ordering::Relaxed)
+    }
+
     fn insert_batches(
         &self,
         batches: &[(i64, &Batch)],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>> {
-        let columns = EventColumns::of(batches)?;
+        let mut prepared: Vec<PreparedBatch> = batches
+            .iter()
+            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
+            .collect();
+        self.insert_prepared(&mut prepared, received_ms)
+    }
+
+    fn insert_prepared(
+        &self,
+        batches: &mut [PreparedBatch],
+        received_ms: i64,
+    ) -> Result<Vec<InsertOutcome>> {
         self.run(|pool| async move {
             let client = get(&pool).await?;
-            let result =
-                insert_group(&client, batches, &columns, received_ms, &self.skip_copy).await;
+            let result = insert_group(&client, self, batches, received_ms).await;
             rollback_on_error(&client, result).await
         })
     }
@@ -1065,6 +1176,14 @@ impl Store for PgStore {
             let events = tx
                 .execute("DELETE FROM events WHERE ts_ms < $1", &[&cutoff_ms])
                 .await?;
+            // An upload's events lie at most an hour after it was received (ingest refuses
+            // timestamps further in the future): a day's margin keeps every upload that may
+            // still have events, so deletion by pseudonym can find them.
+            tx.execute(
+                "DELETE FROM uploads WHERE received_ms < $1",
+                &[&(cutoff_ms - crate::rollup::DAY_MS)],
+            )
+            .await?;
             let mut rollup_rows = 0;
             for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
                 rollup_rows += tx
@@ -1089,27 +1208,35 @@ impl Store for PgStore {
         self.run(|pool| async move {
             let client = get(&pool).await?;
             let result = async {
-                let delete = client.prepare_cached(FORGET_EVENTS).await?;
+                let uploads = client.prepare_cached(FORGET_UPLOADS).await?;
                 let params: [&(dyn ToSql + Sync); 2] = [&unique, &project_id];
-                let (_, rows) = tokio::try_join!(
+                let (_, uploads) = tokio::try_join!(
                     biased;
                     client.batch_execute("BEGIN"),
-                    client.query(&delete, &params),
+                    client.query(&uploads, &params),
                 )?;
+                let ids: Vec<i64> = uploads.iter().map(|r| r.get(0)).collect();
+                let by_id: HashMap<i64, &tokio_postgres::Row> =
+                    uploads.iter().map(|r| (r.get(0), r)).collect();
+                let events = client.prepare_cached(FORGET_EVENTS).await?;
+                let rows = client.query(&events, &[&ids]).await?;
                 let stored: Vec<StoredEvent> = rows
                     .iter()
-                    .map(|r| StoredEvent {
-                        project_id: r.get(0),
-                        ts_ms: r.get(1),
-                        event_type: EventType::parse(r.get(2)).unwrap_or(EventType::Custom),
-                        name: r.get(3),
-                        version: r.get(4),
-                        os: r.get(5),
-                        arch: r.get(6),
-                        duration_ms: r.get::<_, Option<i64>>(7).map(|d| d.max(0) as u64),
-                        success: r.get(8),
-                        error_code: r.get(9),
-                        pseudonym: r.get(10),
+                    .filter_map(|r| {
+                        let upload = by_id.get(&r.get::<_, i64>(0))?;
+                        Some(StoredEvent {
+                            project_id: upload.get(1),
+                            ts_ms: r.get(1),
+                            event_type: EventType::parse(r.get(2)).unwrap_or(EventType::Custom),
+                            name: r.get(3),
+                            version: upload.get(2),
+                            os: upload.get(3),
+                            arch: upload.get(4),
+                            duration_ms: r.get::<_, Option<i64>>(4).map(|d| d.max(0) as u64),
+                            success: r.get(5),
+                            error_code: r.get(6),
+                            pseudonym: upload.get(5),
+                        })
                     })
                     .collect();
                 let delta = super::forget_delta(&stored);
@@ -1122,8 +1249,13 @@ impl Store for PgStore {
     }
 }
 
-/// Deletes a pseudonym's events (index `events_by_pseudonym`), returning what the rollups need.
-const FORGET_EVENTS: &str = "DELETE FROM events WHERE pseudonym = ANY($1)
+/// Deletes the uploads of some pseudonyms (index `uploads_by_pseudonym`), returning what the
+/// rollups need of them.
+const FORGET_UPLOADS: &str = "DELETE FROM uploads WHERE pseudonym = ANY($1)
        AND ($2::int8 IS NULL OR project_id = $2)
-     RETURNING project_id, ts_ms, event_type, name, service_version, os, arch, duration_ms,
-               success, error_code, pseudonym";
+     RETURNING upload_id, project_id, service_version, os, arch, pseudonym";
+
+/// Deletes the events of some uploads (BRIN index `events_by_upload`), returning what the
+/// rollups need.
+const FORGET_EVENTS: &str = "DELETE FROM events WHERE upload_id = ANY($1)
+     RETURNING upload_id, ts_ms, event_type, name, duration_ms, success, error_code";

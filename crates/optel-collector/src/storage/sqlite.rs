@@ -13,8 +13,7 @@ use super::{
     InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow,
-    day_of,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
 };
 
 /// Migrations of the SQLite schema, applied in order; `PRAGMA user_version` records how many ran.
