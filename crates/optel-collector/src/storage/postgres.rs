@@ -45,6 +45,8 @@ pub struct PgStore {
     skip_copy: AtomicU32,
     /// Upload ids reserved from the `upload_ids` sequence and not used yet.
     upload_ids: std::sync::Mutex<UploadIds>,
+    /// `rollup_keys` ids seen.
+    keys: std::sync::Mutex<KeyCache>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -133,6 +135,7 @@ impl PgStore {
             schema: schema.map(str::to_owned),
             skip_copy: AtomicU32::new(0),
             upload_ids: std::sync::Mutex::new(UploadIds::default()),
+            keys: std::sync::Mutex::new(KeyCache::default()),
         };
         store.run(|pool| async move { migrate(&pool, schema_owned(schema)).await })?;
         Ok(store)
@@ -267,13 +270,174 @@ async fn rollback_on_error<T>(client: &tokio_postgres::Client, result: Result<T>
     result
 }
 
-const UPSERT_COUNTS: &str = "INSERT INTO rollup_counts (project_id, day, event_type, name, version,
-        os, arch, outcome, error_code, count, duration_sum)
-     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[],
-        $6::text[], $7::text[], $8::int8[], $9::text[], $10::int8[], $11::int8[])
-     ON CONFLICT (project_id, day, event_type, name, version, os, arch, outcome, error_code)
-     DO UPDATE SET count = rollup_counts.count + excluded.count,
-                   duration_sum = rollup_counts.duration_sum + excluded.duration_sum";
+const UPSERT_CELLS: &str = "INSERT INTO rollup_cells (project_id, day, key_id, command, failed,
+        count, duration_sum)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bool[], $5::bool[],
+        $6::int8[], $7::int8[])
+     ON CONFLICT (project_id, day, key_id)
+     DO UPDATE SET count = rollup_cells.count + excluded.count,
+                   duration_sum = rollup_cells.duration_sum + excluded.duration_sum";
+
+const CREATE_KEYS: &str = "INSERT INTO rollup_keys (project_id, event_type, name, version, os,
+        arch, outcome, error_code)
+     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::int8[], $8::text[])
+     ON CONFLICT DO NOTHING";
+
+const READ_KEYS: &str = "SELECT r.key_id, r.project_id, r.event_type, r.name, r.version, r.os,
+        r.arch, r.outcome, r.error_code
+     FROM rollup_keys r
+     JOIN unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::int8[], $8::text[]) AS k(p, t, n, v, os, a, o, e)
+       ON r.project_id = k.p AND r.event_type = k.t AND r.name = k.n AND r.version = k.v
+      AND r.os = k.os AND r.arch = k.a AND r.outcome = k.o AND r.error_code = k.e";
+
+/// Most `rollup_keys` ids a store remembers; past that the cache starts over (names are chosen
+/// by clients, so their number is bounded only by what they send).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// The `rollup_keys` ids this store has seen: (project, count key without its day) → id.
+/// Ids never change once committed, so the cache needs no invalidation.
+#[derive(Debug, Default)]
+struct KeyCache {
+    hasher: foldhash::fast::RandomState,
+    /// Hash of the key → (project, key with day 0, id); several on a hash collision.
+    ids: HashMap<u64, Vec<(i64, CountKey, i64)>>,
+    len: usize,
+}
+
+impl KeyCache {
+    fn hash(&self, project_id: i64, k: &CountKey) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((
+            project_id,
+            &k.event_type,
+            &k.name,
+            &k.version,
+            &k.os,
+            &k.arch,
+            k.outcome,
+            &k.error_code,
+        ))
+    }
+
+    fn get(&self, project_id: i64, k: &CountKey) -> Option<i64> {
+        let same = |c: &CountKey| {
+            (
+                &c.event_type,
+                &c.name,
+                &c.version,
+                &c.os,
+                &c.arch,
+                c.outcome,
+                &c.error_code,
+            ) == (
+                &k.event_type,
+                &k.name,
+                &k.version,
+                &k.os,
+                &k.arch,
+                k.outcome,
+                &k.error_code,
+            )
+        };
+        self.ids
+            .get(&self.hash(project_id, k))?
+            .iter()
+            .find(|(p, c, _)| *p == project_id && same(c))
+            .map(|&(_, _, id)| id)
+    }
+
+    fn insert(&mut self, project_id: i64, mut k: CountKey, id: i64) {
+        if self.len >= MAX_CACHED_KEYS {
+            self.ids.clear();
+            self.len = 0;
+        }
+        k.day = 0;
+        let h = self.hash(project_id, &k);
+        self.ids.entry(h).or_default().push((project_id, k, id));
+        self.len += 1;
+    }
+}
+
+/// The `rollup_keys` id of each count key (aligned with `keys`). Keys not cached yet are
+/// created, if missing, on a connection of their own that commits at once: an id is then
+/// never one of a transaction that may still roll back, so it can be cached, and the
+/// transaction of the caller never waits for another collector's new keys.
+// One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+#[allow(clippy::type_complexity)]
+async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Result<Vec<i64>> {
+    let lock = || {
+        store
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut missing: Vec<(i64, &CountKey)> = {
+        let cache = lock();
+        keys.iter()
+            .filter(|(p, k)| cache.get(*p, k).is_none())
+            .copied()
+            .collect()
+    };
+    // What this call created or read, should the shared cache have started over meanwhile.
+    let mut fresh = KeyCache::default();
+    if !missing.is_empty() {
+        // Sorted: two collectors creating the same keys wait for each other in one order.
+        missing.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+        let mut more: (Vec<&str>, Vec<&str>, Vec<i64>, Vec<&str>) = Default::default();
+        for (p, k) in &missing {
+            cols.0.push(*p);
+            cols.1.push(&k.event_type);
+            cols.2.push(&k.name);
+            cols.3.push(&k.version);
+            more.0.push(&k.os);
+            more.1.push(&k.arch);
+            more.2.push(k.outcome);
+            more.3.push(&k.error_code);
+        }
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &cols.0, &cols.1, &cols.2, &cols.3, &more.0, &more.1, &more.2, &more.3,
+        ];
+        let own = get(&store.pool).await?;
+        let create = own.prepare_cached(CREATE_KEYS).await?;
+        let read = own.prepare_cached(READ_KEYS).await?;
+        let (_, rows) = tokio::try_join!(
+            biased;
+            own.execute(&create, &params),
+            own.query(&read, &params),
+        )?;
+        let mut cache = lock();
+        for r in &rows {
+            let key = CountKey {
+                day: 0,
+                event_type: r.get(2),
+                name: r.get(3),
+                version: r.get(4),
+                os: r.get(5),
+                arch: r.get(6),
+                outcome: r.get(7),
+                error_code: r.get(8),
+            };
+            fresh.insert(r.get(1), key.clone(), r.get(0));
+            cache.insert(r.get(1), key, r.get(0));
+        }
+    }
+    let cache = lock();
+    keys.iter()
+        .map(|(p, k)| {
+            cache
+                .get(*p, k)
+                .or_else(|| fresh.get(*p, k))
+                .ok_or_else(|| {
+                    StorageError::Postgres(format!(
+                        "rollup key {k:?} of project {p} was not created"
+                    ))
+                })
+        })
+        .collect()
+}
 
 const UPSERT_DURATIONS: &str = "INSERT INTO rollup_durations (project_id, day, name, bucket, count)
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])
@@ -307,31 +471,40 @@ const UPDATE_SKETCHES: &str = "UPDATE rollup_installs r SET sketch = k.s
 #[allow(clippy::type_complexity)]
 async fn apply_delta_and_commit(
     client: &deadpool_postgres::Client,
+    store: &PgStore,
     delta: &Delta,
     removing: bool,
 ) -> Result<()> {
     let counts = delta.sorted_counts();
+    let keys: Vec<(i64, &CountKey)> = counts.iter().map(|&(p, k, _, _)| (p, k)).collect();
+    let ids = key_ids(store, &keys).await?;
+    let mut cells: Vec<(i64, i64, i64, bool, bool, i64, i64)> = counts
+        .iter()
+        .zip(&ids)
+        .map(|(&(p, k, count, dur), &id)| {
+            let command = k.event_type == EventType::Command.as_str();
+            (p, k.day, id, command, command && k.outcome == 0, count, dur)
+        })
+        .collect();
+    // Key order of the cells' primary key: the order every writer locks them in.
+    cells.sort_unstable_by_key(|c| (c.0, c.1, c.2));
     let mut cols: (
         Vec<i64>,
         Vec<i64>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
+        Vec<i64>,
+        Vec<bool>,
+        Vec<bool>,
+        Vec<i64>,
+        Vec<i64>,
     ) = Default::default();
-    let mut more: (Vec<&str>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-    for (p, k, c, d) in &counts {
-        cols.0.push(*p);
-        cols.1.push(k.day);
-        cols.2.push(&k.event_type);
-        cols.3.push(&k.name);
-        cols.4.push(&k.version);
-        cols.5.push(&k.os);
-        more.0.push(&k.arch);
-        more.1.push(k.outcome);
-        more.2.push(&k.error_code);
-        more.3.push(*c);
-        more.4.push(*d);
+    for (p, day, id, command, failed, count, dur) in cells {
+        cols.0.push(p);
+        cols.1.push(day);
+        cols.2.push(id);
+        cols.3.push(command);
+        cols.4.push(failed);
+        cols.5.push(count);
+        cols.6.push(dur);
     }
     let mut durs: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
     for (p, day, name, bucket, count) in delta.sorted_durations() {
@@ -349,7 +522,7 @@ async fn apply_delta_and_commit(
         k.2.push(kind.code());
         k.3.push(value);
     }
-    let upsert_counts = client.prepare_cached(UPSERT_COUNTS).await?;
+    let upsert_cells = client.prepare_cached(UPSERT_CELLS).await?;
     let upsert_durations = client.prepare_cached(UPSERT_DURATIONS).await?;
     let create_sketches = client.prepare_cached(CREATE_SKETCHES).await?;
     let lock_sketches = client.prepare_cached(LOCK_SKETCHES).await?;
@@ -363,10 +536,9 @@ async fn apply_delta_and_commit(
             }
             client
                 .execute(
-                    &upsert_counts,
+                    &upsert_cells,
                     &[
-                        &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &more.0, &more.1,
-                        &more.2, &more.3, &more.4,
+                        &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
                     ],
                 )
                 .await
@@ -850,7 +1022,7 @@ async fn insert_group(
             )
             .await?;
     }
-    apply_delta_and_commit(client, &delta, false).await?;
+    apply_delta_and_commit(client, store, &delta, false).await?;
     Ok(outcomes)
 }
 
@@ -1037,9 +1209,10 @@ impl Store for PgStore {
             let rows = get(&pool)
                 .await?
                 .query(
-                    "SELECT day, event_type, name, version, os, arch, outcome, error_code, count,
-                            duration_sum
-                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3",
+                    "SELECT c.day, k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
+                            k.error_code, c.count, c.duration_sum
+                     FROM rollup_cells c JOIN rollup_keys k ON k.key_id = c.key_id
+                     WHERE c.project_id = $1 AND c.day >= $2 AND c.day <= $3",
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
@@ -1068,10 +1241,15 @@ impl Store for PgStore {
             let rows = get(&pool)
                 .await?
                 .query(
-                    "SELECT event_type, name, version, os, arch, outcome, error_code,
-                            SUM(count)::int8, SUM(duration_sum)::int8
-                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3
-                     GROUP BY event_type, name, version, os, arch, outcome, error_code",
+                    // Summed by key id first (integers hash fast), then named.
+                    "SELECT k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
+                            k.error_code, s.count, s.duration_sum
+                     FROM (SELECT key_id, SUM(count)::int8 AS count,
+                                  SUM(duration_sum)::int8 AS duration_sum
+                           FROM rollup_cells
+                           WHERE project_id = $1 AND day >= $2 AND day <= $3
+                           GROUP BY key_id) AS s
+                     JOIN rollup_keys k ON k.key_id = s.key_id",
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
@@ -1101,10 +1279,9 @@ impl Store for PgStore {
                 .await?
                 .query(
                     "SELECT day, SUM(count)::int8,
-                            COALESCE(SUM(count) FILTER (WHERE event_type = 'command'), 0)::int8,
-                            COALESCE(SUM(count) FILTER (WHERE event_type = 'command'
-                                                          AND outcome = 0), 0)::int8
-                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3
+                            COALESCE(SUM(count) FILTER (WHERE command), 0)::int8,
+                            COALESCE(SUM(count) FILTER (WHERE failed), 0)::int8
+                     FROM rollup_cells WHERE project_id = $1 AND day >= $2 AND day <= $3
                      GROUP BY day",
                     &[&project_id, &days.first, &days.last],
                 )
@@ -1185,7 +1362,7 @@ impl Store for PgStore {
             )
             .await?;
             let mut rollup_rows = 0;
-            for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
+            for table in ["rollup_cells", "rollup_durations", "rollup_installs"] {
                 rollup_rows += tx
                     .execute(&format!("DELETE FROM {table} WHERE day < $1"), &[&day])
                     .await?;
@@ -1240,7 +1417,7 @@ impl Store for PgStore {
                     })
                     .collect();
                 let delta = super::forget_delta(&stored);
-                apply_delta_and_commit(&client, &delta, true).await?;
+                apply_delta_and_commit(&client, self, &delta, true).await?;
                 Ok(stored.len() as u64)
             }
             .await;

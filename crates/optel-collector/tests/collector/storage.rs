@@ -188,6 +188,21 @@ fn postgres_upgrade_from_schema_1_keeps_events() {
             )
             .await
             .unwrap();
+        // Their rollups as schema 1 kept them: 3 successful `build`s of 5 ms each, today.
+        client
+            .execute(
+                "INSERT INTO rollup_counts (project_id, day, event_type, name, version, os,
+                    arch, outcome, error_code, count, duration_sum)
+                 SELECT id, $1, 'command', 'build', $2, $3, $4, 1, '', 3, 15 FROM projects",
+                &[
+                    &old.events[0].timestamp.unix_ms().div_euclid(86_400_000),
+                    &old.service_version,
+                    &old.os,
+                    &old.arch,
+                ],
+            )
+            .await
+            .unwrap();
         for e in &old.events {
             client
                 .execute(
@@ -219,10 +234,14 @@ fn postgres_upgrade_from_schema_1_keeps_events() {
         _dir: None,
     };
     let p = t.store.project_by_name("acme").unwrap().unwrap();
+    assert_eq!(rollup_events(&*t.store, p.id), 3);
+    assert_eq!(command(&*t.store, &p, "build").0, 3);
     let mut again = old.clone();
     again.events.push(batch(4, "build", 1).events.remove(0));
     assert_eq!(t.store.insert_batch(p.id, &again, now_ms()).unwrap(), outcome(1, 3));
+    assert_eq!(rollup_events(&*t.store, p.id), 4);
     assert_eq!(t.store.forget(None, &[pseudonym(4)]).unwrap(), 4);
+    assert_eq!(rollup_events(&*t.store, p.id), 0, "forget subtracts the upgraded rollups");
     let later = batch(5, "test", 2);
     assert_eq!(t.store.insert_batch(p.id, &later, now_ms()).unwrap(), outcome(2, 0));
 }
