@@ -33,6 +33,10 @@ const MIGRATION_LOCK: i64 = 0x6f70_7465_6c00_0001;
 pub static COMMIT_CONCURRENCY: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(2);
 
+/// How often a store whose server runs without autovacuum vacuums and analyzes the rollup
+/// tables itself ([`PgStore::upkeep`]).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
 
@@ -47,6 +51,9 @@ pub struct PgStore {
     upload_ids: std::sync::Mutex<UploadIds>,
     /// `rollup_keys` ids seen.
     keys: std::sync::Mutex<KeyCache>,
+    /// Whether this store looks after its rollup tables itself (the server runs with
+    /// `autovacuum = off`), and when it last did.
+    upkeep: Option<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -129,15 +136,27 @@ impl PgStore {
                 .build()
                 .map_err(|e| StorageError::Postgres(e.to_string()))?
         };
-        let store = Self {
+        let mut store = Self {
             rt: Some(rt),
             pool,
             schema: schema.map(str::to_owned),
             skip_copy: AtomicU32::new(0),
             upload_ids: std::sync::Mutex::new(UploadIds::default()),
             keys: std::sync::Mutex::new(KeyCache::default()),
+            upkeep: None,
         };
-        store.run(|pool| async move { migrate(&pool, schema_owned(schema)).await })?;
+        let autovacuum = store.run(|pool| async move {
+            migrate(&pool, schema_owned(schema)).await?;
+            let row = get(&pool).await?.query_one("SHOW autovacuum", &[]).await?;
+            Ok(row.get::<_, String>(0) == "on")
+        })?;
+        if !autovacuum {
+            store.upkeep = Some(std::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(UPKEEP_EVERY)
+                    .unwrap_or_else(std::time::Instant::now),
+            ));
+        }
         Ok(store)
     }
 
@@ -161,6 +180,43 @@ impl PgStore {
                 .await?;
             Ok(())
         })
+    }
+
+    /// With `autovacuum = off` on the server, nothing else keeps planner statistics of the
+    /// rollup tables or clears their dead rows (every commit updates them in place), and
+    /// dashboard queries planned without statistics sort where they should hash (measured: up
+    /// to 2× slower, BENCHMARKS.md). So after a commit, at most every [`UPKEEP_EVERY`], the
+    /// store runs `VACUUM (ANALYZE)` on them in the background: small tables, seconds of work
+    /// at most, and no lock that blocks ingest or queries. With autovacuum on, it never runs.
+    fn upkeep(&self) {
+        let (Some(last), Some(rt)) = (&self.upkeep, &self.rt) else {
+            return;
+        };
+        {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.elapsed() < UPKEEP_EVERY {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        let pool = self.pool.clone();
+        rt.spawn(async move {
+            let done = async {
+                get(&pool)
+                    .await?
+                    .batch_execute(
+                        "VACUUM (ANALYZE) rollup_keys, rollup_cells, rollup_durations,
+                            rollup_installs, uploads",
+                    )
+                    .await?;
+                Ok::<_, StorageError>(())
+            };
+            if let Err(e) = done.await {
+                tracing::warn!(error = %e, "vacuum of the rollup tables failed");
+            }
+        });
     }
 
     fn run<T, F, Fut>(&self, f: F) -> Result<T>
@@ -261,11 +317,14 @@ impl<'a> FromSql<'a> for Uuid {
     accepts!(UUID);
 }
 
-/// Ends the transaction a failed step left open (and aborted), so the pooled connection goes
-/// back clean; a connection that cannot even do that is closed, and the pool drops it.
-async fn rollback_on_error<T>(client: &tokio_postgres::Client, result: Result<T>) -> Result<T> {
+/// Closes the connection of a failed pipelined transaction instead of returning it to the
+/// pool: closing rolls the transaction back, and a failed step may have left the connection
+/// out of step with the server (a `COPY` refused before it starts, in a transaction a pipelined
+/// statement already aborted, is answered with two ReadyForQuery where the driver expects
+/// one). Failures are rare; a new connection costs a few milliseconds.
+fn discard_on_error<T>(client: deadpool_postgres::Client, result: Result<T>) -> Result<T> {
     if result.is_err() {
-        let _ = client.batch_execute("ROLLBACK").await;
+        drop(deadpool_postgres::Object::take(client));
     }
     result
 }
@@ -1197,11 +1256,13 @@ impl Store for PgStore {
         batches: &mut [PreparedBatch],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>> {
-        self.run(|pool| async move {
+        let outcomes = self.run(|pool| async move {
             let client = get(&pool).await?;
             let result = insert_group(&client, self, batches, received_ms).await;
-            rollback_on_error(&client, result).await
-        })
+            discard_on_error(client, result)
+        })?;
+        self.upkeep();
+        Ok(outcomes)
     }
 
     fn counts(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
@@ -1421,7 +1482,7 @@ impl Store for PgStore {
                 Ok(stored.len() as u64)
             }
             .await;
-            rollback_on_error(&client, result).await
+            discard_on_error(client, result)
         })
     }
 }
