@@ -1,16 +1,31 @@
 //! The PostgreSQL backend: tokio-postgres behind a deadpool pool, driven by a small private
-//! runtime so the [`Store`] trait stays synchronous. Events go in with one multi-row
-//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING`, rollups with multi-row
-//! upserts in the same transaction; rows are locked in key order so several collectors can
-//! share one database.
+//! runtime so the [`Store`] trait stays synchronous. Schema: `migrations/postgres/` (version 2
+//! explains the layout); design and measurements: `docs/adr/004-collector-storage.md` and
+//! BENCHMARKS.md.
+//!
+//! A group commit ([`Store::insert_prepared`]) is one transaction in three round trips:
+//! 1. `BEGIN`, one `uploads` row per batch, and a binary `COPY` of the group's events into
+//!    `events` in (project, event id) order, pipelined. When an id was stored before (a client
+//!    retrying), the unique index refuses the `COPY`; the transaction is rolled back and the
+//!    group goes in by `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` instead, as do
+//!    the next groups for a while;
+//! 2. the rollup delta of the rows newly stored: count cells and duration buckets upserted,
+//!    missing install sketches created and every sketch touched read `FOR UPDATE`, pipelined;
+//! 3. the merged sketches that changed, and `COMMIT`.
+//!
+//! Rows are locked in key order, table by table, so several collectors (and the writer's
+//! concurrent group commits, [`Store::concurrent_commits`]) wait for each other rather than
+//! deadlock, and upserts add to what another transaction committed: no lost update.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use optel_wire::{Batch, EventType};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
+// foldhash, randomly seeded per map, as in crate::rollup: SipHash showed in the writer's profile.
+use foldhash::{HashMap, HashSet};
 
 use super::{
     InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
@@ -29,9 +44,11 @@ const PG_MIGRATIONS: &[&str] = &[
 /// Key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x6f70_7465_6c00_0001;
 
-/// TEMP: tuning knob.
-pub static COMMIT_CONCURRENCY: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(2);
+/// Group commits a store runs at once ([`Store::concurrent_commits`]): while one commits its
+/// rollups, the next copies its events. Measured with `optel bench ingest` (BENCHMARKS.md):
+/// 1 → 51-66 k events/s, 2 → 62-73 k, 3 → 55-58 k (more transactions waiting on the same hot
+/// rollup rows, and smaller groups).
+const CONCURRENT_COMMITS: usize = 2;
 
 /// How often a store whose server runs without autovacuum vacuums and analyzes the rollup
 /// tables itself ([`PgStore::upkeep`]).
@@ -89,9 +106,6 @@ impl PgStore {
     /// The URL is malformed, the database is unreachable, or its schema is newer than this
     /// binary.
     pub fn connect(url: &str) -> Result<Self> {
-        if let Ok(n) = std::env::var("OPTEL_PG_WRITERS") {
-            COMMIT_CONCURRENCY.store(n.parse().unwrap_or(2), Ordering::Relaxed);
-        }
         Self::connect_in_schema(url, None)
     }
 
@@ -630,7 +644,7 @@ async fn apply_delta_and_commit(
                 .await
         },
     )?;
-    let mut stored: HashMap<(i64, i64, i64, &str), &[u8]> = HashMap::new();
+    let mut stored: HashMap<(i64, i64, i64, &str), &[u8]> = HashMap::default();
     for r in &locked {
         stored.insert((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4));
     }
@@ -688,7 +702,7 @@ struct Group {
 impl Group {
     fn of(batches: &[PreparedBatch]) -> Self {
         let n = batches.iter().map(|b| b.event_ids.len()).sum();
-        let mut seen = HashSet::with_capacity(n);
+        let mut seen = HashSet::with_capacity_and_hasher(n, Default::default());
         let mut keyed = Vec::with_capacity(n);
         let first = batches
             .iter()
@@ -1236,7 +1250,7 @@ impl Store for PgStore {
     }
 
     fn concurrent_commits(&self) -> usize {
-        COMMIT_CONCURRENCY.load(Ordering::Relaxed)
+        CONCURRENT_COMMITS
     }
 
     fn insert_batches(
