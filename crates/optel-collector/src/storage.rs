@@ -275,6 +275,12 @@ pub trait Store: Send + Sync + 'static {
         let refs: Vec<(i64, &Batch)> = batches.iter().map(|b| (b.project_id, &b.batch)).collect();
         self.insert_batches(&refs, received_ms)
     }
+    /// How many group commits the writer may run at once ([`crate::writer::Writer`]): 1
+    /// (the default) for a database with a single writer such as SQLite; more where
+    /// transactions can overlap, each group's raw inserts running while another commits.
+    fn concurrent_commits(&self) -> usize {
+        1
+    }
     /// `rollup_counts` rows of a project over a day range.
     ///
     /// # Errors

@@ -54,7 +54,7 @@ pub struct Writer {
     tx: mpsc::Sender<Msg>,
     capacity: usize,
     stopped: Arc<AtomicBool>,
-    done: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    done: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -67,10 +67,11 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread of `store` with a queue of `capacity` batches.
+    /// Starts the writer threads of `store` ([`Store::concurrent_commits`] of them, each
+    /// taking the next group while the others commit) with a queue of `capacity` batches.
     ///
     /// # Errors
-    /// The thread cannot be spawned.
+    /// A thread cannot be spawned.
     pub fn spawn(
         store: Arc<dyn Store>,
         capacity: usize,
@@ -78,14 +79,24 @@ impl Writer {
     ) -> std::io::Result<Self> {
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
-        let handle = std::thread::Builder::new()
-            .name("optel-writer".into())
-            .spawn(move || run(store, rx, metrics))?;
+        let queue = Arc::new(Queue {
+            rx: std::sync::Mutex::new(rx),
+            stopping: AtomicBool::new(false),
+        });
+        let mut handles = Vec::new();
+        for _ in 0..store.concurrent_commits().max(1) {
+            let (store, queue, metrics) = (store.clone(), queue.clone(), metrics.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name("optel-writer".into())
+                    .spawn(move || run(&*store, &queue, &metrics))?,
+            );
+        }
         Ok(Self {
             tx,
             capacity,
             stopped: Arc::new(AtomicBool::new(false)),
-            done: Arc::new(std::sync::Mutex::new(Some(handle))),
+            done: Arc::new(std::sync::Mutex::new(handles)),
         })
     }
 
@@ -128,50 +139,75 @@ impl Writer {
     pub async fn shutdown(&self, timeout: Duration) {
         self.stopped.store(true, Ordering::Release);
         let _ = tokio::time::timeout(timeout, self.tx.send(Msg::Stop)).await;
-        let handle = self
-            .done
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
-            let _ =
-                tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || h.join())).await;
-        }
+        let handles = std::mem::take(
+            &mut *self
+                .done
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let join = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        let _ = tokio::time::timeout(timeout, join).await;
     }
 }
 
-fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>) {
+/// The queue the writer threads share: one at a time takes a group out of it.
+struct Queue {
+    rx: std::sync::Mutex<mpsc::Receiver<Msg>>,
+    stopping: AtomicBool,
+}
+
+/// The next group: every batch waiting (at least one, up to [`MAX_GROUP_EVENTS`] events), and
+/// whether the stop message came.
+fn next_group(queue: &Queue) -> (Vec<Job>, bool) {
+    let mut rx = queue
+        .rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut jobs = Vec::new();
+    if queue.stopping.load(Ordering::Acquire) {
+        return (jobs, true);
+    }
     let mut stop = false;
-    while !stop {
-        let Some(first) = rx.blocking_recv() else {
-            return;
-        };
-        let mut jobs = Vec::new();
-        let mut events = 0;
-        match first {
-            Msg::Write(j) => {
+    let mut events = 0;
+    match rx.blocking_recv() {
+        Some(Msg::Write(j)) => {
+            events += j.prepared.batch.events.len();
+            jobs.push(*j);
+        }
+        Some(Msg::Stop) | None => stop = true,
+    }
+    while !stop && events < MAX_GROUP_EVENTS {
+        match rx.try_recv() {
+            Ok(Msg::Write(j)) => {
                 events += j.prepared.batch.events.len();
                 jobs.push(*j);
             }
-            Msg::Stop => stop = true,
+            Ok(Msg::Stop) => stop = true,
+            Err(_) => break,
         }
-        while !stop && events < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(Msg::Write(j)) => {
-                    events += j.prepared.batch.events.len();
-                    jobs.push(*j);
-                }
-                Ok(Msg::Stop) => stop = true,
-                Err(_) => break,
-            }
-        }
-        if jobs.is_empty() {
-            continue;
-        }
-        commit(&*store, jobs, &metrics);
     }
-    // Anything still queued after the stop is refused (503), not lost: its sender retries.
-    rx.close();
+    if stop {
+        queue.stopping.store(true, Ordering::Release);
+        // Anything still queued after the stop is refused (503), not lost: its sender retries.
+        rx.close();
+    }
+    (jobs, stop)
+}
+
+fn run(store: &dyn Store, queue: &Queue, metrics: &Metrics) {
+    loop {
+        let (jobs, stop) = next_group(queue);
+        if !jobs.is_empty() {
+            commit(store, jobs, metrics);
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 fn commit(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {

@@ -43,10 +43,15 @@ fn sqlite() -> TestStore {
     }
 }
 
+/// The test database: `OPTEL_TEST_DATABASE_URL`, default `host=127.0.0.1 user=postgres dbname=test`.
+fn pg_url() -> String {
+    std::env::var("OPTEL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into())
+}
+
 fn postgres() -> TestStore {
     static N: AtomicU64 = AtomicU64::new(0);
-    let url = std::env::var("OPTEL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+    let url = pg_url();
     let schema = format!(
         "optel_t{}_{}_{}",
         std::process::id(),
@@ -658,6 +663,14 @@ macro_rules! suite {
             fn hostile_requests_get_4xx() {
                 super::hostile_requests_get_4xx($make);
             }
+            #[test]
+            fn duplicates_within_and_across_groups_count_once() {
+                super::duplicates_within_and_across_groups_count_once($make);
+            }
+            #[test]
+            fn a_failed_group_stores_nothing() {
+                super::a_failed_group_stores_nothing($make);
+            }
         }
     };
 }
@@ -666,3 +679,4 @@ suite!(sqlite_backend, sqlite());
 suite!(postgres_backend, postgres());
 
 include!("collector/hostile.rs");
+include!("collector/storage.rs");

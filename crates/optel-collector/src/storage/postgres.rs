@@ -1,27 +1,58 @@
 //! The PostgreSQL backend: tokio-postgres behind a deadpool pool, driven by a small private
-//! runtime so the [`Store`] trait stays synchronous. Events go in with one multi-row
-//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING`, rollups with multi-row
-//! upserts in the same transaction; rows are locked in key order so several collectors can
-//! share one database.
+//! runtime so the [`Store`] trait stays synchronous. Schema: `migrations/postgres/` (version 2
+//! explains the layout); design and measurements: `docs/adr/004-collector-storage.md` and
+//! BENCHMARKS.md.
+//!
+//! A group commit ([`Store::insert_prepared`]) is one transaction in three round trips:
+//! 1. `BEGIN`, one `uploads` row per batch, and a binary `COPY` of the group's events into
+//!    `events` in (project, event id) order, pipelined. When an id was stored before (a client
+//!    retrying), the unique index refuses the `COPY`; the transaction is rolled back and the
+//!    group goes in by `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` instead, as do
+//!    the next groups for a while;
+//! 2. the rollup delta of the rows newly stored: count cells and duration buckets upserted,
+//!    missing install sketches created and every sketch touched read `FOR UPDATE`, pipelined;
+//! 3. the merged sketches that changed, and `COMMIT`.
+//!
+//! Rows are locked in key order, table by table, so several collectors (and the writer's
+//! concurrent group commits, [`Store::concurrent_commits`]) wait for each other rather than
+//! deadlock, and upserts add to what another transaction committed: no lost update.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use optel_wire::{Batch, EventType};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
+// foldhash, randomly seeded per map, as in crate::rollup: SipHash showed in the writer's profile.
+use foldhash::{HashMap, HashSet};
 
-use super::{InsertOutcome, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent};
+use super::{
+    InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
+};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, EventFacts, HistRow, InstallSketch, SketchKind, SketchRow,
-    day_of, install_hash,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
 };
 
 /// Migrations of the PostgreSQL schema, applied in order; table `optel_schema` records how many
 /// ran. An advisory lock serialises collectors that start at the same time.
-const PG_MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const PG_MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_lean_events.sql"),
+];
 
 /// Key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x6f70_7465_6c00_0001;
+
+/// Group commits a store runs at once ([`Store::concurrent_commits`]): while one commits its
+/// rollups, the next copies its events. Measured with `optel bench ingest` (BENCHMARKS.md):
+/// 1 → 51-66 k events/s, 2 → 62-73 k, 3 → 55-58 k (more transactions waiting on the same hot
+/// rollup rows, and smaller groups).
+const CONCURRENT_COMMITS: usize = 2;
+
+/// How often a store whose server runs without autovacuum vacuums and analyzes the rollup
+/// tables itself ([`PgStore::upkeep`]).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
@@ -31,6 +62,15 @@ pub struct PgStore {
     rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
     schema: Option<String>,
+    /// Groups still to store with `INSERT … ON CONFLICT` before trying `COPY` again.
+    skip_copy: AtomicU32,
+    /// Upload ids reserved from the `upload_ids` sequence and not used yet.
+    upload_ids: std::sync::Mutex<UploadIds>,
+    /// `rollup_keys` ids seen.
+    keys: std::sync::Mutex<KeyCache>,
+    /// Whether this store looks after its rollup tables itself (the server runs with
+    /// `autovacuum = off`), and when it last did.
+    upkeep: Option<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -110,13 +150,33 @@ impl PgStore {
                 .build()
                 .map_err(|e| StorageError::Postgres(e.to_string()))?
         };
-        let store = Self {
+        let mut store = Self {
             rt: Some(rt),
             pool,
             schema: schema.map(str::to_owned),
+            skip_copy: AtomicU32::new(0),
+            upload_ids: std::sync::Mutex::new(UploadIds::default()),
+            keys: std::sync::Mutex::new(KeyCache::default()),
+            upkeep: None,
         };
-        store.run(|pool| async move { migrate(&pool, schema_owned(schema)).await })?;
+        let autovacuum = store.run(|pool| async move {
+            migrate(&pool, schema_owned(schema)).await?;
+            let row = get(&pool).await?.query_one("SHOW autovacuum", &[]).await?;
+            Ok(row.get::<_, String>(0) == "on")
+        })?;
+        if !autovacuum {
+            store.upkeep = Some(std::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(UPKEEP_EVERY)
+                    .unwrap_or_else(std::time::Instant::now),
+            ));
+        }
         Ok(store)
+    }
+
+    /// The schema given to [`PgStore::connect_in_schema`], if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
     }
 
     /// Drops the schema this store was opened in, with all its tables (test clean-up).
@@ -134,6 +194,43 @@ impl PgStore {
                 .await?;
             Ok(())
         })
+    }
+
+    /// With `autovacuum = off` on the server, nothing else keeps planner statistics of the
+    /// rollup tables or clears their dead rows (every commit updates them in place), and
+    /// dashboard queries planned without statistics sort where they should hash (measured: up
+    /// to 2× slower, BENCHMARKS.md). So after a commit, at most every [`UPKEEP_EVERY`], the
+    /// store runs `VACUUM (ANALYZE)` on them in the background: small tables, seconds of work
+    /// at most, and no lock that blocks ingest or queries. With autovacuum on, it never runs.
+    fn upkeep(&self) {
+        let (Some(last), Some(rt)) = (&self.upkeep, &self.rt) else {
+            return;
+        };
+        {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.elapsed() < UPKEEP_EVERY {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        let pool = self.pool.clone();
+        rt.spawn(async move {
+            let done = async {
+                get(&pool)
+                    .await?
+                    .batch_execute(
+                        "VACUUM (ANALYZE) rollup_keys, rollup_cells, rollup_durations,
+                            rollup_installs, uploads",
+                    )
+                    .await?;
+                Ok::<_, StorageError>(())
+            };
+            if let Err(e) = done.await {
+                tracing::warn!(error = %e, "vacuum of the rollup tables failed");
+            }
+        });
     }
 
     fn run<T, F, Fut>(&self, f: F) -> Result<T>
@@ -206,134 +303,800 @@ fn project_from_row(r: &tokio_postgres::Row) -> Project {
     }
 }
 
+/// An event or session id ([`super::uuid_bytes`]) in the binary form of PostgreSQL's `uuid`
+/// type: 16 bytes compared with memcmp, cheaper to send, store and index than 36 characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Uuid([u8; 16]);
+
+impl ToSql for Uuid {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(IsNull::No)
+    }
+    accepts!(UUID);
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Uuid {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(raw.try_into()?))
+    }
+    accepts!(UUID);
+}
+
+/// Closes the connection of a failed pipelined transaction instead of returning it to the
+/// pool: closing rolls the transaction back, and a failed step may have left the connection
+/// out of step with the server (a `COPY` refused before it starts, in a transaction a pipelined
+/// statement already aborted, is answered with two ReadyForQuery where the driver expects
+/// one). Failures are rare; a new connection costs a few milliseconds.
+fn discard_on_error<T>(client: deadpool_postgres::Client, result: Result<T>) -> Result<T> {
+    if result.is_err() {
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+const UPSERT_CELLS: &str = "INSERT INTO rollup_cells (project_id, day, key_id, command, failed,
+        count, duration_sum)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bool[], $5::bool[],
+        $6::int8[], $7::int8[])
+     ON CONFLICT (project_id, day, key_id)
+     DO UPDATE SET count = rollup_cells.count + excluded.count,
+                   duration_sum = rollup_cells.duration_sum + excluded.duration_sum";
+
+const CREATE_KEYS: &str = "INSERT INTO rollup_keys (project_id, event_type, name, version, os,
+        arch, outcome, error_code)
+     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::int8[], $8::text[])
+     ON CONFLICT DO NOTHING";
+
+const READ_KEYS: &str = "SELECT r.key_id, r.project_id, r.event_type, r.name, r.version, r.os,
+        r.arch, r.outcome, r.error_code
+     FROM rollup_keys r
+     JOIN unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::int8[], $8::text[]) AS k(p, t, n, v, os, a, o, e)
+       ON r.project_id = k.p AND r.event_type = k.t AND r.name = k.n AND r.version = k.v
+      AND r.os = k.os AND r.arch = k.a AND r.outcome = k.o AND r.error_code = k.e";
+
+/// Most `rollup_keys` ids a store remembers; past that the cache starts over (names are chosen
+/// by clients, so their number is bounded only by what they send).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// The `rollup_keys` ids this store has seen: (project, count key without its day) → id.
+/// Ids never change once committed, so the cache needs no invalidation.
+#[derive(Debug, Default)]
+struct KeyCache {
+    hasher: foldhash::fast::RandomState,
+    /// Hash of the key → (project, key with day 0, id); several on a hash collision.
+    ids: HashMap<u64, Vec<(i64, CountKey, i64)>>,
+    len: usize,
+}
+
+impl KeyCache {
+    fn hash(&self, project_id: i64, k: &CountKey) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((
+            project_id,
+            &k.event_type,
+            &k.name,
+            &k.version,
+            &k.os,
+            &k.arch,
+            k.outcome,
+            &k.error_code,
+        ))
+    }
+
+    fn get(&self, project_id: i64, k: &CountKey) -> Option<i64> {
+        let same = |c: &CountKey| {
+            (
+                &c.event_type,
+                &c.name,
+                &c.version,
+                &c.os,
+                &c.arch,
+                c.outcome,
+                &c.error_code,
+            ) == (
+                &k.event_type,
+                &k.name,
+                &k.version,
+                &k.os,
+                &k.arch,
+                k.outcome,
+                &k.error_code,
+            )
+        };
+        self.ids
+            .get(&self.hash(project_id, k))?
+            .iter()
+            .find(|(p, c, _)| *p == project_id && same(c))
+            .map(|&(_, _, id)| id)
+    }
+
+    fn insert(&mut self, project_id: i64, mut k: CountKey, id: i64) {
+        if self.len >= MAX_CACHED_KEYS {
+            self.ids.clear();
+            self.len = 0;
+        }
+        k.day = 0;
+        let h = self.hash(project_id, &k);
+        self.ids.entry(h).or_default().push((project_id, k, id));
+        self.len += 1;
+    }
+}
+
+/// The `rollup_keys` id of each count key (aligned with `keys`). Keys not cached yet are
+/// created, if missing, on a connection of their own that commits at once: an id is then
+/// never one of a transaction that may still roll back, so it can be cached, and the
+/// transaction of the caller never waits for another collector's new keys.
 // One Vec per column, as unnest() takes them: the tuples are wide on purpose.
 #[allow(clippy::type_complexity)]
-async fn apply_delta(
-    tx: &deadpool_postgres::Transaction<'_>,
+async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Result<Vec<i64>> {
+    let lock = || {
+        store
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut missing: Vec<(i64, &CountKey)> = {
+        let cache = lock();
+        keys.iter()
+            .filter(|(p, k)| cache.get(*p, k).is_none())
+            .copied()
+            .collect()
+    };
+    // What this call created or read, should the shared cache have started over meanwhile.
+    let mut fresh = KeyCache::default();
+    if !missing.is_empty() {
+        // Sorted: two collectors creating the same keys wait for each other in one order.
+        missing.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+        let mut more: (Vec<&str>, Vec<&str>, Vec<i64>, Vec<&str>) = Default::default();
+        for (p, k) in &missing {
+            cols.0.push(*p);
+            cols.1.push(&k.event_type);
+            cols.2.push(&k.name);
+            cols.3.push(&k.version);
+            more.0.push(&k.os);
+            more.1.push(&k.arch);
+            more.2.push(k.outcome);
+            more.3.push(&k.error_code);
+        }
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &cols.0, &cols.1, &cols.2, &cols.3, &more.0, &more.1, &more.2, &more.3,
+        ];
+        let own = get(&store.pool).await?;
+        let create = own.prepare_cached(CREATE_KEYS).await?;
+        let read = own.prepare_cached(READ_KEYS).await?;
+        let (_, rows) = tokio::try_join!(
+            biased;
+            own.execute(&create, &params),
+            own.query(&read, &params),
+        )?;
+        let mut cache = lock();
+        for r in &rows {
+            let key = CountKey {
+                day: 0,
+                event_type: r.get(2),
+                name: r.get(3),
+                version: r.get(4),
+                os: r.get(5),
+                arch: r.get(6),
+                outcome: r.get(7),
+                error_code: r.get(8),
+            };
+            fresh.insert(r.get(1), key.clone(), r.get(0));
+            cache.insert(r.get(1), key, r.get(0));
+        }
+    }
+    let cache = lock();
+    keys.iter()
+        .map(|(p, k)| {
+            cache
+                .get(*p, k)
+                .or_else(|| fresh.get(*p, k))
+                .ok_or_else(|| {
+                    StorageError::Postgres(format!(
+                        "rollup key {k:?} of project {p} was not created"
+                    ))
+                })
+        })
+        .collect()
+}
+
+const UPSERT_DURATIONS: &str = "INSERT INTO rollup_durations (project_id, day, name, bucket, count)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])
+     ON CONFLICT (project_id, day, name, bucket)
+     DO UPDATE SET count = rollup_durations.count + excluded.count";
+
+const CREATE_SKETCHES: &str = "INSERT INTO rollup_installs (project_id, day, kind, value, sketch)
+     SELECT p, d, kd, v, $5 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[])
+         AS k(p, d, kd, v)
+     ON CONFLICT DO NOTHING";
+
+const LOCK_SKETCHES: &str = "SELECT r.project_id, r.day, r.kind, r.value, r.sketch
+     FROM rollup_installs r
+     JOIN unnest($1::int8[], $2::int8[], $3::int8[], $4::text[]) AS k(p, d, kd, v)
+       ON r.project_id = k.p AND r.day = k.d AND r.kind = k.kd AND r.value = k.v
+     ORDER BY r.project_id, r.day, r.kind, r.value
+     FOR UPDATE OF r";
+
+const UPDATE_SKETCHES: &str = "UPDATE rollup_installs r SET sketch = k.s
+     FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::bytea[])
+          AS k(p, d, kd, v, s)
+     WHERE r.project_id = k.p AND r.day = k.d AND r.kind = k.kd AND r.value = k.v";
+
+/// Applies a rollup delta inside the open transaction, then COMMITs it. Two round trips: the
+/// count and duration upserts, the creation of missing sketches and the locking read of every
+/// sketch touched go out together (pipelined); then the merged sketches and the COMMIT. Rows
+/// are written in key order, table by table, in the same order by every writer, so several
+/// collectors on one database wait for each other instead of deadlocking, and an upsert adds
+/// to the row as committed by the other (no lost update).
+// One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+#[allow(clippy::type_complexity)]
+async fn apply_delta_and_commit(
+    client: &deadpool_postgres::Client,
+    store: &PgStore,
     delta: &Delta,
     removing: bool,
 ) -> Result<()> {
     let counts = delta.sorted_counts();
-    if !counts.is_empty() {
-        let mut cols: (
-            Vec<i64>,
-            Vec<i64>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<&str>,
-        ) = Default::default();
-        let mut more: (Vec<&str>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-        for (p, k, c, d) in &counts {
-            cols.0.push(*p);
-            cols.1.push(k.day);
-            cols.2.push(&k.event_type);
-            cols.3.push(&k.name);
-            cols.4.push(&k.version);
-            cols.5.push(&k.os);
-            more.0.push(&k.arch);
-            more.1.push(k.outcome);
-            more.2.push(&k.error_code);
-            more.3.push(*c);
-            more.4.push(*d);
-        }
-        tx.execute(
-            "INSERT INTO rollup_counts (project_id, day, event_type, name, version, os, arch,
-                outcome, error_code, count, duration_sum)
-             SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[],
-                $6::text[], $7::text[], $8::int8[], $9::text[], $10::int8[], $11::int8[])
-             ON CONFLICT (project_id, day, event_type, name, version, os, arch, outcome, error_code)
-             DO UPDATE SET count = rollup_counts.count + excluded.count,
-                           duration_sum = rollup_counts.duration_sum + excluded.duration_sum",
-            &[
-                &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &more.0, &more.1, &more.2,
-                &more.3, &more.4,
-            ],
-        )
-        .await?;
+    let keys: Vec<(i64, &CountKey)> = counts.iter().map(|&(p, k, _, _)| (p, k)).collect();
+    let ids = key_ids(store, &keys).await?;
+    let mut cells: Vec<(i64, i64, i64, bool, bool, i64, i64)> = counts
+        .iter()
+        .zip(&ids)
+        .map(|(&(p, k, count, dur), &id)| {
+            let command = k.event_type == EventType::Command.as_str();
+            (p, k.day, id, command, command && k.outcome == 0, count, dur)
+        })
+        .collect();
+    // Key order of the cells' primary key: the order every writer locks them in.
+    cells.sort_unstable_by_key(|c| (c.0, c.1, c.2));
+    let mut cols: (
+        Vec<i64>,
+        Vec<i64>,
+        Vec<i64>,
+        Vec<bool>,
+        Vec<bool>,
+        Vec<i64>,
+        Vec<i64>,
+    ) = Default::default();
+    for (p, day, id, command, failed, count, dur) in cells {
+        cols.0.push(p);
+        cols.1.push(day);
+        cols.2.push(id);
+        cols.3.push(command);
+        cols.4.push(failed);
+        cols.5.push(count);
+        cols.6.push(dur);
     }
-    let durations = delta.sorted_durations();
-    if !durations.is_empty() {
-        let mut c: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-        for (p, day, name, bucket, count) in durations {
-            c.0.push(p);
-            c.1.push(day);
-            c.2.push(name);
-            c.3.push(bucket);
-            c.4.push(count);
-        }
-        tx.execute(
-            "INSERT INTO rollup_durations (project_id, day, name, bucket, count)
-             SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])
-             ON CONFLICT (project_id, day, name, bucket)
-             DO UPDATE SET count = rollup_durations.count + excluded.count",
-            &[&c.0, &c.1, &c.2, &c.3, &c.4],
-        )
-        .await?;
+    let mut durs: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
+    for (p, day, name, bucket, count) in delta.sorted_durations() {
+        durs.0.push(p);
+        durs.1.push(day);
+        durs.2.push(name);
+        durs.3.push(bucket);
+        durs.4.push(count);
     }
     let installs = delta.sorted_installs();
-    if !installs.is_empty() {
-        let mut k: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
-        for (p, day, kind, value, _) in &installs {
-            k.0.push(*p);
-            k.1.push(*day);
-            k.2.push(kind.code());
-            k.3.push(value);
+    let mut k: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
+    for (p, day, kind, value, _) in &installs {
+        k.0.push(*p);
+        k.1.push(*day);
+        k.2.push(kind.code());
+        k.3.push(value);
+    }
+    let upsert_cells = client.prepare_cached(UPSERT_CELLS).await?;
+    let upsert_durations = client.prepare_cached(UPSERT_DURATIONS).await?;
+    let create_sketches = client.prepare_cached(CREATE_SKETCHES).await?;
+    let lock_sketches = client.prepare_cached(LOCK_SKETCHES).await?;
+    let empty = InstallSketch::default().encode();
+    // `biased`: each future sends its statement when first polled, so this is the wire order.
+    let (_, _, _, locked) = tokio::try_join!(
+        biased;
+        async {
+            if cols.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &upsert_cells,
+                    &[
+                        &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
+                    ],
+                )
+                .await
+        },
+        async {
+            if durs.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &upsert_durations,
+                    &[&durs.0, &durs.1, &durs.2, &durs.3, &durs.4],
+                )
+                .await
+        },
+        async {
+            if k.0.is_empty() || removing {
+                return Ok(0);
+            }
+            client
+                .execute(&create_sketches, &[&k.0, &k.1, &k.2, &k.3, &empty])
+                .await
+        },
+        async {
+            if k.0.is_empty() {
+                return Ok(Vec::new());
+            }
+            client
+                .query(&lock_sketches, &[&k.0, &k.1, &k.2, &k.3])
+                .await
+        },
+    )?;
+    let mut stored: HashMap<(i64, i64, i64, &str), &[u8]> = HashMap::default();
+    for r in &locked {
+        stored.insert((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4));
+    }
+    let mut u: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>, Vec<Vec<u8>>) = Default::default();
+    for (p, day, kind, value, hashes) in &installs {
+        let Some(bytes) = stored.get(&(*p, *day, kind.code(), *value)) else {
+            continue;
+        };
+        let mut sketch = InstallSketch::decode(bytes);
+        let mut changed = removing;
+        for &h in *hashes {
+            if removing {
+                sketch.remove(h);
+            } else {
+                changed |= sketch.insert(h);
+            }
         }
-        if !removing {
-            let empty: Vec<Vec<u8>> = vec![InstallSketch::default().encode(); k.0.len()];
-            tx.execute(
-                "INSERT INTO rollup_installs (project_id, day, kind, value, sketch)
-                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::bytea[])
-                 ON CONFLICT DO NOTHING",
-                &[&k.0, &k.1, &k.2, &k.3, &empty],
-            )
-            .await?;
+        // Most installs of a busy day are in its sketches already: nothing to write then.
+        if !changed {
+            continue;
         }
-        // Lock the sketches in key order (another collector may merge into them right now).
-        let rows = tx
+        u.0.push(*p);
+        u.1.push(*day);
+        u.2.push(kind.code());
+        u.3.push(value);
+        u.4.push(sketch.encode());
+    }
+    let update_sketches = client.prepare_cached(UPDATE_SKETCHES).await?;
+    tokio::try_join!(
+        biased;
+        async {
+            if u.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(&update_sketches, &[&u.0, &u.1, &u.2, &u.3, &u.4])
+                .await
+        },
+        client.batch_execute("COMMIT"),
+    )?;
+    Ok(())
+}
+
+/// Which rows of a group go to the database: the first occurrence of each (project, event id),
+/// in (project, event id) order. Every writer inserting in that order, two transactions that
+/// meet the same ids (a client retrying while its first attempt is still being committed) wait
+/// for each other in one direction only: no deadlock.
+struct Group {
+    /// Per batch, per event: whether it is the first occurrence in the group.
+    first: Vec<Vec<bool>>,
+    /// `(batch index, event index)` of the rows to store, in key order.
+    order: Vec<(usize, usize)>,
+}
+
+impl Group {
+    fn of(batches: &[PreparedBatch]) -> Self {
+        let n = batches.iter().map(|b| b.event_ids.len()).sum();
+        let mut seen = HashSet::with_capacity_and_hasher(n, Default::default());
+        let mut keyed = Vec::with_capacity(n);
+        let first = batches
+            .iter()
+            .enumerate()
+            .map(|(bi, b)| {
+                b.event_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(ei, id)| {
+                        let key = (b.project_id, *id);
+                        let new = seen.insert(key);
+                        if new {
+                            keyed.push((key, (bi, ei)));
+                        }
+                        new
+                    })
+                    .collect()
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|&(key, _)| key);
+        Self {
+            first,
+            order: keyed.into_iter().map(|(_, at)| at).collect(),
+        }
+    }
+
+    /// `(batch, its upload id, event index)` of every row to store, in key order.
+    fn rows<'a>(
+        &'a self,
+        batches: &'a [PreparedBatch],
+        uploads: &'a [i64],
+    ) -> impl Iterator<Item = (&'a PreparedBatch, i64, usize)> + 'a {
+        self.order
+            .iter()
+            .filter_map(move |&(bi, ei)| Some((batches.get(bi)?, *uploads.get(bi)?, ei)))
+    }
+}
+
+/// Upload ids still reserved by this store: `[next, end)` of a block of the `upload_ids`
+/// sequence.
+#[derive(Debug, Default)]
+struct UploadIds {
+    next: i64,
+    end: i64,
+}
+
+/// `INCREMENT BY` of the `upload_ids` sequence (migration 0002): one `nextval` reserves this
+/// many upload ids for one store.
+const UPLOAD_ID_BLOCK: i64 = 1024;
+
+/// `n` fresh upload ids, from the block this store holds or from new blocks of the sequence.
+async fn upload_ids(
+    client: &deadpool_postgres::Client,
+    held: &std::sync::Mutex<UploadIds>,
+    n: usize,
+) -> Result<Vec<i64>> {
+    let lock = || {
+        held.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut out = Vec::with_capacity(n);
+    {
+        let mut h = lock();
+        while out.len() < n && h.next < h.end {
+            out.push(h.next);
+            h.next += 1;
+        }
+    }
+    let missing = (n - out.len()) as i64;
+    if missing > 0 {
+        let blocks = (missing + UPLOAD_ID_BLOCK - 1) / UPLOAD_ID_BLOCK;
+        let starts = client
             .query(
-                "SELECT r.project_id, r.day, r.kind, r.value, r.sketch FROM rollup_installs r
-                 JOIN unnest($1::int8[], $2::int8[], $3::int8[], $4::text[]) AS k(p, d, kd, v)
-                   ON r.project_id = k.p AND r.day = k.d AND r.kind = k.kd AND r.value = k.v
-                 ORDER BY r.project_id, r.day, r.kind, r.value
-                 FOR UPDATE OF r",
-                &[&k.0, &k.1, &k.2, &k.3],
+                "SELECT nextval('upload_ids') FROM generate_series(1, $1::int8)",
+                &[&blocks],
             )
             .await?;
-        let mut stored: HashMap<(i64, i64, i64, String), Vec<u8>> = HashMap::new();
-        for r in rows {
-            stored.insert((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4));
+        let mut last = UploadIds::default();
+        for r in &starts {
+            let start: i64 = r.get(0);
+            let take = (n - out.len()).min(UPLOAD_ID_BLOCK as usize) as i64;
+            out.extend(start..start + take);
+            last = UploadIds {
+                next: start + take,
+                end: start + UPLOAD_ID_BLOCK,
+            };
         }
-        let mut u: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>, Vec<Vec<u8>>) = Default::default();
-        for (p, day, kind, value, hashes) in &installs {
-            let Some(bytes) = stored.get(&(*p, *day, kind.code(), (*value).to_owned())) else {
+        let mut h = lock();
+        if h.next >= h.end {
+            *h = last;
+        }
+    }
+    Ok(out)
+}
+
+const INSERT_UPLOADS: &str = "INSERT INTO uploads (upload_id, project_id, received_ms, pseudonym,
+        service, service_version, os, arch)
+     SELECT u, p, $3, ps, sv, v, os, a
+     FROM unnest($1::int8[], $2::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[]) AS k(u, p, ps, sv, v, os, a)";
+
+/// Sends (pipelined: one round trip) BEGIN and the upload rows of the batches that have rows
+/// to store; `uploads[i]` is batch `i`'s id; `insert` is [`INSERT_UPLOADS`] prepared.
+///
+/// Both statements go out when this future is first polled (nothing is awaited before), so a
+/// statement polled after it in a `biased` join runs inside the transaction.
+async fn begin_with_uploads(
+    client: &deadpool_postgres::Client,
+    insert: &tokio_postgres::Statement,
+    batches: &[PreparedBatch],
+    group: &Group,
+    uploads: &[i64],
+    received_ms: i64,
+) -> Result<()> {
+    let mut cols: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<&str>) = Default::default();
+    let mut platform: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    for ((p, &upload), first) in batches.iter().zip(uploads).zip(&group.first) {
+        if !first.contains(&true) {
+            continue;
+        }
+        cols.0.push(upload);
+        cols.1.push(p.project_id);
+        cols.2.push(&p.batch.pseudonym);
+        cols.3.push(&p.batch.service_name);
+        platform.0.push(&p.batch.service_version);
+        platform.1.push(&p.batch.os);
+        platform.2.push(&p.batch.arch);
+    }
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &cols.0,
+        &cols.1,
+        &received_ms,
+        &cols.2,
+        &cols.3,
+        &platform.0,
+        &platform.1,
+        &platform.2,
+    ];
+    tokio::try_join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        client.execute(insert, &params),
+    )?;
+    Ok(())
+}
+
+const COPY_EVENTS: &str = "COPY events (project_id, event_id, upload_id, ts_ms, duration_ms,
+        session_id, success, event_type, name, error_code, metadata)
+     FROM STDIN (FORMAT binary)";
+
+/// Column types of [`COPY_EVENTS`].
+const COPY_TYPES: [Type; 11] = [
+    Type::INT8,
+    Type::UUID,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::UUID,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// After a `COPY` that met an id stored before, this many groups go straight to `INSERT … ON
+/// CONFLICT` (a client retrying is likely to retry more than once).
+const SKIP_COPY_AFTER_DUPLICATE: u32 = 16;
+
+/// The fast path: opens the transaction, stores the uploads and `COPY`s every row into
+/// `events` (one index descent per row; no parameter arrays to materialise, no speculative
+/// insertion). `Ok(false)` when an id was stored before (the unique index refused it): the
+/// transaction is rolled back and nothing is stored, so the caller takes the `INSERT … ON
+/// CONFLICT` path instead.
+async fn copy_new_events(
+    client: &deadpool_postgres::Client,
+    batches: &[PreparedBatch],
+    group: &Group,
+    uploads: &[i64],
+    received_ms: i64,
+) -> Result<bool> {
+    // Prepared first: a statement still being prepared would reach the server after the
+    // ones sent below, outside the transaction.
+    let insert_uploads = client.prepare_cached(INSERT_UPLOADS).await?;
+    let copy = client.prepare_cached(COPY_EVENTS).await?;
+    let (_, sink) = tokio::try_join!(
+        biased;
+        begin_with_uploads(client, &insert_uploads, batches, group, uploads, received_ms),
+        async { Ok(client.copy_in::<_, bytes::Bytes>(&copy).await?) },
+    )?;
+    // The writer (and its sink) must be gone before anything else is sent on this connection.
+    let written = async {
+        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &COPY_TYPES);
+        let mut writer = std::pin::pin!(writer);
+        for (p, upload, i) in group.rows(batches, uploads) {
+            let (Some(e), Some(&id), Some(&session), Some(metadata)) = (
+                p.batch.events.get(i),
+                p.event_ids.get(i),
+                p.session_ids.get(i),
+                p.metadata.get(i),
+            ) else {
                 continue;
             };
-            let mut sketch = InstallSketch::decode(bytes);
-            for &h in *hashes {
-                if removing {
-                    sketch.remove(h);
-                } else {
-                    sketch.insert(h);
-                }
-            }
-            u.0.push(*p);
-            u.1.push(*day);
-            u.2.push(kind.code());
-            u.3.push(value);
-            u.4.push(sketch.encode());
+            writer
+                .as_mut()
+                .write(&[
+                    &p.project_id,
+                    &Uuid(id),
+                    &upload,
+                    &e.timestamp.unix_ms(),
+                    &e.duration_ms.map(|d| d as i64),
+                    &Uuid(session),
+                    &e.success,
+                    &e.event_type.as_str(),
+                    &e.name,
+                    &e.error_code,
+                    metadata,
+                ])
+                .await?;
         }
-        tx.execute(
-            "UPDATE rollup_installs r SET sketch = k.s
-             FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::bytea[])
-                  AS k(p, d, kd, v, s)
-             WHERE r.project_id = k.p AND r.day = k.d AND r.kind = k.kd AND r.value = k.v",
-            &[&u.0, &u.1, &u.2, &u.3, &u.4],
-        )
-        .await?;
+        writer.as_mut().finish().await
     }
-    Ok(())
+    .await;
+    match written {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            client.batch_execute("ROLLBACK").await?;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO events (project_id, event_id, upload_id, ts_ms,
+        duration_ms, session_id, success, event_type, name, error_code, metadata)
+     SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int8[],
+        $6::uuid[], $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[])
+     ON CONFLICT DO NOTHING";
+
+/// Which of the ids sent were inserted by this transaction (not stored before): asked only
+/// when the insert stored fewer rows than it was given.
+const NEW_IN_THIS_TRANSACTION: &str = "SELECT e.project_id, e.event_id FROM events e
+     JOIN unnest($1::int8[], $2::uuid[]) AS k(p, id) ON e.project_id = k.p AND e.event_id = k.id
+     WHERE e.xmin = pg_current_xact_id()::xid";
+
+/// The path for groups with ids stored before: opens the transaction, stores the uploads and
+/// inserts with `INSERT … ON CONFLICT DO NOTHING`; `Some(ids newly stored)` when some were
+/// skipped, `None` when every row was new.
+// One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+#[allow(clippy::type_complexity)]
+async fn insert_new_events(
+    client: &deadpool_postgres::Client,
+    batches: &[PreparedBatch],
+    group: &Group,
+    uploads: &[i64],
+    received_ms: i64,
+) -> Result<Option<HashSet<(i64, Uuid)>>> {
+    let n = group.order.len();
+    let mut ids: (
+        Vec<i64>,
+        Vec<Uuid>,
+        Vec<i64>,
+        Vec<i64>,
+        Vec<Option<i64>>,
+        Vec<Uuid>,
+    ) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut facts: (
+        Vec<Option<bool>>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<Option<&str>>,
+        Vec<Option<&str>>,
+    ) = Default::default();
+    for (p, upload, i) in group.rows(batches, uploads) {
+        let (Some(e), Some(&id), Some(&session), Some(m)) = (
+            p.batch.events.get(i),
+            p.event_ids.get(i),
+            p.session_ids.get(i),
+            p.metadata.get(i),
+        ) else {
+            continue;
+        };
+        ids.0.push(p.project_id);
+        ids.1.push(Uuid(id));
+        ids.2.push(upload);
+        ids.3.push(e.timestamp.unix_ms());
+        ids.4.push(e.duration_ms.map(|d| d as i64));
+        ids.5.push(Uuid(session));
+        facts.0.push(e.success);
+        facts.1.push(e.event_type.as_str());
+        facts.2.push(&e.name);
+        facts.3.push(e.error_code.as_deref());
+        facts.4.push(m.as_deref());
+    }
+    let insert_uploads = client.prepare_cached(INSERT_UPLOADS).await?;
+    let insert = client.prepare_cached(INSERT_EVENTS).await?;
+    let params: [&(dyn ToSql + Sync); 11] = [
+        &ids.0, &ids.1, &ids.2, &ids.3, &ids.4, &ids.5, &facts.0, &facts.1, &facts.2, &facts.3,
+        &facts.4,
+    ];
+    let (_, stored) = tokio::try_join!(
+        biased;
+        begin_with_uploads(client, &insert_uploads, batches, group, uploads, received_ms),
+        async { Ok(client.execute(&insert, &params).await?) },
+    )?;
+    // Usually every row is new; otherwise ask which ones (retried batches, other collectors).
+    if stored as usize == ids.0.len() {
+        return Ok(None);
+    }
+    let which = client.prepare_cached(NEW_IN_THIS_TRANSACTION).await?;
+    let rows = client.query(&which, &[&ids.0, &ids.1]).await?;
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+}
+
+/// Stores a group of batches in one transaction (see [`Store::insert_batches`]): by `COPY`
+/// when no id of the group was stored before (the usual case), else by
+/// `INSERT … ON CONFLICT DO NOTHING`; then the rollups of the rows newly stored, then COMMIT.
+async fn insert_group(
+    client: &deadpool_postgres::Client,
+    store: &PgStore,
+    batches: &mut [PreparedBatch],
+    received_ms: i64,
+) -> Result<Vec<InsertOutcome>> {
+    let group = Group::of(batches);
+    let uploads = upload_ids(client, &store.upload_ids, batches.len()).await?;
+    let skipping = store
+        .skip_copy
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok();
+    let new =
+        if !skipping && copy_new_events(client, batches, &group, &uploads, received_ms).await? {
+            None
+        } else {
+            if !skipping {
+                store
+                    .skip_copy
+                    .store(SKIP_COPY_AFTER_DUPLICATE, Ordering::Relaxed);
+            }
+            insert_new_events(client, batches, &group, &uploads, received_ms).await?
+        };
+    // The rollup delta of what was stored: a batch stored whole brings the delta prepared off
+    // the writer thread; a batch with duplicates is recomputed from its new events.
+    let mut delta = Delta::default();
+    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut empty_uploads = Vec::new();
+    for ((p, first), &upload) in batches.iter_mut().zip(&group.first).zip(&uploads) {
+        let stored: Vec<&optel_wire::Event> = p
+            .batch
+            .events
+            .iter()
+            .zip(first)
+            .zip(&p.event_ids)
+            .filter(|&((_, &f), id)| {
+                f && new
+                    .as_ref()
+                    .is_none_or(|n| n.contains(&(p.project_id, Uuid(*id))))
+            })
+            .map(|((e, _), _)| e)
+            .collect();
+        let outcome = InsertOutcome {
+            inserted: stored.len() as u64,
+            duplicates: (p.batch.events.len() - stored.len()) as u64,
+        };
+        if outcome.inserted == 0 {
+            empty_uploads.push(upload);
+        } else if outcome.duplicates == 0 {
+            if delta.is_empty() {
+                delta = std::mem::take(&mut p.delta);
+            } else {
+                delta.merge_from(&p.delta);
+            }
+        } else {
+            delta.add_batch(p.project_id, &p.batch, p.install, stored);
+        }
+        outcomes.push(outcome);
+    }
+    if new.is_some() && !empty_uploads.is_empty() {
+        // A batch stored before in full (a retry) leaves no upload behind.
+        client
+            .execute(
+                "DELETE FROM uploads WHERE upload_id = ANY($1)",
+                &[&empty_uploads],
+            )
+            .await?;
+    }
+    apply_delta_and_commit(client, store, &delta, false).await?;
+    Ok(outcomes)
 }
 
 impl Store for PgStore {
@@ -380,10 +1143,20 @@ impl Store for PgStore {
 
     fn delete_project(&self, name: &str) -> Result<bool> {
         self.run(|pool| async move {
-            let n = get(&pool)
-                .await?
+            // `events` has no foreign key (an RI check per inserted event cost ~18 % of the
+            // ingest's database time, migration 0002): its rows go explicitly; the rollups and
+            // keys follow the project by ON DELETE CASCADE.
+            let mut client = get(&pool).await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "DELETE FROM events WHERE project_id IN (SELECT id FROM projects WHERE name = $1)",
+                &[&name],
+            )
+            .await?;
+            let n = tx
                 .execute("DELETE FROM projects WHERE name = $1", &[&name])
                 .await?;
+            tx.commit().await?;
             Ok(n > 0)
         })
     }
@@ -476,121 +1249,34 @@ impl Store for PgStore {
         })
     }
 
-    // One Vec per column, as unnest() takes them: the tuples are wide on purpose.
-    #[allow(clippy::type_complexity)]
+    fn concurrent_commits(&self) -> usize {
+        CONCURRENT_COMMITS
+    }
+
     fn insert_batches(
         &self,
         batches: &[(i64, &Batch)],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>> {
-        self.run(|pool| async move {
-            // Column arrays of the events, first occurrence of each id only.
-            let mut seen = HashSet::new();
-            let mut owner = Vec::new(); // (batch index, event index) per row
-            let mut c1: (
-                Vec<i64>,
-                Vec<String>,
-                Vec<&str>,
-                Vec<&str>,
-                Vec<i64>,
-                Vec<i64>,
-            ) = Default::default();
-            let mut c2: (
-                Vec<&str>,
-                Vec<&str>,
-                Vec<&str>,
-                Vec<&str>,
-                Vec<&str>,
-                Vec<&str>,
-            ) = Default::default();
-            let mut c3: (
-                Vec<Option<i64>>,
-                Vec<Option<bool>>,
-                Vec<Option<&str>>,
-                Vec<Option<String>>,
-            ) = Default::default();
-            for (bi, &(project_id, batch)) in batches.iter().enumerate() {
-                for (ei, e) in batch.events.iter().enumerate() {
-                    let id = e.event_id.to_ascii_lowercase();
-                    if !seen.insert((project_id, id.clone())) {
-                        continue;
-                    }
-                    owner.push((bi, ei));
-                    c1.0.push(project_id);
-                    c1.1.push(id);
-                    c1.2.push(e.event_type.as_str());
-                    c1.3.push(&e.name);
-                    c1.4.push(e.timestamp.unix_ms());
-                    c1.5.push(received_ms);
-                    c2.0.push(&batch.service_name);
-                    c2.1.push(&batch.service_version);
-                    c2.2.push(&batch.pseudonym);
-                    c2.3.push(&e.session_id);
-                    c2.4.push(&batch.os);
-                    c2.5.push(&batch.arch);
-                    c3.0.push(e.duration_ms.map(|d| d as i64));
-                    c3.1.push(e.success);
-                    c3.2.push(e.error_code.as_deref());
-                    c3.3.push(if e.metadata.is_empty() {
-                        None
-                    } else {
-                        serde_json::to_string(&e.metadata).ok()
-                    });
-                }
-            }
-            let mut client = get(&pool).await?;
-            let tx = client.transaction().await?;
-            let rows = tx
-                .query(
-                    "INSERT INTO events (project_id, event_id, event_type, name, ts_ms,
-                        received_ms, service, service_version, pseudonym, session_id, os, arch,
-                        duration_ms, success, error_code, metadata)
-                     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[],
-                        $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[],
-                        $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[],
-                        $16::text[])
-                     ON CONFLICT DO NOTHING RETURNING project_id, event_id",
-                    &[
-                        &c1.0, &c1.1, &c1.2, &c1.3, &c1.4, &c1.5, &c2.0, &c2.1, &c2.2, &c2.3,
-                        &c2.4, &c2.5, &c3.0, &c3.1, &c3.2, &c3.3,
-                    ],
-                )
-                .await?;
-            let inserted: HashSet<(i64, String)> =
-                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            let mut outcomes: Vec<InsertOutcome> = batches
-                .iter()
-                .map(|(_, b)| InsertOutcome {
-                    inserted: 0,
-                    duplicates: b.events.len() as u64,
-                })
-                .collect();
-            let mut delta = Delta::default();
-            let hashes: Vec<u64> = batches
-                .iter()
-                .map(|(_, b)| install_hash(&b.pseudonym))
-                .collect();
-            for (row, &(bi, ei)) in owner.iter().enumerate() {
-                let project_id = c1.0[row];
-                if !inserted.contains(&(project_id, c1.1[row].clone())) {
-                    continue;
-                }
-                let (Some(batch), Some(outcome), Some(&hash)) =
-                    (batches.get(bi), outcomes.get_mut(bi), hashes.get(bi))
-                else {
-                    continue;
-                };
-                let Some(e) = batch.1.events.get(ei) else {
-                    continue;
-                };
-                outcome.inserted += 1;
-                outcome.duplicates -= 1;
-                delta.add(&EventFacts::of(project_id, batch.1, e, hash), 1);
-            }
-            apply_delta(&tx, &delta, false).await?;
-            tx.commit().await?;
-            Ok(outcomes)
-        })
+        let mut prepared: Vec<PreparedBatch> = batches
+            .iter()
+            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
+            .collect();
+        self.insert_prepared(&mut prepared, received_ms)
+    }
+
+    fn insert_prepared(
+        &self,
+        batches: &mut [PreparedBatch],
+        received_ms: i64,
+    ) -> Result<Vec<InsertOutcome>> {
+        let outcomes = self.run(|pool| async move {
+            let client = get(&pool).await?;
+            let result = insert_group(&client, self, batches, received_ms).await;
+            discard_on_error(client, result)
+        })?;
+        self.upkeep();
+        Ok(outcomes)
     }
 
     fn counts(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
@@ -598,9 +1284,10 @@ impl Store for PgStore {
             let rows = get(&pool)
                 .await?
                 .query(
-                    "SELECT day, event_type, name, version, os, arch, outcome, error_code, count,
-                            duration_sum
-                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3",
+                    "SELECT c.day, k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
+                            k.error_code, c.count, c.duration_sum
+                     FROM rollup_cells c JOIN rollup_keys k ON k.key_id = c.key_id
+                     WHERE c.project_id = $1 AND c.day >= $2 AND c.day <= $3",
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
@@ -629,10 +1316,15 @@ impl Store for PgStore {
             let rows = get(&pool)
                 .await?
                 .query(
-                    "SELECT event_type, name, version, os, arch, outcome, error_code,
-                            SUM(count)::int8, SUM(duration_sum)::int8
-                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3
-                     GROUP BY event_type, name, version, os, arch, outcome, error_code",
+                    // Summed by key id first (integers hash fast), then named.
+                    "SELECT k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
+                            k.error_code, s.count, s.duration_sum
+                     FROM (SELECT key_id, SUM(count)::int8 AS count,
+                                  SUM(duration_sum)::int8 AS duration_sum
+                           FROM rollup_cells
+                           WHERE project_id = $1 AND day >= $2 AND day <= $3
+                           GROUP BY key_id) AS s
+                     JOIN rollup_keys k ON k.key_id = s.key_id",
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
@@ -662,10 +1354,9 @@ impl Store for PgStore {
                 .await?
                 .query(
                     "SELECT day, SUM(count)::int8,
-                            COALESCE(SUM(count) FILTER (WHERE event_type = 'command'), 0)::int8,
-                            COALESCE(SUM(count) FILTER (WHERE event_type = 'command'
-                                                          AND outcome = 0), 0)::int8
-                     FROM rollup_counts WHERE project_id = $1 AND day >= $2 AND day <= $3
+                            COALESCE(SUM(count) FILTER (WHERE command), 0)::int8,
+                            COALESCE(SUM(count) FILTER (WHERE failed), 0)::int8
+                     FROM rollup_cells WHERE project_id = $1 AND day >= $2 AND day <= $3
                      GROUP BY day",
                     &[&project_id, &days.first, &days.last],
                 )
@@ -737,8 +1428,16 @@ impl Store for PgStore {
             let events = tx
                 .execute("DELETE FROM events WHERE ts_ms < $1", &[&cutoff_ms])
                 .await?;
+            // An upload's events lie at most an hour after it was received (ingest refuses
+            // timestamps further in the future): a day's margin keeps every upload that may
+            // still have events, so deletion by pseudonym can find them.
+            tx.execute(
+                "DELETE FROM uploads WHERE received_ms < $1",
+                &[&(cutoff_ms - crate::rollup::DAY_MS)],
+            )
+            .await?;
             let mut rollup_rows = 0;
-            for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
+            for table in ["rollup_cells", "rollup_durations", "rollup_installs"] {
                 rollup_rows += tx
                     .execute(&format!("DELETE FROM {table} WHERE day < $1"), &[&day])
                     .await?;
@@ -759,37 +1458,56 @@ impl Store for PgStore {
             .into_iter()
             .collect();
         self.run(|pool| async move {
-            let mut client = get(&pool).await?;
-            let tx = client.transaction().await?;
-            let rows = tx
-                .query(
-                    "DELETE FROM events WHERE pseudonym = ANY($1)
-                       AND ($2::int8 IS NULL OR project_id = $2)
-                     RETURNING project_id, ts_ms, event_type, name, service_version, os, arch,
-                               duration_ms, success, error_code, pseudonym",
-                    &[&unique, &project_id],
-                )
-                .await?;
-            let stored: Vec<StoredEvent> = rows
-                .iter()
-                .map(|r| StoredEvent {
-                    project_id: r.get(0),
-                    ts_ms: r.get(1),
-                    event_type: EventType::parse(r.get(2)).unwrap_or(EventType::Custom),
-                    name: r.get(3),
-                    version: r.get(4),
-                    os: r.get(5),
-                    arch: r.get(6),
-                    duration_ms: r.get::<_, Option<i64>>(7).map(|d| d.max(0) as u64),
-                    success: r.get(8),
-                    error_code: r.get(9),
-                    pseudonym: r.get(10),
-                })
-                .collect();
-            let delta = super::forget_delta(&stored);
-            apply_delta(&tx, &delta, true).await?;
-            tx.commit().await?;
-            Ok(stored.len() as u64)
+            let client = get(&pool).await?;
+            let result = async {
+                let uploads = client.prepare_cached(FORGET_UPLOADS).await?;
+                let params: [&(dyn ToSql + Sync); 2] = [&unique, &project_id];
+                let (_, uploads) = tokio::try_join!(
+                    biased;
+                    client.batch_execute("BEGIN"),
+                    client.query(&uploads, &params),
+                )?;
+                let ids: Vec<i64> = uploads.iter().map(|r| r.get(0)).collect();
+                let by_id: HashMap<i64, &tokio_postgres::Row> =
+                    uploads.iter().map(|r| (r.get(0), r)).collect();
+                let events = client.prepare_cached(FORGET_EVENTS).await?;
+                let rows = client.query(&events, &[&ids]).await?;
+                let stored: Vec<StoredEvent> = rows
+                    .iter()
+                    .filter_map(|r| {
+                        let upload = by_id.get(&r.get::<_, i64>(0))?;
+                        Some(StoredEvent {
+                            project_id: upload.get(1),
+                            ts_ms: r.get(1),
+                            event_type: EventType::parse(r.get(2)).unwrap_or(EventType::Custom),
+                            name: r.get(3),
+                            version: upload.get(2),
+                            os: upload.get(3),
+                            arch: upload.get(4),
+                            duration_ms: r.get::<_, Option<i64>>(4).map(|d| d.max(0) as u64),
+                            success: r.get(5),
+                            error_code: r.get(6),
+                            pseudonym: upload.get(5),
+                        })
+                    })
+                    .collect();
+                let delta = super::forget_delta(&stored);
+                apply_delta_and_commit(&client, self, &delta, true).await?;
+                Ok(stored.len() as u64)
+            }
+            .await;
+            discard_on_error(client, result)
         })
     }
 }
+
+/// Deletes the uploads of some pseudonyms (index `uploads_by_pseudonym`), returning what the
+/// rollups need of them.
+const FORGET_UPLOADS: &str = "DELETE FROM uploads WHERE pseudonym = ANY($1)
+       AND ($2::int8 IS NULL OR project_id = $2)
+     RETURNING upload_id, project_id, service_version, os, arch, pseudonym";
+
+/// Deletes the events of some uploads (BRIN index `events_by_upload`), returning what the
+/// rollups need.
+const FORGET_EVENTS: &str = "DELETE FROM events WHERE upload_id = ANY($1)
+     RETURNING upload_id, ts_ms, event_type, name, duration_ms, success, error_code";
