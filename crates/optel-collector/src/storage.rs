@@ -252,7 +252,8 @@ pub trait Store: Send + Sync + 'static {
     fn project_for_key(&self, key_hash: &str) -> Result<Option<Project>>;
     /// Stores validated batches, each for its project, in ONE transaction with their rollups,
     /// skipping events whose id is already stored (in the database or earlier in `batches`).
-    /// Returns only after the commit, one outcome per batch.
+    /// Returns only after the commit, one outcome per batch. The default prepares each batch
+    /// ([`PreparedBatch::new`], on the caller's thread) and calls [`Store::insert_prepared`].
     ///
     /// # Errors
     /// Database errors; nothing of any batch is stored then.
@@ -260,10 +261,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         batches: &[(i64, &Batch)],
         received_ms: i64,
-    ) -> Result<Vec<InsertOutcome>>;
+    ) -> Result<Vec<InsertOutcome>> {
+        let mut prepared: Vec<PreparedBatch> = batches
+            .iter()
+            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
+            .collect();
+        self.insert_prepared(&mut prepared, received_ms)
+    }
     /// [`Store::insert_batches`] for batches prepared off the writer thread
-    /// ([`PreparedBatch::new`]); the default ignores the preparation. Backends that use it
-    /// may take the prepared rollup deltas out of `batches`.
+    /// ([`PreparedBatch::new`]). A backend may take the prepared rollup deltas out of
+    /// `batches`, and recomputes the delta of a batch some of whose events were stored before.
     ///
     /// # Errors
     /// As [`Store::insert_batches`].
@@ -271,10 +278,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         batches: &mut [PreparedBatch],
         received_ms: i64,
-    ) -> Result<Vec<InsertOutcome>> {
-        let refs: Vec<(i64, &Batch)> = batches.iter().map(|b| (b.project_id, &b.batch)).collect();
-        self.insert_batches(&refs, received_ms)
-    }
+    ) -> Result<Vec<InsertOutcome>>;
     /// How many group commits the writer may run at once ([`crate::writer::Writer`]): 1
     /// (the default) for a database with a single writer such as SQLite; more where
     /// transactions can overlap, each group's raw inserts running while another commits.

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use optel_wire::{Batch, EventType};
+use optel_wire::EventType;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
 // foldhash, randomly seeded per map, as in crate::rollup: SipHash showed in the writer's profile.
@@ -50,8 +50,8 @@ const MIGRATION_LOCK: i64 = 0x6f70_7465_6c00_0001;
 /// rollup rows, and smaller groups).
 const CONCURRENT_COMMITS: usize = 2;
 
-/// How often a store whose server runs without autovacuum vacuums and analyzes the rollup
-/// tables itself ([`PgStore::upkeep`]).
+/// How often a store whose server runs without autovacuum vacuums and analyzes its tables
+/// itself ([`PgStore::upkeep`]).
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Connections in the pool.
@@ -68,7 +68,7 @@ pub struct PgStore {
     upload_ids: std::sync::Mutex<UploadIds>,
     /// `rollup_keys` ids seen.
     keys: std::sync::Mutex<KeyCache>,
-    /// Whether this store looks after its rollup tables itself (the server runs with
+    /// Whether this store vacuums and analyzes its tables itself (the server runs with
     /// `autovacuum = off`), and when it last did.
     upkeep: Option<std::sync::Mutex<std::time::Instant>>,
 }
@@ -196,12 +196,16 @@ impl PgStore {
         })
     }
 
-    /// With `autovacuum = off` on the server, nothing else keeps planner statistics of the
-    /// rollup tables or clears their dead rows (every commit updates them in place), and
-    /// dashboard queries planned without statistics sort where they should hash (measured: up
-    /// to 2× slower, BENCHMARKS.md). So after a commit, at most every [`UPKEEP_EVERY`], the
-    /// store runs `VACUUM (ANALYZE)` on them in the background: small tables, seconds of work
-    /// at most, and no lock that blocks ingest or queries. With autovacuum on, it never runs.
+    /// With `autovacuum = off` on the server, nothing else keeps planner statistics, clears
+    /// the dead rows of the rollup tables (every commit updates them in place), or summarises
+    /// new block ranges of the BRIN indexes on `events`. Dashboard queries planned without
+    /// statistics sort where they should hash (measured: up to 2× slower), and deletion by
+    /// pseudonym reads every unsummarised range, which is the whole table (measured: 2-6 s at
+    /// 10 M events, 0.1 s once summarised; BENCHMARKS.md). So after a commit, at most every
+    /// [`UPKEEP_EVERY`], the store runs `VACUUM (ANALYZE)` on its tables in the background,
+    /// as autovacuum would: the visibility map limits each pass over `events` to the pages
+    /// written since the last one, and nothing it locks blocks ingest or queries. With
+    /// autovacuum on, it never runs.
     fn upkeep(&self) {
         let (Some(last), Some(rt)) = (&self.upkeep, &self.rt) else {
             return;
@@ -222,13 +226,13 @@ impl PgStore {
                     .await?
                     .batch_execute(
                         "VACUUM (ANALYZE) rollup_keys, rollup_cells, rollup_durations,
-                            rollup_installs, uploads",
+                            rollup_installs, uploads, events",
                     )
                     .await?;
                 Ok::<_, StorageError>(())
             };
             if let Err(e) = done.await {
-                tracing::warn!(error = %e, "vacuum of the rollup tables failed");
+                tracing::warn!(error = %e, "vacuum of the optel tables failed");
             }
         });
     }
@@ -379,45 +383,30 @@ struct KeyCache {
     len: usize,
 }
 
+/// The dimensions of a count key without its day: what a `rollup_keys` row holds.
+fn dims(k: &CountKey) -> (&str, &str, &str, &str, &str, i64, &str) {
+    (
+        &k.event_type,
+        &k.name,
+        &k.version,
+        &k.os,
+        &k.arch,
+        k.outcome,
+        &k.error_code,
+    )
+}
+
 impl KeyCache {
     fn hash(&self, project_id: i64, k: &CountKey) -> u64 {
         use std::hash::BuildHasher;
-        self.hasher.hash_one((
-            project_id,
-            &k.event_type,
-            &k.name,
-            &k.version,
-            &k.os,
-            &k.arch,
-            k.outcome,
-            &k.error_code,
-        ))
+        self.hasher.hash_one((project_id, dims(k)))
     }
 
     fn get(&self, project_id: i64, k: &CountKey) -> Option<i64> {
-        let same = |c: &CountKey| {
-            (
-                &c.event_type,
-                &c.name,
-                &c.version,
-                &c.os,
-                &c.arch,
-                c.outcome,
-                &c.error_code,
-            ) == (
-                &k.event_type,
-                &k.name,
-                &k.version,
-                &k.os,
-                &k.arch,
-                k.outcome,
-                &k.error_code,
-            )
-        };
         self.ids
             .get(&self.hash(project_id, k))?
             .iter()
-            .find(|(p, c, _)| *p == project_id && same(c))
+            .find(|(p, c, _)| *p == project_id && dims(c) == dims(k))
             .map(|&(_, _, id)| id)
     }
 
@@ -729,16 +718,34 @@ impl Group {
         }
     }
 
-    /// `(batch, its upload id, event index)` of every row to store, in key order.
+    /// Every row to store, in key order.
     fn rows<'a>(
         &'a self,
         batches: &'a [PreparedBatch],
         uploads: &'a [i64],
-    ) -> impl Iterator<Item = (&'a PreparedBatch, i64, usize)> + 'a {
-        self.order
-            .iter()
-            .filter_map(move |&(bi, ei)| Some((batches.get(bi)?, *uploads.get(bi)?, ei)))
+    ) -> impl Iterator<Item = Row<'a>> + 'a {
+        self.order.iter().filter_map(move |&(bi, ei)| {
+            let p = batches.get(bi)?;
+            Some(Row {
+                project_id: p.project_id,
+                upload: *uploads.get(bi)?,
+                event: p.batch.events.get(ei)?,
+                id: Uuid(*p.event_ids.get(ei)?),
+                session: Uuid(*p.session_ids.get(ei)?),
+                metadata: p.metadata.get(ei)?.as_deref(),
+            })
+        })
     }
+}
+
+/// One row of `events` to store.
+struct Row<'a> {
+    project_id: i64,
+    upload: i64,
+    event: &'a optel_wire::Event,
+    id: Uuid,
+    session: Uuid,
+    metadata: Option<&'a str>,
 }
 
 /// Upload ids still reserved by this store: `[next, end)` of a block of the `upload_ids`
@@ -897,29 +904,22 @@ async fn copy_new_events(
     let written = async {
         let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &COPY_TYPES);
         let mut writer = std::pin::pin!(writer);
-        for (p, upload, i) in group.rows(batches, uploads) {
-            let (Some(e), Some(&id), Some(&session), Some(metadata)) = (
-                p.batch.events.get(i),
-                p.event_ids.get(i),
-                p.session_ids.get(i),
-                p.metadata.get(i),
-            ) else {
-                continue;
-            };
+        for r in group.rows(batches, uploads) {
+            let e = r.event;
             writer
                 .as_mut()
                 .write(&[
-                    &p.project_id,
-                    &Uuid(id),
-                    &upload,
+                    &r.project_id,
+                    &r.id,
+                    &r.upload,
                     &e.timestamp.unix_ms(),
                     &e.duration_ms.map(|d| d as i64),
-                    &Uuid(session),
+                    &r.session,
                     &e.success,
                     &e.event_type.as_str(),
                     &e.name,
                     &e.error_code,
-                    metadata,
+                    &r.metadata,
                 ])
                 .await?;
         }
@@ -983,26 +983,19 @@ async fn insert_new_events(
         Vec<Option<&str>>,
         Vec<Option<&str>>,
     ) = Default::default();
-    for (p, upload, i) in group.rows(batches, uploads) {
-        let (Some(e), Some(&id), Some(&session), Some(m)) = (
-            p.batch.events.get(i),
-            p.event_ids.get(i),
-            p.session_ids.get(i),
-            p.metadata.get(i),
-        ) else {
-            continue;
-        };
-        ids.0.push(p.project_id);
-        ids.1.push(Uuid(id));
-        ids.2.push(upload);
+    for r in group.rows(batches, uploads) {
+        let e = r.event;
+        ids.0.push(r.project_id);
+        ids.1.push(r.id);
+        ids.2.push(r.upload);
         ids.3.push(e.timestamp.unix_ms());
         ids.4.push(e.duration_ms.map(|d| d as i64));
-        ids.5.push(Uuid(session));
+        ids.5.push(r.session);
         facts.0.push(e.success);
         facts.1.push(e.event_type.as_str());
         facts.2.push(&e.name);
         facts.3.push(e.error_code.as_deref());
-        facts.4.push(m.as_deref());
+        facts.4.push(r.metadata);
     }
     let insert_uploads = client.prepare_cached(INSERT_UPLOADS).await?;
     let insert = client.prepare_cached(INSERT_EVENTS).await?;
@@ -1253,18 +1246,6 @@ impl Store for PgStore {
         CONCURRENT_COMMITS
     }
 
-    fn insert_batches(
-        &self,
-        batches: &[(i64, &Batch)],
-        received_ms: i64,
-    ) -> Result<Vec<InsertOutcome>> {
-        let mut prepared: Vec<PreparedBatch> = batches
-            .iter()
-            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
-            .collect();
-        self.insert_prepared(&mut prepared, received_ms)
-    }
-
     fn insert_prepared(
         &self,
         batches: &mut [PreparedBatch],
@@ -1462,9 +1443,12 @@ impl Store for PgStore {
             let result = async {
                 let uploads = client.prepare_cached(FORGET_UPLOADS).await?;
                 let params: [&(dyn ToSql + Sync); 2] = [&unique, &project_id];
+                // An upload's events sit in one or two BRIN ranges of `events`; without
+                // statistics on `events` (a server without autovacuum never gathers them) the
+                // planner would scan the whole table instead (measured: 0.8 s at 10 M events).
                 let (_, uploads) = tokio::try_join!(
                     biased;
-                    client.batch_execute("BEGIN"),
+                    client.batch_execute("BEGIN; SET LOCAL enable_seqscan = off"),
                     client.query(&uploads, &params),
                 )?;
                 let ids: Vec<i64> = uploads.iter().map(|r| r.get(0)).collect();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use optel_wire::{Batch, EventType};
+use optel_wire::EventType;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
@@ -455,18 +455,6 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn insert_batches(
-        &self,
-        batches: &[(i64, &Batch)],
-        received_ms: i64,
-    ) -> Result<Vec<InsertOutcome>> {
-        let mut prepared: Vec<PreparedBatch> = batches
-            .iter()
-            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
-            .collect();
-        self.insert_prepared(&mut prepared, received_ms)
-    }
-
     fn insert_prepared(
         &self,
         batches: &mut [PreparedBatch],
@@ -698,6 +686,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use optel_wire::Batch;
     use optel_wire::{Event, Timestamp};
 
     fn batch(pseudonym: &str, seed: u8, ts_ms: i64) -> Batch {
