@@ -1092,6 +1092,25 @@ async fn insert_group(
     Ok(outcomes)
 }
 
+/// A [`CountRow`] from the columns day, event_type, name, version, os, arch, outcome,
+/// error_code, count, duration_sum.
+fn count_row(r: &tokio_postgres::Row) -> CountRow {
+    CountRow {
+        key: CountKey {
+            day: r.get(0),
+            event_type: r.get(1),
+            name: r.get(2),
+            version: r.get(3),
+            os: r.get(4),
+            arch: r.get(5),
+            outcome: r.get(6),
+            error_code: r.get(7),
+        },
+        count: r.get(8),
+        duration_sum: r.get(9),
+    }
+}
+
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -1272,23 +1291,7 @@ impl Store for PgStore {
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| CountRow {
-                    key: CountKey {
-                        day: r.get(0),
-                        event_type: r.get(1),
-                        name: r.get(2),
-                        version: r.get(3),
-                        os: r.get(4),
-                        arch: r.get(5),
-                        outcome: r.get(6),
-                        error_code: r.get(7),
-                    },
-                    count: r.get(8),
-                    duration_sum: r.get(9),
-                })
-                .collect())
+            Ok(rows.iter().map(count_row).collect())
         })
     }
 
@@ -1298,7 +1301,8 @@ impl Store for PgStore {
                 .await?
                 .query(
                     // Summed by key id first (integers hash fast), then named.
-                    "SELECT k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
+                    // Dated on the first day, as the trait documents; same columns as `counts`.
+                    "SELECT $2::int8, k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
                             k.error_code, s.count, s.duration_sum
                      FROM (SELECT key_id, SUM(count)::int8 AS count,
                                   SUM(duration_sum)::int8 AS duration_sum
@@ -1309,23 +1313,7 @@ impl Store for PgStore {
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| CountRow {
-                    key: CountKey {
-                        day: days.first,
-                        event_type: r.get(0),
-                        name: r.get(1),
-                        version: r.get(2),
-                        os: r.get(3),
-                        arch: r.get(4),
-                        outcome: r.get(5),
-                        error_code: r.get(6),
-                    },
-                    count: r.get(7),
-                    duration_sum: r.get(8),
-                })
-                .collect())
+            Ok(rows.iter().map(count_row).collect())
         })
     }
 
