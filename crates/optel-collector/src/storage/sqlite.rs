@@ -17,21 +17,23 @@ use crate::rollup::{
 };
 
 /// Events per `INSERT` statement: one multi-row statement costs less than as many single-row
-/// ones (about a fifth less CPU per event in a bulk insert; BENCHMARKS.md), and 25 rows of 16
+/// ones (about a fifth less CPU per event in a bulk insert; BENCHMARKS.md), and 25 rows of 11
 /// parameters stay far below SQLite's parameter limit.
 const ROWS_PER_INSERT: usize = 25;
+
+/// Parameters of one event row in [`insert_sql`].
+const EVENT_PARAMS: usize = 11;
 
 /// The `INSERT` of `rows` events (1..=[`ROWS_PER_INSERT`]), built once.
 fn insert_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         (0..=ROWS_PER_INSERT)
             .map(|n| {
                 format!(
-                    "INSERT OR IGNORE INTO events (project_id, event_id, event_type, name, ts_ms,
-                        received_ms, service, service_version, pseudonym, session_id, os, arch,
-                        duration_ms, success, error_code, metadata)
+                    "INSERT OR IGNORE INTO events (project_id, event_id, upload_id, event_type,
+                        name, ts_ms, session_id, duration_ms, success, error_code, metadata)
                      VALUES {}",
                     vec![one; n.max(1)].join(", ")
                 )
@@ -41,21 +43,32 @@ fn insert_sql(rows: usize) -> &'static str {
     &all[rows.clamp(1, ROWS_PER_INSERT)]
 }
 
+/// Records one batch's stored events (`?1` upload id .. `?10` last event row; migration 0004).
+const INSERT_UPLOAD: &str = "INSERT INTO uploads (upload_id, project_id, received_ms, pseudonym,
+        service, service_version, os, arch, first_event, last_event)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 /// Deletes the raw events before a cutoff (`?2`, ms) through the day index (`?1`: its day).
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE ts_ms / 86400000 <= ?1 AND ts_ms < ?2";
-/// The rollup facts of a pseudonym's events (`?1`), in one project (`?2`) or all (NULL).
-const FORGET_SELECT: &str = "SELECT project_id, ts_ms, event_type, name, service_version, os, arch,
-                        duration_ms, success, error_code, pseudonym
-                 FROM events WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)";
-/// Deletes a pseudonym's events (`?1`), in one project (`?2`) or all (NULL).
-const FORGET_EVENTS: &str =
-    "DELETE FROM events WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)";
+/// Deletes the uploads received before `?1` (ms). An upload's events lie at most
+/// [`crate::ingest::MAX_FUTURE_SKEW_MS`] after it was received, so with `?1` a day before the
+/// events' cutoff, every upload deleted has no events left (one row per batch: a scan is cheap).
+const PURGE_UPLOADS: &str = "DELETE FROM uploads WHERE received_ms < ?1";
+/// A pseudonym's (`?1`) uploads, in one project (`?2`) or all (NULL).
+const FORGET_UPLOADS: &str = "SELECT upload_id, project_id, service_version, os, arch, pseudonym,
+        first_event, last_event
+     FROM uploads WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)";
+/// The rollup facts of one upload's (`?1`) events, found by their row range (`?2`..=`?3`).
+const FORGET_SELECT: &str = "SELECT ts_ms, event_type, name, duration_ms, success, error_code
+     FROM events WHERE seq BETWEEN ?2 AND ?3 AND upload_id = ?1";
+/// Deletes one upload's (`?1`) events, found by their row range (`?2`..=`?3`).
+const FORGET_EVENTS: &str = "DELETE FROM events WHERE seq BETWEEN ?2 AND ?3 AND upload_id = ?1";
 
 /// Migrations of the SQLite schema, applied in order; `PRAGMA user_version` records how many ran.
 const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_rollups.sql"),
     include_str!("../../migrations/sqlite/0003_compact_events.sql"),
+    include_str!("../../migrations/sqlite/0004_uploads.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -381,9 +394,20 @@ impl Store for SqliteStore {
     }
 
     fn delete_project(&self, name: &str) -> Result<bool> {
-        let conn = self.conn();
-        // Foreign keys cascade to keys, events and rollups.
-        let deleted = conn.execute("DELETE FROM projects WHERE name = ?1", [name])? > 0;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // `events` and `uploads` have no foreign key (a lookup per inserted row, migration
+        // 0004): their rows go explicitly; keys and rollups follow by ON DELETE CASCADE.
+        for table in ["events", "uploads"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE project_id IN (SELECT id FROM projects WHERE name = ?1)"
+                ),
+                [name],
+            )?;
+        }
+        let deleted = tx.execute("DELETE FROM projects WHERE name = ?1", [name])? > 0;
+        tx.commit()?;
         // Project ids may be reused: no sketch of the deleted project may outlive it.
         self.drop_sketches();
         Ok(deleted)
@@ -468,37 +492,38 @@ impl Store for SqliteStore {
         {
             // Rowids are assigned as max + 1, so the rows one statement inserts are exactly
             // the rowids after the previous ones: that tells which events of a multi-row
-            // statement were new when some were not.
+            // statement were new when some were not, and which rows an upload holds.
             let mut last_rowid: i64 =
-                tx.query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |r| {
+                tx.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+            let mut upload: i64 =
+                tx.query_row("SELECT coalesce(max(upload_id), 0) FROM uploads", [], |r| {
                     r.get(0)
                 })?;
             let mut stored = Vec::new();
             for p in batches.iter_mut() {
                 let batch = &p.batch;
                 stored.clear();
+                // An upload id is used once its batch stores an event (no row of a batch that
+                // stored none refers to it).
+                upload += 1;
+                let first_row = last_rowid + 1;
                 let mut first = 0;
                 for chunk in batch.events.chunks(ROWS_PER_INSERT) {
                     let mut stmt = tx.prepare_cached(insert_sql(chunk.len()))?;
                     for (k, e) in chunk.iter().enumerate() {
                         let i = first + k;
-                        let at = k * 16;
+                        let at = k * EVENT_PARAMS;
                         stmt.raw_bind_parameter(at + 1, p.project_id)?;
                         stmt.raw_bind_parameter(at + 2, &p.event_ids[i][..])?;
-                        stmt.raw_bind_parameter(at + 3, e.event_type.as_str())?;
-                        stmt.raw_bind_parameter(at + 4, &e.name)?;
-                        stmt.raw_bind_parameter(at + 5, e.timestamp.unix_ms())?;
-                        stmt.raw_bind_parameter(at + 6, received_ms)?;
-                        stmt.raw_bind_parameter(at + 7, &batch.service_name)?;
-                        stmt.raw_bind_parameter(at + 8, &batch.service_version)?;
-                        stmt.raw_bind_parameter(at + 9, &batch.pseudonym)?;
-                        stmt.raw_bind_parameter(at + 10, &p.session_ids[i][..])?;
-                        stmt.raw_bind_parameter(at + 11, &batch.os)?;
-                        stmt.raw_bind_parameter(at + 12, &batch.arch)?;
-                        stmt.raw_bind_parameter(at + 13, e.duration_ms.map(|d| d as i64))?;
-                        stmt.raw_bind_parameter(at + 14, e.success)?;
-                        stmt.raw_bind_parameter(at + 15, &e.error_code)?;
-                        stmt.raw_bind_parameter(at + 16, &p.metadata[i])?;
+                        stmt.raw_bind_parameter(at + 3, upload)?;
+                        stmt.raw_bind_parameter(at + 4, e.event_type.as_str())?;
+                        stmt.raw_bind_parameter(at + 5, &e.name)?;
+                        stmt.raw_bind_parameter(at + 6, e.timestamp.unix_ms())?;
+                        stmt.raw_bind_parameter(at + 7, &p.session_ids[i][..])?;
+                        stmt.raw_bind_parameter(at + 8, e.duration_ms.map(|d| d as i64))?;
+                        stmt.raw_bind_parameter(at + 9, e.success)?;
+                        stmt.raw_bind_parameter(at + 10, &e.error_code)?;
+                        stmt.raw_bind_parameter(at + 11, &p.metadata[i])?;
                     }
                     let n = stmt.raw_execute()? as i64;
                     if n == chunk.len() as i64 {
@@ -506,7 +531,7 @@ impl Store for SqliteStore {
                     } else if n > 0 {
                         let mut new_ids: HashSet<Vec<u8>> = tx
                             .prepare_cached(
-                                "SELECT event_id FROM events WHERE rowid > ?1 AND rowid <= ?2",
+                                "SELECT event_id FROM events WHERE seq > ?1 AND seq <= ?2",
                             )?
                             .query_map(params![last_rowid, last_rowid + n], |r| r.get(0))?
                             .collect::<rusqlite::Result<_>>()?;
@@ -519,6 +544,22 @@ impl Store for SqliteStore {
                     }
                     last_rowid += n;
                     first += chunk.len();
+                }
+                if stored.is_empty() {
+                    upload -= 1;
+                } else {
+                    tx.prepare_cached(INSERT_UPLOAD)?.execute(params![
+                        upload,
+                        p.project_id,
+                        received_ms,
+                        &batch.pseudonym,
+                        &batch.service_name,
+                        &batch.service_version,
+                        &batch.os,
+                        &batch.arch,
+                        first_row,
+                        last_rowid,
+                    ])?;
                 }
                 let outcome = InsertOutcome {
                     inserted: stored.len() as u64,
@@ -627,6 +668,7 @@ impl Store for SqliteStore {
         let day = day_of(cutoff_ms);
         // `ts_ms / 86400000` is the indexed expression (events_by_day, migration 0003).
         let events = tx.execute(PURGE_EVENTS, params![day, cutoff_ms])? as u64;
+        tx.execute(PURGE_UPLOADS, [cutoff_ms - crate::rollup::DAY_MS])?;
         let mut rollup_rows = 0;
         for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
             rollup_rows +=
@@ -644,28 +686,44 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut stored = Vec::new();
+        let mut uploads = Vec::new();
         {
-            let mut stmt = tx.prepare_cached(FORGET_SELECT)?;
-            let unique: HashSet<&String> = pseudonyms.iter().collect();
-            for p in unique {
-                let rows = stmt.query_map(params![p, project_id], |r| {
-                    Ok(StoredEvent {
-                        project_id: r.get(0)?,
-                        ts_ms: r.get(1)?,
-                        event_type: EventType::parse(&r.get::<_, String>(2)?)
-                            .unwrap_or(EventType::Custom),
-                        name: r.get(3)?,
-                        version: r.get(4)?,
-                        os: r.get(5)?,
-                        arch: r.get(6)?,
-                        duration_ms: r.get::<_, Option<i64>>(7)?.map(|d| d.max(0) as u64),
-                        success: r.get(8)?,
-                        error_code: r.get(9)?,
-                        pseudonym: r.get(10)?,
+            let mut find = tx.prepare_cached(FORGET_UPLOADS)?;
+            let mut select = tx.prepare_cached(FORGET_SELECT)?;
+            for p in pseudonyms.iter().collect::<HashSet<_>>() {
+                let found = find.query_map(params![p, project_id], |r| {
+                    Ok(Upload {
+                        id: r.get(0)?,
+                        project_id: r.get(1)?,
+                        version: r.get(2)?,
+                        os: r.get(3)?,
+                        arch: r.get(4)?,
+                        pseudonym: r.get(5)?,
+                        rows: (r.get(6)?, r.get(7)?),
                     })
                 })?;
-                for row in rows {
-                    stored.push(row?);
+                for u in found {
+                    let u = u?;
+                    let rows = select.query_map(params![u.id, u.rows.0, u.rows.1], |r| {
+                        Ok(StoredEvent {
+                            project_id: u.project_id,
+                            ts_ms: r.get(0)?,
+                            event_type: EventType::parse(&r.get::<_, String>(1)?)
+                                .unwrap_or(EventType::Custom),
+                            name: r.get(2)?,
+                            version: u.version.clone(),
+                            os: u.os.clone(),
+                            arch: u.arch.clone(),
+                            duration_ms: r.get::<_, Option<i64>>(3)?.map(|d| d.max(0) as u64),
+                            success: r.get(4)?,
+                            error_code: r.get(5)?,
+                            pseudonym: u.pseudonym.clone(),
+                        })
+                    })?;
+                    for row in rows {
+                        stored.push(row?);
+                    }
+                    uploads.push(u);
                 }
             }
         }
@@ -673,12 +731,25 @@ impl Store for SqliteStore {
         apply_delta(&tx, &delta, true, None)?;
         self.drop_sketches();
         let mut deleted = 0;
-        for p in pseudonyms.iter().collect::<HashSet<_>>() {
-            deleted += tx.execute(FORGET_EVENTS, params![p, project_id])? as u64;
+        for u in &uploads {
+            deleted += tx.execute(FORGET_EVENTS, params![u.id, u.rows.0, u.rows.1])? as u64;
+            tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [u.id])?;
         }
         tx.commit()?;
         Ok(deleted)
     }
+}
+
+/// One row of `uploads` as deletion by pseudonym reads it.
+struct Upload {
+    id: i64,
+    project_id: i64,
+    version: String,
+    os: String,
+    arch: String,
+    pseudonym: String,
+    /// First and last `events.seq` of its events.
+    rows: (i64, i64),
 }
 
 #[cfg(test)]
@@ -748,28 +819,174 @@ mod tests {
         assert_eq!(installs_on(&b, project.id, day), 1);
     }
 
-    /// Retention and deletion by pseudonym find their rows through an index: a scan of every
-    /// event under the write lock would stall ingest (and anyone holding a tool's ingest key
-    /// may ask for a deletion).
+    /// Retention and deletion by pseudonym find their rows through an index or a row range:
+    /// a scan of every event under the write lock would stall ingest (and anyone holding a
+    /// tool's ingest key may ask for a deletion).
     #[test]
     fn purge_and_forget_do_not_scan_the_events_table() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).unwrap();
         let conn = s.conn();
-        for sql in [PURGE_EVENTS, FORGET_SELECT, FORGET_EVENTS] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map(params![1, 2], |r| r.get(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
+        for sql in [PURGE_EVENTS, FORGET_UPLOADS, FORGET_SELECT, FORGET_EVENTS] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            for i in 1..=stmt.parameter_count() {
+                stmt.raw_bind_parameter(i, i as i64).unwrap();
+            }
+            let mut plan = Vec::new();
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get::<_, String>(3).unwrap());
+            }
             let plan = plan.join("; ");
             assert!(
-                plan.contains("USING INDEX") && !plan.contains("SCAN events"),
+                (plan.contains("USING INDEX") || plan.contains("USING INTEGER PRIMARY KEY"))
+                    && !plan.contains("SCAN"),
                 "{sql}: {plan}"
             );
         }
+    }
+
+    fn events_in(store: &SqliteStore, project: i64) -> i64 {
+        let days = DayRange {
+            first: 0,
+            last: i64::MAX / crate::rollup::DAY_MS,
+        };
+        store
+            .counts(project, days)
+            .unwrap()
+            .iter()
+            .map(|r| r.count)
+            .sum()
+    }
+
+    /// A store written by schema 3 (pseudonyms and batch columns on every event) keeps its
+    /// events through the upgrade to uploads: retries of them are still duplicates, deletion
+    /// by pseudonym finds them and subtracts them from the rollups, and another install's
+    /// events stay.
+    #[test]
+    fn upgrade_from_schema_3_keeps_events_and_their_installs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ts = crate::now_ms();
+        let (a, b) = ("a".repeat(32), "b".repeat(32));
+        let mut batch_a = batch(&a, 1, ts);
+        batch_a.events.extend(batch(&a, 2, ts).events);
+        let batch_b = batch(&b, 3, ts);
+        {
+            let mut conn = Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &SQLITE_MIGRATIONS[..3] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 3).unwrap();
+            tx.execute(
+                "INSERT INTO projects (id, name, created_ms) VALUES (1, 'tool', 1)",
+                [],
+            )
+            .unwrap();
+            let mut delta = Delta::default();
+            for (received, batch) in [(ts, &batch_b), (ts + 1, &batch_a)] {
+                delta.add_batch(
+                    1,
+                    batch,
+                    crate::rollup::install_hash(&batch.pseudonym),
+                    &batch.events,
+                );
+                for e in &batch.events {
+                    tx.execute(
+                        "INSERT INTO events (project_id, event_id, event_type, name, ts_ms,
+                            received_ms, service, service_version, pseudonym, session_id, os,
+                            arch, duration_ms, success, error_code, metadata)
+                         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                            NULL, NULL)",
+                        params![
+                            &super::super::uuid_bytes(&e.event_id)[..],
+                            e.event_type.as_str(),
+                            e.name,
+                            e.timestamp.unix_ms(),
+                            received,
+                            batch.service_name,
+                            batch.service_version,
+                            batch.pseudonym,
+                            &super::super::uuid_bytes(&e.session_id)[..],
+                            batch.os,
+                            batch.arch,
+                            e.duration_ms.map(|d| d as i64),
+                            e.success,
+                        ],
+                    )
+                    .unwrap();
+                }
+            }
+            apply_delta(&tx, &delta, false, None).unwrap();
+            tx.commit().unwrap();
+        }
+
+        let s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(events_in(&s, 1), 3);
+        let out = s.insert_batches(&[(1, &batch_a)], ts).unwrap();
+        assert_eq!(
+            out[0].duplicates, 2,
+            "upgraded events still deduplicate retries"
+        );
+        assert_eq!(s.forget(Some(1), std::slice::from_ref(&a)).unwrap(), 2);
+        assert_eq!(
+            events_in(&s, 1),
+            1,
+            "forget subtracted the upgraded rollups"
+        );
+        assert_eq!(installs_on(&s, 1, day_of(ts)), 1);
+        assert_eq!(s.forget(None, std::slice::from_ref(&b)).unwrap(), 1);
+        let conn = s.conn();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        let uploads: i64 = conn
+            .query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((left, uploads), (0, 0));
+    }
+
+    /// Row numbers freed by a deletion are handed out again; an upload whose range now covers
+    /// another install's rows must still delete only its own.
+    #[test]
+    fn forget_deletes_only_its_own_rows_when_row_numbers_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let project = s.create_project("tool", "hash", 1).unwrap();
+        let now = crate::now_ms();
+        let (a, b, c) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
+        // `a` sends an event dated 3 days ago, `b` one of today; then retention drops days
+        // before yesterday: `a`'s upload (received now) stays, its row goes.
+        s.insert_batches(&[(project.id, &batch(&b, 1, now))], now)
+            .unwrap();
+        s.insert_batches(
+            &[(project.id, &batch(&a, 2, now - 3 * crate::rollup::DAY_MS))],
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            s.purge_before(now - crate::rollup::DAY_MS).unwrap().events,
+            1
+        );
+        // `c`'s event takes `a`'s freed row number, inside `a`'s recorded range.
+        s.insert_batches(&[(project.id, &batch(&c, 3, now))], now)
+            .unwrap();
+        assert_eq!(
+            s.forget(Some(project.id), std::slice::from_ref(&a))
+                .unwrap(),
+            0
+        );
+        assert_eq!(events_in(&s, project.id), 2);
+        assert_eq!(
+            s.forget(Some(project.id), std::slice::from_ref(&c))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.forget(Some(project.id), std::slice::from_ref(&b))
+                .unwrap(),
+            1
+        );
     }
 
     /// A retried batch is stored once, and only its new events reach the rollups.
