@@ -931,6 +931,7 @@ pub fn global() -> Handle {
 
 /// Starts timing command `name` on the global recorder (seed 000's entry point); see
 /// [`Handle::command`].
+#[inline]
 pub fn track_command_execution(name: impl Into<Cow<'static, str>>) -> CommandGuard {
     global().command(name)
 }
@@ -945,18 +946,10 @@ impl Handle {
     /// Starts timing command `name` (`[A-Za-z0-9_.:-]`, at most 64 bytes, e.g. `"build"`). The
     /// returned guard records the command when dropped: a success unless
     /// [`CommandGuard::fail`] was called or the thread is panicking (error code `panic`).
+    #[inline]
     pub fn command(&self, name: impl Into<Cow<'static, str>>) -> CommandGuard {
         CommandGuard {
-            active: self.0.map(|inner| {
-                Box::new(ActiveCommand {
-                    inner,
-                    name: name.into(),
-                    started: Instant::now(),
-                    started_at: SystemTime::now(),
-                    error_code: None,
-                    attributes: Vec::new(),
-                })
-            }),
+            active: self.0.map(|inner| start_command(inner, name.into())),
         }
     }
 
@@ -1092,6 +1085,20 @@ impl Drop for CommandGuard {
             record_command(*active);
         }
     }
+}
+
+/// The on path of [`Handle::command`], out of line so that the off path inlines to a load and
+/// a branch at the call site.
+#[inline(never)]
+fn start_command(inner: &'static Inner, name: Cow<'static, str>) -> Box<ActiveCommand> {
+    Box::new(ActiveCommand {
+        inner,
+        name,
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+        error_code: None,
+        attributes: Vec::new(),
+    })
 }
 
 #[inline(never)]
