@@ -491,8 +491,10 @@ pub fn tool_command(bin: &Path, home: &Path) -> std::process::Command {
 
 /// Finds an example binary (such as `acme`) built in the same cargo target directory as this
 /// process: beside the current executable, or one level up (test binaries live in `deps/`).
-/// If it is missing and this process was started by cargo (`CARGO` is set), builds it with
-/// `cargo build -p <name>` in the same profile.
+/// When this process was started by cargo (`CARGO` is set: `cargo test`, `cargo run`), first
+/// runs `cargo build -p <name>` in the same profile, so that a test never runs a binary built
+/// from older sources (`cargo test -p optel-cli` does not rebuild other packages' binaries);
+/// when it is up to date this takes a fraction of a second.
 ///
 /// # Errors
 /// The binary is missing and cannot be built; the message says how to build it.
@@ -501,25 +503,34 @@ pub fn locate_example_binary(name: &str) -> Result<PathBuf> {
     let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let dirs: Vec<&Path> = exe.ancestors().skip(1).take(2).collect();
     let find = || dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file());
-    if let Some(found) = find() {
-        return Ok(found);
-    }
-    if let Ok(cargo) = std::env::var("CARGO") {
+    // Built at most once per process and name; concurrent callers wait for that build.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Ok(cargo) = std::env::var("CARGO")
+        && !built.iter().any(|b| b == name)
+    {
         let release = dirs
             .iter()
             .any(|d| d.file_name().is_some_and(|n| n == "release"));
-        eprintln!("building the example tool `{name}` (cargo build -p {name})...");
+        if find().is_none() {
+            eprintln!("building the example tool `{name}` (cargo build -p {name})...");
+        }
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-p", name]);
+        cmd.args(["build", "--quiet", "-p", name]);
         if release {
             cmd.arg("--release");
         }
         let status = cmd.status().context("cannot run cargo")?;
-        if status.success()
-            && let Some(found) = find()
-        {
-            return Ok(found);
+        if !status.success() {
+            bail!("`cargo build -p {name}` failed: see its output above");
         }
+        built.push(name.to_owned());
+    }
+    drop(built);
+    if let Some(found) = find() {
+        return Ok(found);
     }
     bail!(
         "cannot find the example binary `{name}` next to {}: build it with `cargo build -p {name}` \

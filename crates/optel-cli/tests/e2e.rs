@@ -283,7 +283,8 @@ fn demo_runs_end_to_end() {
 #[test]
 fn telemetry_forget_deletes_one_install_at_the_collector() {
     let data = tempfile::tempdir().unwrap();
-    let key = create_project(data.path(), "acme");
+    // The operator named the project otherwise than the tool: the SDK's proofs name the tool.
+    let key = create_project(data.path(), "acme-prod");
     let server = serve(data.path(), "127.0.0.1:0");
     let ep = server.url.as_str();
     let (a, b) = (Install::new(), Install::new());
@@ -301,7 +302,7 @@ fn telemetry_forget_deletes_one_install_at_the_collector() {
                 .success()
         );
     }
-    assert_eq!(stats_json(data.path(), "acme")["active_installs"], 2);
+    assert_eq!(stats_json(data.path(), "acme-prod")["active_installs"], 2);
 
     let out = a.acme(&["telemetry", "forget"], ep, &key, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -313,7 +314,7 @@ fn telemetry_forget_deletes_one_install_at_the_collector() {
     assert!(stdout.contains("deleted 2 events"), "{stdout}");
 
     // Only the other install's events remain.
-    let stats = stats_json(data.path(), "acme");
+    let stats = stats_json(data.path(), "acme-prod");
     assert_eq!(stats["active_installs"], 1);
     assert_eq!(stats["events"], 2);
 
@@ -322,5 +323,5 @@ fn telemetry_forget_deletes_one_install_at_the_collector() {
     let out = fresh.acme(&["telemetry", "forget"], ep, &key, &[]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to forget"));
-    assert_eq!(stats_json(data.path(), "acme")["events"], 2);
+    assert_eq!(stats_json(data.path(), "acme-prod")["events"], 2);
 }

@@ -324,6 +324,11 @@ pub const MAX_FORGET_PSEUDONYMS: usize = 64;
 pub struct ForgetRequest {
     /// When the request was made (RFC 3339); refused when more than 10 minutes off.
     pub timestamp: optel_wire::Timestamp,
+    /// The tool's name as the SDK knows it (its batches' `service`), which the proofs are
+    /// bound to; without it, the project's name. The SDK cannot know what the operator named
+    /// the project, so it sends this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
     /// The installs to forget.
     pub installs: Vec<ForgetProof>,
 }
@@ -333,7 +338,8 @@ pub struct ForgetRequest {
 pub struct ForgetProof {
     /// The pseudonym, as sent in batches.
     pub pseudonym: String,
-    /// `hex(HMAC-SHA-256(key = pseudonym, "optel forget v1|<project>|<timestamp>"))`.
+    /// `hex(HMAC-SHA-256(key = pseudonym, "optel forget v1|<tool>|<timestamp>"))`, where
+    /// `<tool>` is [`ForgetRequest::tool`] (or the project's name when absent).
     pub proof: String,
 }
 
@@ -344,14 +350,15 @@ pub struct ForgetResponse {
     pub deleted: u64,
 }
 
-/// The proof for one pseudonym (what the SDK computes).
-pub fn forget_proof(pseudonym: &str, project: &str, timestamp: &str) -> String {
+/// The proof for one pseudonym (what the SDK computes): `tool` is the name the request is
+/// bound to ([`ForgetRequest::tool`], or the project's name).
+pub fn forget_proof(pseudonym: &str, tool: &str, timestamp: &str) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(pseudonym.as_bytes()) {
         Ok(m) => m,
         // HMAC takes keys of any length; this arm cannot run.
         Err(_) => return String::new(),
     };
-    mac.update(format!("optel forget v1|{project}|{timestamp}").as_bytes());
+    mac.update(format!("optel forget v1|{tool}|{timestamp}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
@@ -393,10 +400,20 @@ pub async fn delete_installs(
                 ),
             }));
         }
+        let bound = match &req.tool {
+            Some(tool) if !optel_wire::is_valid_name(tool) => {
+                return Err(ApiError::invalid_field(Invalid {
+                    field: "tool".into(),
+                    reason: "tool must be 1 to 64 bytes of [A-Za-z0-9_.:-]".into(),
+                }));
+            }
+            Some(tool) => tool.as_str(),
+            None => project.name.as_str(),
+        };
         let ts = req.timestamp.to_string();
         let mut pseudonyms = Vec::new();
         for (i, p) in req.installs.iter().enumerate() {
-            let expected = forget_proof(&p.pseudonym, &project.name, &ts);
+            let expected = forget_proof(&p.pseudonym, bound, &ts);
             if p.pseudonym.is_empty()
                 || p.pseudonym.len() > limits::MAX_PSEUDONYM_BYTES
                 || !keys::token_matches(&p.proof.to_ascii_lowercase(), &expected)

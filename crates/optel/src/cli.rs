@@ -400,7 +400,9 @@ fn forget(
                 Some(serde_json::json!({ "pseudonym": pseudonym, "proof": proof }))
             })
             .collect();
-    let body = serde_json::json!({ "timestamp": timestamp, "installs": installs }).to_string();
+    // The proofs are bound to the tool's name; the collector's project may be named otherwise.
+    let body = serde_json::json!({ "timestamp": timestamp, "tool": tool, "installs": installs })
+        .to_string();
     let base = endpoint.trim_end_matches('/');
     let base = base.strip_suffix("/v1/events").unwrap_or(base);
     let url = format!("{base}/v1/installs");

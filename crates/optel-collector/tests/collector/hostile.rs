@@ -118,7 +118,8 @@ fn hostile_requests_get_4xx(t: TestStore) {
         }
     }
     reqs.push(("POST", "/v1/events".into(), None, vec![("authorization", "Basic YTpi".into()), ("content-type", "application/json".into())], good_json.clone()));
-    // Cross-project and privilege: ingest keys cannot read, forget proofs are bound to a project.
+    // Cross-project and privilege: ingest keys cannot read, forget proofs are bound to a tool
+    // (the project's name by default).
     for view in ["overview", "timeseries", "commands", "errors", "versions", "platforms", "features", "stats"] {
         reqs.push(("GET", format!("/v1/projects/other/{view}"), Some(key.clone()), vec![], vec![]));
         reqs.push(("GET", format!("/v1/projects/acme/{view}"), Some(other.clone()), vec![], vec![]));
@@ -132,6 +133,9 @@ fn hostile_requests_get_4xx(t: TestStore) {
     let proof_for_other = optel_collector::ingest::forget_proof(&pseudonym(1), "other", &ts);
     for body in [
         serde_json::json!({"timestamp": ts, "installs": [{"pseudonym": pseudonym(1), "proof": proof_for_other}]}),
+        serde_json::json!({"timestamp": ts, "tool": "acme", "installs": [{"pseudonym": pseudonym(1), "proof": proof_for_other}]}),
+        serde_json::json!({"timestamp": ts, "tool": "no/such tool", "installs": [{"pseudonym": pseudonym(1), "proof": proof_for_other}]}),
+        serde_json::json!({"timestamp": ts, "tool": 7, "installs": [{"pseudonym": pseudonym(1), "proof": proof_for_other}]}),
         serde_json::json!({"timestamp": "2020-01-01T00:00:00Z", "installs": [{"pseudonym": pseudonym(1), "proof": "00"}]}),
         serde_json::json!({"timestamp": ts, "installs": []}),
         serde_json::json!({"timestamp": ts}),
