@@ -155,7 +155,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "AGE", env = "OPTEL_RETENTION")]
     pub retention: Option<String>,
     /// PEM certificate chain (server certificate first) to serve HTTPS on the same port;
-    /// needs --tls-key. Without both, the collector speaks plain HTTP.
+    /// needs --tls-key. Without both, the collector speaks plain HTTP. Both files are read
+    /// again on SIGHUP and when they change (checked every 60 s): no restart after a renewal.
     #[arg(long, value_name = "FILE", env = "OPTEL_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
@@ -407,6 +408,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         if let Some(retention) = config.retention {
             tokio::spawn(ops::retention_task(store, retention));
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &tls {
+            watch_certificate(tls);
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, db = %described, scheme, "optel collector listening");
         eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
@@ -427,6 +432,34 @@ fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
         &files.cert,
         &files.key,
     )?)
+}
+
+/// Serves a renewed certificate without a restart: reloads it on `SIGHUP` (what
+/// `systemctl reload` and certbot's deploy hooks send) and when its files change (checked every
+/// [`optel_collector::tls::RELOAD_CHECK_EVERY`]).
+#[cfg(feature = "tls")]
+fn watch_certificate(tls: &Tls) {
+    tokio::spawn(
+        tls.clone()
+            .reload_when_changed(optel_collector::tls::RELOAD_CHECK_EVERY),
+    );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tls.reload_and_log("SIGHUP");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload by file change only")
+            }
+        }
+    }
 }
 
 #[cfg(not(feature = "tls"))]

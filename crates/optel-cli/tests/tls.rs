@@ -1,7 +1,8 @@
 //! `optel serve --tls-cert --tls-key`: a real collector process serving HTTPS with the test-only
 //! self-signed certificate in `tests/fixtures` (see its README), a client that trusts exactly
 //! that certificate, and the failure modes an operator meets: plain HTTP on the HTTPS port,
-//! silent or broken clients, missing, unreadable or mismatched files.
+//! silent or broken clients, missing, unreadable or mismatched files, and a renewed certificate
+//! served after `SIGHUP`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
@@ -22,7 +23,12 @@ fn fixture(name: &str) -> PathBuf {
 
 /// An HTTPS client that trusts only the test certificate (no webpki roots, no system store).
 fn https_agent() -> ureq::Agent {
-    let pem = std::fs::read(fixture("tls-test.crt")).unwrap();
+    agent_trusting("tls-test.crt")
+}
+
+/// An HTTPS client that trusts only the fixture certificate `cert`.
+fn agent_trusting(cert: &str) -> ureq::Agent {
+    let pem = std::fs::read(fixture(cert)).unwrap();
     let cert = ureq::tls::Certificate::from_pem(&pem).unwrap();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -160,6 +166,66 @@ fn https_ingest_plain_http_refused_and_graceful_shutdown() {
     server.stop();
     let accepted = 5 + statuses.iter().filter(|&&s| s == 200).count() as u64;
     assert_eq!(stats_events(dir.path()), accepted);
+}
+
+/// Whether a new HTTPS connection that trusts only `cert` gets an answer from `/healthz`.
+fn trusted_by(cert: &str, url: &str) -> bool {
+    // A new agent each time: a pooled connection would keep the certificate it began with.
+    agent_trusting(cert)
+        .get(&format!("{url}/healthz"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+}
+
+/// A renewed certificate is served after `SIGHUP` (what certbot's deploy hook or
+/// `systemctl reload` sends), without a restart and without losing the collector's state.
+#[test]
+fn renewed_certificate_is_served_after_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_project(dir.path(), "acme");
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(fixture("tls-test.crt"), &cert_file).unwrap();
+    std::fs::copy(fixture("tls-test.key"), &key_file).unwrap();
+    let server = Server::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(trusted_by("tls-test.crt", &server.url));
+    assert!(!trusted_by("tls-renewed.crt", &server.url));
+    let (status, body) = post(&https_agent(), &server.url, &key, &batch(1, 3));
+    assert_eq!(status, 200, "{body}");
+
+    // The renewal replaces both files in place, then signals.
+    std::fs::copy(fixture("tls-renewed.crt"), &cert_file).unwrap();
+    std::fs::copy(fixture("tls-renewed.key"), &key_file).unwrap();
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !trusted_by("tls-renewed.crt", &server.url) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not served within 30 s of SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!trusted_by("tls-test.crt", &server.url));
+    let (status, body) = post(
+        &agent_trusting("tls-renewed.crt"),
+        &server.url,
+        &key,
+        &batch(1, 4),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["duplicates"], 3,
+        "the same store, the same events: {body}"
+    );
 }
 
 /// Runs `optel serve` that must fail before listening; returns its stderr.

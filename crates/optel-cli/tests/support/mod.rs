@@ -191,6 +191,16 @@ impl Server {
         assert!(status.success(), "optel serve exited with {status:?}");
     }
 
+    /// Sends the signal `name` (as `kill -NAME`, e.g. `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
     /// Kills the process with SIGKILL, as a crash would (nothing drains), and reaps it.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
