@@ -7,7 +7,8 @@
 -- pseudonym (indexed: one index entry per batch, not per event), the other columns every event
 -- of the batch shares (service, version, OS, architecture, received time), and the range of
 -- event rows it stored. Deletion by pseudonym reads an install's uploads through the index
--- and each upload's events by row range; retention deletes an upload once its events are gone.
+-- and each upload's events by row range; retention deletes an upload once its events are gone
+-- (through an index on its received time).
 -- Each event row is ~60 bytes narrower.
 --
 -- `events.seq` names the rowid, so that a VACUUM keeps the row numbers that `uploads` records.
@@ -72,3 +73,5 @@ CREATE UNIQUE INDEX events_by_id ON events (project_id, event_id);
 -- UTC day of the event (src/rollup.rs `day_of`; timestamps are positive, so `/` is floor).
 CREATE INDEX events_by_day ON events (ts_ms / 86400000);
 CREATE INDEX uploads_by_pseudonym ON uploads (pseudonym);
+-- Retention (uploads are appended in received order: one cheap index entry per batch).
+CREATE INDEX uploads_by_time ON uploads (received_ms);

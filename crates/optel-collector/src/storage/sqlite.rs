@@ -49,9 +49,9 @@ const INSERT_UPLOAD: &str = "INSERT INTO uploads (upload_id, project_id, receive
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 /// Deletes the raw events before a cutoff (`?2`, ms) through the day index (`?1`: its day).
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE ts_ms / 86400000 <= ?1 AND ts_ms < ?2";
-/// Deletes the uploads received before `?1` (ms). An upload's events lie at most
-/// [`crate::ingest::MAX_FUTURE_SKEW_MS`] after it was received, so with `?1` a day before the
-/// events' cutoff, every upload deleted has no events left (one row per batch: a scan is cheap).
+/// Deletes the uploads received before `?1` (ms; index `uploads_by_time`). An upload's events
+/// lie at most [`crate::ingest::MAX_FUTURE_SKEW_MS`] after it was received, so with `?1` a day
+/// before the events' cutoff, every upload deleted has no events left.
 const PURGE_UPLOADS: &str = "DELETE FROM uploads WHERE received_ms < ?1";
 /// A pseudonym's (`?1`) uploads, in one project (`?2`) or all (NULL).
 const FORGET_UPLOADS: &str = "SELECT upload_id, project_id, service_version, os, arch, pseudonym,
@@ -827,7 +827,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).unwrap();
         let conn = s.conn();
-        for sql in [PURGE_EVENTS, FORGET_UPLOADS, FORGET_SELECT, FORGET_EVENTS] {
+        for sql in [
+            PURGE_EVENTS,
+            PURGE_UPLOADS,
+            FORGET_UPLOADS,
+            FORGET_SELECT,
+            FORGET_EVENTS,
+        ] {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             for i in 1..=stmt.parameter_count() {
                 stmt.raw_bind_parameter(i, i as i64).unwrap();
