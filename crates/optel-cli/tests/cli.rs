@@ -1,5 +1,5 @@
 //! End-to-end tests of the `optel` binary: real processes, real sockets on 127.0.0.1, a real
-//! SQLite file.
+//! SQLite file (and the real PostgreSQL for `kill -9` on that backend).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: failing loudly is the point
 
@@ -15,19 +15,51 @@ const ADMIN: &str = "cli-test-admin";
 
 /// Starts `optel serve` on a free port over the data directory `dir`, without rate limits.
 fn serve(dir: &str) -> Server {
-    Server::start(
-        &[
-            "--data-dir",
-            dir,
-            "--admin-token",
-            ADMIN,
-            "--rate-per-addr",
-            "0",
-            "--rate-per-key",
-            "0",
-        ],
-        &[],
-    )
+    serve_store(&["--data-dir", dir])
+}
+
+/// Starts `optel serve` on a free port over the store `store` (`--data-dir DIR` or
+/// `--database URL`), without rate limits.
+fn serve_store(store: &[&str]) -> Server {
+    let mut args = store.to_vec();
+    args.extend([
+        "--admin-token",
+        ADMIN,
+        "--rate-per-addr",
+        "0",
+        "--rate-per-key",
+        "0",
+    ]);
+    Server::start(&args, &[])
+}
+
+/// A schema of its own in the test PostgreSQL (`OPTEL_TEST_DATABASE_URL` as a `postgres://`
+/// URL, default `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards.
+struct PgSchema {
+    store: optel_collector::storage::PgStore,
+    /// `--database` URL of the schema.
+    url: String,
+}
+
+impl PgSchema {
+    fn new(tag: &str) -> Self {
+        let base = std::env::var("OPTEL_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("optel_cli_{tag}_{}", std::process::id());
+        let store = optel_collector::storage::PgStore::connect_in_schema(&base, Some(&schema))
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base:?} is needed for this test: {e}"));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        Self { store, url }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = self.store.drop_schema();
+    }
 }
 
 fn agent() -> ureq::Agent {
@@ -79,9 +111,28 @@ fn post(
 #[test]
 fn kill_9_during_load_loses_no_acknowledged_event_and_stores_none_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let key = create_project(dir.path(), "acme");
-    let mut server = serve(d);
+    kill_9_during_load(&["--data-dir", dir.path().to_str().unwrap()]);
+}
+
+/// The same on PostgreSQL, whose collector runs two group commits at once.
+#[test]
+fn kill_9_during_load_on_postgres() {
+    let pg = PgSchema::new("kill9");
+    kill_9_during_load(&["--database", &pg.url]);
+}
+
+/// `kill -9` of a collector over `store` while 4 clients send, then a restart: every
+/// acknowledged batch is stored, and nothing twice.
+fn kill_9_during_load(store: &[&str]) {
+    let mut create = vec!["projects", "create", "acme"];
+    create.extend(store);
+    let key = optel(&create, &[])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut server = serve_store(store);
     let url = server.url.clone();
 
     const THREADS: u32 = 4;
@@ -125,7 +176,7 @@ fn kill_9_during_load_loses_no_acknowledged_event_and_stores_none_twice() {
     let acked = sent.iter().filter(|s| s.2).count();
     assert!(acked >= 80);
 
-    let mut server = serve(d);
+    let mut server = serve_store(store);
     let url = &server.url;
     let agent = agent();
     // Every acknowledged batch is stored: re-sending it stores nothing new.
