@@ -23,10 +23,8 @@ use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use hmac::{Hmac, Mac};
 use optel_wire::{Batch, IngestResponse, Invalid, limits};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::error::ApiError;
 use crate::storage::{InsertOutcome, Project};
@@ -350,18 +348,6 @@ pub struct ForgetResponse {
     pub deleted: u64,
 }
 
-/// The proof for one pseudonym (what the SDK computes): `tool` is the name the request is
-/// bound to ([`ForgetRequest::tool`], or the project's name).
-pub fn forget_proof(pseudonym: &str, tool: &str, timestamp: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(pseudonym.as_bytes()) {
-        Ok(m) => m,
-        // HMAC takes keys of any length; this arm cannot run.
-        Err(_) => return String::new(),
-    };
-    mac.update(format!("optel forget v1|{tool}|{timestamp}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
 /// Handler of `DELETE /v1/installs`: deletes the events of the pseudonyms proven, in the
 /// ingest key's project.
 pub async fn delete_installs(
@@ -413,7 +399,7 @@ pub async fn delete_installs(
         let ts = req.timestamp.to_string();
         let mut pseudonyms = Vec::new();
         for (i, p) in req.installs.iter().enumerate() {
-            let expected = forget_proof(&p.pseudonym, bound, &ts);
+            let expected = optel_wire::forget_proof(&p.pseudonym, bound, &ts);
             if p.pseudonym.is_empty()
                 || p.pseudonym.len() > limits::MAX_PSEUDONYM_BYTES
                 || !keys::token_matches(&p.proof.to_ascii_lowercase(), &expected)

@@ -365,6 +365,47 @@ impl InstallSketch {
     }
 }
 
+/// An install sketch an event counts in: its kind, its value, and the second part of a
+/// two-part value (platform: OS and architecture; error: command and code).
+type SketchAt<'a> = (SketchKind, &'a str, Option<&'a str>);
+
+/// The sketches every event of an install counts in on its day: all installs, its version, its
+/// platform.
+fn install_sketches<'a>(version: &'a str, os: &'a str, arch: &'a str) -> [SketchAt<'a>; 3] {
+    [
+        (SketchKind::All, "", None),
+        (SketchKind::Version, version, None),
+        (SketchKind::Platform, os, Some(arch)),
+    ]
+}
+
+/// The sketches of one event's own, by type: a command (and, when it failed, its error code),
+/// a feature or a method; a custom event has none.
+fn event_sketches<'a>(
+    event_type: EventType,
+    name: &'a str,
+    success: Option<bool>,
+    error_code: &'a str,
+) -> [Option<SketchAt<'a>>; 2] {
+    match event_type {
+        EventType::Command => [
+            Some((SketchKind::Command, name, None)),
+            (success == Some(false)).then_some((SketchKind::Error, name, Some(error_code))),
+        ],
+        EventType::Feature => [Some((SketchKind::Feature, name, None)), None],
+        EventType::Method => [Some((SketchKind::Method, name, None)), None],
+        EventType::Custom => [None, None],
+    }
+}
+
+/// The stored value of a sketch: a two-part value is joined by a space.
+fn sketch_value(a: &str, b: Option<&str>) -> String {
+    match b {
+        Some(b) => format!("{a} {b}"),
+        None => a.to_owned(),
+    }
+}
+
 /// The rollup changes of a set of newly stored (or, with a negative sign, deleted) events,
 /// aggregated in memory so each rollup row is written once per transaction.
 #[derive(Debug, Default)]
@@ -450,28 +491,16 @@ impl Delta {
                 .entry((f.project_id, day, f.name.to_owned(), duration_bucket(d)))
                 .or_default() += sign;
         }
-        let mut sketch = |kind: SketchKind, value: String| {
+        let error = f.error_code.unwrap_or_default();
+        let own = event_sketches(f.event_type, f.name, f.success, error);
+        for (kind, a, b) in install_sketches(f.version, f.os, f.arch)
+            .into_iter()
+            .chain(own.into_iter().flatten())
+        {
             self.installs
-                .entry((f.project_id, day, kind, value))
+                .entry((f.project_id, day, kind, sketch_value(a, b)))
                 .or_default()
                 .insert(f.install);
-        };
-        sketch(SketchKind::All, String::new());
-        sketch(SketchKind::Version, f.version.to_owned());
-        sketch(SketchKind::Platform, format!("{} {}", f.os, f.arch));
-        match f.event_type {
-            EventType::Command => {
-                sketch(SketchKind::Command, f.name.to_owned());
-                if f.success == Some(false) {
-                    sketch(
-                        SketchKind::Error,
-                        format!("{} {}", f.name, f.error_code.unwrap_or_default()),
-                    );
-                }
-            }
-            EventType::Feature => sketch(SketchKind::Feature, f.name.to_owned()),
-            EventType::Method => sketch(SketchKind::Method, f.name.to_owned()),
-            EventType::Custom => {}
         }
     }
 
@@ -489,8 +518,9 @@ impl Delta {
         type CountAt<'b> = (i64, EventType, &'b str, i64, &'b str);
         let mut counts: HashMap<CountAt<'a>, (i64, i64)> = HashMap::default();
         let mut durations: HashMap<(i64, &'a str, i64), i64> = HashMap::default();
-        // (day, kind, value, second part of the value joined by a space).
+        // (day, kind, value, second part of the value: see `sketch_value`).
         let mut sketches: HashSet<(i64, SketchKind, &'a str, Option<&'a str>)> = HashSet::default();
+        let mut days: HashSet<i64> = HashSet::default();
         for e in events {
             let day = day_of(e.timestamp.unix_ms());
             let error = e.error_code.as_deref().unwrap_or_default();
@@ -506,27 +536,18 @@ impl Delta {
                     .entry((day, &e.name, duration_bucket(d)))
                     .or_default() += 1;
             }
-            sketches.insert((day, SketchKind::All, "", None));
-            match e.event_type {
-                EventType::Command => {
-                    sketches.insert((day, SketchKind::Command, &e.name, None));
-                    if e.success == Some(false) {
-                        sketches.insert((day, SketchKind::Error, &e.name, Some(error)));
-                    }
-                }
-                EventType::Feature => {
-                    sketches.insert((day, SketchKind::Feature, &e.name, None));
-                }
-                EventType::Method => {
-                    sketches.insert((day, SketchKind::Method, &e.name, None));
-                }
-                EventType::Custom => {}
+            days.insert(day);
+            for (kind, a, b) in event_sketches(e.event_type, &e.name, e.success, error)
+                .into_iter()
+                .flatten()
+            {
+                sketches.insert((day, kind, a, b));
             }
         }
-        let days: HashSet<i64> = sketches.iter().map(|s| s.0).collect();
         for day in days {
-            sketches.insert((day, SketchKind::Version, &batch.service_version, None));
-            sketches.insert((day, SketchKind::Platform, &batch.os, Some(&batch.arch)));
+            for (kind, a, b) in install_sketches(&batch.service_version, &batch.os, &batch.arch) {
+                sketches.insert((day, kind, a, b));
+            }
         }
         for ((day, event_type, name, outcome, error), (count, dur)) in counts {
             let key = CountKey {
@@ -550,12 +571,8 @@ impl Delta {
                 .or_default() += count;
         }
         for (day, kind, a, b) in sketches {
-            let value = match b {
-                Some(b) => format!("{a} {b}"),
-                None => a.to_owned(),
-            };
             self.installs
-                .entry((project_id, day, kind, value))
+                .entry((project_id, day, kind, sketch_value(a, b)))
                 .or_default()
                 .insert(install);
         }

@@ -460,7 +460,7 @@ fn forget_and_purge_delete_data(t: TestStore) {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&b));
         // The SDK binds its proofs to the tool's name, which need not be the project's.
         let for_tool = |tool: &str| {
-            let proof = optel_collector::ingest::forget_proof(&p1, "acme-cli", &ts);
+            let proof = optel_wire::forget_proof(&p1, "acme-cli", &ts);
             serde_json::to_vec(&serde_json::json!({"timestamp": ts, "tool": tool, "installs": [{"pseudonym": p1, "proof": proof}]})).unwrap()
         };
         let (s, _, b) = call(&st, "DELETE", "/v1/installs", Some(&key), &ct, for_tool("acme")).await;
@@ -474,7 +474,7 @@ fn forget_and_purge_delete_data(t: TestStore) {
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["deleted"], 3);
         // Without `tool`, the project's name: nothing of p1 is left to delete.
-        let proof = optel_collector::ingest::forget_proof(&p1, "acme", &ts);
+        let proof = optel_wire::forget_proof(&p1, "acme", &ts);
         let (s, _, b) = call(&st, "DELETE", "/v1/installs", Some(&key), &ct, body(proof)).await;
         assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
         let v: Value = serde_json::from_slice(&b).unwrap();

@@ -532,6 +532,21 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// The proof of one pseudonym in a deletion request (`DELETE /v1/installs`,
+/// docs/adr/002-deletion-by-pseudonym.md): `hex(HMAC-SHA-256(key = pseudonym, "optel forget
+/// v1|<tool>|<timestamp>"))`, lowercase, with `timestamp` exactly the string sent. The SDK
+/// computes it, the collector checks it: this is the one definition.
+pub fn forget_proof(pseudonym: &str, tool: &str, timestamp: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(pseudonym.as_bytes()) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm cannot run.
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("optel forget v1|{tool}|{timestamp}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Formats 16 bytes as a UUID version 4 in its hyphenated text form (RFC 9562 §5.4), setting
 /// the version and variant bits: the one formatting of event ids, shared by the SDK (random
 /// ids) and the collector (ids derived from OTLP items).

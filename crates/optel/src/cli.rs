@@ -358,15 +358,15 @@ const FORGET_WEEKS: usize = 60;
 /// `telemetry forget`: sends the pseudonyms of the recent epochs, each with the proof of
 /// docs/adr/002-deletion-by-pseudonym.md (`HMAC-SHA-256(key = pseudonym, "optel forget
 /// v1|<tool>|<timestamp>")`), to `DELETE <endpoint>/v1/installs`. Only an install holding the
-/// secret can list its pseudonyms; nothing else about the machine is sent. The proof binds the
-/// tool name, so the collector's project must be named like the tool.
+/// secret can list its pseudonyms; nothing else about the machine is sent. The proofs
+/// ([`optel_wire::forget_proof`]) are bound to the tool's name, sent as `tool`, so the
+/// collector's project may be named otherwise.
 fn forget(
     builder: &TelemetryBuilder,
     env: &dyn Fn(&str) -> Option<String>,
     timeout_ms: u64,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    use hmac::{Hmac, Mac};
     let tool = builder.tool.as_str();
     let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
     let secret = identity::existing_secret(&data).map_err(io_err("read", &data))?;
@@ -392,12 +392,10 @@ fn forget(
     let installs: Vec<serde_json::Value> =
         identity::recent_epoch_labels(builder.epoch, std::time::SystemTime::now(), max)
             .iter()
-            .filter_map(|label| {
+            .map(|label| {
                 let pseudonym = identity::pseudonym(&secret, tool, label);
-                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(pseudonym.as_bytes()).ok()?;
-                mac.update(format!("optel forget v1|{tool}|{timestamp}").as_bytes());
-                let proof = hex::encode(mac.finalize().into_bytes());
-                Some(serde_json::json!({ "pseudonym": pseudonym, "proof": proof }))
+                let proof = optel_wire::forget_proof(&pseudonym, tool, &timestamp);
+                serde_json::json!({ "pseudonym": pseudonym, "proof": proof })
             })
             .collect();
     // The proofs are bound to the tool's name; the collector's project may be named otherwise.

@@ -257,7 +257,7 @@ fn apply_delta(
     tx: &rusqlite::Transaction<'_>,
     delta: &Delta,
     removing: bool,
-    cache: Option<&mut SketchCache>,
+    mut cache: Option<&mut SketchCache>,
 ) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO rollup_counts (project_id, day, event_type, name, version, os, arch, outcome,
@@ -298,7 +298,6 @@ fn apply_delta(
         "INSERT OR REPLACE INTO rollup_installs (project_id, day, kind, value, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut cache = cache;
     for (p, day, kind, value, hashes) in delta.sorted_installs() {
         let key = (p, day, kind, value.to_owned());
         let cached = cache.as_deref_mut().and_then(|c| c.map.remove(&key));
@@ -500,12 +499,12 @@ impl Store for SqliteStore {
                     r.get(0)
                 })?;
             let mut stored = Vec::new();
-            for p in batches.iter_mut() {
+            for p in batches.iter() {
                 let batch = &p.batch;
                 stored.clear();
-                // An upload id is used once its batch stores an event (no row of a batch that
-                // stored none refers to it).
-                upload += 1;
+                // The next upload id, taken only if the batch stores an event (then its rows
+                // refer to it; otherwise no row does).
+                let id = upload + 1;
                 let first_row = last_rowid + 1;
                 let mut first = 0;
                 for chunk in batch.events.chunks(ROWS_PER_INSERT) {
@@ -515,7 +514,7 @@ impl Store for SqliteStore {
                         let at = k * EVENT_PARAMS;
                         stmt.raw_bind_parameter(at + 1, p.project_id)?;
                         stmt.raw_bind_parameter(at + 2, &p.event_ids[i][..])?;
-                        stmt.raw_bind_parameter(at + 3, upload)?;
+                        stmt.raw_bind_parameter(at + 3, id)?;
                         stmt.raw_bind_parameter(at + 4, e.event_type.as_str())?;
                         stmt.raw_bind_parameter(at + 5, &e.name)?;
                         stmt.raw_bind_parameter(at + 6, e.timestamp.unix_ms())?;
@@ -545,11 +544,10 @@ impl Store for SqliteStore {
                     last_rowid += n;
                     first += chunk.len();
                 }
-                if stored.is_empty() {
-                    upload -= 1;
-                } else {
+                if !stored.is_empty() {
+                    upload = id;
                     tx.prepare_cached(INSERT_UPLOAD)?.execute(params![
-                        upload,
+                        id,
                         p.project_id,
                         received_ms,
                         &batch.pseudonym,
@@ -574,18 +572,12 @@ impl Store for SqliteStore {
                 outcomes.push(outcome);
             }
         }
-        let result = apply_delta(&tx, &delta, false, Some(&mut sketches)).and_then(|()| {
-            tx.commit()?;
-            Ok(())
-        });
-        match result {
-            Ok(()) => {
-                self.keep_sketches(sketches);
-                Ok(outcomes)
-            }
-            // The cache may hold sketches of the rolled-back transaction: drop it.
-            Err(e) => Err(e),
-        }
+        // On any error the cache, which may hold sketches of the rolled-back transaction, is
+        // not put back: the next commit starts with an empty one.
+        apply_delta(&tx, &delta, false, Some(&mut sketches))?;
+        tx.commit()?;
+        self.keep_sketches(sketches);
+        Ok(outcomes)
     }
 
     fn counts(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
@@ -1030,17 +1022,11 @@ mod tests {
                 duplicates: 1
             }
         );
+        assert_eq!(events_in(&s, project.id), 2);
         let days = DayRange {
             first: day_of(ts),
             last: day_of(ts),
         };
-        let counted: i64 = s
-            .counts(project.id, days)
-            .unwrap()
-            .iter()
-            .map(|r| r.count)
-            .sum();
-        assert_eq!(counted, 2);
         let hist: i64 = s
             .durations(project.id, days)
             .unwrap()

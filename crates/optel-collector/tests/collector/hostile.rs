@@ -130,7 +130,7 @@ fn hostile_requests_get_4xx(t: TestStore) {
     reqs.push(("GET", "/v1/projects".into(), Some(key.clone()), vec![], vec![]));
     reqs.push(("GET", "/v1/projects/acme/secrets".into(), Some(ADMIN.into()), vec![], vec![]));
     let ts = Timestamp::now().to_string();
-    let proof_for_other = optel_collector::ingest::forget_proof(&pseudonym(1), "other", &ts);
+    let proof_for_other = optel_wire::forget_proof(&pseudonym(1), "other", &ts);
     for body in [
         serde_json::json!({"timestamp": ts, "installs": [{"pseudonym": pseudonym(1), "proof": proof_for_other}]}),
         serde_json::json!({"timestamp": ts, "tool": "acme", "installs": [{"pseudonym": pseudonym(1), "proof": proof_for_other}]}),
