@@ -261,7 +261,8 @@ impl TlsConfig {
     }
 
     /// The end-entity certificate in service (DER), as new handshakes present it.
-    pub fn current_certificate(&self) -> CertificateDer<'static> {
+    #[cfg(test)]
+    fn current_certificate(&self) -> CertificateDer<'static> {
         self.pair
             .current
             .read()
