@@ -67,6 +67,11 @@ pub const PSEUDONYM_ATTRIBUTE: &str = "optel.install.pseudonym";
 pub const ANONYMOUS: &str = "otlp:anonymous";
 /// Most events one metric data point may stand for.
 pub const MAX_POINT_INVOCATIONS: i64 = 1_000;
+/// Most events one OTLP request maps to: as many as one group commit holds
+/// ([`crate::writer::MAX_GROUP_EVENTS`]). A metric point stands for up to
+/// [`MAX_POINT_INVOCATIONS`] events, so without this bound a 4 MiB export could ask for about
+/// 100 million; items past it are refused in the partial success.
+pub const MAX_REQUEST_EVENTS: usize = crate::writer::MAX_GROUP_EVENTS;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -197,6 +202,8 @@ fn decode<T: Message + Default + DeserializeOwned>(
 pub struct Mapped {
     /// Batches to store.
     pub batches: Vec<Batch>,
+    /// Events in `batches` (at most [`MAX_REQUEST_EVENTS`]).
+    pub events: usize,
     /// Items refused.
     pub rejected: i64,
     /// Why the first refused item was refused.
@@ -209,6 +216,17 @@ impl Mapped {
             self.message = why();
         }
         self.rejected += n;
+    }
+
+    /// Whether [`MAX_REQUEST_EVENTS`] are mapped; if so, refuses `n` more items.
+    fn full(&mut self, n: i64) -> bool {
+        let full = self.events >= MAX_REQUEST_EVENTS;
+        if full {
+            self.reject(n, || {
+                format!("more than {MAX_REQUEST_EVENTS} events in one export: send smaller exports")
+            });
+        }
+        full
     }
 }
 
@@ -295,17 +313,20 @@ where
         let bytes = read_body(headers, body).await?;
         let req: Req = decode(&bytes, enc)?;
         let received = now_ms();
-        let mapped = map(req, &project.name, received);
-        let mut outcome = Mapped {
-            batches: Vec::new(),
-            rejected: mapped.rejected,
-            message: mapped.message,
-        };
-        for batch in mapped.batches {
+        let Mapped {
+            batches,
+            rejected,
+            message,
+            ..
+        } = map(req, &project.name, received);
+        for batch in batches {
             store(state, &project, batch, received).await?;
         }
-        outcome.batches.clear();
-        Ok(respond(outcome))
+        Ok(respond(Mapped {
+            rejected,
+            message,
+            ..Mapped::default()
+        }))
     }
     .await;
     let enc = enc.unwrap_or(Encoding::Json);
@@ -448,6 +469,9 @@ fn ms_of_nanos(n: u64) -> i64 {
 /// Adds an event to the last batch of `out` (splitting past [`limits::MAX_BATCH_EVENTS`])
 /// if it validates and lies in the accepted time window; else counts it rejected.
 fn push(out: &mut Mapped, template: &Batch, pending: &mut Batch, event: Event, received: i64) {
+    if out.full(1) {
+        return;
+    }
     let mut probe = template.clone();
     probe.events.push(event);
     let check = probe
@@ -460,6 +484,7 @@ fn push(out: &mut Mapped, template: &Batch, pending: &mut Batch, event: Event, r
                 out.batches.push(full);
             }
             pending.events.extend(probe.events);
+            out.events += 1;
         }
         Err(e) => out.reject(1, || format!("{}: {}", e.field, e.reason)),
     }
@@ -587,6 +612,10 @@ pub fn map_metrics(req: ExportMetricsServiceRequest, project: &str, received: i6
                     cumulative,
                 };
                 for (index, p) in sum.data_points.iter().enumerate() {
+                    // Checked before the point's events are made (up to 1,000 each).
+                    if out.full(1) {
+                        continue;
+                    }
                     match command_events(series, index, p) {
                         Ok(events) => {
                             for e in events {
@@ -667,20 +696,29 @@ fn command_events(
         parts.extend(attrs.iter().map(Vec::as_slice));
         derived_uuid(&parts)
     });
-    let encoded = p.encode_to_vec();
-    let point_id = format!("{index}|{}|{}", p.start_time_unix_nano, p.time_unix_nano);
-    let session = match &series_seed {
-        Some(seed) => derived_uuid(&[b"metric-cumulative-session", seed.as_bytes()]),
-        None => derived_uuid(&[b"metric-session", &encoded]),
+    let (session, ids): (String, Vec<String>) = match &series_seed {
+        Some(seed) => (
+            derived_uuid(&[b"metric-cumulative-session", seed.as_bytes()]),
+            (0..count)
+                .map(|i| derived_uuid(&[b"metric-cumulative", seed.as_bytes(), &i.to_be_bytes()]))
+                .collect(),
+        ),
+        None => {
+            let encoded = p.encode_to_vec();
+            let point_id = format!("{index}|{}|{}", p.start_time_unix_nano, p.time_unix_nano);
+            (
+                derived_uuid(&[b"metric-session", &encoded]),
+                (0..count)
+                    .map(|i| {
+                        derived_uuid(&[b"metric", &encoded, point_id.as_bytes(), &i.to_be_bytes()])
+                    })
+                    .collect(),
+            )
+        }
     };
-    let events = (0..count)
-        .map(|i| {
-            let id = match &series_seed {
-                Some(seed) => {
-                    derived_uuid(&[b"metric-cumulative", seed.as_bytes(), &i.to_be_bytes()])
-                }
-                None => derived_uuid(&[b"metric", &encoded, point_id.as_bytes(), &i.to_be_bytes()]),
-            };
+    let events = ids
+        .into_iter()
+        .map(|id| {
             let mut e = Event::new(
                 id,
                 EventType::Command,
@@ -901,6 +939,34 @@ mod tests {
             assert!(m.batches.is_empty() && m.rejected > 0, "{why}");
             assert!(m.message.contains(why), "{}", m.message);
         }
+    }
+
+    /// A small export cannot ask for millions of events: past [`MAX_REQUEST_EVENTS`], points
+    /// are refused (with a reason) before their events are made.
+    #[test]
+    fn one_export_maps_to_a_bounded_number_of_events() {
+        use AggregationTemporality::Delta;
+        let now = now_ms();
+        let ns = |ms: i64| (ms as u64) * 1_000_000;
+        let mut req = invocations("acme", Delta, true, ns(now - 2_000), ns(now - 1_000), 0);
+        let metric = &mut req.resource_metrics[0].scope_metrics[0].metrics[0];
+        let Some(metric::Data::Sum(sum)) = &mut metric.data else {
+            unreachable!("invocations() builds a Sum")
+        };
+        let point = sum.data_points[0].clone();
+        sum.data_points = (0..100)
+            .map(|i| NumberDataPoint {
+                time_unix_nano: point.time_unix_nano + i,
+                value: Some(number_data_point::Value::AsInt(MAX_POINT_INVOCATIONS)),
+                ..point.clone()
+            })
+            .collect();
+        let m = map_metrics(req, "p", now);
+        let fit = MAX_REQUEST_EVENTS / MAX_POINT_INVOCATIONS as usize;
+        assert_eq!(ids(&m).len(), MAX_REQUEST_EVENTS);
+        assert_eq!(m.events, MAX_REQUEST_EVENTS);
+        assert_eq!(m.rejected, (100 - fit) as i64);
+        assert!(m.message.contains("smaller exports"), "{}", m.message);
     }
 
     #[test]

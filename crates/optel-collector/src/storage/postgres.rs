@@ -56,11 +56,18 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
+/// Connections of the pool that creates rollup keys ([`key_ids`]). A pool of its own: the
+/// callers of `key_ids` hold a connection of the main pool in an open transaction, so if key
+/// creation took from the same pool, enough concurrent callers could each hold one connection
+/// and wait for another, for ever.
+const KEY_POOL_SIZE: usize = 2;
 
 /// The PostgreSQL backend.
 pub struct PgStore {
     rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// Connections for [`key_ids`] only (see [`KEY_POOL_SIZE`]).
+    key_pool: Pool,
     schema: Option<String>,
     /// Groups still to store with `INSERT … ON CONFLICT` before trying `COPY` again.
     skip_copy: AtomicU32,
@@ -135,24 +142,26 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StorageError::Postgres(format!("cannot start runtime: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = {
+        let pool_of = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
             let _guard = rt.enter();
             Pool::builder(manager)
-                .max_size(POOL_SIZE)
+                .max_size(size)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .build()
-                .map_err(|e| StorageError::Postgres(e.to_string()))?
+                .map_err(|e| StorageError::Postgres(e.to_string()))
         };
+        let (pool, key_pool) = (pool_of(POOL_SIZE)?, pool_of(KEY_POOL_SIZE)?);
         let mut store = Self {
             rt: Some(rt),
             pool,
+            key_pool,
             schema: schema.map(str::to_owned),
             skip_copy: AtomicU32::new(0),
             upload_ids: std::sync::Mutex::new(UploadIds::default()),
@@ -423,9 +432,10 @@ impl KeyCache {
 }
 
 /// The `rollup_keys` id of each count key (aligned with `keys`). Keys not cached yet are
-/// created, if missing, on a connection of their own that commits at once: an id is then
-/// never one of a transaction that may still roll back, so it can be cached, and the
-/// transaction of the caller never waits for another collector's new keys.
+/// created, if missing, on a connection of their own (from [`PgStore::key_pool`]) that
+/// commits at once: an id is then never one of a transaction that may still roll back, so it
+/// can be cached, and the transaction of the caller never waits for another collector's new
+/// keys.
 // One Vec per column, as unnest() takes them: the tuples are wide on purpose.
 #[allow(clippy::type_complexity)]
 async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Result<Vec<i64>> {
@@ -435,18 +445,22 @@ async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Result<Vec<i64>>
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
-    let mut missing: Vec<(i64, &CountKey)> = {
+    // The ids known now, kept here: the shared cache may start over before this call ends.
+    let mut ids: Vec<Option<i64>> = {
         let cache = lock();
-        keys.iter()
-            .filter(|(p, k)| cache.get(*p, k).is_none())
-            .copied()
-            .collect()
+        keys.iter().map(|(p, k)| cache.get(*p, k)).collect()
     };
-    // What this call created or read, should the shared cache have started over meanwhile.
-    let mut fresh = KeyCache::default();
+    let mut missing: Vec<(i64, &CountKey)> = keys
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| id.is_none())
+        .map(|(&key, _)| key)
+        .collect();
     if !missing.is_empty() {
-        // Sorted: two collectors creating the same keys wait for each other in one order.
-        missing.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        // Each key once (a key is the same row whatever the day), in one order: two callers
+        // creating the same keys then wait for each other rather than deadlock.
+        missing.sort_unstable_by(|a, b| (a.0, dims(a.1)).cmp(&(b.0, dims(b.1))));
+        missing.dedup_by(|a, b| a.0 == b.0 && dims(a.1) == dims(b.1));
         let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
         let mut more: (Vec<&str>, Vec<&str>, Vec<i64>, Vec<&str>) = Default::default();
         for (p, k) in &missing {
@@ -462,7 +476,7 @@ async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Result<Vec<i64>>
         let params: [&(dyn ToSql + Sync); 8] = [
             &cols.0, &cols.1, &cols.2, &cols.3, &more.0, &more.1, &more.2, &more.3,
         ];
-        let own = get(&store.pool).await?;
+        let own = get(&store.key_pool).await?;
         let create = own.prepare_cached(CREATE_KEYS).await?;
         let read = own.prepare_cached(READ_KEYS).await?;
         let (_, rows) = tokio::try_join!(
@@ -470,33 +484,42 @@ async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Result<Vec<i64>>
             own.execute(&create, &params),
             own.query(&read, &params),
         )?;
+        let found: HashMap<(i64, CountKey), i64> = rows
+            .iter()
+            .map(|r| {
+                let key = CountKey {
+                    day: 0,
+                    event_type: r.get(2),
+                    name: r.get(3),
+                    version: r.get(4),
+                    os: r.get(5),
+                    arch: r.get(6),
+                    outcome: r.get(7),
+                    error_code: r.get(8),
+                };
+                ((r.get(1), key), r.get(0))
+            })
+            .collect();
+        for (id, (p, k)) in ids.iter_mut().zip(keys) {
+            if id.is_none() {
+                let undated = CountKey {
+                    day: 0,
+                    ..CountKey::clone(k)
+                };
+                *id = found.get(&(*p, undated)).copied();
+            }
+        }
         let mut cache = lock();
-        for r in &rows {
-            let key = CountKey {
-                day: 0,
-                event_type: r.get(2),
-                name: r.get(3),
-                version: r.get(4),
-                os: r.get(5),
-                arch: r.get(6),
-                outcome: r.get(7),
-                error_code: r.get(8),
-            };
-            fresh.insert(r.get(1), key.clone(), r.get(0));
-            cache.insert(r.get(1), key, r.get(0));
+        for ((p, k), id) in found {
+            cache.insert(p, k, id);
         }
     }
-    let cache = lock();
-    keys.iter()
-        .map(|(p, k)| {
-            cache
-                .get(*p, k)
-                .or_else(|| fresh.get(*p, k))
-                .ok_or_else(|| {
-                    StorageError::Postgres(format!(
-                        "rollup key {k:?} of project {p} was not created"
-                    ))
-                })
+    ids.into_iter()
+        .zip(keys)
+        .map(|(id, (p, k))| {
+            id.ok_or_else(|| {
+                StorageError::Postgres(format!("rollup key {k:?} of project {p} was not created"))
+            })
         })
         .collect()
 }
