@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use optel_collector::RateConfig;
 use optel_collector::query::{self, Audience, Granularity, TimeRange};
-use optel_collector::ratelimit::RateConfig;
 use optel_collector::{AppState, now_ms};
 use optel_wire::{Batch, Event, EventType, Timestamp};
 

@@ -179,7 +179,7 @@ fn scenario(install: u32, work: &Path) -> Vec<Step> {
 
 /// A random admin token for the demo collector: `demo-` and 32 hex digits (128 random bits).
 fn demo_admin_token() -> Result<String> {
-    let key = optel_collector::keys::generate_ingest_key().context("cannot generate a token")?;
-    let random = key.trim_start_matches(optel_collector::keys::INGEST_KEY_PREFIX);
+    let key = optel_collector::generate_ingest_key().context("cannot generate a token")?;
+    let random = key.trim_start_matches(optel_collector::INGEST_KEY_PREFIX);
     Ok(format!("demo-{random}"))
 }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use optel_collector::now_ms;
 use optel_collector::storage::Store;
-use optel_collector::{keys, now_ms};
 
 /// Privacy-first usage telemetry for CLI tools and libraries: run a collector and read what
 /// your users' tools report.
@@ -357,8 +357,8 @@ pub fn create_project(store: &dyn Store, name: &str) -> Result<String> {
     if !optel_wire::is_valid_name(name) {
         bail!("project name {name:?} is not allowed: use [A-Za-z0-9_.:-], at most 64 bytes");
     }
-    let key = keys::generate_ingest_key().context("cannot generate an ingest key")?;
-    store.create_project(name, &keys::hash_key(&key), now_ms())?;
+    let key = optel_collector::generate_ingest_key().context("cannot generate an ingest key")?;
+    store.create_project(name, &optel_collector::hash_key(&key), now_ms())?;
     Ok(key)
 }
 

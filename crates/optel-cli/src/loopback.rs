@@ -79,11 +79,11 @@ impl LocalCollector {
         let state = AppState::with_config(
             self.store.clone(),
             None,
-            optel_collector::ratelimit::RateConfig {
+            optel_collector::RateConfig {
                 per_key: 0,
                 per_addr: 0,
             },
-            optel_collector::writer::DEFAULT_QUEUE,
+            optel_collector::DEFAULT_QUEUE,
         )?;
         let wanted = self.addr;
         let (bound_tx, bound_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();

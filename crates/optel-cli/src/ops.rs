@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use optel_collector::ratelimit::RateConfig;
+use optel_collector::RateConfig;
+use optel_collector::now_ms;
 use optel_collector::storage::Store;
-use optel_collector::{keys, now_ms};
 use serde::Deserialize;
 
 use crate::{ServeArgs, StoreArgs};
@@ -64,10 +64,11 @@ pub struct ForgetArgs {
 pub(crate) fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Create { project, store } => {
-            let key = keys::generate_ingest_key().context("cannot generate an ingest key")?;
+            let key =
+                optel_collector::generate_ingest_key().context("cannot generate an ingest key")?;
             store
                 .open()?
-                .add_key(&project, &keys::hash_key(&key), now_ms())?;
+                .add_key(&project, &optel_collector::hash_key(&key), now_ms())?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -76,7 +77,10 @@ pub(crate) fn keys(cmd: KeysCommand) -> Result<()> {
             writeln!(out, "{key}")?;
         }
         KeysCommand::Revoke { key, store } => {
-            if !store.open()?.revoke_key(&keys::hash_key(&key), now_ms())? {
+            if !store
+                .open()?
+                .revoke_key(&optel_collector::hash_key(&key), now_ms())?
+            {
                 bail!("no active ingest key matches: check the key, it may be revoked already");
             }
             writeln!(std::io::stdout(), "revoked")?;
@@ -216,7 +220,7 @@ impl ServeConfig {
             queue: args
                 .queue
                 .or(file.queue)
-                .unwrap_or(optel_collector::writer::DEFAULT_QUEUE),
+                .unwrap_or(optel_collector::DEFAULT_QUEUE),
             retention,
             tls,
         })

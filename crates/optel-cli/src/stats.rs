@@ -131,8 +131,8 @@ impl Source {
         let store = store.open()?;
         // A token that exists only inside this process: the in-process router checks it exactly
         // as a remote collector would.
-        let token = optel_collector::keys::generate_ingest_key()
-            .context("cannot generate a one-time token")?;
+        let token =
+            optel_collector::generate_ingest_key().context("cannot generate a one-time token")?;
         let state = optel_collector::AppState::new(store, Some(token.clone().into()))
             .context("cannot start the query engine")?;
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -9,10 +9,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::app::{AppState, blocking, require_admin};
 use crate::error::ApiError;
+use crate::now_ms;
 use crate::query::{self, Audience, Granularity};
 use crate::storage::Project;
-use crate::{AppState, blocking, now_ms, require_admin};
 
 /// The OpenAPI 3.1 description served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");

@@ -84,14 +84,6 @@ impl KeyCache {
         }
         map.insert(hash, (project, Instant::now()));
     }
-
-    /// Forgets every cached key (after a revocation in this process).
-    pub fn clear(&self) {
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-    }
 }
 
 /// Counts a refusal in the metrics and passes it on.
@@ -155,7 +147,7 @@ pub async fn admit(
         None => {
             let store = state.store.clone();
             let h = hash.clone();
-            let found = crate::blocking(move || store.project_for_key(&h)).await?;
+            let found = crate::app::blocking(move || store.project_for_key(&h)).await?;
             let p = found.ok_or_else(|| {
                 ApiError::unauthenticated(
                     "ingest key is not valid: create one with `optel keys create PROJECT`",
@@ -413,7 +405,7 @@ pub async fn delete_installs(
         }
         let store = state.store.clone();
         let id = project.id;
-        let deleted = crate::blocking(move || store.forget(Some(id), &pseudonyms)).await?;
+        let deleted = crate::app::blocking(move || store.forget(Some(id), &pseudonyms)).await?;
         tracing::info!(project = %project.name, deleted, "installs forgotten on request");
         Ok(Json(ForgetResponse { deleted }))
     }

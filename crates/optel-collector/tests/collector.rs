@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
-use optel_collector::ratelimit::RateConfig;
+use optel_collector::RateConfig;
 use optel_collector::storage::{PgStore, SqliteStore, Store};
-use optel_collector::{AppState, app, keys, now_ms};
+use optel_collector::{AppState, app, now_ms};
 use optel_wire::{Batch, Event, EventType, Timestamp};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -86,9 +86,9 @@ fn state(store: &Arc<dyn Store>) -> AppState {
 }
 
 fn project(store: &dyn Store, name: &str) -> String {
-    let key = keys::generate_ingest_key().unwrap();
+    let key = optel_collector::generate_ingest_key().unwrap();
     store
-        .create_project(name, &keys::hash_key(&key), now_ms())
+        .create_project(name, &optel_collector::hash_key(&key), now_ms())
         .unwrap();
     key
 }
@@ -506,9 +506,9 @@ fn forget_and_purge_delete_data(t: TestStore) {
 fn keys_are_scoped_and_revocable(t: TestStore) {
     let key_a = project(&*t.store, "a");
     let _key_b = project(&*t.store, "b");
-    let extra = keys::generate_ingest_key().unwrap();
+    let extra = optel_collector::generate_ingest_key().unwrap();
     t.store
-        .add_key("b", &keys::hash_key(&extra), now_ms())
+        .add_key("b", &optel_collector::hash_key(&extra), now_ms())
         .unwrap();
     assert!(t.store.add_key("nope", "x", now_ms()).is_err());
     let st = state(&t.store);
@@ -529,12 +529,12 @@ fn keys_are_scoped_and_revocable(t: TestStore) {
     });
     assert!(
         t.store
-            .revoke_key(&keys::hash_key(&extra), now_ms())
+            .revoke_key(&optel_collector::hash_key(&extra), now_ms())
             .unwrap()
     );
     assert!(
         !t.store
-            .revoke_key(&keys::hash_key(&extra), now_ms())
+            .revoke_key(&optel_collector::hash_key(&extra), now_ms())
             .unwrap()
     );
     // A fresh state (no cached key) refuses the revoked key.

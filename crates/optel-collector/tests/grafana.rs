@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::{Body, to_bytes};
 use axum::http::Request;
 use optel_collector::storage::{PgStore, Store};
-use optel_collector::{AppState, app, keys, now_ms};
+use optel_collector::{AppState, app, now_ms};
 use optel_wire::{Batch, Event, EventType, Timestamp};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -62,10 +62,10 @@ fn uuid(n: u64) -> String {
 /// features and methods; a second project whose rows must never leak into the first's panels.
 fn load_fixtures(store: &dyn Store) {
     let acme = store
-        .create_project("acme", &keys::hash_key("k-acme"), now_ms())
+        .create_project("acme", &optel_collector::hash_key("k-acme"), now_ms())
         .unwrap();
     let other = store
-        .create_project("other", &keys::hash_key("k-other"), now_ms())
+        .create_project("other", &optel_collector::hash_key("k-other"), now_ms())
         .unwrap();
     let now = now_ms();
     let mut n = 0;

@@ -4,9 +4,9 @@
 fn hostile_requests_get_4xx(t: TestStore) {
     let key = project(&*t.store, "acme");
     let other = project(&*t.store, "other");
-    let revoked = keys::generate_ingest_key().unwrap();
-    t.store.add_key("acme", &keys::hash_key(&revoked), now_ms()).unwrap();
-    t.store.revoke_key(&keys::hash_key(&revoked), now_ms()).unwrap();
+    let revoked = optel_collector::generate_ingest_key().unwrap();
+    t.store.add_key("acme", &optel_collector::hash_key(&revoked), now_ms()).unwrap();
+    t.store.revoke_key(&optel_collector::hash_key(&revoked), now_ms()).unwrap();
     let st = state(&t.store);
     let good = batch(1, "build", 3);
     let good_json = serde_json::to_vec(&good).unwrap();

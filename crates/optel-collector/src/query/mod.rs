@@ -1,0 +1,382 @@
+//! The analytics a tool author reads, computed from the daily rollups: the answer types of the
+//! query API (`docs/query-api.md`: `/overview`, `/timeseries`, `/commands`, `/errors`,
+//! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
+//! prints), and the functions that compute them ([`views`]).
+
+mod range;
+mod views;
+
+pub use range::{MAX_RANGE_MS, TimeRange, now_ms, parse_lookback, parse_range};
+pub use views::{commands, errors, features, overview, platforms, stats, timeseries, versions};
+
+use optel_wire::Timestamp;
+
+use crate::rollup::{DAY_MS, DayRange};
+use serde::{Deserialize, Serialize};
+
+/// Usage statistics of one project over a time range.
+///
+/// Active installs count distinct pseudonyms; pseudonyms rotate monthly, so over a range that
+/// spans several months an install may count once per month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Project name.
+    pub project: String,
+    /// Start of the range (inclusive).
+    pub since: Timestamp,
+    /// End of the range (exclusive).
+    pub until: Timestamp,
+    /// Events of any type in the range.
+    pub events: u64,
+    /// Distinct install pseudonyms seen in the range.
+    pub active_installs: u64,
+    /// Commands, most invoked first.
+    pub commands: Vec<CommandStats>,
+    /// Failed commands by error code, most frequent first (at most 50).
+    pub error_codes: Vec<ErrorCodeStats>,
+    /// Tool versions, most installs first.
+    pub versions: Vec<VersionStats>,
+    /// OS and architecture mix, most installs first.
+    pub platforms: Vec<PlatformStats>,
+    /// Features used, most used first (at most 100).
+    pub features: Vec<NameStats>,
+    /// Library methods called, most called first (at most 100).
+    pub methods: Vec<NameStats>,
+}
+
+/// Invocations of one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStats {
+    /// Command name.
+    pub name: String,
+    /// Invocations.
+    pub count: u64,
+    /// Invocations that failed.
+    pub failures: u64,
+    /// Distinct installs that invoked it.
+    pub installs: u64,
+}
+
+/// Failures of one command with one error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCodeStats {
+    /// Command name.
+    pub command: String,
+    /// Error code (empty when the SDK sent none).
+    pub error_code: String,
+    /// Failures.
+    pub count: u64,
+}
+
+/// Use of one tool version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionStats {
+    /// Version string.
+    pub version: String,
+    /// Events sent by this version.
+    pub events: u64,
+    /// Distinct installs on this version.
+    pub installs: u64,
+}
+
+/// Use on one OS and architecture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformStats {
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// Events.
+    pub events: u64,
+    /// Distinct installs.
+    pub installs: u64,
+}
+
+/// Use of one named feature or method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameStats {
+    /// Feature or method name.
+    pub name: String,
+    /// Times recorded.
+    pub count: u64,
+    /// Distinct installs.
+    pub installs: u64,
+}
+
+/// Most rows in a list answer (commands, errors, versions, platforms, features, methods).
+pub const MAX_ROWS: usize = 100;
+
+/// Bucket width of a time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// UTC days.
+    Day,
+    /// ISO weeks, starting on Monday.
+    Week,
+}
+
+impl Granularity {
+    /// Parses `day` or `week`.
+    ///
+    /// # Errors
+    /// A message naming the accepted values.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "day" => Ok(Self::Day),
+            "week" => Ok(Self::Week),
+            _ => Err(format!(
+                "granularity {s:?} is not understood: use day or week"
+            )),
+        }
+    }
+
+    /// First day of the bucket containing `day`.
+    pub fn bucket_start(self, day: i64) -> i64 {
+        match self {
+            Self::Day => day,
+            // 1970-01-01 was a Thursday: Monday is 3 days before.
+            Self::Week => day - (day + 3).rem_euclid(7),
+        }
+    }
+
+    /// Bucket starts covering `days`, in order.
+    pub fn buckets(self, days: DayRange) -> Vec<i64> {
+        let step = if self == Self::Day { 1 } else { 7 };
+        let mut out = Vec::new();
+        let mut d = self.bucket_start(days.first);
+        while d <= days.last {
+            out.push(d);
+            d += step;
+        }
+        out
+    }
+}
+
+/// `YYYY-MM-DD` of a UTC day number.
+pub fn day_string(day: i64) -> String {
+    let s = Timestamp::from_unix_ms(day.saturating_mul(DAY_MS)).to_string();
+    s.get(..10).unwrap_or(&s).to_owned()
+}
+
+/// Who reads: the admin (everything) or the public (cells with fewer than `k` installs hidden).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Admin token holder.
+    Admin,
+    /// Public view with k-anonymity threshold `k`.
+    Public {
+        /// Least distinct installs a shown cell must have.
+        k: u64,
+    },
+}
+
+impl Audience {
+    fn k(self) -> Option<u64> {
+        match self {
+            Self::Admin => None,
+            Self::Public { k } => Some(k),
+        }
+    }
+
+    fn hides(self, installs: u64) -> bool {
+        self.k().is_some_and(|k| installs < k)
+    }
+}
+
+/// Answer of `/overview`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Project name.
+    pub project: String,
+    /// Start of the range.
+    pub from: Timestamp,
+    /// End of the range (exclusive).
+    pub to: Timestamp,
+    /// Events of any type.
+    pub events: Option<u64>,
+    /// Command invocations.
+    pub invocations: Option<u64>,
+    /// Failed command invocations.
+    pub failures: Option<u64>,
+    /// Distinct installs over the range.
+    pub active_installs: Option<u64>,
+    /// Distinct installs on the last day of the range.
+    pub dau: Option<u64>,
+    /// Distinct installs in the 7 days ending at `to`.
+    pub wau: Option<u64>,
+    /// Distinct installs in the 30 days ending at `to`.
+    pub mau: Option<u64>,
+    /// Public view: counts hidden because fewer than `k` installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<bool>,
+    /// Public view: the k-anonymity threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u64>,
+}
+
+/// One bucket of `/timeseries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesBucket {
+    /// First day of the bucket, `YYYY-MM-DD`.
+    pub start: String,
+    /// Events.
+    pub events: Option<u64>,
+    /// Command invocations.
+    pub invocations: Option<u64>,
+    /// Failed invocations.
+    pub failures: Option<u64>,
+    /// Distinct installs.
+    pub active_installs: Option<u64>,
+    /// Public view: hidden because fewer than `k` installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<bool>,
+}
+
+/// Answer of `/timeseries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeseries {
+    /// Bucket width.
+    pub granularity: Granularity,
+    /// Every bucket of the range, empty ones included.
+    pub buckets: Vec<SeriesBucket>,
+    /// Public view: the k-anonymity threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u64>,
+}
+
+/// A row of `/commands`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRow {
+    /// Command name.
+    pub name: String,
+    /// Invocations.
+    pub count: u64,
+    /// Failed invocations.
+    pub failures: u64,
+    /// `failures / count`, in `[0, 1]`.
+    pub failure_rate: f64,
+    /// Distinct installs.
+    pub installs: u64,
+    /// Median duration, ms (from the rollup histogram, within 12.5 %).
+    pub p50_ms: u64,
+    /// 95th percentile duration, ms.
+    pub p95_ms: u64,
+}
+
+/// A row of `/errors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRow {
+    /// Command name.
+    pub command: String,
+    /// Error code (empty when none was sent).
+    pub error_code: String,
+    /// Failures.
+    pub count: u64,
+    /// Distinct installs.
+    pub installs: u64,
+}
+
+/// A row of `/versions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRow {
+    /// Version.
+    pub version: String,
+    /// Distinct installs.
+    pub installs: u64,
+    /// Events.
+    pub events: u64,
+}
+
+/// A bucket of `/versions`: adoption of one version over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionBucket {
+    /// First day of the bucket.
+    pub start: String,
+    /// Version.
+    pub version: String,
+    /// Distinct installs on that version in the bucket.
+    pub installs: Option<u64>,
+    /// Public view: hidden because fewer than `k` installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<bool>,
+}
+
+/// A row of `/platforms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformRow {
+    /// OS.
+    pub os: String,
+    /// Architecture.
+    pub arch: String,
+    /// Distinct installs.
+    pub installs: u64,
+    /// Events.
+    pub events: u64,
+}
+
+/// A row of `/features` (features and methods).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedRow {
+    /// Name.
+    pub name: String,
+    /// Times recorded.
+    pub count: u64,
+    /// Distinct installs.
+    pub installs: u64,
+}
+
+/// A list answer with the public view's suppression fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed<T> {
+    /// The rows.
+    #[serde(flatten)]
+    pub rows: T,
+    /// Public view: rows removed because fewer than `k` installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_rows: Option<u64>,
+    /// Public view: the k-anonymity threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u64>,
+}
+
+/// Rows of `/commands`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commands {
+    /// Most invoked first.
+    pub commands: Vec<CommandRow>,
+}
+
+/// Rows of `/errors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Errors {
+    /// Most frequent first.
+    pub errors: Vec<ErrorRow>,
+}
+
+/// Rows of `/versions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    /// Most installs first.
+    pub versions: Vec<VersionRow>,
+    /// Bucket width.
+    pub granularity: Granularity,
+    /// Per bucket and version.
+    pub buckets: Vec<VersionBucket>,
+}
+
+/// Rows of `/platforms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Platforms {
+    /// Most installs first.
+    pub platforms: Vec<PlatformRow>,
+}
+
+/// Rows of `/features`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    /// Features, most used first.
+    pub features: Vec<NamedRow>,
+    /// Methods, most called first.
+    pub methods: Vec<NamedRow>,
+}
