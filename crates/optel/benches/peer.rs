@@ -1,11 +1,12 @@
-//! optel against its peer, the OpenTelemetry Rust SDK, in the same run (STYLE.md §31).
+//! optel against its peer, the OpenTelemetry Rust SDK, in the same run, so that both figures
+//! come from the same machine and the same load.
 //!
 //! - `record/*`: one event recorded with telemetry off and on, next to an OpenTelemetry span
 //!   started and ended with a no-op tracer and with the SDK's batch span processor (exporter
 //!   doing nothing).
 //! - `queue_append/*`: persisting a run's events at exit: optel's segment file against a SQLite
-//!   transaction (WAL, `synchronous=NORMAL`) holding the same JSON, the design seed 001
-//!   suggests. The figures decide `docs/adr/001-local-queue.md`.
+//!   transaction (WAL, `synchronous=NORMAL`) holding the same JSON, the usual design for a
+//!   local event store. The figures decide `docs/adr/001-local-queue.md`.
 //!
 //! `cargo bench -p optel --bench peer`
 // Test code: a failed unwrap is a failed test with a clear location (clippy.toml allows it
@@ -61,7 +62,7 @@ fn record(c: &mut Criterion) {
             while left > 0 {
                 // Stay under the 10 000-event buffer so every call records.
                 let n = left.min(5_000);
-                optel::__bench::clear_buffer();
+                optel::__private::clear_buffer();
                 let start = std::time::Instant::now();
                 for _ in 0..n {
                     optel::global().feature(black_box("build"));
@@ -72,7 +73,7 @@ fn record(c: &mut Criterion) {
             total
         });
     });
-    optel::__bench::clear_buffer();
+    optel::__private::clear_buffer();
 
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(DiscardExporter)
@@ -122,11 +123,11 @@ fn queue_append(c: &mut Criterion) {
             bench.iter_batched(
                 || {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    optel::__bench::queue_append(dir.path(), &b).expect("first append");
+                    optel::__private::queue_append(dir.path(), &b).expect("first append");
                     dir
                 },
                 |dir| {
-                    optel::__bench::queue_append(dir.path(), &b).expect("append");
+                    optel::__private::queue_append(dir.path(), &b).expect("append");
                     dir
                 },
                 BatchSize::PerIteration,

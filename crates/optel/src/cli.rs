@@ -30,7 +30,7 @@
 //! | `reset` | rotates the install secret: the next run uses a new, unlinkable pseudonym |
 //! | `preview` | prints the JSON of the queued batches, exactly as they would be sent, without sending |
 //! | `log` | prints the local ledger (one JSON batch per line) |
-//! | `purge` | deletes all local telemetry data: queue, ledger, install secret (seed 002) |
+//! | `purge` | deletes all local telemetry data: queue, ledger, install secret, so nothing of this tool's telemetry stays on the machine |
 //! | `flush` | sends the queue now, waiting at most `--timeout-ms` |
 //! | `forget` | asks the collector to delete every event this install sent (`DELETE /v1/installs`, docs/adr/002) |
 
@@ -40,7 +40,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::{Consent, ConsentSource, Status, TelemetryBuilder, consent, delivery, identity, queue};
+use crate::breaker::Breaker;
+use crate::builder::TelemetryBuilder;
+use crate::consent::{self, Consent, ConsentSource};
+use crate::identity::{self, Epoch};
+use crate::status::Status;
+use crate::{delivery, queue};
 
 /// `<tool> telemetry <command>`.
 #[derive(Debug, Clone, clap::Args)]
@@ -191,7 +196,7 @@ impl TelemetryArgs {
                         out,
                         &format!(
                             "no events are queued. One run of {tool} would send, for example:\n{}\n",
-                            builder.sample_payload()
+                            consent::prompt::sample_payload(&builder.tool, &builder.version)
                         ),
                     )
                 } else {
@@ -330,7 +335,7 @@ fn flush(
     let q = queue::Queue::open(data.join("queue")).map_err(io_err("open", &data))?;
     let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
     // The user asked for this flush: probe the endpoint even if the breaker is open.
-    let breaker = delivery::Breaker::new(data.clone());
+    let breaker = Breaker::new(data.clone());
     breaker.allow_probe();
     let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(), exporter)
         .map_err(io_err("start delivery for", &data))?;
@@ -385,7 +390,7 @@ fn forget(
     let prefix = consent::env_prefix(tool);
     let key = env(&format!("{prefix}_TELEMETRY_KEY")).or(builder.ingest_key.clone());
     let max = match builder.epoch {
-        crate::Epoch::Weekly => FORGET_WEEKS,
+        Epoch::Weekly => FORGET_WEEKS,
         _ => FORGET_MONTHS,
     };
     let timestamp = optel_wire::Timestamp::now().to_string();

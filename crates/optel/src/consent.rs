@@ -1,6 +1,8 @@
 //! Consent: whether telemetry runs at all, and which layer decided it.
 //!
-//! Layers, highest first (PRODUCT.md, "Consent layers"; seed 001 "DO_NOT_TRACK Support"):
+//! Layers, highest first: the user's environment before any file (`DO_NOT_TRACK` is the
+//! convention shared by many tools, so one variable silences them all), what a project commits
+//! before what one user chose, and the author's default last:
 //!
 //! | layer | where | example |
 //! |---|---|---|
@@ -22,12 +24,14 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, IsTerminal, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::fsutil;
+
+pub(crate) mod prompt;
 
 /// The name of the project policy file looked for in the working directory and its parents.
 pub const PROJECT_POLICY_FILE: &str = ".optel.toml";
@@ -140,11 +144,11 @@ pub enum Asking {
     /// Never ask or tell: the author's default applies as is. The default.
     #[default]
     Silent,
-    /// Opt-in (seed 001's dialog): ask once on an interactive terminal, showing what is
+    /// Opt-in: ask once on an interactive terminal, showing what is
     /// collected, what never is, and a sample payload. Nothing is recorded before the answer,
     /// which is kept in the user config. Without a terminal, or in CI, the state is `off`.
     OptIn,
-    /// Opt-out with a notice (seed 000): the state is `on`; the first run on an interactive
+    /// Opt-out with a notice: the state is `on`; the first run on an interactive
     /// terminal prints a notice on stderr, once. Never printed in CI, without a terminal, or
     /// after the user made a choice.
     Notice,
@@ -376,71 +380,6 @@ pub(crate) fn slug(name: &str) -> String {
     if s.is_empty() { "unknown".into() } else { s }
 }
 
-/// Whether the user can be asked: stdin and stderr are terminals and this is not CI.
-pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: bool) -> bool {
-    stdin_tty && stderr_tty && !in_ci
-}
-
-/// Whether stdin and stderr are both terminals.
-pub(crate) fn interactive() -> (bool, bool) {
-    (io::stdin().is_terminal(), io::stderr().is_terminal())
-}
-
-/// The opt-in question of seed 001: what is collected, what never is, a real sample payload;
-/// yes / no / show me the data. Returns the answer; anything unreadable means no.
-pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
-    let stdin = io::stdin();
-    let mut err = io::stderr().lock();
-    let _ = write!(err, "{}", question(tool));
-    loop {
-        let _ = write!(
-            err,
-            "[y] yes, help improve {tool}  [n] no thanks  [s] show me the data: "
-        );
-        let _ = err.flush();
-        let mut line = String::new();
-        match stdin.read_line(&mut line) {
-            Ok(0) | Err(_) => return Consent::Off,
-            Ok(_) => {}
-        }
-        match line.trim().to_ascii_lowercase().as_str() {
-            "y" | "yes" => return Consent::On,
-            "n" | "no" | "" => return Consent::Off,
-            "s" | "?" | "show" => {
-                let _ = writeln!(
-                    err,
-                    "\nThis is what one run sends (an example):\n{sample}\n"
-                );
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The text of the opt-in question.
-pub(crate) fn question(tool: &str) -> String {
-    format!(
-        "\n{tool} can send anonymous usage statistics to its authors, to learn which commands \
-         are used and how often they fail.\n\
-         Collected: command names, durations, success or an error code, the {tool} version, the \
-         OS and CPU architecture, and a random pseudonym that changes every month.\n\
-         Never collected: arguments, file paths or contents, user names, host names, IP \
-         addresses or environment variables.\n\
-         Change your mind at any time with `{tool} telemetry disable` (or `local` to keep the \
-         data on this machine only), or set DO_NOT_TRACK=1.\n"
-    )
-}
-
-/// The notice of seed 000, printed once on stderr in notice mode.
-pub(crate) fn notice(tool: &str) -> String {
-    format!(
-        "{tool} collects anonymous usage statistics (command names, durations, error codes, \
-         version, OS): never arguments, paths or user data. See `{tool} telemetry preview`; \
-         turn it off with `{tool} telemetry disable` or DO_NOT_TRACK=1. This notice is shown \
-         once.\n"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,14 +394,6 @@ mod tests {
         assert_eq!(slug("GitHub Actions"), "github-actions");
         assert_eq!(slug("Travis CI"), "travis-ci");
         assert_eq!(slug("  "), "unknown");
-    }
-
-    #[test]
-    fn asking_needs_two_terminals_and_no_ci() {
-        assert!(can_ask(true, true, false));
-        assert!(!can_ask(true, true, true));
-        assert!(!can_ask(false, true, false));
-        assert!(!can_ask(true, false, false));
     }
 
     /// One row of `tests/consent_precedence.tsv`: each layer's value (`-` = absent), the

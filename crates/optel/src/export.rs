@@ -1,6 +1,7 @@
-//! Exporters: where delivered batches go. Transport is separate from batching (STYLE.md §8,
-//! after `opentelemetry-sdk`'s `SpanExporter`): the queue and the delivery thread decide *what*
-//! to send and *when*; an [`Exporter`] only moves one batch somewhere.
+//! Exporters: where delivered batches go. Transport is separate from batching (after
+//! `opentelemetry-sdk`'s `SpanExporter`), so a new destination is one small trait impl: the
+//! queue and the delivery thread decide *what* to send and *when*; an [`Exporter`] only moves
+//! one batch somewhere.
 //!
 //! # Contract
 //! - [`Exporter::export`] is never called concurrently: one delivery thread owns the exporter.
@@ -275,16 +276,18 @@ pub enum FileExportError {
     Encode(#[from] serde_json::Error),
 }
 
-/// The default retention of [`JsonlFileExporter`] files: 30 days (seed 002).
+/// The default retention of [`JsonlFileExporter`] files: 30 days, long enough to look back over
+/// a month of use, short enough that the ledger stays small.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 /// Writes each batch as one JSON object on one line (JSONL) to a file per UTC day,
-/// `<dir>/YYYY-MM-DD.jsonl` (seed 002's file exporter). This is the local ledger of `local`
+/// `<dir>/YYYY-MM-DD.jsonl`, so retention deletes whole files. This is the local ledger of `local`
 /// consent and what `telemetry log` prints.
 ///
 /// - The directory and its missing parents are created (0700); files are created 0600.
 /// - After each export, files older than the retention (default [`DEFAULT_RETENTION_DAYS`])
-///   are deleted; [`purge_all`](Self::purge_all) deletes them all (seed 002's GDPR toggle).
+///   are deleted; [`purge_all`](Self::purge_all) deletes them all (the user's right to erase
+///   what was kept about them).
 /// - Appends are whole lines written with one `write` call, so concurrent processes of the same
 ///   tool do not interleave within a line on local file systems.
 ///

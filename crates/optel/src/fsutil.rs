@@ -33,7 +33,7 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
 pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let suffix = hex::encode(crate::identity::random_bytes::<6>()?);
+    let suffix = hex::encode(crate::random::random_bytes::<6>()?);
     let tmp = path.with_file_name(format!(".{name}.{suffix}.tmp"));
     let written = (|| {
         let mut f = create_private(&tmp)?;

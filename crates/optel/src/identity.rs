@@ -18,15 +18,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil;
+use crate::random::random_bytes;
 
 const SECRET_FILE: &str = "install_secret";
-
-/// `len` bytes from the operating system's random source.
-pub(crate) fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
-    Ok(buf)
-}
 
 /// Formats 16 bytes as a UUID version 4 (RFC 9562 §5.4), setting the version and variant bits.
 pub(crate) fn uuid_v4(b: [u8; 16]) -> String {
@@ -182,7 +176,7 @@ pub(crate) fn ci_pseudonym(vendor_slug: &str) -> String {
     format!("ci:{vendor_slug}")
 }
 
-/// A stable per-machine identifier for authors who need one (seed 004): the SHA-256 of an
+/// A stable per-machine identifier for authors who need one: the SHA-256 of an
 /// author-chosen salt and the operating system's machine id, as 64 lowercase hex digits.
 ///
 /// Salting means two tools (different salts) get unrelated ids for the same machine, and the
@@ -263,7 +257,7 @@ fn read_os_machine_id() -> Option<String> {
 }
 
 /// A number in `[0, 1)` derived from the pseudonym and a label, the same on every run within
-/// an epoch: sampling keeps or drops an install as a whole (seed 003's sample rate).
+/// an epoch: sampling keeps or drops an install as a whole, so its counts stay consistent.
 pub(crate) fn sample_point(pseudonym: &str, label: &str) -> f64 {
     let mut h = Sha256::new();
     h.update(b"optel sample v1|");

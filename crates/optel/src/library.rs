@@ -10,7 +10,8 @@ use std::borrow::Cow;
 
 use optel_wire::EventType;
 
-use crate::Value;
+use crate::attribute::Value;
+use crate::global::global;
 
 /// A library's recorder; see [`library`].
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ pub const fn library(name: &'static str, version: &'static str) -> Library {
 impl Library {
     /// Whether the host recorded telemetry with consent, so calls record.
     pub fn is_enabled(&self) -> bool {
-        crate::global().is_enabled()
+        global().is_enabled()
     }
 
     /// Records that method `name` (e.g. `"Database::connect"`) of the library was called.
@@ -62,7 +63,7 @@ impl Library {
     where
         I: IntoIterator<Item = (&'static str, Value)>,
     {
-        let host = crate::global();
+        let host = global();
         if host.0.is_none() {
             return;
         }

@@ -1,11 +1,13 @@
 //! OTLP/HTTP export (feature `otlp`): optel batches as OpenTelemetry signals, for teams that
-//! already run an OpenTelemetry Collector or an OTLP backend (seeds 000, 002, 003).
+//! already run an OpenTelemetry Collector or an OTLP backend and want usage next to their
+//! other signals.
 //!
 //! # Mapping
 //! - Command events become one metric, `command_invocation`: a monotonic **delta** Sum with
 //!   one data point per `(command, outcome)` pair in the batch (`outcome` is `success` or
 //!   `failure`), counting invocations.
-//! - Failed commands also become spans (seed 000: "error span only") named after the command,
+//! - Failed commands also become spans (only failed ones: a span per success would multiply the
+//!   volume and add nothing the Sum does not already count) named after the command,
 //!   with status `ERROR` and the error code in `error.type`; the trace id is the event id, so
 //!   a resent span keeps its identity.
 //! - Every other event (feature, method, custom) becomes a log record whose `event_name` is

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use optel_wire::Batch;
 
 use crate::fsutil;
-use crate::identity::random_bytes;
+use crate::random::random_bytes;
 
 /// Most segment files kept; the oldest go first.
 pub(crate) const MAX_SEGMENTS: usize = 1_000;
@@ -161,7 +161,6 @@ impl Queue {
     }
 
     /// Every readable queued batch, oldest first (for `telemetry preview` and `status`).
-    /// Added for issue 3's user commands.
     // Used by the `telemetry` subcommand (feature `clap`).
     #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn batches(&self) -> io::Result<Vec<Batch>> {
@@ -368,7 +367,7 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         Err(e) => return Err(e),
     };
     let dropped = queue.dropped();
-    let breaker = crate::delivery::Breaker::new(data_dir.to_owned()).state();
+    let breaker = crate::breaker::Breaker::new(data_dir.to_owned()).state();
     let now_ms = optel_wire::Timestamp::now().unix_ms();
     let today = now_ms.div_euclid(86_400_000);
     Ok(QueueStatus {

@@ -1,6 +1,7 @@
 //! With telemetry off (before init, and after init with consent off) recording allocates
-//! nothing: PRODUCT.md's budget for recording an event with telemetry off is "≤ 2 ns, no
-//! allocation" (the time is in BENCHMARKS.md; this proves the allocation part). Own file: it
+//! nothing: the budget for recording an event with telemetry off is "≤ 2 ns, no allocation",
+//! so that a tool pays nothing measurable for telemetry its user turned off (the time is in
+//! BENCHMARKS.md; this proves the allocation part). Own file: it
 //! installs a counting global allocator, and must initialise the global recorder itself.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly

@@ -1,0 +1,226 @@
+//! The opt-in prompt: the question or one-time notice shown when the author's default was
+//! reached ([`Asking`]), only on an interactive terminal and never in CI, with a sample of what
+//! one run sends.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use optel_wire::{Batch, Event, EventType, Timestamp};
+
+use super::{Asking, Consent, ConsentSource, Resolution, read_file, write_user_choice};
+
+/// Opt-in question or notice, when the author's default was reached. `user_file` is the
+/// tool's user config file, where the answer (or that the notice was shown) is kept.
+#[cold]
+pub(crate) fn ask_or_tell(
+    mut resolution: Resolution,
+    tool: &str,
+    version: &str,
+    asking: Asking,
+    user_file: Option<PathBuf>,
+    (stdin_tty, stderr_tty): (bool, bool),
+    ci: &dyn Fn() -> Option<String>,
+) -> Resolution {
+    // CI is checked last: it reads many variables, and without a terminal it is moot.
+    let can_ask = stdin_tty && stderr_tty && can_ask(true, true, ci().is_some());
+    let Some(user_file) = user_file else {
+        return resolution;
+    };
+    let notice_shown = read_file(&user_file)
+        .ok()
+        .flatten()
+        .is_some_and(|f| f.notice_shown);
+    match asking {
+        Asking::OptIn if can_ask => {
+            let answer = ask(tool, &sample_payload(tool, version));
+            if let Err(e) = write_user_choice(&user_file, Some(answer), notice_shown) {
+                resolution.note = Some(format!(
+                    "cannot keep your answer in {}: {e}; you will be asked again",
+                    user_file.display()
+                ));
+            } else {
+                resolution.source = ConsentSource::UserConfig(user_file);
+            }
+            resolution.consent = answer;
+        }
+        Asking::OptIn => {
+            resolution.note = Some(format!(
+                "not asked (no interactive terminal, or CI): run `{} telemetry enable` to opt in",
+                tool
+            ));
+        }
+        Asking::Notice if can_ask && !notice_shown => {
+            eprint!("{}", notice(tool));
+            let _ = write_user_choice(&user_file, None, true);
+        }
+        _ => {}
+    }
+    resolution
+}
+
+/// An example of what one run sends, with this tool's name, version and platform.
+pub(crate) fn sample_payload(tool: &str, version: &str) -> String {
+    let mut batch = Batch::new(
+        tool.to_owned(),
+        version.to_owned(),
+        "5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    );
+    let mut event = Event::new(
+        "0b6c8a4e-2f1d-4c3b-9a8e-7d6c5f1d3c2b",
+        EventType::Command,
+        "build",
+        Timestamp::now(),
+        "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+    );
+    event.duration_ms = Some(412);
+    event.success = Some(false);
+    event.error_code = Some("E_NO_MANIFEST".into());
+    batch.events.push(event);
+    serde_json::to_string_pretty(&batch).unwrap_or_default()
+}
+
+/// Whether the user can be asked: stdin and stderr are terminals and this is not CI.
+pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: bool) -> bool {
+    stdin_tty && stderr_tty && !in_ci
+}
+
+/// Whether stdin and stderr are both terminals.
+pub(crate) fn interactive() -> (bool, bool) {
+    (io::stdin().is_terminal(), io::stderr().is_terminal())
+}
+
+/// The opt-in question: what is collected, what never is, a real sample payload; yes / no /
+/// show me the data, so that the user decides knowing exactly what is sent. Returns the answer;
+/// anything unreadable means no.
+pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
+    let stdin = io::stdin();
+    let mut err = io::stderr().lock();
+    let _ = write!(err, "{}", question(tool));
+    loop {
+        let _ = write!(
+            err,
+            "[y] yes, help improve {tool}  [n] no thanks  [s] show me the data: "
+        );
+        let _ = err.flush();
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => return Consent::Off,
+            Ok(_) => {}
+        }
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Consent::On,
+            "n" | "no" | "" => return Consent::Off,
+            "s" | "?" | "show" => {
+                let _ = writeln!(
+                    err,
+                    "\nThis is what one run sends (an example):\n{sample}\n"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The text of the opt-in question.
+pub(crate) fn question(tool: &str) -> String {
+    format!(
+        "\n{tool} can send anonymous usage statistics to its authors, to learn which commands \
+         are used and how often they fail.\n\
+         Collected: command names, durations, success or an error code, the {tool} version, the \
+         OS and CPU architecture, and a random pseudonym that changes every month.\n\
+         Never collected: arguments, file paths or contents, user names, host names, IP \
+         addresses or environment variables.\n\
+         Change your mind at any time with `{tool} telemetry disable` (or `local` to keep the \
+         data on this machine only), or set DO_NOT_TRACK=1.\n"
+    )
+}
+
+/// The notice of [`Asking::Notice`], printed once on stderr: telemetry is on, so the user is
+/// told what is sent and how to turn it off.
+pub(crate) fn notice(tool: &str) -> String {
+    format!(
+        "{tool} collects anonymous usage statistics (command names, durations, error codes, \
+         version, OS): never arguments, paths or user data. See `{tool} telemetry preview`; \
+         turn it off with `{tool} telemetry disable` or DO_NOT_TRACK=1. This notice is shown \
+         once.\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::Telemetry;
+    use crate::consent::user_config_path;
+
+    fn author_default() -> Resolution {
+        Resolution {
+            consent: Consent::On,
+            source: ConsentSource::AuthorDefault,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn notice_is_shown_once_on_a_terminal_and_never_in_ci() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = user_config_path(dir.path(), "acme");
+        let tell = |terminals: (bool, bool), ci: &dyn Fn() -> Option<String>| {
+            ask_or_tell(
+                author_default(),
+                "acme",
+                "1.0.0",
+                Asking::Notice,
+                Some(file.clone()),
+                terminals,
+                ci,
+            )
+        };
+        // CI on a terminal, or no terminal: nothing shown, so nothing recorded as shown.
+        let r = tell((true, true), &|| Some("github-actions".into()));
+        assert_eq!(r.consent, Consent::On);
+        tell((false, true), &|| None);
+        tell((true, false), &|| None);
+        assert!(!file.exists());
+        // A terminal outside CI: shown, and remembered.
+        tell((true, true), &|| None);
+        let f = read_file(&file).unwrap().unwrap();
+        assert!(f.notice_shown);
+        assert_eq!(f.telemetry, None, "showing the notice is not a choice");
+    }
+
+    #[test]
+    fn opt_in_without_a_terminal_is_off_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::OptIn);
+        let env = |_: &str| None;
+        let r = b.resolve(&env);
+        assert_eq!(
+            (r.consent, r.source.layer()),
+            (Consent::Off, "author_default")
+        );
+        let r = ask_or_tell(
+            r,
+            "acme",
+            "1.0.0",
+            Asking::OptIn,
+            b.user_config_file(),
+            (false, false),
+            &|| None,
+        );
+        assert_eq!(r.consent, Consent::Off);
+        assert!(r.note.unwrap().contains("acme telemetry enable"));
+        assert!(!dir.path().join("optel").exists());
+    }
+
+    #[test]
+    fn asking_needs_two_terminals_and_no_ci() {
+        assert!(can_ask(true, true, false));
+        assert!(!can_ask(true, true, true));
+        assert!(!can_ask(false, true, false));
+        assert!(!can_ask(true, false, false));
+    }
+}
