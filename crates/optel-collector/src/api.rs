@@ -5,43 +5,25 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::app::{AppState, blocking, require_admin};
+use crate::app::{AppState, blocking};
 use crate::error::ApiError;
+use crate::extract::AdminToken;
 use crate::now_ms;
-use crate::query::{self, Audience, Granularity};
+use crate::query::{self, Audience, Granularity, ProjectList, ProjectView};
 use crate::storage::Project;
 
 /// The OpenAPI 3.1 description served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
-/// A project as `GET /v1/projects` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectView {
-    /// Name.
-    pub name: String,
-    /// Whether the public view is on.
-    pub public: bool,
-    /// Creation time.
-    pub created: optel_wire::Timestamp,
-}
-
-/// Answer of `GET /v1/projects`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectList {
-    /// Projects by name.
-    pub projects: Vec<ProjectView>,
-}
-
 /// `GET /v1/projects`.
 pub async fn list_projects(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: AdminToken,
 ) -> Result<Json<ProjectList>, ApiError> {
-    require_admin(&state, &headers)?;
     let store = state.store.clone();
     let projects = blocking(move || store.list_projects()).await?;
     Ok(Json(ProjectList {
@@ -79,15 +61,14 @@ fn not_found() -> ApiError {
 /// `GET /v1/projects/{p}/{view}` (admin token).
 pub async fn admin_view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: AdminToken,
     Path((name, view)): Path<(String, String)>,
     params: Result<Query<ViewParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
     let params = params
         .map(|q| q.0)
         .map_err(|e| invalid_query("query", format!("query string is not understood: {e}")))?;
-    run_view(&state, name, view, params, Audience::Admin).await
+    run_view(&state, name, &view, params, Audience::Admin).await
 }
 
 /// `GET /public/v1/projects/{p}/{view}` (no token; 404 unless the project is public).
@@ -96,7 +77,7 @@ pub async fn public_view(
     Path((name, view)): Path<(String, String)>,
     params: Result<Query<ViewParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if view == "stats" {
+    if View::parse(&view)? == View::Stats {
         return Err(not_found());
     }
     let params = params
@@ -105,36 +86,78 @@ pub async fn public_view(
     let audience = Audience::Public {
         k: state.k_anonymity,
     };
-    run_view(&state, name, view, params, audience).await
+    run_view(&state, name, &view, params, audience).await
+}
+
+/// A view of the query API, as its route names it (`/v1/projects/{p}/{view}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Overview,
+    Timeseries,
+    Commands,
+    Errors,
+    Versions,
+    Platforms,
+    Features,
+    /// Every list at once (`optel stats`); admin only.
+    Stats,
+}
+
+impl View {
+    const ALL: [Self; 8] = [
+        Self::Overview,
+        Self::Timeseries,
+        Self::Commands,
+        Self::Errors,
+        Self::Versions,
+        Self::Platforms,
+        Self::Features,
+        Self::Stats,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Overview => "overview",
+            Self::Timeseries => "timeseries",
+            Self::Commands => "commands",
+            Self::Errors => "errors",
+            Self::Versions => "versions",
+            Self::Platforms => "platforms",
+            Self::Features => "features",
+            Self::Stats => "stats",
+        }
+    }
+
+    /// The view named `s`.
+    ///
+    /// # Errors
+    /// 404 naming the views there are.
+    fn parse(s: &str) -> Result<Self, ApiError> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|v| v.name()).collect();
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no view {s:?}: use one of {}", names.join(", ")),
+                )
+            })
+    }
 }
 
 async fn run_view(
     state: &AppState,
     name: String,
-    view: String,
+    view: &str,
     params: ViewParams,
     audience: Audience,
 ) -> Result<Response, ApiError> {
-    const VIEWS: [&str; 8] = [
-        "overview",
-        "timeseries",
-        "commands",
-        "errors",
-        "versions",
-        "platforms",
-        "features",
-        "stats",
-    ];
-    if !VIEWS.contains(&view.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no view {view:?}: use one of {}", VIEWS.join(", ")),
-        ));
-    }
+    let view = View::parse(view)?;
     let now = now_ms();
     // `/stats` keeps its historical default of the last 24 hours.
-    let default_since = if view == "stats" { "24h" } else { "7d" };
+    let default_since = if view == View::Stats { "24h" } else { "7d" };
     let range = query::parse_range(
         Some(params.since.as_deref().unwrap_or(default_since)),
         params.from.as_deref(),
@@ -153,21 +176,21 @@ async fn run_view(
             return Ok(None);
         }
         let s = &*store;
-        let value = match view.as_str() {
-            "overview" => to_json(query::overview(s, &project, range, audience)?),
-            "timeseries" => to_json(query::timeseries(
+        let value = match view {
+            View::Overview => to_json(query::overview(s, &project, range, audience)?),
+            View::Timeseries => to_json(query::timeseries(
                 s,
                 &project,
                 range,
                 granularity,
                 audience,
             )?),
-            "commands" => to_json(query::commands(s, &project, range, audience)?),
-            "errors" => to_json(query::errors(s, &project, range, audience)?),
-            "versions" => to_json(query::versions(s, &project, range, granularity, audience)?),
-            "platforms" => to_json(query::platforms(s, &project, range, audience)?),
-            "features" => to_json(query::features(s, &project, range, audience)?),
-            _ => to_json(s.stats(&project, range)?),
+            View::Commands => to_json(query::commands(s, &project, range, audience)?),
+            View::Errors => to_json(query::errors(s, &project, range, audience)?),
+            View::Versions => to_json(query::versions(s, &project, range, granularity, audience)?),
+            View::Platforms => to_json(query::platforms(s, &project, range, audience)?),
+            View::Features => to_json(query::features(s, &project, range, audience)?),
+            View::Stats => to_json(s.stats(&project, range)?),
         };
         Ok(Some(value))
     })

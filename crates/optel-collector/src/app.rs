@@ -5,18 +5,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 
 use crate::error::ApiError;
+use crate::extract::count_rejections;
 use crate::ingest::KeyCache;
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateConfig, RateLimits};
 use crate::storage::{self, Store};
 use crate::writer::{self, Writer};
-use crate::{api, dashboard, ingest, keys, otlp};
+use crate::{api, dashboard, ingest, otlp};
 
 /// Default k of the public view's k-anonymity: cells with fewer distinct installs are hidden.
 pub const DEFAULT_K_ANONYMITY: u64 = 5;
@@ -92,11 +93,7 @@ impl AppState {
 /// The collector's router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/events", post(ingest::post_events))
-        .route("/v1/traces", post(otlp::post_traces))
-        .route("/v1/metrics", post(otlp::post_metrics))
-        .route("/v1/logs", post(otlp::post_logs))
-        .route("/v1/installs", delete(ingest::delete_installs))
+        .merge(ingest_routes(state.clone()))
         .route("/v1/projects", get(api::list_projects))
         .route("/v1/projects/{name}/{view}", get(api::admin_view))
         .route("/public/v1/projects/{name}/{view}", get(api::public_view))
@@ -112,6 +109,20 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes that take an ingest key, behind the one layer that counts their refusals.
+fn ingest_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/traces", post(otlp::post_traces))
+        .route("/v1/metrics", post(otlp::post_metrics))
+        .route("/v1/logs", post(otlp::post_logs))
+        .route("/v1/installs", delete(ingest::delete_installs))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            count_rejections,
+        ))
+}
+
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -120,26 +131,6 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     let response = next.run(req).await;
     state.metrics.request(&route, response.status().as_u16());
     response
-}
-
-pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.admin_token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "queries_disabled",
-            "query routes are disabled: start the collector with --admin-token or OPTEL_ADMIN_TOKEN",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(keys::bearer)
-        .ok_or_else(|| ApiError::unauthenticated("send `Authorization: Bearer <admin token>`"))?;
-    if keys::token_matches(given, expected) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthenticated("admin token is not valid"))
-    }
 }
 
 /// Runs a storage call on a blocking thread, mapping its failure to an HTTP error.

@@ -74,6 +74,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::extract::Rejected(self.code));
         if let Some(s) = self.retry_after_s {
             response
                 .headers_mut()

@@ -27,6 +27,7 @@ use optel_wire::{Batch, IngestResponse, Invalid, limits};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::extract::{IngestJson, IngestKey, IngestPayload};
 use crate::storage::{InsertOutcome, Project};
 use crate::writer::SubmitError;
 use crate::{AppState, keys, now_ms};
@@ -86,41 +87,20 @@ impl KeyCache {
     }
 }
 
-/// Counts a refusal in the metrics and passes it on.
-pub(crate) fn counted(state: &AppState, e: ApiError) -> ApiError {
-    state.metrics.rejected(e.code);
-    e
-}
-
 /// Handler of `POST /v1/events`.
-pub async fn post_events(
+pub(crate) async fn post_events(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    body: Body,
+    IngestKey(project): IngestKey,
+    IngestJson(batch): IngestJson<Batch>,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let result = async {
-        let project = admit(&state, addr, &headers).await?;
-        check_content_type(&headers, &["application/json"])?;
-        let bytes = read_body(&headers, body).await?;
-        let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("body is not an optel batch: {e}"),
-            )
-        })?;
-        batch.validate().map_err(ApiError::invalid_field)?;
-        let received = now_ms();
-        check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
-        let outcome = store(&state, &project, batch, received).await?;
-        Ok(Json(IngestResponse {
-            accepted: outcome.inserted + outcome.duplicates,
-            duplicates: outcome.duplicates,
-        }))
-    }
-    .await;
-    result.map_err(|e| counted(&state, e))
+    batch.validate().map_err(ApiError::invalid_field)?;
+    let received = now_ms();
+    check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
+    let outcome = store(&state, &project, batch, received).await?;
+    Ok(Json(IngestResponse {
+        accepted: outcome.inserted + outcome.duplicates,
+        duplicates: outcome.duplicates,
+    }))
 }
 
 /// Steps 1 and 2: address rate limit, ingest key, key rate limit. Returns the key's project.
@@ -342,73 +322,62 @@ pub struct ForgetResponse {
 
 /// Handler of `DELETE /v1/installs`: deletes the events of the pseudonyms proven, in the
 /// ingest key's project.
-pub async fn delete_installs(
+pub(crate) async fn delete_installs(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    body: Body,
+    IngestKey(project): IngestKey,
+    IngestJson(req): IngestJson<ForgetRequest>,
 ) -> Result<Json<ForgetResponse>, ApiError> {
-    let result = async {
-        let project = admit(&state, addr, &headers).await?;
-        check_content_type(&headers, &["application/json"])?;
-        let bytes = read_body(&headers, body).await?;
-        let req: ForgetRequest = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("body is not a forget request: {e}"),
-            )
-        })?;
-        let now = now_ms();
-        if (req.timestamp.unix_ms() - now).abs() > FORGET_SKEW_MS {
-            return Err(ApiError::invalid_field(Invalid {
-                field: "timestamp".into(),
-                reason: format!(
-                    "timestamp {} is more than 10 minutes from the collector's clock: check the clock",
-                    req.timestamp
-                ),
-            }));
-        }
-        if req.installs.is_empty() || req.installs.len() > MAX_FORGET_PSEUDONYMS {
-            return Err(ApiError::invalid_field(Invalid {
-                field: "installs".into(),
-                reason: format!(
-                    "{} installs: send 1 to {MAX_FORGET_PSEUDONYMS}",
-                    req.installs.len()
-                ),
-            }));
-        }
-        let bound = match &req.tool {
-            Some(tool) if !optel_wire::is_valid_name(tool) => {
-                return Err(ApiError::invalid_field(Invalid {
-                    field: "tool".into(),
-                    reason: "tool must be 1 to 64 bytes of [A-Za-z0-9_.:-]".into(),
-                }));
-            }
-            Some(tool) => tool.as_str(),
-            None => project.name.as_str(),
-        };
-        let ts = req.timestamp.to_string();
-        let mut pseudonyms = Vec::new();
-        for (i, p) in req.installs.iter().enumerate() {
-            let expected = optel_wire::forget_proof(&p.pseudonym, bound, &ts);
-            if p.pseudonym.is_empty()
-                || p.pseudonym.len() > limits::MAX_PSEUDONYM_BYTES
-                || !keys::token_matches(&p.proof.to_ascii_lowercase(), &expected)
-            {
-                return Err(ApiError::invalid_field(Invalid {
-                    field: format!("installs[{i}].proof"),
-                    reason: "proof does not match the pseudonym: compute it as documented in docs/adr/002-deletion-by-pseudonym.md".into(),
-                }));
-            }
-            pseudonyms.push(p.pseudonym.clone());
-        }
-        let store = state.store.clone();
-        let id = project.id;
-        let deleted = crate::app::blocking(move || store.forget(Some(id), &pseudonyms)).await?;
-        tracing::info!(project = %project.name, deleted, "installs forgotten on request");
-        Ok(Json(ForgetResponse { deleted }))
+    let now = now_ms();
+    if (req.timestamp.unix_ms() - now).abs() > FORGET_SKEW_MS {
+        return Err(ApiError::invalid_field(Invalid {
+            field: "timestamp".into(),
+            reason: format!(
+                "timestamp {} is more than 10 minutes from the collector's clock: check the clock",
+                req.timestamp
+            ),
+        }));
     }
-    .await;
-    result.map_err(|e| counted(&state, e))
+    if req.installs.is_empty() || req.installs.len() > MAX_FORGET_PSEUDONYMS {
+        return Err(ApiError::invalid_field(Invalid {
+            field: "installs".into(),
+            reason: format!(
+                "{} installs: send 1 to {MAX_FORGET_PSEUDONYMS}",
+                req.installs.len()
+            ),
+        }));
+    }
+    let bound = match &req.tool {
+        Some(tool) if !optel_wire::is_valid_name(tool) => {
+            return Err(ApiError::invalid_field(Invalid {
+                field: "tool".into(),
+                reason: "tool must be 1 to 64 bytes of [A-Za-z0-9_.:-]".into(),
+            }));
+        }
+        Some(tool) => tool.as_str(),
+        None => project.name.as_str(),
+    };
+    let ts = req.timestamp.to_string();
+    let mut pseudonyms = Vec::new();
+    for (i, p) in req.installs.iter().enumerate() {
+        let expected = optel_wire::forget_proof(&p.pseudonym, bound, &ts);
+        if p.pseudonym.is_empty()
+            || p.pseudonym.len() > limits::MAX_PSEUDONYM_BYTES
+            || !keys::token_matches(&p.proof.to_ascii_lowercase(), &expected)
+        {
+            return Err(ApiError::invalid_field(Invalid {
+                field: format!("installs[{i}].proof"),
+                reason: "proof does not match the pseudonym: compute it as documented in docs/adr/002-deletion-by-pseudonym.md".into(),
+            }));
+        }
+        pseudonyms.push(p.pseudonym.clone());
+    }
+    let store = state.store.clone();
+    let id = project.id;
+    let deleted = crate::app::blocking(move || store.forget(Some(id), &pseudonyms)).await?;
+    tracing::info!(project = %project.name, deleted, "installs forgotten on request");
+    Ok(Json(ForgetResponse { deleted }))
+}
+
+impl IngestPayload for ForgetRequest {
+    const WHAT: &'static str = "a forget request";
 }

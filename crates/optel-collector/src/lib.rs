@@ -36,6 +36,7 @@ mod api;
 mod app;
 mod dashboard;
 mod error;
+mod extract;
 mod ingest;
 mod keys;
 mod metrics;

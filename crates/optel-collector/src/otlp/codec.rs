@@ -12,14 +12,14 @@ use crate::ingest::media_type;
 
 use super::{JSON, PROTOBUF};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Encoding {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
     Protobuf,
     Json,
 }
 
 impl Encoding {
-    pub(super) fn of(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn of(headers: &HeaderMap) -> Option<Self> {
         match media_type(headers).as_str() {
             PROTOBUF => Some(Self::Protobuf),
             JSON => Some(Self::Json),
@@ -27,7 +27,7 @@ impl Encoding {
         }
     }
 
-    pub(super) fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Protobuf => PROTOBUF,
             Self::Json => JSON,
@@ -77,7 +77,7 @@ pub fn status_protobuf(code: i32, message: &str) -> Vec<u8> {
 }
 
 /// An OTLP error answer: the status, `Retry-After` when retryable, a `google.rpc.Status` body.
-pub(super) fn error_response(e: ApiError, enc: Encoding) -> Response {
+pub(crate) fn error_response(e: ApiError, enc: Encoding) -> Response {
     let code = grpc_code(e.status);
     let message = match &e.field {
         Some(f) => format!("{} ({f}): {}", e.code, e.message),
@@ -91,6 +91,7 @@ pub(super) fn error_response(e: ApiError, enc: Encoding) -> Response {
         }
     };
     let mut r = (e.status, [(header::CONTENT_TYPE, enc.content_type())], body).into_response();
+    r.extensions_mut().insert(crate::extract::Rejected(e.code));
     if let Some(s) = e.retry_after_s {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -111,7 +112,7 @@ pub(super) fn ok_response<T: Message + Serialize>(msg: &T, enc: Encoding) -> Res
         .into_response()
 }
 
-pub(super) fn decode<T: Message + Default + DeserializeOwned>(
+pub(crate) fn decode<T: Message + Default + DeserializeOwned>(
     bytes: &[u8],
     enc: Encoding,
 ) -> Result<T, ApiError> {
@@ -131,4 +132,27 @@ pub(super) fn decode<T: Message + Default + DeserializeOwned>(
             )
         }),
     }
+}
+
+impl Encoding {
+    /// 415 for a content type that is neither OTLP encoding.
+    pub(crate) fn unsupported(headers: &HeaderMap) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "content type {:?} is not supported: send {PROTOBUF} or {JSON}",
+                crate::ingest::media_type(headers)
+            ),
+        )
+    }
+}
+
+/// A refused OTLP request: the error, answered as a `google.rpc.Status` in `encoding`.
+#[derive(Debug)]
+pub(crate) struct OtlpRejection {
+    /// What was wrong.
+    pub error: ApiError,
+    /// The encoding of the answer.
+    pub encoding: Encoding,
 }

@@ -41,9 +41,7 @@ use logs::map_logs;
 use metrics::map_metrics;
 use traces::map_traces;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -56,14 +54,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
-use crate::ingest::{ClientAddr, admit, counted, media_type, read_body, store};
+use crate::ingest::store;
 use crate::{AppState, now_ms};
 
-use codec::{Encoding, decode, error_response, ok_response};
+use crate::extract::OtlpExport;
+use codec::ok_response;
+pub(crate) use codec::{Encoding, OtlpRejection, decode, error_response};
 use map::Mapped;
+
 /// Name of the metric whose delta Sum points count command invocations.
 pub const COMMAND_METRIC: &str = "command_invocation";
 /// Resource attribute carrying the optel install pseudonym.
@@ -82,31 +81,25 @@ const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
 /// Handler of `POST /v1/traces`.
-pub async fn post_traces(
+pub(crate) async fn post_traces(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle::<ExportTraceServiceRequest, _, _>(&state, addr, &headers, body, map_traces, |m| {
-        ExportTraceServiceResponse {
-            partial_success: (m.rejected > 0).then_some(ExportTracePartialSuccess {
-                rejected_spans: m.rejected,
-                error_message: m.message,
-            }),
-        }
+    export: OtlpExport<ExportTraceServiceRequest>,
+) -> Result<Response, OtlpRejection> {
+    handle(&state, export, map_traces, |m| ExportTraceServiceResponse {
+        partial_success: (m.rejected > 0).then_some(ExportTracePartialSuccess {
+            rejected_spans: m.rejected,
+            error_message: m.message,
+        }),
     })
     .await
 }
 
 /// Handler of `POST /v1/metrics`.
-pub async fn post_metrics(
+pub(crate) async fn post_metrics(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle::<ExportMetricsServiceRequest, _, _>(&state, addr, &headers, body, map_metrics, |m| {
+    export: OtlpExport<ExportMetricsServiceRequest>,
+) -> Result<Response, OtlpRejection> {
+    handle(&state, export, map_metrics, |m| {
         ExportMetricsServiceResponse {
             partial_success: (m.rejected > 0).then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: m.rejected,
@@ -118,71 +111,48 @@ pub async fn post_metrics(
 }
 
 /// Handler of `POST /v1/logs`.
-pub async fn post_logs(
+pub(crate) async fn post_logs(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle::<ExportLogsServiceRequest, _, _>(&state, addr, &headers, body, map_logs, |m| {
-        ExportLogsServiceResponse {
-            partial_success: (m.rejected > 0).then_some(ExportLogsPartialSuccess {
-                rejected_log_records: m.rejected,
-                error_message: m.message,
-            }),
-        }
+    export: OtlpExport<ExportLogsServiceRequest>,
+) -> Result<Response, OtlpRejection> {
+    handle(&state, export, map_logs, |m| ExportLogsServiceResponse {
+        partial_success: (m.rejected > 0).then_some(ExportLogsPartialSuccess {
+            rejected_log_records: m.rejected,
+            error_message: m.message,
+        }),
     })
     .await
 }
 
-async fn handle<Req, Resp, F>(
+/// What the three signals share once their request is decoded: map it to batches, store
+/// them, and answer with the partial success `respond` makes of what was refused.
+async fn handle<Req, Resp: Message + Serialize>(
     state: &AppState,
-    addr: Option<std::net::IpAddr>,
-    headers: &HeaderMap,
-    body: Body,
+    export: OtlpExport<Req>,
     map: fn(Req, &str, i64) -> Mapped,
-    respond: F,
-) -> Response
-where
-    Req: Message + Default + DeserializeOwned,
-    Resp: Message + Serialize,
-    F: FnOnce(Mapped) -> Resp,
-{
-    let enc = Encoding::of(headers);
-    let result = async {
-        let project = admit(state, addr, headers).await?;
-        let enc = enc.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!(
-                    "content type {:?} is not supported: send {PROTOBUF} or {JSON}",
-                    media_type(headers)
-                ),
-            )
-        })?;
-        let bytes = read_body(headers, body).await?;
-        let req: Req = decode(&bytes, enc)?;
-        let received = now_ms();
-        let Mapped {
-            batches,
-            rejected,
-            message,
-            ..
-        } = map(req, &project.name, received);
-        for batch in batches {
-            store(state, &project, batch, received).await?;
-        }
-        Ok(respond(Mapped {
-            rejected,
-            message,
-            ..Mapped::default()
-        }))
+    respond: impl FnOnce(Mapped) -> Resp,
+) -> Result<Response, OtlpRejection> {
+    let OtlpExport {
+        project,
+        encoding,
+        request,
+    } = export;
+    let received = now_ms();
+    let Mapped {
+        batches,
+        rejected,
+        message,
+        ..
+    } = map(request, &project.name, received);
+    for batch in batches {
+        store(state, &project, batch, received)
+            .await
+            .map_err(|error| OtlpRejection { error, encoding })?;
     }
-    .await;
-    let enc = enc.unwrap_or(Encoding::Json);
-    match result {
-        Ok(resp) => ok_response(&resp, enc),
-        Err(e) => error_response(counted(state, e), enc),
-    }
+    let answer = respond(Mapped {
+        rejected,
+        message,
+        ..Mapped::default()
+    });
+    Ok(ok_response(&answer, encoding))
 }

@@ -14,7 +14,8 @@ use optel_wire::Timestamp;
 use crate::rollup::{DAY_MS, DayRange};
 use serde::{Deserialize, Serialize};
 
-/// Usage statistics of one project over a time range.
+/// Usage statistics of one project over a time range: every list of the other views at once,
+/// in their row types (`GET /v1/projects/{p}/stats`, `optel stats --format json`).
 ///
 /// Active installs count distinct pseudonyms; pseudonyms rotate monthly, so over a range that
 /// spans several months an install may count once per month.
@@ -31,76 +32,35 @@ pub struct Stats {
     /// Distinct install pseudonyms seen in the range.
     pub active_installs: u64,
     /// Commands, most invoked first.
-    pub commands: Vec<CommandStats>,
+    pub commands: Vec<CommandRow>,
     /// Failed commands by error code, most frequent first (at most 50).
-    pub error_codes: Vec<ErrorCodeStats>,
+    pub error_codes: Vec<ErrorRow>,
     /// Tool versions, most installs first.
-    pub versions: Vec<VersionStats>,
+    pub versions: Vec<VersionRow>,
     /// OS and architecture mix, most installs first.
-    pub platforms: Vec<PlatformStats>,
+    pub platforms: Vec<PlatformRow>,
     /// Features used, most used first (at most 100).
-    pub features: Vec<NameStats>,
+    pub features: Vec<NamedRow>,
     /// Library methods called, most called first (at most 100).
-    pub methods: Vec<NameStats>,
+    pub methods: Vec<NamedRow>,
 }
 
-/// Invocations of one command.
+/// A project as `GET /v1/projects` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandStats {
-    /// Command name.
+pub struct ProjectView {
+    /// Name.
     pub name: String,
-    /// Invocations.
-    pub count: u64,
-    /// Invocations that failed.
-    pub failures: u64,
-    /// Distinct installs that invoked it.
-    pub installs: u64,
+    /// Whether the public view is on.
+    pub public: bool,
+    /// Creation time.
+    pub created: optel_wire::Timestamp,
 }
 
-/// Failures of one command with one error code.
+/// Answer of `GET /v1/projects`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorCodeStats {
-    /// Command name.
-    pub command: String,
-    /// Error code (empty when the SDK sent none).
-    pub error_code: String,
-    /// Failures.
-    pub count: u64,
-}
-
-/// Use of one tool version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionStats {
-    /// Version string.
-    pub version: String,
-    /// Events sent by this version.
-    pub events: u64,
-    /// Distinct installs on this version.
-    pub installs: u64,
-}
-
-/// Use on one OS and architecture.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformStats {
-    /// Operating system.
-    pub os: String,
-    /// CPU architecture.
-    pub arch: String,
-    /// Events.
-    pub events: u64,
-    /// Distinct installs.
-    pub installs: u64,
-}
-
-/// Use of one named feature or method.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NameStats {
-    /// Feature or method name.
-    pub name: String,
-    /// Times recorded.
-    pub count: u64,
-    /// Distinct installs.
-    pub installs: u64,
+pub struct ProjectList {
+    /// Projects by name.
+    pub projects: Vec<ProjectView>,
 }
 
 /// Most rows in a list answer (commands, errors, versions, platforms, features, methods).

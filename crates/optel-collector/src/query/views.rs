@@ -5,10 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use optel_wire::Timestamp;
 
 use super::{
-    Audience, CommandRow, CommandStats, Commands, ErrorCodeStats, ErrorRow, Errors, Features,
-    Granularity, Listed, MAX_ROWS, NameStats, NamedRow, Overview, PlatformRow, PlatformStats,
-    Platforms, SeriesBucket, Stats, TimeRange, Timeseries, VersionBucket, VersionRow, VersionStats,
-    Versions, day_string,
+    Audience, CommandRow, Commands, ErrorRow, Errors, Features, Granularity, Listed, MAX_ROWS,
+    NamedRow, Overview, PlatformRow, Platforms, SeriesBucket, Stats, TimeRange, Timeseries,
+    VersionBucket, VersionRow, Versions, day_string,
 };
 use crate::rollup::{CountRow, DayRange, InstallSketch, SketchKind, SketchRow, percentile};
 use crate::storage::{Project, Result as StoreResult, Store};
@@ -415,7 +414,7 @@ pub fn features<S: Store + ?Sized>(
     Ok(listed(Features { features, methods }, suppressed, audience))
 }
 
-/// The legacy [`Stats`] object (`/stats`, `optel stats`), from the rollups.
+/// The [`Stats`] object (`/stats`, `optel stats`), from the rollups.
 ///
 /// # Errors
 /// Database errors.
@@ -436,58 +435,18 @@ pub fn stats<S: Store + ?Sized>(
         .rows
         .platforms;
     let feats = features(store, project, range, Audience::Admin)?.rows;
-    let named = |rows: Vec<NamedRow>| {
-        rows.into_iter()
-            .map(|r| NameStats {
-                name: r.name,
-                count: r.count,
-                installs: r.installs,
-            })
-            .collect()
-    };
     Ok(Stats {
         project: project.name.clone(),
         since: ov.from,
         until: ov.to,
         events: ov.events.unwrap_or(0),
         active_installs: ov.active_installs.unwrap_or(0),
-        commands: cmds
-            .into_iter()
-            .map(|c| CommandStats {
-                name: c.name,
-                count: c.count,
-                failures: c.failures,
-                installs: c.installs,
-            })
-            .collect(),
-        error_codes: errs
-            .into_iter()
-            .take(50)
-            .map(|e| ErrorCodeStats {
-                command: e.command,
-                error_code: e.error_code,
-                count: e.count,
-            })
-            .collect(),
-        versions: vers
-            .into_iter()
-            .map(|v| VersionStats {
-                version: v.version,
-                events: v.events,
-                installs: v.installs,
-            })
-            .collect(),
-        platforms: plats
-            .into_iter()
-            .map(|p| PlatformStats {
-                os: p.os,
-                arch: p.arch,
-                events: p.events,
-                installs: p.installs,
-            })
-            .collect(),
-        features: named(feats.features),
-        methods: named(feats.methods),
+        commands: cmds,
+        error_codes: errs.into_iter().take(50).collect(),
+        versions: vers,
+        platforms: plats,
+        features: feats.features,
+        methods: feats.methods,
     })
 }
 
