@@ -5,39 +5,79 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use optel_collector::query::Stats;
-use serde_json::Value;
+use anyhow::{Result, bail};
+use optel_collector::query::{
+    CommandRow, CommandStats, Commands, ErrorCodeStats, Listed, NameStats, Overview, PlatformStats,
+    SeriesBucket, Stats, Timeseries, VersionStats,
+};
+use optel_wire::Timestamp;
+use serde::Serialize;
 
 use super::source::Source;
 use super::terminal::{Cell, Paint, Style, table, terminal_width, use_color};
 use super::text::{csv_cell, fit, group, human_ms, percent, share, sparkline, wrap_parts};
-
-/// One day (or week) of the project's trend.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Bucket {
-    start: String,
-    events: Option<u64>,
-    invocations: Option<u64>,
-    failures: Option<u64>,
-    active_installs: Option<u64>,
-}
 
 /// Everything `optel stats` shows: the stats object plus what newer routes add.
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
     stats: Stats,
     since: Duration,
-    /// Command name → (p50 ms, p95 ms), from `/commands`.
-    latency: Vec<(String, Option<u64>, Option<u64>)>,
-    /// `(dau, wau, mau)` from `/overview`.
-    active: Option<(u64, u64, u64)>,
-    /// From `/timeseries`.
-    daily: Vec<Bucket>,
+    /// The rows of `/commands`, read for their `p50_ms` and `p95_ms`; empty when the collector
+    /// does not have the route.
+    latency: Vec<CommandRow>,
+    /// From `/overview`; `None` when the collector does not have the route.
+    overview: Option<Overview>,
+    /// The buckets of `/timeseries`, one a day (or a week over long ranges).
+    daily: Vec<SeriesBucket>,
 }
 
-fn u(v: &Value) -> Option<u64> {
-    v.as_u64()
+/// The object `optel stats --format json` prints. Its field names are what scripts read: those
+/// of the `/stats` answer, `p50_ms`/`p95_ms` per command (`null` when the collector has no
+/// `/commands` route), the totals `invocations` and `failures`, `dau`/`wau`/`mau` when
+/// `/overview` gave all three, and the `daily` buckets of `/timeseries`.
+#[derive(Debug, Serialize)]
+pub(super) struct JsonReport<'a> {
+    #[serde(flatten)]
+    stats: StatsWithLatency<'a>,
+    invocations: u64,
+    failures: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dau: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wau: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mau: Option<u64>,
+    daily: &'a [SeriesBucket],
+}
+
+/// [`Stats`] field for field, each command with its latency from `/commands`.
+///
+/// The switch for when `Stats::commands` holds [`CommandRow`]s (which carry `p50_ms` and
+/// `p95_ms`): this struct and [`CommandWithLatency`] go, [`JsonReport`] flattens `&'a Stats`
+/// itself, [`Report::latency_of`] and [`Report::has_latency`] read `self.stats.commands`, and
+/// [`Report::fetch`] no longer asks `/commands`.
+#[derive(Debug, Serialize)]
+struct StatsWithLatency<'a> {
+    project: &'a str,
+    since: &'a Timestamp,
+    until: &'a Timestamp,
+    events: u64,
+    active_installs: u64,
+    commands: Vec<CommandWithLatency<'a>>,
+    error_codes: &'a [ErrorCodeStats],
+    versions: &'a [VersionStats],
+    platforms: &'a [PlatformStats],
+    features: &'a [NameStats],
+    methods: &'a [NameStats],
+}
+
+/// A command of [`Stats`] with its `p50_ms` and `p95_ms`.
+#[derive(Debug, Serialize)]
+struct CommandWithLatency<'a> {
+    #[serde(flatten)]
+    command: &'a CommandStats,
+    p50_ms: Option<u64>,
+    p95_ms: Option<u64>,
 }
 
 impl Report {
@@ -52,60 +92,48 @@ impl Report {
                 source.describe()
             );
         }
-        let body = source.check(&path, answer)?;
-        let stats: Stats = serde_json::from_value(body)
-            .context("the collector's stats answer is not in the expected shape")?;
+        let stats: Stats = source.read(&path, answer)?;
 
         let latency = source
-            .get_optional(&format!("/v1/projects/{p}/commands?{q}"))?
-            .and_then(|v| v["commands"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|c| {
-                Some((
-                    c["name"].as_str()?.to_owned(),
-                    u(&c["p50_ms"]),
-                    u(&c["p95_ms"]),
-                ))
-            })
-            .collect();
-        let active = source
-            .get_optional(&format!("/v1/projects/{p}/overview?{q}"))?
-            .and_then(|o| Some((u(&o["dau"])?, u(&o["wau"])?, u(&o["mau"])?)));
+            .get_optional::<Listed<Commands>>(&format!("/v1/projects/{p}/commands?{q}"))?
+            .map_or_else(Vec::new, |listed| listed.rows.commands);
+        let overview = source.get_optional(&format!("/v1/projects/{p}/overview?{q}"))?;
         let granularity = if since > Duration::from_secs(120 * 86_400) {
             "week"
         } else {
             "day"
         };
         let daily = source
-            .get_optional(&format!(
+            .get_optional::<Timeseries>(&format!(
                 "/v1/projects/{p}/timeseries?{q}&granularity={granularity}"
             ))?
-            .and_then(|v| v["buckets"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .map(|b| Bucket {
-                start: b["start"].as_str().unwrap_or_default().to_owned(),
-                events: u(&b["events"]),
-                invocations: u(&b["invocations"]),
-                failures: u(&b["failures"]),
-                active_installs: u(&b["active_installs"]),
-            })
-            .collect();
+            .map_or_else(Vec::new, |series| series.buckets);
         Ok(Self {
             stats,
             since,
             latency,
-            active,
+            overview,
             daily,
         })
     }
 
+    /// The p50 and p95 duration of `command` in ms, when the collector gave them.
     fn latency_of(&self, command: &str) -> (Option<u64>, Option<u64>) {
         self.latency
             .iter()
-            .find(|(n, _, _)| n == command)
-            .map_or((None, None), |(_, a, b)| (*a, *b))
+            .find(|c| c.name == command)
+            .map_or((None, None), |c| (Some(c.p50_ms), Some(c.p95_ms)))
+    }
+
+    /// Whether the collector gave any latency (it has the `/commands` route).
+    fn has_latency(&self) -> bool {
+        !self.latency.is_empty()
+    }
+
+    /// `(dau, wau, mau)`, when `/overview` gave all three.
+    fn active(&self) -> Option<(u64, u64, u64)> {
+        let o = self.overview.as_ref()?;
+        Some((o.dau?, o.wau?, o.mau?))
     }
 
     fn invocations(&self) -> u64 {
@@ -116,43 +144,55 @@ impl Report {
         self.stats.commands.iter().map(|c| c.failures).sum()
     }
 
-    /// The JSON of `--format json`: the stats object, with what newer routes add.
-    pub(super) fn to_json(&self) -> Value {
-        let mut v = serde_json::to_value(&self.stats).unwrap_or(Value::Null);
-        if let Some(commands) = v.get_mut("commands").and_then(Value::as_array_mut) {
-            for c in commands {
-                let name = c["name"].as_str().unwrap_or_default().to_owned();
-                let (p50, p95) = self.latency_of(&name);
-                if let Some(obj) = c.as_object_mut() {
-                    obj.insert("p50_ms".into(), p50.into());
-                    obj.insert("p95_ms".into(), p95.into());
+    /// The object of `--format json`: the stats object, with what newer routes add.
+    pub(super) fn to_json(&self) -> JsonReport<'_> {
+        // Taken apart whole, so that a field added to `Stats` cannot go missing here unseen.
+        let Stats {
+            project,
+            since,
+            until,
+            events,
+            active_installs,
+            commands,
+            error_codes,
+            versions,
+            platforms,
+            features,
+            methods,
+        } = &self.stats;
+        let commands = commands
+            .iter()
+            .map(|command| {
+                let (p50_ms, p95_ms) = self.latency_of(&command.name);
+                CommandWithLatency {
+                    command,
+                    p50_ms,
+                    p95_ms,
                 }
-            }
+            })
+            .collect();
+        let active = self.active();
+        JsonReport {
+            stats: StatsWithLatency {
+                project,
+                since,
+                until,
+                events: *events,
+                active_installs: *active_installs,
+                commands,
+                error_codes,
+                versions,
+                platforms,
+                features,
+                methods,
+            },
+            invocations: self.invocations(),
+            failures: self.failures(),
+            dau: active.map(|(dau, _, _)| dau),
+            wau: active.map(|(_, wau, _)| wau),
+            mau: active.map(|(_, _, mau)| mau),
+            daily: &self.daily,
         }
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("invocations".into(), self.invocations().into());
-            obj.insert("failures".into(), self.failures().into());
-            if let Some((dau, wau, mau)) = self.active {
-                obj.insert("dau".into(), dau.into());
-                obj.insert("wau".into(), wau.into());
-                obj.insert("mau".into(), mau.into());
-            }
-            let daily: Vec<Value> = self
-                .daily
-                .iter()
-                .map(|b| {
-                    serde_json::json!({
-                        "start": b.start,
-                        "events": b.events,
-                        "invocations": b.invocations,
-                        "failures": b.failures,
-                        "active_installs": b.active_installs,
-                    })
-                })
-                .collect();
-            obj.insert("daily".into(), daily.into());
-        }
-        v
     }
 
     /// The CSV of `--format csv`: one table in long form, one row per thing counted, so a script
@@ -284,7 +324,7 @@ impl Report {
             format!("{} failed", percent(failures, invocations)),
             format!("{} active installs", group(s.active_installs)),
         ];
-        if let Some((dau, wau, mau)) = self.active {
+        if let Some((dau, wau, mau)) = self.active() {
             parts.push(format!("DAU {}", group(dau)));
             parts.push(format!("WAU {}", group(wau)));
             parts.push(format!("MAU {}", group(mau)));
@@ -354,10 +394,7 @@ impl Report {
             out.push('\n');
         }
 
-        let has_latency = self
-            .latency
-            .iter()
-            .any(|(_, a, b)| a.is_some() || b.is_some());
+        let has_latency = self.has_latency();
         let mut rows: Vec<Vec<Cell>> = Vec::new();
         for c in &s.commands {
             let rate = if c.count == 0 {
@@ -537,15 +574,36 @@ mod tests {
         Report {
             stats,
             since: Duration::from_secs(7 * 86_400),
-            latency: vec![("build".into(), Some(840), Some(4200))],
-            active: Some((12, 30, 40)),
+            latency: vec![CommandRow {
+                name: "build".into(),
+                count: 1000,
+                failures: 150,
+                failure_rate: 0.15,
+                installs: 38,
+                p50_ms: 840,
+                p95_ms: 4200,
+            }],
+            overview: serde_json::from_value(serde_json::json!({
+                "project": "acme",
+                "from": "2026-11-14T00:00:00.000Z",
+                "to": "2026-11-21T00:00:00.000Z",
+                "events": 1234,
+                "invocations": 1200,
+                "failures": 152,
+                "active_installs": 40,
+                "dau": 12,
+                "wau": 30,
+                "mau": 40
+            }))
+            .unwrap(),
             daily: (0..7)
-                .map(|i| Bucket {
+                .map(|i| SeriesBucket {
                     start: format!("2026-11-{:02}", 14 + i),
                     events: Some(100 + i),
                     invocations: Some(90 + 10 * i),
                     failures: Some(i),
                     active_installs: if i == 3 { None } else { Some(10 + i) },
+                    suppressed: None,
                 })
                 .collect(),
         }
@@ -586,16 +644,52 @@ mod tests {
 
     #[test]
     fn report_json_keeps_the_stats_shape_and_adds_trends() {
-        let v = report().to_json();
+        let v = serde_json::to_value(report().to_json()).unwrap();
         assert_eq!(v["active_installs"], 40);
         assert_eq!(v["commands"][0]["name"], "build");
         assert_eq!(v["commands"][0]["count"], 1000);
         assert_eq!(v["commands"][0]["failures"], 150);
         assert_eq!(v["commands"][0]["p95_ms"], 4200);
-        assert_eq!(v["commands"][1]["p95_ms"], Value::Null);
+        assert_eq!(v["commands"][1]["p95_ms"], serde_json::Value::Null);
         assert_eq!(v["dau"], 12);
         assert_eq!(v["daily"].as_array().unwrap().len(), 7);
-        assert_eq!(v["daily"][3]["active_installs"], Value::Null);
+        assert_eq!(v["daily"][3]["active_installs"], serde_json::Value::Null);
+        // The field names scripts read, the same since the object was built from untyped JSON.
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(
+            keys(&v),
+            [
+                "active_installs",
+                "commands",
+                "daily",
+                "dau",
+                "error_codes",
+                "events",
+                "failures",
+                "features",
+                "invocations",
+                "mau",
+                "methods",
+                "platforms",
+                "project",
+                "since",
+                "until",
+                "versions",
+                "wau"
+            ]
+        );
+        assert_eq!(
+            keys(&v["daily"][0]),
+            [
+                "active_installs",
+                "events",
+                "failures",
+                "invocations",
+                "start"
+            ]
+        );
         let csv = report().to_csv();
         assert!(
             csv.contains("\r\ncommand,build,,1000,150,38,,840,4200\r\n"),

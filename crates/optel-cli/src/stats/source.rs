@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::Value;
+use optel_collector::api::ProjectList;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// Env var holding the admin token for `--server` (never a flag: flags leak into shell history
 /// and process lists).
@@ -36,10 +38,35 @@ impl std::fmt::Debug for Source {
     }
 }
 
-/// An HTTP answer: status and parsed JSON body (`Null` when the body was not JSON).
+/// An HTTP answer: status and body, read later as the type the route answers.
 pub(super) struct Answer {
     pub(super) status: u16,
-    body: Value,
+    body: Vec<u8>,
+}
+
+/// The answer of `GET /v1/projects` as `optel stats` reads it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProjectsAnswer {
+    /// What the query API answers.
+    Listed(ProjectList),
+    /// A bare array of projects, of which only the name is read: what the first collectors
+    /// answered.
+    Bare(Vec<ProjectName>),
+}
+
+#[derive(Deserialize)]
+struct ProjectName {
+    name: String,
+}
+
+impl ProjectsAnswer {
+    fn names(self) -> Vec<String> {
+        match self {
+            Self::Listed(list) => list.projects.into_iter().map(|p| p.name).collect(),
+            Self::Bare(list) => list.into_iter().map(|p| p.name).collect(),
+        }
+    }
 }
 
 impl Source {
@@ -130,7 +157,7 @@ impl Source {
                     .with_context(|| format!("cannot read the answer of {url}"))?;
                 Ok(Answer {
                     status,
-                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    body: bytes,
                 })
             }
             Self::Local { router, token, rt } => {
@@ -151,28 +178,31 @@ impl Source {
                         .map_err(|e| anyhow!("cannot read a query answer: {e}"))?;
                     Ok(Answer {
                         status,
-                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                        body: bytes.to_vec(),
                     })
                 })
             }
         }
     }
 
-    /// GET `path` and require a 2xx answer.
-    fn get_ok(&self, path: &str) -> Result<Value> {
+    /// GET `path`, require a 2xx answer and read it as a `T`.
+    fn get_ok<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let answer = self.get(path)?;
-        self.check(path, answer)
+        self.read(path, answer)
     }
 
-    /// The body of a 2xx answer, or an error that says what to do.
-    pub(super) fn check(&self, path: &str, answer: Answer) -> Result<Value> {
+    /// The body of a 2xx answer read as a `T`, or an error that says what to do.
+    pub(super) fn read<T: DeserializeOwned>(&self, path: &str, answer: Answer) -> Result<T> {
         if (200..300).contains(&answer.status) {
-            return Ok(answer.body);
+            return serde_json::from_slice(&answer.body).with_context(|| {
+                format!(
+                    "the answer of {} to {path} is not in the expected shape",
+                    self.describe()
+                )
+            });
         }
-        let message = answer.body["error"]["message"]
-            .as_str()
-            .unwrap_or("no error message")
-            .to_owned();
+        let message = serde_json::from_slice::<optel_wire::ErrorBody>(&answer.body)
+            .map_or_else(|_| "no error message".to_owned(), |b| b.error.message);
         match answer.status {
             401 => bail!(
                 "{} did not accept the admin token ({message}): check {ADMIN_TOKEN_ENV}",
@@ -188,28 +218,19 @@ impl Source {
 
     /// GET an optional route: `None` if this collector does not have it (404), so that an
     /// older collector still gives the basic stats.
-    pub(super) fn get_optional(&self, path: &str) -> Result<Option<Value>> {
+    pub(super) fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         let answer = self.get(path)?;
         match answer.status {
-            200..=299 => Ok(Some(answer.body)),
             404 => Ok(None),
-            _ => self.check(path, answer).map(Some),
+            _ => self.read(path, answer).map(Some),
         }
     }
 
     /// The single project of the collector, for `optel stats` without `--project`.
     pub(super) fn only_project(&self) -> Result<String> {
-        let body = self.get_ok("/v1/projects")?;
-        // The contract answers {"projects":[..]}; the first collectors answered a bare array.
-        let list = body
-            .get("projects")
-            .and_then(Value::as_array)
-            .or(body.as_array())
-            .cloned()
-            .unwrap_or_default();
-        let names: Vec<&str> = list.iter().filter_map(|p| p["name"].as_str()).collect();
+        let names = self.get_ok::<ProjectsAnswer>("/v1/projects")?.names();
         match names.as_slice() {
-            [one] => Ok((*one).to_owned()),
+            [one] => Ok(one.clone()),
             [] => bail!(
                 "{} has no projects yet: create one with `optel projects create NAME`",
                 self.describe()
@@ -221,5 +242,22 @@ impl Source {
                 many.join(", ")
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_list_is_read_as_answered_now_and_by_the_first_collectors() {
+        let listed: ProjectsAnswer = serde_json::from_str(
+            r#"{"projects":[{"name":"acme","public":false,"created":"2026-11-21T22:40:00.000Z"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(listed.names(), ["acme"]);
+        let bare: ProjectsAnswer =
+            serde_json::from_str(r#"[{"name":"acme","created_ms":1},{"name":"b"}]"#).unwrap();
+        assert_eq!(bare.names(), ["acme", "b"]);
     }
 }
