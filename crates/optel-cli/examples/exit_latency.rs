@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
-use optel_cli::loopback::{self, LocalCollector};
+use optel_test_support::{self as harness, LocalCollector};
 
 #[derive(Debug)]
 struct Mode {
@@ -72,7 +72,7 @@ fn parse_args() -> Result<Settings> {
 
 fn main() -> Result<()> {
     let settings = parse_args()?;
-    let acme = optel_cli::locate_example_binary("acme")?;
+    let acme = harness::locate_example_binary("acme")?;
     let scratch = tempfile::tempdir()?;
     let app = scratch.path().join("app");
     let status = Command::new(&acme)
@@ -85,13 +85,13 @@ fn main() -> Result<()> {
 
     let mut collector = LocalCollector::start(&scratch.path().join("collector"), "acme")?;
     let healthy = collector.endpoint();
-    let refusing = format!("http://{}", loopback::refusing_addr()?);
-    let blackhole = format!("http://{}", loopback::blackhole()?);
+    let refusing = format!("http://{}", harness::refusing_addr()?);
+    let blackhole = format!("http://{}", harness::blackhole()?);
     let slow = format!(
         "http://{}",
-        loopback::slow_responder(Duration::from_secs(10))?
+        harness::slow_responder(Duration::from_secs(10))?
     );
-    let dead_proxy = format!("http://{}", loopback::refusing_addr()?);
+    let dead_proxy = format!("http://{}", harness::refusing_addr()?);
     let home = |name: &str| scratch.path().join(format!("home-{name}"));
     let mut modes = vec![
         mode("off", None, None, home("off")),
@@ -176,7 +176,7 @@ fn mode(name: &'static str, endpoint: Option<&str>, proxy: Option<&str>, home: P
 /// `acme check APP` with a private HOME; telemetry on when `endpoint` is given.
 fn acme_cmd(acme: &Path, app: &Path, home: &Path, endpoint: Option<&str>, key: &str) -> Command {
     // A clean environment: no CI (its 2 s flush budget), no exit-budget override, no proxy.
-    let mut cmd = optel_cli::tool_command(acme, home);
+    let mut cmd = harness::tool_command(acme, home);
     cmd.arg("check")
         .arg(app)
         .stdout(Stdio::null())

@@ -13,7 +13,7 @@ use optel_collector::query::{self, Audience, Granularity, TimeRange};
 use optel_collector::{AppState, now_ms};
 use optel_wire::{Batch, Event, EventType, Timestamp};
 
-use crate::StoreArgs;
+use crate::args::StoreArgs;
 
 /// `optel bench ...`
 #[derive(Debug, clap::Subcommand)]
@@ -97,7 +97,7 @@ pub struct QueryArgs {
     #[arg(long, default_value = "bench")]
     pub project: String,
     /// Look-back of every query.
-    #[arg(long, default_value = "30d", value_parser = crate::parse_since)]
+    #[arg(long, default_value = "30d", value_parser = crate::args::parse_since)]
     pub since: Duration,
     /// Runs of each query.
     #[arg(long, default_value_t = 10)]
@@ -272,7 +272,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
                 s
             };
             let project = format!("bench-{:x}", seed() & 0xffff_ffff);
-            let key = crate::create_project(&*store, &project)?;
+            let key = crate::projects::create_project(&*store, &project)?;
             let state = AppState::with_config(
                 store.clone(),
                 None,
@@ -282,7 +282,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
                 },
                 1_024,
             )?;
-            let rt = crate::runtime()?;
+            let rt = crate::serve::runtime()?;
             let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
             let addr = listener.local_addr()?;
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -429,7 +429,7 @@ fn fill(args: FillArgs) -> Result<()> {
     let project = match store.project_by_name(&args.project)? {
         Some(p) => p,
         None => {
-            crate::create_project(&*store, &args.project)?;
+            crate::projects::create_project(&*store, &args.project)?;
             store
                 .project_by_name(&args.project)?
                 .context("project vanished")?

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use optel_collector::AppState;
 use optel_collector::storage::SqliteStore;
 
-use crate::DemoArgs;
+use crate::args::DemoArgs;
 
 /// Exit budget given to `acme` in the demo: generous, so that every run's events are delivered
 /// before the stats are read (a real tool keeps the 40 ms default).
@@ -20,7 +20,7 @@ const DEMO_EXIT_TIMEOUT_MS: &str = "5000";
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let acme = match args.acme {
         Some(path) => path,
-        None => crate::locate_example_binary("acme")?,
+        None => acme_beside_this_binary()?,
     };
     let scratch = tempfile::Builder::new().prefix("optel-demo-").tempdir()?;
     let data_dir = args
@@ -29,10 +29,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         .unwrap_or_else(|| scratch.path().join("collector"));
     let store: Arc<dyn optel_collector::storage::Store> = Arc::new(SqliteStore::open(&data_dir)?);
     let project = "acme";
-    let key = crate::create_project(store.as_ref(), project)
+    let key = crate::projects::create_project(store.as_ref(), project)
         .with_context(|| format!("cannot create the demo project in {}", data_dir.display()))?;
 
-    let rt = crate::runtime()?;
+    let rt = crate::serve::runtime()?;
     let listener = rt.block_on(async {
         match tokio::net::TcpListener::bind(args.listen).await {
             Ok(l) => Ok(l),
@@ -46,7 +46,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     rt.spawn(optel_collector::serve(
         listener,
         state,
-        crate::shutdown_signal(),
+        crate::serve::shutdown_signal(),
     ));
     let endpoint = format!("http://{addr}");
     eprintln!(
@@ -67,7 +67,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         std::fs::create_dir_all(&work)?;
         let acme_run = |cmd_args: &[&str]| -> Result<bool> {
             // Each simulated install is a new user on a developer machine (never a CI runner).
-            let status = crate::tool_command(&acme, &home)
+            let status = acme_command(&acme, &home)
                 .args(cmd_args)
                 .current_dir(&work)
                 .env("ACME_TELEMETRY", "on")
@@ -136,7 +136,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     }
     println!("dashboard: {endpoint}/  (sign in with the admin token {admin_token})");
     println!("serving until Ctrl-C...");
-    rt.block_on(crate::shutdown_signal());
+    rt.block_on(crate::serve::shutdown_signal());
     Ok(())
 }
 
@@ -182,4 +182,41 @@ fn demo_admin_token() -> Result<String> {
     let key = optel_collector::generate_ingest_key().context("cannot generate a token")?;
     let random = key.trim_start_matches(optel_collector::INGEST_KEY_PREFIX);
     Ok(format!("demo-{random}"))
+}
+
+// Why the demo has its own two helpers rather than those of `optel-test-support`: this is the
+// shipped binary, run by users who may have no cargo and no source tree, so it never builds
+// anything and looks only beside itself (the tests' version runs `cargo build` and also looks in
+// the parent directory, where cargo puts test binaries); and a shipped crate does not depend on
+// a test crate.
+
+/// The example tool `acme` beside the running `optel` (where `cargo build -p acme` puts it
+/// when `optel` was built in the same target directory and profile).
+fn acme_beside_this_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the current executable")?;
+    let file = format!("acme{}", std::env::consts::EXE_SUFFIX);
+    if let Some(found) = exe
+        .parent()
+        .map(|dir| dir.join(&file))
+        .filter(|p| p.is_file())
+    {
+        return Ok(found);
+    }
+    bail!(
+        "cannot find the example tool `acme` next to {}: build it in the same profile as this \
+         optel (`cargo build -p acme`, or `cargo build --release -p acme`), or pass its path \
+         with --acme PATH",
+        exe.display()
+    )
+}
+
+/// A command for `acme` run as a new user whose home is `home`, in a clean environment (only
+/// `PATH` and `HOME`): none of the caller's telemetry switches, proxy, XDG directories or CI
+/// variables (which would make every simulated install share one CI pseudonym) leak in.
+fn acme_command(acme: &Path, home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(acme);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home);
+    cmd
 }

@@ -13,7 +13,7 @@ use optel_collector::now_ms;
 use optel_collector::storage::Store;
 use serde::Deserialize;
 
-use crate::{ServeArgs, StoreArgs};
+use crate::args::{ServeArgs, StoreArgs};
 
 /// `optel keys ...`
 #[derive(Debug, clap::Subcommand)]
@@ -40,7 +40,7 @@ pub enum KeysCommand {
 #[derive(Debug, clap::Args)]
 pub struct PurgeArgs {
     /// Delete events older than this, e.g. 400d, 90d.
-    #[arg(long, value_name = "AGE", value_parser = crate::parse_since)]
+    #[arg(long, value_name = "AGE", value_parser = crate::args::parse_since)]
     pub older_than: Duration,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -175,7 +175,7 @@ impl ServeConfig {
         let retention = if retention == "off" {
             None
         } else {
-            Some(crate::parse_since(&retention).map_err(anyhow::Error::msg)?)
+            Some(crate::args::parse_since(&retention).map_err(anyhow::Error::msg)?)
         };
         let tls = match (
             args.tls_cert.or(file.tls_cert),

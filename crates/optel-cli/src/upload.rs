@@ -1,5 +1,6 @@
-//! `optel upload`: send JSONL ledger files to a collector or an OTLP endpoint (seed 002), for
-//! machines that record telemetry to a local ledger and never send it themselves.
+//! `optel upload`: send JSONL ledger files to a collector or an OTLP endpoint, so that machines
+//! that only record telemetry to a local ledger, and never send it themselves, can still have
+//! it counted later.
 //!
 //! A ledger file is `*.jsonl`; each line is one [`optel_wire::Batch`] as JSON (the format the
 //! SDK's JSONL ledger exporter writes). Files modified within `--since` are read line by line;
@@ -18,7 +19,7 @@ use optel::export::{ExportError, Exporter, HttpExporter};
 use optel_wire::{Batch, limits};
 
 /// Most events in one upload request.
-pub const MAX_REQUEST_EVENTS: usize = 500;
+pub(crate) const MAX_REQUEST_EVENTS: usize = 500;
 /// Attempts per request before giving up on a retryable failure.
 const ATTEMPTS: u32 = 5;
 /// Timeout of one request.
@@ -31,7 +32,7 @@ pub struct UploadArgs {
     #[arg(value_name = "PATH", default_value = ".")]
     pub paths: Vec<PathBuf>,
     /// Only files modified this recently: e.g. 24h, 7d, 30d.
-    #[arg(long, default_value = "7d", value_parser = crate::parse_since)]
+    #[arg(long, default_value = "7d", value_parser = crate::args::parse_since)]
     pub since: Duration,
     /// The collector's base URL (events go to `<URL>/v1/events`), or with `--otlp` the OTLP/HTTP
     /// base URL (signals go to `<URL>/v1/metrics`, `/v1/traces`, `/v1/logs`).
@@ -57,7 +58,7 @@ pub struct UploadArgs {
 
 /// What an upload did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UploadSummary {
+pub(crate) struct UploadSummary {
     /// Ledger files read.
     pub files: usize,
     /// Events accepted by the endpoint.
@@ -72,7 +73,7 @@ pub struct UploadSummary {
 ///
 /// # Errors
 /// No ledger file matched, a file cannot be read, or the endpoint kept failing.
-pub fn run(args: UploadArgs) -> Result<()> {
+pub(crate) fn run(args: UploadArgs) -> Result<()> {
     let summary = upload(&args, true)?;
     println!(
         "uploaded {} events from {} ledger files to {}{}{}",
@@ -101,7 +102,7 @@ pub fn run(args: UploadArgs) -> Result<()> {
 ///
 /// # Errors
 /// As [`run`].
-pub fn upload(args: &UploadArgs, progress: bool) -> Result<UploadSummary> {
+pub(crate) fn upload(args: &UploadArgs, progress: bool) -> Result<UploadSummary> {
     let files = ledger_files(&args.paths, args.since)?;
     if files.is_empty() {
         bail!(

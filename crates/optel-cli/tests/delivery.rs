@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use optel_cli::loopback::{self, LocalCollector};
+use optel_test_support::{LocalCollector, refusing_addr};
 use support::{acme_bin, acme_data_dir};
 
 /// A project directory `acme check` accepts.
@@ -111,7 +111,7 @@ fn https_proxy_is_used_and_no_proxy_bypasses_it() {
     let dir = tempfile::tempdir().unwrap();
     let app = project(dir.path());
     let collector = LocalCollector::start(&dir.path().join("collector"), "acme").unwrap();
-    let dead_proxy = format!("http://{}", loopback::refusing_addr().unwrap());
+    let dead_proxy = format!("http://{}", refusing_addr().unwrap());
     let budget = ("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "1000");
 
     // Through a dead proxy nothing arrives; the event stays queued.
@@ -179,27 +179,40 @@ fn upload_sends_ledger_files_once_and_skips_bad_lines() {
     std::fs::write(ledger.join("2026-11-21.jsonl"), b.join("\n")).unwrap();
     std::fs::write(ledger.join("notes.txt"), "not a ledger").unwrap();
 
-    let args = || optel_cli::upload::UploadArgs {
-        paths: vec![ledger.clone()],
-        since: std::time::Duration::from_secs(7 * 86_400),
-        endpoint: collector.endpoint(),
-        key: Some(collector.key().to_owned()),
-        otlp: false,
+    let upload = |endpoint: &str, key: &str| {
+        let ledger = ledger.to_str().unwrap();
+        let args = [
+            "upload",
+            ledger,
+            "--since",
+            "7d",
+            "--endpoint",
+            endpoint,
+            "--key",
+            key,
+        ];
+        support::run(&args, &[])
     };
-    let summary = optel_cli::upload::upload(&args(), false).unwrap();
-    assert_eq!(summary.files, 2);
-    assert_eq!(summary.events, 700);
-    assert_eq!(summary.bad_lines, 1);
+    let first = upload(&collector.endpoint(), collector.key());
+    assert!(first.ok(), "{}", first.stderr);
+    assert!(
+        first
+            .stdout
+            .starts_with("uploaded 700 events from 2 ledger files")
+            && first.stdout.contains("skipped 1 unreadable lines"),
+        "{}",
+        first.stdout
+    );
     assert_eq!(collector.events().unwrap(), 700);
 
     // Uploading again stores nothing twice.
-    optel_cli::upload::upload(&args(), false).unwrap();
+    let again = upload(&collector.endpoint(), collector.key());
+    assert!(again.ok(), "{}", again.stderr);
     assert_eq!(collector.events().unwrap(), 700);
 
     // An endpoint that stays down is a clear error after the retries, not a silent success.
-    let mut bad = args();
-    bad.key = Some("optel_ik_wrong".into());
-    bad.endpoint = format!("http://{}", loopback::refusing_addr().unwrap());
-    let err = optel_cli::upload::upload(&bad, false).unwrap_err();
-    assert!(format!("{err:#}").contains("attempts"), "{err:#}");
+    let down = format!("http://{}", refusing_addr().unwrap());
+    let failed = upload(&down, "optel_ik_wrong");
+    assert!(!failed.ok(), "{}", failed.stdout);
+    assert!(failed.stderr.contains("attempts"), "{}", failed.stderr);
 }

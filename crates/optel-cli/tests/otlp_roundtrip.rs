@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use optel::export::Exporter;
 use optel::otlp::OtlpExporter;
-use optel_cli::loopback::LocalCollector;
+use optel_test_support::LocalCollector;
 use optel_wire::{Batch, Event, EventType, Timestamp};
 
 const SESSION: &str = "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b";

@@ -1,16 +1,8 @@
-//! Ingest: `POST /v1/events` (optel batches), the shared request pipeline of the OTLP routes
-//! ([`crate::otlp`]), and `DELETE /v1/installs` (deletion by pseudonym).
-//!
-//! Every request is treated as hostile, and refused as early and as cheaply as possible:
-//! 1. per-address rate limit (429 + `Retry-After`), before anything else;
-//! 2. ingest key (`Authorization: Bearer optel_ik_…`, 401), then the per-key rate limit;
-//! 3. the body, read up to [`optel_wire::limits::MAX_BODY_BYTES`] and, when
-//!    `Content-Encoding: gzip`, decompressed up to the same bound ([`read_body`], 413): a gzip
-//!    bomb costs at most that many bytes of work;
-//! 4. parse and validate every field ([`optel_wire::Batch::validate`], timestamps within
-//!    [`MAX_EVENT_AGE_MS`] / [`MAX_FUTURE_SKEW_MS`]) → 400 naming the field;
-//! 5. hand the batch to the group-commit [`crate::writer::Writer`] (503 + `Retry-After` when
-//!    its queue is full) and answer 2xx only after the commit.
+//! Ingest: `POST /v1/events` (optel batches), `DELETE /v1/installs` (deletion by pseudonym),
+//! and what every ingest route shares: the key lookup behind [`crate::extract::IngestKey`],
+//! bounded body reading ([`read_body`]), timestamp checks, and the hand-off to the group-commit
+//! writer, which answers only after the commit (503 + `Retry-After` when its queue is full).
+//! The order in which a request is refused is described in [`crate::extract`].
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -5,13 +5,13 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `POST /v1/events` | ingest key (`Authorization: Bearer optel_ik_…`) | store an optel batch ([`optel_wire::Batch`]) |
-//! | `POST /v1/traces`, `/v1/metrics`, `/v1/logs` | ingest key | OTLP/HTTP, protobuf or JSON ([`otlp`]) |
-//! | `DELETE /v1/installs` | ingest key + proof | delete an install's events ([`ingest::delete_installs`]) |
-//! | `GET /v1/projects`, `/v1/projects/{p}/{view}` | admin token | query API ([`api`], `docs/query-api.md`) |
+//! | `POST /v1/traces`, `/v1/metrics`, `/v1/logs` | ingest key | OTLP/HTTP, protobuf or JSON (`docs/otlp.md` in the repository) |
+//! | `DELETE /v1/installs` | ingest key + proof | delete an install's events (`docs/adr/002-deletion-by-pseudonym.md`) |
+//! | `GET /v1/projects`, `/v1/projects/{p}/{view}` | admin token | query API ([`query`], `docs/query-api.md`) |
 //! | `GET /public/v1/projects/{p}/{view}` | none, public projects only | k-anonymous query API |
 //! | `GET /openapi.json` | none | OpenAPI description of all routes |
 //! | `GET /healthz`, `/readyz`, `/metrics` | none | liveness, database reachable, Prometheus |
-//! | `GET /`, `/public/{p}`, `/assets/…` | none (the page reads the query API) | web dashboard ([`dashboard`]) |
+//! | `GET /`, `/public/{p}`, `/assets/…` | none (the page reads the query API) | web dashboard |
 //!
 //! # Untrusted input
 //! Every request may be hostile. Bodies are read up to [`optel_wire::limits::MAX_BODY_BYTES`]
@@ -28,7 +28,7 @@
 //!
 //! # Durability
 //! A 2xx answer to an ingest request means its events are committed: the group-commit
-//! [`writer::Writer`] answers each request only after the transaction holding it commits.
+//! writer answers each request only after the transaction holding it commits.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -2,9 +2,9 @@
 //! answers. No I/O happens here; the SDK and the collector share these types so that they can
 //! never disagree, and golden JSON files in `tests/golden/` pin their exact form.
 //!
-//! The envelope follows the "HTTP Protocol" of the usage-analytics seed
-//! (`seeds/001_572e01ef53739cfb.txt`: `service_name`, `service_version`, `events[]` with
-//! `event_type`, `timestamp`, `metadata`), extended with what a real system needs: a schema
+//! The envelope is the common shape of usage-analytics batches (`service_name`,
+//! `service_version`, `events[]` with `event_type`, `timestamp`, `metadata`), extended with what
+//! a real system needs: a schema
 //! version, a client-generated event id for idempotent retries, the install pseudonym, a session
 //! id, and the OS and CPU architecture.
 //!
@@ -140,7 +140,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     /// A command invocation: `name` is the command, with `duration_ms`, `success` and, when it
-    /// failed, `error_code` (seed 000).
+    /// failed, `error_code` (a stable code such as `E_NO_MANIFEST`, never a message).
     Command,
     /// A feature used: `name` is the feature.
     Feature,

@@ -249,13 +249,13 @@ fn announced_url(stderr: ChildStderr, tx: &mpsc::Sender<Result<String, String>>)
 
 /// The example tool `acme`, built in the same target directory (with cargo if missing).
 pub fn acme_bin() -> PathBuf {
-    optel_cli::locate_example_binary("acme").expect("the acme example binary")
+    optel_test_support::locate_example_binary("acme").expect("the acme example binary")
 }
 
 /// A command for `acme` run as a new install whose home is `home` (a clean environment, see
-/// [`optel_cli::tool_command`]), with telemetry on, sending to `endpoint` with ingest key `key`.
+/// [`optel_test_support::tool_command`]), with telemetry on, sending to `endpoint` with ingest key `key`.
 pub fn acme(home: &Path, endpoint: &str, key: &str) -> Command {
-    let mut cmd = optel_cli::tool_command(&acme_bin(), home);
+    let mut cmd = optel_test_support::tool_command(&acme_bin(), home);
     cmd.env("ACME_TELEMETRY", "on")
         .env("ACME_TELEMETRY_ENDPOINT", endpoint)
         .env("ACME_TELEMETRY_KEY", key);

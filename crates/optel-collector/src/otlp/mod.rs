@@ -20,7 +20,7 @@
 //!   one; a cumulative point (the official SDKs' default) the invocations since its start time,
 //!   and the i-th invocation of a series always gets the same event id, so re-exported totals
 //!   never double count. Failure points are accepted but not stored: optel's exporter sends
-//!   every failed command also as an `ERROR` span (seed 000: "error span only"), which carries
+//!   every failed command also as an `ERROR` span (an error is recorded once, as a span), which carries
 //!   the error code and duration, so storing both would count each failure twice;
 //! - a log record → an event named by its `event_name` (or `event.name` attribute), with type
 //!   from the `optel.event_type` attribute (`command`, `feature`, `method`, default `custom`).

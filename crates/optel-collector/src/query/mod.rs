@@ -215,12 +215,18 @@ pub struct CommandRow {
     /// Failed invocations.
     pub failures: u64,
     /// `failures / count`, in `[0, 1]`.
+    /// 0 when an older collector, whose `/stats` rows lacked it, answered.
+    #[serde(default)]
     pub failure_rate: f64,
     /// Distinct installs.
     pub installs: u64,
     /// Median duration, ms (from the rollup histogram, within 12.5 %).
+    /// 0 when an older collector, whose `/stats` rows lacked it, answered.
+    #[serde(default)]
     pub p50_ms: u64,
     /// 95th percentile duration, ms.
+    /// 0 when an older collector, whose `/stats` rows lacked it, answered.
+    #[serde(default)]
     pub p95_ms: u64,
 }
 
@@ -234,6 +240,8 @@ pub struct ErrorRow {
     /// Failures.
     pub count: u64,
     /// Distinct installs.
+    /// 0 when an older collector, whose `/stats` rows lacked it, answered.
+    #[serde(default)]
     pub installs: u64,
 }
 

@@ -12,9 +12,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use optel_collector::AppState;
 use optel_collector::query::TimeRange;
 use optel_collector::storage::{SqliteStore, Store};
+use optel_collector::{AppState, generate_ingest_key, hash_key, now_ms};
 
 /// A collector serving on 127.0.0.1 from its own thread, with one project and its ingest key.
 #[derive(Debug)]
@@ -39,7 +39,8 @@ impl LocalCollector {
     /// The store cannot be opened, the project exists, or no port can be bound.
     pub fn start(data_dir: &Path, project: &str) -> Result<Self> {
         let store = Arc::new(SqliteStore::open(data_dir)?);
-        let key = crate::create_project(store.as_ref(), project)?;
+        let key = generate_ingest_key().context("cannot generate an ingest key")?;
+        store.create_project(project, &hash_key(&key), now_ms())?;
         let mut collector = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             key,
@@ -139,7 +140,7 @@ impl LocalCollector {
             .store
             .project_by_name(&self.project)?
             .context("the project vanished")?;
-        let range = TimeRange::last(Duration::from_secs(86_400), optel_collector::now_ms());
+        let range = TimeRange::last(Duration::from_secs(86_400), now_ms());
         Ok(self.store.stats(&project, range)?)
     }
 }

@@ -1,0 +1,166 @@
+//! `optel serve`: the collector over HTTP or HTTPS until Ctrl-C or SIGTERM, with its
+//! certificate reloaded on SIGHUP and when its files change. The runtime, the log and the
+//! shutdown signal are shared with `demo` and `bench`, which run a collector too.
+
+#[cfg(not(feature = "tls"))]
+use anyhow::bail;
+use anyhow::{Context, Result};
+
+use crate::args::ServeArgs;
+use crate::ops;
+
+/// Runs `optel serve` until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// The settings are invalid, the certificate or the store cannot be opened, or the address
+/// cannot be bound.
+pub(crate) fn run(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let config = ops::ServeConfig::resolve(args)?;
+    // Certificate problems are reported before anything is opened or created.
+    let tls = config.tls.as_ref().map(load_tls).transpose()?;
+    let store = config.store.open()?;
+    let described = config.store.describe();
+    let mut state = optel_collector::AppState::with_config(
+        store.clone(),
+        config.admin_token.map(Into::into),
+        config.rates,
+        config.queue,
+    )
+    .context("cannot start the writer thread")?;
+    state.k_anonymity = config.k_anonymity;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is another collector running?",
+                    config.listen
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        if let Some(retention) = config.retention {
+            tokio::spawn(ops::retention_task(store, retention));
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &tls {
+            watch_certificate(tls);
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, db = %described, scheme, "optel collector listening");
+        eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
+        serve_with(listener, tls, state).await?;
+        tracing::info!("optel collector stopped");
+        Ok(())
+    })
+}
+
+#[cfg(feature = "tls")]
+type Tls = optel_collector::tls::TlsConfig;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
+
+#[cfg(feature = "tls")]
+fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
+    Ok(optel_collector::tls::TlsConfig::from_pem_files(
+        &files.cert,
+        &files.key,
+    )?)
+}
+
+/// Serves a renewed certificate without a restart: reloads it on `SIGHUP` (what
+/// `systemctl reload` and certbot's deploy hooks send) and when its files change (checked every
+/// [`optel_collector::tls::RELOAD_CHECK_EVERY`]).
+#[cfg(feature = "tls")]
+fn watch_certificate(tls: &Tls) {
+    tokio::spawn(
+        tls.clone()
+            .reload_when_changed(optel_collector::tls::RELOAD_CHECK_EVERY),
+    );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tls.reload_and_log("SIGHUP");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload by file change only")
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn load_tls(files: &ops::TlsFiles) -> Result<Tls> {
+    bail!(
+        "cannot serve HTTPS with {} and {}: this optel binary was built without the `tls` \
+         feature; rebuild it with its default features (cargo install --path crates/optel-cli) \
+         or put a TLS-terminating proxy in front of the collector",
+        files.cert.display(),
+        files.key.display()
+    )
+}
+
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<Tls>,
+    state: optel_collector::AppState,
+) -> std::io::Result<()> {
+    match tls {
+        #[cfg(feature = "tls")]
+        Some(tls) => optel_collector::serve_tls(listener, &tls, state, shutdown_signal()).await,
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+        None => optel_collector::serve(listener, state, shutdown_signal()).await,
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// A command for an instrumented tool `bin` run as a new user whose home is `home`, in a clean
+/// environment: only `PATH` and `HOME`. Nothing of the caller's environment leaks in: no
+/// The multi-threaded runtime a collector runs on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("optel-collector")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Logs to stderr at the level of `OPTEL_LOG` (default `info`).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPTEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
