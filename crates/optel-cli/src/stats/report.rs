@@ -564,7 +564,9 @@ mod tests {
         assert_eq!(v["commands"][0]["count"], 1000);
         assert_eq!(v["commands"][0]["failures"], 150);
         assert_eq!(v["commands"][0]["p95_ms"], 4200);
-        assert_eq!(v["commands"][1]["p95_ms"], serde_json::Value::Null);
+        assert_eq!(v["commands"][0]["failure_rate"], 0.15);
+        // A row from a collector whose `/stats` rows had no durations reads as 0.
+        assert_eq!(v["commands"][1]["p95_ms"], 0);
         assert_eq!(v["dau"], 12);
         assert_eq!(v["daily"].as_array().unwrap().len(), 7);
         assert_eq!(v["daily"][3]["active_installs"], serde_json::Value::Null);
