@@ -168,3 +168,49 @@ pub(super) async fn key_ids(store: &PgStore, keys: &[(i64, &CountKey)]) -> Resul
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(day: i64, name: &str) -> CountKey {
+        CountKey {
+            day,
+            event_type: "command".into(),
+            name: name.into(),
+            version: "1.0.0".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            outcome: 1,
+            error_code: String::new(),
+        }
+    }
+
+    #[test]
+    fn ids_are_found_whatever_the_day_and_only_in_their_project() {
+        let mut cache = KeyCache::default();
+        cache.insert(1, key(20_000, "build"), 7);
+        assert_eq!(cache.get(1, &key(20_000, "build")), Some(7));
+        // A rollup_keys row has no day: every day of the same dimensions shares the id.
+        assert_eq!(cache.get(1, &key(20_555, "build")), Some(7));
+        assert_eq!(cache.get(2, &key(20_000, "build")), None, "another project");
+        assert_eq!(cache.get(1, &key(20_000, "test")), None, "another name");
+        let mut failed = key(20_000, "build");
+        failed.outcome = 0;
+        failed.error_code = "E_X".into();
+        assert_eq!(cache.get(1, &failed), None, "another outcome");
+    }
+
+    #[test]
+    fn the_cache_starts_over_past_its_bound() {
+        let mut cache = KeyCache::default();
+        for i in 0..MAX_CACHED_KEYS {
+            cache.insert(1, key(0, &format!("c{i}")), i as i64);
+        }
+        assert_eq!(cache.get(1, &key(0, "c0")), Some(0));
+        cache.insert(1, key(0, "one-more"), -1);
+        assert_eq!(cache.get(1, &key(0, "c0")), None, "emptied at the bound");
+        assert_eq!(cache.get(1, &key(0, "one-more")), Some(-1));
+        assert_eq!(cache.len, 1);
+    }
+}

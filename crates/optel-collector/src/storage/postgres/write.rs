@@ -609,3 +609,47 @@ pub(super) async fn insert_group(
     apply_delta_and_commit(client, store, &delta, false).await?;
     Ok(outcomes)
 }
+
+#[cfg(test)]
+mod tests {
+    use optel_wire::{Batch, Event, Timestamp};
+
+    use super::*;
+
+    fn batch(ids: &[u8]) -> Batch {
+        let mut b = Batch::new("tool", "1.0.0", "p1", "linux", "x86_64");
+        for &i in ids {
+            b.events.push(Event::new(
+                optel_wire::format_uuid_v4([i; 16]),
+                EventType::Feature,
+                "f",
+                Timestamp::from_unix_ms(1_700_000_000_000),
+                optel_wire::format_uuid_v4([0; 16]),
+            ));
+        }
+        b
+    }
+
+    #[test]
+    fn a_group_stores_each_id_once_in_key_order() {
+        // Two batches of one project share id 3; a batch of another project reuses id 1.
+        let batches = [
+            PreparedBatch::new(2, batch(&[9, 3, 3])),
+            PreparedBatch::new(2, batch(&[3, 1])),
+            PreparedBatch::new(1, batch(&[1])),
+        ];
+        let group = Group::of(&batches);
+        assert_eq!(
+            group.first,
+            vec![vec![true, true, false], vec![false, true], vec![true]]
+        );
+        // (project, id) order: project 1's id 1, then project 2's ids 1, 3, 9.
+        assert_eq!(group.order, vec![(2, 0), (1, 1), (0, 1), (0, 0)]);
+        let uploads = [10, 11, 12];
+        let rows: Vec<(i64, i64)> = group
+            .rows(&batches, &uploads)
+            .map(|r| (r.project_id, r.upload))
+            .collect();
+        assert_eq!(rows, vec![(1, 12), (2, 11), (2, 10), (2, 10)]);
+    }
+}
