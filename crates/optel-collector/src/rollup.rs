@@ -49,6 +49,27 @@ impl DayRange {
     }
 }
 
+/// `(day, events, invocations, failures)` per day of per-day count rows, as
+/// `Store::day_totals` answers.
+pub fn day_totals(counts: &[CountRow]) -> Vec<(i64, i64, i64, i64)> {
+    let mut by_day: std::collections::BTreeMap<i64, (i64, i64, i64)> =
+        std::collections::BTreeMap::new();
+    for r in counts {
+        let s = by_day.entry(r.key.day).or_default();
+        s.0 += r.count;
+        if r.key.event_type == "command" {
+            s.1 += r.count;
+            if r.key.outcome == 0 {
+                s.2 += r.count;
+            }
+        }
+    }
+    by_day
+        .into_iter()
+        .map(|(d, (e, i, f))| (d, e, i, f))
+        .collect()
+}
+
 /// Outcome of a command as stored in rollups: `-1` none (not a command or not reported),
 /// `0` failed, `1` succeeded.
 pub fn outcome_code(success: Option<bool>) -> i64 {

@@ -320,21 +320,7 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Database errors.
     fn day_totals(&self, project_id: i64, days: DayRange) -> Result<Vec<(i64, i64, i64, i64)>> {
-        let mut sums: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
-        for r in self.counts(project_id, days)? {
-            let s = sums.entry(r.key.day).or_default();
-            s.0 += r.count;
-            if r.key.event_type == "command" {
-                s.1 += r.count;
-                if r.key.outcome == 0 {
-                    s.2 += r.count;
-                }
-            }
-        }
-        Ok(sums
-            .into_iter()
-            .map(|(d, (e, i, f))| (d, e, i, f))
-            .collect())
+        Ok(crate::rollup::day_totals(&self.counts(project_id, days)?))
     }
     /// `rollup_durations` rows of a project over a day range.
     ///

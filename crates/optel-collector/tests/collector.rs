@@ -687,6 +687,10 @@ macro_rules! suite {
             fn a_failed_group_stores_nothing() {
                 super::a_failed_group_stores_nothing($make);
             }
+            #[test]
+            fn public_views_resist_subtraction() {
+                super::public_views_resist_subtraction(|| $make);
+            }
         }
     };
 }
@@ -695,4 +699,5 @@ suite!(sqlite_backend, sqlite());
 suite!(postgres_backend, postgres());
 
 include!("collector/hostile.rs");
+include!("collector/public.rs");
 include!("collector/storage.rs");

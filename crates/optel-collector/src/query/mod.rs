@@ -3,6 +3,7 @@
 //! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
 //! prints), and the functions that compute them.
 
+mod public;
 mod range;
 mod views;
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use optel_wire::Timestamp;
 
+use super::public::Population;
 use super::{
     Audience, CommandRow, Commands, ErrorRow, Errors, Features, Granularity, Listed, MAX_ROWS,
     NamedRow, Overview, PlatformRow, Platforms, SeriesBucket, Stats, TimeRange, Timeseries,
@@ -26,10 +27,15 @@ fn merge_by<K: std::hash::Hash + Eq>(
     out
 }
 
-fn installs_by_value(rows: &[SketchRow], kind: SketchKind) -> HashMap<String, u64> {
+/// Installs per value of `kind` that `pop` may count.
+fn installs_by_value(
+    rows: &[SketchRow],
+    kind: SketchKind,
+    pop: &Population,
+) -> HashMap<String, u64> {
     merge_by(rows, |r| (r.kind == kind).then(|| r.value.clone()))
         .into_iter()
-        .map(|(k, s)| (k, s.count()))
+        .map(|(k, s)| (k, pop.installs(&s)))
         .collect()
 }
 
@@ -76,20 +82,19 @@ pub fn overview<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Overview> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts_total(project.id, days)?;
+    let pop = Population::of(store, project, days, audience)?;
+    let counts = pop.counts(store, project, days)?;
     let last = days.last;
     let wide = DayRange {
         first: days.first.min(last - 29),
         last,
     };
-    let sketches = store.installs(project.id, wide, &[SketchKind::All])?;
-    let distinct = |first: i64| {
-        let mut s = InstallSketch::default();
-        for r in sketches.iter().filter(|r| r.day >= first && r.day <= last) {
-            s.merge(&r.sketch);
-        }
-        s.count()
+    // The public population knows the range's days only (see `public`).
+    let sketches = match pop {
+        Population::Everything => store.installs(project.id, wide, &[SketchKind::All])?,
+        Population::Public(_) => Vec::new(),
     };
+    let distinct = |first: i64| pop.active(&sketches, |d| d >= first && d <= last);
     let active = distinct(days.first);
     let events: i64 = counts.iter().map(|r| r.count).sum();
     let invocations: i64 = commands_of(&counts).map(|r| r.count).sum();
@@ -127,8 +132,11 @@ pub fn timeseries<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Timeseries> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let totals = store.day_totals(project.id, days)?;
-    let sketches = store.installs(project.id, days, &[SketchKind::All])?;
+    let pop = Population::of(store, project, days, audience)?;
+    let totals = match pop {
+        Population::Everything => store.day_totals(project.id, days)?,
+        Population::Public(_) => crate::rollup::day_totals(&pop.counts(store, project, days)?),
+    };
     let mut sums: HashMap<i64, (i64, i64, i64)> = HashMap::new();
     for (day, e, i, f) in totals {
         let s = sums.entry(granularity.bucket_start(day)).or_default();
@@ -136,13 +144,20 @@ pub fn timeseries<S: Store + ?Sized>(
         s.1 += i;
         s.2 += f;
     }
+    let sketches = match pop {
+        Population::Everything => store.installs(project.id, days, &[SketchKind::All])?,
+        Population::Public(_) => Vec::new(),
+    };
     let installs = merge_by(&sketches, |r| Some(granularity.bucket_start(r.day)));
     let buckets = granularity
         .buckets(days)
         .into_iter()
         .map(|start| {
             let (e, i, f) = sums.get(&start).copied().unwrap_or_default();
-            let active = installs.get(&start).map_or(0, InstallSketch::count);
+            let active = match pop {
+                Population::Everything => installs.get(&start).map_or(0, InstallSketch::count),
+                Population::Public(_) => pop.active(&[], |d| granularity.bucket_start(d) == start),
+            };
             let hide = audience.hides(active);
             let show = |n: u64| (!hide).then_some(n);
             SeriesBucket {
@@ -173,11 +188,13 @@ pub fn commands<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Commands>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts_total(project.id, days)?;
+    let pop = Population::of(store, project, days, audience)?;
+    let counts = pop.counts(store, project, days)?;
     let hist = store.durations(project.id, days)?;
     let installs = installs_by_value(
         &store.installs(project.id, days, &[SketchKind::Command])?,
         SketchKind::Command,
+        &pop,
     );
     let mut by_name: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for r in commands_of(&counts) {
@@ -188,7 +205,7 @@ pub fn commands<S: Store + ?Sized>(
         }
     }
     let mut buckets: HashMap<&str, BTreeMap<i64, i64>> = HashMap::new();
-    for h in &hist {
+    for h in hist.iter().filter(|h| pop.keeps_duration(h)) {
         *buckets
             .entry(&h.name)
             .or_default()
@@ -220,6 +237,7 @@ pub fn commands<S: Store + ?Sized>(
         .collect();
     rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
     let (mut rows, suppressed) = suppress(rows, audience, |r| r.installs);
+    let suppressed = pop.hidden(&[SketchKind::Command]).or(suppressed);
     rows.truncate(MAX_ROWS);
     Ok(listed(Commands { commands: rows }, suppressed, audience))
 }
@@ -235,10 +253,12 @@ pub fn errors<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Errors>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts_total(project.id, days)?;
+    let pop = Population::of(store, project, days, audience)?;
+    let counts = pop.counts(store, project, days)?;
     let installs = installs_by_value(
         &store.installs(project.id, days, &[SketchKind::Error])?,
         SketchKind::Error,
+        &pop,
     );
     let mut by_key: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for r in commands_of(&counts).filter(|r| r.key.outcome == 0) {
@@ -263,6 +283,7 @@ pub fn errors<S: Store + ?Sized>(
             .then_with(|| (&a.command, &a.error_code).cmp(&(&b.command, &b.error_code)))
     });
     let (mut rows, suppressed) = suppress(rows, audience, |r| r.installs);
+    let suppressed = pop.hidden(&[SketchKind::Error]).or(suppressed);
     rows.truncate(MAX_ROWS);
     Ok(listed(Errors { errors: rows }, suppressed, audience))
 }
@@ -279,9 +300,10 @@ pub fn versions<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Versions>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts_total(project.id, days)?;
+    let pop = Population::of(store, project, days, audience)?;
+    let counts = pop.counts(store, project, days)?;
     let sketches = store.installs(project.id, days, &[SketchKind::Version])?;
-    let installs = installs_by_value(&sketches, SketchKind::Version);
+    let installs = installs_by_value(&sketches, SketchKind::Version, &pop);
     let mut events: BTreeMap<&str, i64> = BTreeMap::new();
     for r in &counts {
         *events.entry(&r.key.version).or_default() += r.count;
@@ -301,16 +323,18 @@ pub fn versions<S: Store + ?Sized>(
             .then_with(|| b.version.cmp(&a.version))
     });
     let (mut rows, suppressed) = suppress(rows, audience, |r| r.installs);
+    let suppressed = pop.hidden(&[SketchKind::Version]).or(suppressed);
     rows.truncate(MAX_ROWS);
     let per_bucket = merge_by(&sketches, |r| {
-        Some((granularity.bucket_start(r.day), r.value.clone()))
+        pop.keeps_day(r.day)
+            .then(|| (granularity.bucket_start(r.day), r.value.clone()))
     });
     let mut buckets = Vec::new();
     for start in granularity.buckets(days) {
         for v in &rows {
             let n = per_bucket
                 .get(&(start, v.version.clone()))
-                .map_or(0, InstallSketch::count);
+                .map_or(0, |s| pop.installs(s));
             let hide = audience.hides(n);
             buckets.push(VersionBucket {
                 start: day_string(start),
@@ -342,10 +366,12 @@ pub fn platforms<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Platforms>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts_total(project.id, days)?;
+    let pop = Population::of(store, project, days, audience)?;
+    let counts = pop.counts(store, project, days)?;
     let installs = installs_by_value(
         &store.installs(project.id, days, &[SketchKind::Platform])?,
         SketchKind::Platform,
+        &pop,
     );
     let mut events: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for r in &counts {
@@ -367,6 +393,7 @@ pub fn platforms<S: Store + ?Sized>(
             .then_with(|| (&a.os, &a.arch).cmp(&(&b.os, &b.arch)))
     });
     let (mut rows, suppressed) = suppress(rows, audience, |r| r.installs);
+    let suppressed = pop.hidden(&[SketchKind::Platform]).or(suppressed);
     rows.truncate(MAX_ROWS);
     Ok(listed(Platforms { platforms: rows }, suppressed, audience))
 }
@@ -382,10 +409,11 @@ pub fn features<S: Store + ?Sized>(
     audience: Audience,
 ) -> StoreResult<Listed<Features>> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    let counts = store.counts_total(project.id, days)?;
+    let pop = Population::of(store, project, days, audience)?;
+    let counts = pop.counts(store, project, days)?;
     let sketches = store.installs(project.id, days, &[SketchKind::Feature, SketchKind::Method])?;
     let named = |event_type: &str, kind: SketchKind| {
-        let installs = installs_by_value(&sketches, kind);
+        let installs = installs_by_value(&sketches, kind, &pop);
         let mut by_name: BTreeMap<&str, i64> = BTreeMap::new();
         for r in counts.iter().filter(|r| r.key.event_type == event_type) {
             *by_name.entry(&r.key.name).or_default() += r.count;
@@ -411,6 +439,9 @@ pub fn features<S: Store + ?Sized>(
     features.truncate(MAX_ROWS);
     methods.truncate(MAX_ROWS);
     let suppressed = s1.zip(s2).map(|(a, b)| a + b);
+    let suppressed = pop
+        .hidden(&[SketchKind::Feature, SketchKind::Method])
+        .or(suppressed);
     Ok(listed(Features { features, methods }, suppressed, audience))
 }
 
