@@ -111,7 +111,7 @@ impl StoreArgs {
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
-    /// rate_per_key, rate_per_addr, queue, retention, tls_cert, tls_key.
+    /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -137,6 +137,9 @@ pub struct ServeArgs {
     /// Ingest requests per second per client address, 0 = unlimited [default: 50].
     #[arg(long, value_name = "N", env = "OPTEL_RATE_PER_ADDR")]
     pub rate_per_addr: Option<u32>,
+    /// Ingest requests per second per browser key, 0 = unlimited [default: 200].
+    #[arg(long, value_name = "N", env = "OPTEL_RATE_PER_BROWSER_KEY")]
+    pub rate_per_browser_key: Option<u32>,
     /// Batches the writer queue holds before answering 503 [default: 256].
     #[arg(long, value_name = "N", env = "OPTEL_QUEUE")]
     pub queue: Option<usize>,

@@ -279,6 +279,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
                 RateConfig {
                     per_key: 0,
                     per_addr: 0,
+                    per_browser_key: 0,
                 },
                 1_024,
             )?;

@@ -18,10 +18,19 @@ use crate::args::{ServeArgs, StoreArgs};
 /// `optel keys ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
-    /// Create another ingest key for a project and print it (shown once).
+    /// Create another ingest key for a project and print it (shown once). With --browser, a
+    /// browser key for web pages: it can only send optel batches, only from the --origin
+    /// pages given, and is public by design (it sits in the page).
     Create {
         /// Project name.
         project: String,
+        /// Create a browser key (`optel_bk_…`), sent by pages as `POST /v1/events?key=…`.
+        #[arg(long, requires = "origin")]
+        browser: bool,
+        /// An origin the browser key may be used from, as the browser sends it
+        /// (`https://app.example`, `http://localhost:5173`); repeat for several.
+        #[arg(long, value_name = "ORIGIN", requires = "browser")]
+        origin: Vec<String>,
         #[command(flatten)]
         #[allow(missing_docs)]
         store: StoreArgs,
@@ -63,16 +72,36 @@ pub struct ForgetArgs {
 
 pub(crate) fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
-        KeysCommand::Create { project, store } => {
-            let key =
-                optel_collector::generate_ingest_key().context("cannot generate an ingest key")?;
-            store
-                .open()?
-                .add_key(&project, &optel_collector::hash_key(&key), now_ms())?;
+        KeysCommand::Create {
+            project,
+            browser,
+            origin,
+            store,
+        } => {
+            for o in &origin {
+                optel_collector::check_origin(o).map_err(anyhow::Error::msg)?;
+            }
+            let key = if browser {
+                optel_collector::generate_browser_key()
+            } else {
+                optel_collector::generate_ingest_key()
+            }
+            .context("cannot generate an ingest key")?;
+            store.open()?.add_key_with_origins(
+                &project,
+                &optel_collector::hash_key(&key),
+                &origin,
+                now_ms(),
+            )?;
             let mut out = std::io::stdout().lock();
+            let what = if browser {
+                format!("browser key for {}", origin.join(", "))
+            } else {
+                "ingest key".to_owned()
+            };
             writeln!(
                 out,
-                "new ingest key of project {project:?} (shown once, store it now):"
+                "new {what} of project {project:?} (shown once, store it now):"
             )?;
             writeln!(out, "{key}")?;
         }
@@ -130,6 +159,7 @@ struct FileConfig {
     k_anonymity: Option<u64>,
     rate_per_key: Option<u32>,
     rate_per_addr: Option<u32>,
+    rate_per_browser_key: Option<u32>,
     queue: Option<usize>,
     retention: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -216,6 +246,10 @@ impl ServeConfig {
                     .rate_per_addr
                     .or(file.rate_per_addr)
                     .unwrap_or(defaults.per_addr),
+                per_browser_key: args
+                    .rate_per_browser_key
+                    .or(file.rate_per_browser_key)
+                    .unwrap_or(defaults.per_browser_key),
             },
             queue: args
                 .queue

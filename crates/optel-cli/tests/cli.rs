@@ -220,6 +220,42 @@ fn projects_keys_purge_and_forget_commands() {
     let out = optel(&["keys", "create", "acme", "--data-dir", d], &[]);
     let key2 = out.lines().last().unwrap().trim().to_owned();
     assert_ne!(key, key2);
+    let out = optel(
+        &[
+            "keys",
+            "create",
+            "acme",
+            "--browser",
+            "--origin",
+            "https://app.example",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(out.contains("browser key for https://app.example"), "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("optel_bk_"),
+        "{out}"
+    );
+    let r = run(
+        &[
+            "keys",
+            "create",
+            "acme",
+            "--browser",
+            "--origin",
+            "app.example/x",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("must start with https://"),
+        "{}",
+        r.stderr
+    );
 
     let config = dir.path().join("optel.toml");
     std::fs::write(

@@ -112,7 +112,12 @@ pub fn app(state: AppState) -> Router {
 /// The routes that take an ingest key, behind the one layer that counts their refusals.
 fn ingest_routes(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/events", post(ingest::post_events))
+        .route(
+            "/v1/events",
+            post(ingest::post_events)
+                .options(ingest::preflight)
+                .layer(axum::middleware::from_fn(crate::extract::cors)),
+        )
         .route("/v1/traces", post(otlp::post_traces))
         .route("/v1/metrics", post(otlp::post_metrics))
         .route("/v1/logs", post(otlp::post_logs))

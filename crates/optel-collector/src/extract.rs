@@ -16,7 +16,7 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prost::Message;
@@ -46,17 +46,49 @@ pub(crate) async fn count_rejections(
     response
 }
 
-/// The project of the request's ingest key, after the address and key rate limits.
+/// The project of the request's ingest key, after the address and key rate limits (see
+/// [`admit`]). A browser key's origin is left in the request's extensions
+/// ([`BrowserOrigin`]) for the body extractor.
 #[derive(Debug, Clone)]
 pub(crate) struct IngestKey(pub Project);
+
+/// The `Origin` of a request admitted by a browser key.
+#[derive(Debug, Clone)]
+pub(crate) struct BrowserOrigin;
 
 impl FromRequestParts<AppState> for IngestKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ok(ClientAddr(addr)) = ClientAddr::from_request_parts(parts, state).await;
-        admit(state, addr, &parts.headers).await.map(Self)
+        let admitted = admit(state, addr, parts).await?;
+        if admitted.browser_origin.is_some() {
+            parts.extensions.insert(BrowserOrigin);
+        }
+        Ok(Self(admitted.project))
     }
+}
+
+/// CORS for browser keys on `POST /v1/events`: a request with `?key=` and an `Origin` gets
+/// `Access-Control-Allow-Origin` back unless it was refused before its origin was found
+/// allowed (an unknown key, an origin not allowed, a route a browser key may not use), so a
+/// page can read its answers and a page of another origin cannot.
+pub(crate) async fn cors(req: Request, next: Next) -> Response {
+    let origin = crate::ingest::browser_key_param(req.uri().query())
+        .and(req.headers().get(header::ORIGIN).cloned());
+    let mut response = next.run(req).await;
+    let refused_origin = matches!(
+        response.extensions().get::<Rejected>(),
+        Some(Rejected(
+            "unauthenticated" | "origin_not_allowed" | "browser_key_scope"
+        ))
+    );
+    if let (Some(origin), false) = (origin, refused_origin) {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
 }
 
 /// A valid admin token (`Authorization: Bearer <admin token>`).
@@ -110,7 +142,14 @@ impl<T: IngestPayload> FromRequest<AppState> for IngestJson<T> {
 
     async fn from_request(req: Request, _: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        check_content_type(&parts.headers, &["application/json"])?;
+        // A page sends `text/plain`, a CORS-safelisted type that needs no preflight
+        // (`navigator.sendBeacon`); only a browser key's requests may.
+        let accepted: &[&str] = if parts.extensions.get::<BrowserOrigin>().is_some() {
+            &["application/json", "text/plain"]
+        } else {
+            &["application/json"]
+        };
+        check_content_type(&parts.headers, accepted)?;
         let bytes = read_body(&parts.headers, body).await?;
         serde_json::from_slice(&bytes).map(Self).map_err(|e| {
             ApiError::new(

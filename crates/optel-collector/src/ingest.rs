@@ -14,13 +14,14 @@ use axum::Json;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use optel_wire::{Batch, IngestResponse, Invalid, limits};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::{IngestJson, IngestKey, IngestPayload};
-use crate::storage::{InsertOutcome, Project};
+use crate::storage::{InsertOutcome, KeyGrant, Project};
 use crate::writer::SubmitError;
 use crate::{AppState, keys, now_ms};
 
@@ -50,24 +51,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Ingest keys recently found valid: key hash → project, for [`KEY_CACHE_TTL`].
+/// Ingest keys recently found valid: key hash → what it grants, for [`KEY_CACHE_TTL`].
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    map: Mutex<HashMap<String, (Project, Instant)>>,
+    map: Mutex<HashMap<String, (KeyGrant, Instant)>>,
 }
 
 impl KeyCache {
-    fn get(&self, hash: &str) -> Option<Project> {
+    fn get(&self, hash: &str) -> Option<KeyGrant> {
         let map = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(hash)
             .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(p, _)| p.clone())
+            .map(|(g, _)| g.clone())
     }
 
-    fn put(&self, hash: String, project: Project) {
+    fn put(&self, hash: String, grant: KeyGrant) {
         let mut map = self
             .map
             .lock()
@@ -75,7 +76,7 @@ impl KeyCache {
         if map.len() > 10_000 {
             map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
         }
-        map.insert(hash, (project, Instant::now()));
+        map.insert(hash, (grant, Instant::now()));
     }
 }
 
@@ -95,42 +96,119 @@ pub(crate) async fn post_events(
     }))
 }
 
-/// Steps 1 and 2: address rate limit, ingest key, key rate limit. Returns the key's project.
+/// A request admitted by its ingest key.
+#[derive(Debug, Clone)]
+pub(crate) struct Admitted {
+    /// The key's project.
+    pub project: Project,
+    /// For a browser key, the request's `Origin` (one of the key's origins).
+    pub browser_origin: Option<String>,
+}
+
+/// The browser key of a query string (`?key=optel_bk_…`), if any.
+pub(crate) fn browser_key_param(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|p| p.strip_prefix("key="))
+}
+
+/// Address rate limit, ingest key, key rate limit: a server key in `Authorization: Bearer`,
+/// or a browser key in `?key=` that must come with one of its origins in `Origin` and may only
+/// send optel batches (`POST /v1/events`).
 ///
 /// # Errors
-/// 429, 401, or 503 when the database cannot be asked.
-pub async fn admit(
+/// 429; 401 for a missing or invalid key; 403 `origin_not_allowed` or `browser_key_scope`;
+/// 503 when the database cannot be asked.
+pub(crate) async fn admit(
     state: &AppState,
     addr: Option<IpAddr>,
-    headers: &HeaderMap,
-) -> Result<Project, ApiError> {
+    parts: &Parts,
+) -> Result<Admitted, ApiError> {
     state.limits.check_addr(addr)?;
-    let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthenticated(
-            "missing Authorization header: send `Authorization: Bearer <ingest key>`",
-        )
-    })?;
-    let key = header.to_str().ok().and_then(keys::bearer).ok_or_else(|| {
-        ApiError::unauthenticated("Authorization header is not `Bearer <ingest key>`")
-    })?;
-    let hash = keys::hash_key(key);
-    let project = match state.key_cache.get(&hash) {
-        Some(p) => p,
+    let headers = &parts.headers;
+    let (key, browser) = match browser_key_param(parts.uri.query()) {
+        Some(key) => (key, true),
         None => {
-            let store = state.store.clone();
-            let h = hash.clone();
-            let found = crate::app::blocking(move || store.project_for_key(&h)).await?;
-            let p = found.ok_or_else(|| {
+            let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
                 ApiError::unauthenticated(
-                    "ingest key is not valid: create one with `optel keys create PROJECT`",
+                    "missing Authorization header: send `Authorization: Bearer <ingest key>`",
                 )
             })?;
-            state.key_cache.put(hash.clone(), p.clone());
-            p
+            let key = header.to_str().ok().and_then(keys::bearer).ok_or_else(|| {
+                ApiError::unauthenticated("Authorization header is not `Bearer <ingest key>`")
+            })?;
+            (key, false)
         }
     };
-    state.limits.check_key(&hash)?;
-    Ok(project)
+    if browser != key.starts_with(keys::BROWSER_KEY_PREFIX) {
+        return Err(ApiError::unauthenticated(if browser {
+            "`?key=` takes browser keys (optel_bk_…) only: send a server key in `Authorization: Bearer`"
+        } else {
+            "a browser key (optel_bk_…) goes in `?key=`, from a page of one of its origins"
+        }));
+    }
+    let hash = keys::hash_key(key);
+    let grant = grant_for(state, &hash).await?;
+    if !browser {
+        state.limits.check_key(&hash)?;
+        return Ok(Admitted {
+            project: grant.project,
+            browser_origin: None,
+        });
+    }
+    if parts.uri.path() != "/v1/events" || parts.method != axum::http::Method::POST {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "browser_key_scope",
+            "a browser key can only send optel batches to POST /v1/events",
+        ));
+    }
+    let origin = allowed_origin(headers, &grant)?;
+    state.limits.check_browser_key(&hash)?;
+    Ok(Admitted {
+        project: grant.project,
+        browser_origin: Some(origin),
+    })
+}
+
+/// The request's `Origin` when `grant` allows it.
+///
+/// # Errors
+/// 403 `origin_not_allowed`.
+pub(crate) fn allowed_origin(headers: &HeaderMap, grant: &KeyGrant) -> Result<String, ApiError> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if grant.origins.iter().any(|o| o == origin) {
+        Ok(origin.to_owned())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!(
+                "origin {origin:?} may not use this browser key: add it with `optel keys create --browser --origin`"
+            ),
+        ))
+    }
+}
+
+/// What the key (by hash) grants, from the cache or the store.
+///
+/// # Errors
+/// 401 for an unknown or revoked key; 503 when the database cannot be asked.
+pub(crate) async fn grant_for(state: &AppState, hash: &str) -> Result<KeyGrant, ApiError> {
+    if let Some(g) = state.key_cache.get(hash) {
+        return Ok(g);
+    }
+    let store = state.store.clone();
+    let h = hash.to_owned();
+    let found = crate::app::blocking(move || store.project_for_key(&h)).await?;
+    let grant = found.ok_or_else(|| {
+        ApiError::unauthenticated(
+            "ingest key is not valid: create one with `optel keys create PROJECT`",
+        )
+    })?;
+    state.key_cache.put(hash.to_owned(), grant.clone());
+    Ok(grant)
 }
 
 /// Step 5: queue a validated batch for the writer and wait for its commit.
@@ -372,4 +450,32 @@ pub(crate) async fn delete_installs(
 
 impl IngestPayload for ForgetRequest {
     const WHAT: &'static str = "a forget request";
+}
+
+/// Handler of `OPTIONS /v1/events`: the CORS preflight of a page that sends with `fetch` and a
+/// type other than `text/plain` (`navigator.sendBeacon` with `text/plain` needs none). Allowed
+/// only for a browser key (`?key=`) and one of its origins.
+pub(crate) async fn preflight(
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let key = browser_key_param(parts.uri.query())
+        .filter(|k| k.starts_with(keys::BROWSER_KEY_PREFIX))
+        .ok_or_else(|| ApiError::unauthenticated("a preflight needs `?key=` with a browser key"))?;
+    let grant = grant_for(&state, &keys::hash_key(key)).await?;
+    let origin = allowed_origin(&parts.headers, &grant)?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_str()),
+        (header::ACCESS_CONTROL_ALLOW_METHODS, "POST"),
+        (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+        (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        (header::VARY, "Origin"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    Ok(response)
 }

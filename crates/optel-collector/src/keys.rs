@@ -7,14 +7,55 @@ use subtle::ConstantTimeEq;
 /// Prefix of every ingest key, so that a leaked key is recognisable (e.g. by secret scanners).
 pub const INGEST_KEY_PREFIX: &str = "optel_ik_";
 
+/// Prefix of every browser ingest key: sent in a page's `?key=`, so public by design, and
+/// only valid from the origins it was created for.
+pub const BROWSER_KEY_PREFIX: &str = "optel_bk_";
+
 /// A new ingest key: `optel_ik_` followed by 32 hex digits (128 random bits).
 ///
 /// # Errors
 /// The OS has no randomness to give.
 pub fn generate_ingest_key() -> std::io::Result<String> {
+    generate_key(INGEST_KEY_PREFIX)
+}
+
+/// A new browser ingest key: `optel_bk_` followed by 32 hex digits (128 random bits).
+///
+/// # Errors
+/// The OS has no randomness to give.
+pub fn generate_browser_key() -> std::io::Result<String> {
+    generate_key(BROWSER_KEY_PREFIX)
+}
+
+fn generate_key(prefix: &str) -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(format!("{INGEST_KEY_PREFIX}{}", hex::encode(bytes)))
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// Checks a browser key's origin as `optel keys create --browser --origin` takes it: the
+/// serialisation a browser sends in `Origin`, `scheme://host[:port]`, no path.
+///
+/// # Errors
+/// A message quoting the value and showing the accepted form.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("origin {origin:?} must start with https:// (or http://)"))?;
+    let ok = !rest.is_empty()
+        && rest.len() <= 253
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "origin {origin:?} is not scheme://host[:port]: give it as a browser sends it in \
+             Origin, e.g. https://app.example or http://localhost:5173, without a path"
+        ))
+    }
 }
 
 /// SHA-256 of a key, hex: the only form in which keys are stored.

@@ -52,7 +52,10 @@ pub mod tls;
 mod writer;
 
 pub use app::{AppState, DEFAULT_K_ANONYMITY, app};
-pub use keys::{INGEST_KEY_PREFIX, generate_ingest_key, hash_key};
+pub use keys::{
+    BROWSER_KEY_PREFIX, INGEST_KEY_PREFIX, check_origin, generate_browser_key, generate_ingest_key,
+    hash_key,
+};
 pub use query::{now_ms, parse_lookback};
 pub use ratelimit::RateConfig;
 pub use server::serve;

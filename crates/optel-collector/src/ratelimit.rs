@@ -20,6 +20,9 @@ pub struct RateConfig {
     pub per_key: u32,
     /// Requests per second per client address (burst: twice that). Default 50.
     pub per_addr: u32,
+    /// Requests per second per browser ingest key (burst: twice that): one request a page
+    /// view, from every visitor of a site. Default 200.
+    pub per_browser_key: u32,
 }
 
 impl Default for RateConfig {
@@ -27,6 +30,7 @@ impl Default for RateConfig {
         Self {
             per_key: 1_000,
             per_addr: 50,
+            per_browser_key: 200,
         }
     }
 }
@@ -34,6 +38,7 @@ impl Default for RateConfig {
 /// The limiters.
 pub struct RateLimits {
     per_key: Option<Keyed<String>>,
+    per_browser_key: Option<Keyed<String>>,
     per_addr: Option<Keyed<IpAddr>>,
     clock: DefaultClock,
 }
@@ -60,6 +65,7 @@ impl RateLimits {
     pub fn new(config: RateConfig) -> Self {
         Self {
             per_key: limiter(config.per_key),
+            per_browser_key: limiter(config.per_browser_key),
             per_addr: limiter(config.per_addr),
             clock: DefaultClock::default(),
         }
@@ -101,9 +107,21 @@ impl RateLimits {
         Ok(())
     }
 
+    /// Takes one request of a browser ingest key (given as its hash).
+    ///
+    /// # Errors
+    /// 429 `rate_limited` with `Retry-After`.
+    pub fn check_browser_key(&self, key_hash: &str) -> Result<(), ApiError> {
+        if let Some(l) = &self.per_browser_key {
+            l.check_key(&key_hash.to_owned())
+                .map_err(|n| self.refuse(n.wait_time_from(self.clock.now()), "browser key"))?;
+        }
+        Ok(())
+    }
+
     /// Drops the state of keys and addresses that are back to a full allowance.
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.per_key {
+        for l in [&self.per_key, &self.per_browser_key].into_iter().flatten() {
             l.retain_recent();
         }
         if let Some(l) = &self.per_addr {
@@ -121,6 +139,7 @@ mod tests {
         let limits = RateLimits::new(RateConfig {
             per_key: 2,
             per_addr: 0,
+            per_browser_key: 0,
         });
         for _ in 0..4 {
             limits.check_key("k").unwrap();

@@ -201,6 +201,28 @@ pub struct StoredEvent {
     pub pseudonym: String,
 }
 
+/// What an ingest key grants: writes to a project, from anywhere (a server key) or, for a
+/// browser key, only from its origins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// The project the key writes to.
+    pub project: Project,
+    /// The origins a browser key may ingest from; empty for a server key.
+    pub origins: Vec<String>,
+}
+
+/// The stored form of a key's origins: newline-separated, `NULL` for none.
+pub(crate) fn origins_column(origins: &[String]) -> Option<String> {
+    (!origins.is_empty()).then(|| origins.join("\n"))
+}
+
+/// The origins of a stored `origins` column.
+pub(crate) fn origins_of_column(column: Option<String>) -> Vec<String> {
+    column
+        .map(|c| c.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// A storage backend. Methods block: async callers run them on a blocking thread.
 pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
@@ -239,17 +261,31 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StorageError::NoProject`]; database errors.
-    fn add_key(&self, project: &str, key_hash: &str, now_ms: i64) -> Result<()>;
+    fn add_key(&self, project: &str, key_hash: &str, now_ms: i64) -> Result<()> {
+        self.add_key_with_origins(project, key_hash, &[], now_ms)
+    }
+    /// Adds an ingest key (SHA-256 hex) to a project: a server key when `origins` is empty,
+    /// else a browser key that may only ingest from those origins (`https://app.example`).
+    ///
+    /// # Errors
+    /// [`StorageError::NoProject`]; database errors.
+    fn add_key_with_origins(
+        &self,
+        project: &str,
+        key_hash: &str,
+        origins: &[String],
+        now_ms: i64,
+    ) -> Result<()>;
     /// Revokes an ingest key (SHA-256 hex); `false` if no such unrevoked key.
     ///
     /// # Errors
     /// Database errors.
     fn revoke_key(&self, key_hash: &str, now_ms: i64) -> Result<bool>;
-    /// The project an unrevoked ingest key (as SHA-256 hex) writes to.
+    /// The project an unrevoked ingest key (as SHA-256 hex) writes to, and its origins.
     ///
     /// # Errors
     /// Database errors.
-    fn project_for_key(&self, key_hash: &str) -> Result<Option<Project>>;
+    fn project_for_key(&self, key_hash: &str) -> Result<Option<KeyGrant>>;
     /// Stores validated batches, each for its project, in ONE transaction with their rollups,
     /// skipping events whose id is already stored (in the database or earlier in `batches`).
     /// Returns only after the commit, one outcome per batch. The default prepares each batch

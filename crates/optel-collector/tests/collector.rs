@@ -79,6 +79,7 @@ fn state(store: &Arc<dyn Store>) -> AppState {
         RateConfig {
             per_key: 0,
             per_addr: 0,
+            per_browser_key: 0,
         },
         64,
     )
@@ -688,6 +689,10 @@ macro_rules! suite {
                 super::a_failed_group_stores_nothing($make);
             }
             #[test]
+            fn browser_keys_ingest_only_from_their_origins() {
+                super::browser_keys_ingest_only_from_their_origins($make);
+            }
+            #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
             }
@@ -700,4 +705,5 @@ suite!(postgres_backend, postgres());
 
 include!("collector/hostile.rs");
 include!("collector/public.rs");
+include!("collector/browser.rs");
 include!("collector/storage.rs");

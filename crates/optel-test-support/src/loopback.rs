@@ -83,6 +83,7 @@ impl LocalCollector {
             optel_collector::RateConfig {
                 per_key: 0,
                 per_addr: 0,
+                per_browser_key: 0,
             },
             optel_collector::DEFAULT_QUEUE,
         )?;

@@ -34,7 +34,8 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checke
 use foldhash::HashMap;
 
 use super::{
-    InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
+    InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store,
+    StoredEvent,
 };
 use crate::rollup::{
     CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
@@ -45,6 +46,7 @@ use crate::rollup::{
 const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_lean_events.sql"),
+    include_str!("../../../migrations/postgres/0003_browser_keys.sql"),
 ];
 
 /// Key of the advisory lock held while migrating.
@@ -485,14 +487,21 @@ impl Store for PgStore {
         })
     }
 
-    fn add_key(&self, project: &str, key_hash: &str, now_ms: i64) -> Result<()> {
+    fn add_key_with_origins(
+        &self,
+        project: &str,
+        key_hash: &str,
+        origins: &[String],
+        now_ms: i64,
+    ) -> Result<()> {
+        let origins = super::origins_column(origins);
         self.run(|pool| async move {
             let n = get(&pool)
                 .await?
                 .execute(
-                    "INSERT INTO ingest_keys (key_hash, project_id, created_ms)
-                     SELECT $2, id, $3 FROM projects WHERE name = $1",
-                    &[&project, &key_hash, &now_ms],
+                    "INSERT INTO ingest_keys (key_hash, project_id, created_ms, origins)
+                     SELECT $2, id, $3, $4 FROM projects WHERE name = $1",
+                    &[&project, &key_hash, &now_ms, &origins],
                 )
                 .await?;
             if n == 0 {
@@ -516,18 +525,21 @@ impl Store for PgStore {
         })
     }
 
-    fn project_for_key(&self, key_hash: &str) -> Result<Option<Project>> {
+    fn project_for_key(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
         self.run(|pool| async move {
             let row = get(&pool)
                 .await?
                 .query_opt(
-                    "SELECT p.id, p.name, p.created_ms, p.public
+                    "SELECT p.id, p.name, p.created_ms, p.public, k.origins
                      FROM ingest_keys k JOIN projects p ON p.id = k.project_id
                      WHERE k.key_hash = $1 AND k.revoked_ms IS NULL",
                     &[&key_hash],
                 )
                 .await?;
-            Ok(row.as_ref().map(project_from_row))
+            Ok(row.as_ref().map(|r| KeyGrant {
+                project: project_from_row(r),
+                origins: super::origins_of_column(r.get(4)),
+            }))
         })
     }
 

@@ -19,7 +19,8 @@ use optel_wire::EventType;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    InsertOutcome, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store, StoredEvent,
+    InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store,
+    StoredEvent,
 };
 use crate::rollup::{
     CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
@@ -47,6 +48,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_rollups.sql"),
     include_str!("../../../migrations/sqlite/0003_compact_events.sql"),
     include_str!("../../../migrations/sqlite/0004_uploads.sql"),
+    include_str!("../../../migrations/sqlite/0005_browser_keys.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -320,12 +322,18 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn add_key(&self, project: &str, key_hash: &str, now_ms: i64) -> Result<()> {
+    fn add_key_with_origins(
+        &self,
+        project: &str,
+        key_hash: &str,
+        origins: &[String],
+        now_ms: i64,
+    ) -> Result<()> {
         let conn = self.conn();
         let n = conn.execute(
-            "INSERT INTO ingest_keys (key_hash, project_id, created_ms)
-             SELECT ?2, id, ?3 FROM projects WHERE name = ?1",
-            params![project, key_hash, now_ms],
+            "INSERT INTO ingest_keys (key_hash, project_id, created_ms, origins)
+             SELECT ?2, id, ?3, ?4 FROM projects WHERE name = ?1",
+            params![project, key_hash, now_ms, super::origins_column(origins)],
         )?;
         if n == 0 {
             return Err(StorageError::NoProject(project.to_owned()));
@@ -341,15 +349,20 @@ impl Store for SqliteStore {
         )? > 0)
     }
 
-    fn project_for_key(&self, key_hash: &str) -> Result<Option<Project>> {
+    fn project_for_key(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT p.id, p.name, p.created_ms, p.public
+                "SELECT p.id, p.name, p.created_ms, p.public, k.origins
                  FROM ingest_keys k JOIN projects p ON p.id = k.project_id
                  WHERE k.key_hash = ?1 AND k.revoked_ms IS NULL",
                 [key_hash],
-                project_from_row,
+                |row| {
+                    Ok(KeyGrant {
+                        project: project_from_row(row)?,
+                        origins: super::origins_of_column(row.get(4)?),
+                    })
+                },
             )
             .optional()?)
     }
