@@ -57,6 +57,7 @@ impl Telemetry {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             daily_request_cap: DEFAULT_DAILY_REQUEST_CAP,
             gzip: true,
+            root_certificates: None,
         }
     }
 }
@@ -82,6 +83,7 @@ pub struct TelemetryBuilder {
     pub(crate) request_timeout: Duration,
     pub(crate) daily_request_cap: u32,
     pub(crate) gzip: bool,
+    pub(crate) root_certificates: Option<std::sync::Arc<[u8]>>,
 }
 
 impl TelemetryBuilder {
@@ -201,6 +203,49 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for the
+    /// HTTPS endpoint, instead of the webpki roots: for a collector behind a private CA or with a
+    /// self-signed certificate. Default: the webpki roots; `SSL_CERT_FILE` (a PEM file) replaces
+    /// them when set, this setting replaces `SSL_CERT_FILE`, and `<TOOL>_TELEMETRY_CA_FILE` (a
+    /// PEM file) replaces this setting, as `<TOOL>_TELEMETRY_ENDPOINT` replaces the endpoint.
+    /// The file is read on the delivery thread, never at init. Feature `tls`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let pem = std::fs::read("/etc/acme/telemetry-ca.pem").unwrap_or_default();
+    /// let _guard = optel::Telemetry::builder("acme", "1.0.0")
+    ///     .endpoint("https://telemetry.acme.internal")
+    ///     .tls_root_certificates(pem)
+    ///     .init();
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates = Some(pem.into().into());
+        self
+    }
+
+    /// The root certificates of the HTTP exporter: `<TOOL>_TELEMETRY_CA_FILE`, else those set in
+    /// code, else `SSL_CERT_FILE`, else none (the webpki roots).
+    pub(crate) fn root_certificates(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<export::RootCertificates> {
+        let file = |var: &str| {
+            env(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| export::RootCertificates::File(PathBuf::from(v)))
+        };
+        let prefix = consent::env_prefix(&self.tool);
+        file(&format!("{prefix}_TELEMETRY_CA_FILE"))
+            .or_else(|| {
+                self.root_certificates
+                    .clone()
+                    .map(export::RootCertificates::Pem)
+            })
+            .or_else(|| file("SSL_CERT_FILE"))
+    }
+
     /// Sends batches with `exporter` instead of the optel HTTP exporter, e.g.
     /// `optel::otlp::OtlpExporter` (feature `otlp`) for an OpenTelemetry backend. The queue,
     /// batching, retries, circuit breaker and exit budget stay the same. Default: the optel
@@ -277,7 +322,8 @@ impl TelemetryBuilder {
         );
         Some(Box::new(
             export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
-                .with_gzip(self.gzip),
+                .with_gzip(self.gzip)
+                .with_roots(self.root_certificates(env)),
         ))
     }
 

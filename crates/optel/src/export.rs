@@ -84,13 +84,34 @@ impl Exporter for NoopExporter {
 ///   set, upper or lower case), except for the hosts listed in `NO_PROXY`.
 /// - `Retry-After` (in seconds) of a 429 or 503 is passed on to the delivery thread, which
 ///   holds every process of the tool back until then.
+/// - HTTPS (feature `tls`, on by default) trusts the webpki root certificates, or only the
+///   certificates given with [`with_root_certificates`](Self::with_root_certificates) (a
+///   private CA, a self-signed collector).
 #[derive(Debug)]
 pub struct HttpExporter {
     url: String,
     ingest_key: Option<String>,
-    agent: ureq::Agent,
+    user_agent: String,
     gzip: bool,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    roots: Option<RootCertificates>,
+    /// Built on first use, on the delivery thread: reading a CA file never delays init.
+    agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
 }
+
+/// Where the root certificates of an [`HttpExporter`] come from.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) enum RootCertificates {
+    /// PEM text given in code.
+    Pem(std::sync::Arc<[u8]>),
+    /// A PEM file named by `<TOOL>_TELEMETRY_CA_FILE` or `SSL_CERT_FILE`, read on first use.
+    File(std::path::PathBuf),
+}
+
+/// Largest CA file read: 1 MiB (a full system bundle is about 200 KiB).
+#[cfg(feature = "tls")]
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Timeout for the TCP connect of a request: 1 s.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -101,9 +122,87 @@ impl HttpExporter {
         Self {
             url: url.into(),
             ingest_key,
-            agent: agent(user_agent),
+            user_agent: user_agent.to_owned(),
             gzip: true,
+            roots: None,
+            agent: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
+    /// HTTPS, instead of the webpki roots: for a collector behind a private CA or with a
+    /// self-signed certificate. Default: the webpki roots.
+    ///
+    /// # Examples
+    /// ```
+    /// # let pem = b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec();
+    /// let exporter = optel::export::HttpExporter::new("https://telemetry.internal/v1/events", None, "acme")
+    ///     .with_root_certificates(pem);
+    /// # let _ = exporter;
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn with_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots = Some(RootCertificates::Pem(pem.into().into()));
+        self
+    }
+
+    pub(crate) fn with_roots(mut self, roots: Option<RootCertificates>) -> Self {
+        self.roots = roots;
+        self
+    }
+
+    /// The agent, built on first use.
+    fn agent(&self) -> Result<&ureq::Agent, ExportError> {
+        self.agent
+            .get_or_init(|| self.build_agent())
+            .as_ref()
+            .map_err(|reason| ExportError::Retryable {
+                reason: reason.clone(),
+                retry_after: None,
+            })
+    }
+
+    #[cfg(feature = "tls")]
+    fn build_agent(&self) -> Result<ureq::Agent, String> {
+        let Some(roots) = &self.roots else {
+            return Ok(agent(&self.user_agent));
+        };
+        let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
+            RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
+            RootCertificates::File(path) => (
+                crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
+                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
+                    .into(),
+                format!("the CA file {}", path.display()),
+            ),
+        };
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{source} is not valid PEM: {e}")),
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
+            ));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build();
+        Ok(agent_config(&self.user_agent)
+            .tls_config(tls)
+            .build()
+            .into())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn build_agent(&self) -> Result<ureq::Agent, String> {
+        Ok(agent(&self.user_agent))
     }
 
     /// Whether request bodies are gzip-compressed. Default: `true` (the optel collector
@@ -118,13 +217,15 @@ impl HttpExporter {
 /// The HTTP agent every exporter uses: connect timeout, statuses as values, proxy from the
 /// environment (honouring `NO_PROXY`).
 pub(crate) fn agent(user_agent: &str) -> ureq::Agent {
+    agent_config(user_agent).build().into()
+}
+
+fn agent_config(user_agent: &str) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .http_status_as_error(false)
         .user_agent(user_agent)
         .proxy(ureq::Proxy::try_from_env())
-        .build()
-        .into()
 }
 
 /// Compresses `body` with gzip (fast level: telemetry bodies are small and highly redundant).
@@ -221,7 +322,7 @@ impl Exporter for HttpExporter {
             gzip: self.gzip,
             timeout,
         };
-        post(&self.agent, &request, classify)
+        post(self.agent()?, &request, classify)
     }
 }
 

@@ -46,3 +46,35 @@ pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> 
     }
     written
 }
+
+/// Reads a file outside optel's own directories (a CA bundle, the OS machine id), following
+/// symbolic links, refusing anything but a regular file, and at most `limit` bytes.
+///
+/// # Errors
+/// The file cannot be opened or read, is not a regular file, or is larger than `limit`.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) fn read_system_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    read_regular(file, limit)
+}
+
+/// Reads an opened file whole, if it is a regular file of at most `limit` bytes. The size is
+/// checked while reading, not trusted from the metadata (`/proc` files report 0).
+fn read_regular(file: File, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the limit of {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}

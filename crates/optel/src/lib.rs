@@ -62,6 +62,8 @@
 //! | `<TOOL>_TELEMETRY` | `off`, `local` or `on`; overrides every file and the author's default; anything else means off |
 //! | `<TOOL>_TELEMETRY_ENDPOINT` | replaces the endpoint given in code (e.g. a self-hosted collector) |
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
+//! | `<TOOL>_TELEMETRY_CA_FILE` | a PEM file of root certificates trusted for HTTPS instead of the webpki roots (feature `tls`); replaces [`TelemetryBuilder::tls_root_certificates`] |
+//! | `SSL_CERT_FILE` | the same, for every tool; [`TelemetryBuilder::tls_root_certificates`] replaces it |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
 //! | `CI` | set (not empty, `0` or `false`): the exit budget becomes a bounded blocking flush ([`TelemetryBuilder::ci_flush_timeout`], 2 s) |
 //! | `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` | proxy for delivery requests, except hosts in `NO_PROXY` |
@@ -79,7 +81,7 @@
 //! # Features
 //! | feature | adds |
 //! |---|---|
-//! | `tls` | HTTPS endpoints (rustls with the webpki roots) |
+//! | `tls` (default) | HTTPS endpoints: rustls with the `ring` provider and the webpki roots, or a private CA ([`TelemetryBuilder::tls_root_certificates`], `<TOOL>_TELEMETRY_CA_FILE`, `SSL_CERT_FILE`). Without it (`default-features = false`) only `http://` endpoints work, and an `https://` one turns telemetry off at init, saying so in `status` |
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |

@@ -119,6 +119,17 @@ impl TelemetryBuilder {
             ));
         }
         let prefix = consent::env_prefix(&self.tool);
+        if cfg!(not(feature = "tls"))
+            && self.exporter.is_none()
+            && let Some(endpoint) = self.effective_endpoint(env)
+            && endpoint.starts_with("https://")
+        {
+            // Without TLS every request would fail and the queue would only grow.
+            return Err(format!(
+                "endpoint {endpoint:?} is HTTPS, but optel was built without its `tls` feature: \
+                 enable it (it is a default feature) or use an http:// endpoint"
+            ));
+        }
         let data_dir = self
             .resolved_data_dir()
             .ok_or("no home directory to keep the telemetry queue in")?;
