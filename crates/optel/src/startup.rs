@@ -60,15 +60,8 @@ impl TelemetryBuilder {
     ) -> TelemetryGuard {
         let mut resolution = self.resolve(env);
         if resolution.source == ConsentSource::AuthorDefault && self.asking != Asking::Silent {
-            resolution = consent::prompt::ask_or_tell(
-                resolution,
-                &self.tool,
-                &self.version,
-                self.asking,
-                self.user_config_file(),
-                (stdin_tty, stderr_tty),
-                ci,
-            );
+            resolution =
+                consent::prompt::ask_or_tell(resolution, &self, (stdin_tty, stderr_tty), ci);
         }
         let mut status = Status::new(
             resolution.consent,
