@@ -266,7 +266,11 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
     if let Some(data) = builder.resolved_data_dir() {
         let batches = queued(&data).unwrap_or_default();
         s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
-        s.dropped_events = Some(batches.iter().map(|b| b.dropped_events).sum());
+        // The lifetime total kept in the queue's drop counter: the queued batches carry only
+        // the drops not yet reported, and none once they are sent.
+        s.dropped_events = queue::queue_status(&data)
+            .ok()
+            .map(|q| q.dropped_events_total);
         if data.exists() {
             s.data_dir = Some(data);
         }
@@ -449,4 +453,38 @@ fn forget(
         .as_bytes(),
     )
     .map_err(CliError::Output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::Telemetry;
+
+    #[test]
+    fn status_reports_the_lifetime_drop_count() {
+        // Regression: `status` summed the queued batches' `dropped_events` and never read the
+        // queue's persisted drop counter, so drops of a full queue did not show.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let queue_dir = data.join("queue");
+        let q = queue::Queue::open(queue_dir.clone()).unwrap();
+        let quarter = queue::MAX_QUEUE_EVENTS / 4;
+        for i in 0..4 {
+            fs::write(
+                queue_dir.join(format!("000000000000{i}-aa-{quarter}e-2b.json")),
+                b"{}",
+            )
+            .unwrap();
+        }
+        q.append(&queue::tests::batch(7)).unwrap();
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"));
+        let s = status(&builder, &|_: &str| None);
+        assert_eq!(s.dropped_events, Some(quarter));
+        assert!(
+            s.to_string()
+                .contains(&format!("dropped events: {quarter}"))
+        );
+    }
 }

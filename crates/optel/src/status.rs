@@ -25,7 +25,8 @@ pub struct Status {
     pub pseudonym_epoch_label: Option<String>,
     /// Events waiting in the local queue, when known (`telemetry status`).
     pub queued_events: Option<usize>,
-    /// Events dropped and counted in the local queue, when known (`telemetry status`).
+    /// Events dropped because the local queue was full, since it was created (its persisted
+    /// counter), when known (`telemetry status`).
     pub dropped_events: Option<u64>,
     /// Why telemetry is off despite consent, or a consent value that was not understood.
     pub note: Option<String>,
