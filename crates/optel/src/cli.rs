@@ -343,7 +343,8 @@ fn flush(
     breaker.allow_probe();
     let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(), exporter)
         .map_err(io_err("start delivery for", &data))?;
-    let in_time = worker.flush(Instant::now() + timeout);
+    // The command ends the process: the exporter is flushed and shut down too.
+    let in_time = worker.finish(Instant::now() + timeout);
     let after: usize = queued(&data)
         .unwrap_or_default()
         .iter()

@@ -3,7 +3,8 @@
 //!
 //! The thread starts at init and immediately sends what earlier runs left in the queue, while
 //! the host does its work. At shutdown the host asks for one more round (for this run's
-//! segment) and waits for it at most the exit budget; whatever is not sent by then stays queued
+//! segment), followed by the exporter's `force_flush` and `shutdown_with_timeout`, and waits
+//! for all of it at most until the exit deadline; whatever is not sent by then stays queued
 //! for a later run. The thread is never joined and no process is ever spawned: when the host's
 //! `main` returns, the process ends and the thread with it, so nothing outlives the tool.
 //!
@@ -81,8 +82,8 @@ impl Worker {
         policy: Policy,
         exporter: Box<dyn Exporter>,
     ) -> io::Result<Self> {
-        // Capacity 4: flush requests beyond that are redundant with those already waiting.
-        let (tx, rx) = mpsc::sync_channel::<FlushRequest>(4);
+        // One request: the exit's.
+        let (tx, rx) = mpsc::sync_channel::<FlushRequest>(1);
         thread::Builder::new()
             .name("optel-delivery".into())
             .spawn(move || {
@@ -97,9 +98,11 @@ impl Worker {
         Ok(Self { requests: tx })
     }
 
-    /// Asks for a delivery round and waits for it until `deadline`. Returns whether the round
-    /// finished in time.
-    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+    /// The exit: a last delivery round, then [`Exporter::force_flush`] and
+    /// [`Exporter::shutdown_with_timeout`], all within `deadline` (the one exit deadline).
+    /// Returns whether all of it finished in time; what did not goes on a later run. The
+    /// thread takes no request after this one.
+    pub(crate) fn finish(&self, deadline: Instant) -> bool {
         let (done_tx, done_rx) = mpsc::sync_channel(1);
         let request = FlushRequest {
             deadline,
@@ -126,8 +129,13 @@ struct Sender<'a> {
 impl Sender<'_> {
     fn run(&self, requests: &Receiver<FlushRequest>) {
         self.deliver_all(Instant::now() + MAX_RETRY_TIME);
-        while let Ok(request) = requests.recv() {
+        if let Ok(request) = requests.recv() {
             self.deliver_all(request.deadline);
+            // A buffering exporter would otherwise lose what it holds: the contract's
+            // force_flush and shutdown_with_timeout, never past the exit deadline.
+            let left = || request.deadline.saturating_duration_since(Instant::now());
+            let _ = self.exporter.force_flush(left());
+            let _ = self.exporter.shutdown_with_timeout(left());
             let _ = request.done.try_send(());
         }
     }

@@ -11,6 +11,10 @@
 //!   ([`ExportError::Rejected`]); the delivery thread keeps retryable batches queued for a later
 //!   round or a later run and drops rejected ones.
 //! - Exporters never panic and never block the host: they run on the delivery thread only.
+//! - At exit, after the last delivery round, [`Exporter::force_flush`] and then
+//!   [`Exporter::shutdown_with_timeout`] are called once each, on the delivery thread, with
+//!   what is left of the exit deadline (which can be zero); no call follows them. An exporter
+//!   that buffers must send or persist its buffer there.
 
 use std::fmt;
 use std::time::Duration;

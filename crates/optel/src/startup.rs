@@ -99,7 +99,7 @@ impl TelemetryBuilder {
     }
 
     #[cold]
-    fn start(
+    pub(crate) fn start(
         self,
         env: &dyn Fn(&str) -> Option<String>,
         consent: Consent,
