@@ -9,7 +9,6 @@
 //! file counts requests per UTC day, so a firewall or a broken collector can never cause a retry
 //! storm. Delivery asks it before every request; `queue_status` and `telemetry status` read it.
 
-use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,7 +55,7 @@ impl Breaker {
 
     /// The current state (all zero if the file is missing or unreadable).
     pub(crate) fn state(&self) -> BreakerState {
-        let Ok(file) = std::fs::File::open(&self.path) else {
+        let Ok(file) = crate::fsutil::open_read(&self.path) else {
             return BreakerState::default();
         };
         let mut text = String::new();
@@ -121,14 +120,7 @@ impl Breaker {
     /// Read-modify-write under an exclusive lock of the state file; the record is rewritten
     /// in place with one fixed-width `write`, so a killed process leaves the old or new state.
     pub(crate) fn update(&self, change: impl FnOnce(&mut BreakerState)) -> io::Result<()> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&self.path)?;
+        let mut file = crate::fsutil::open_state(&self.path)?;
         file.lock()?;
         let mut text = String::new();
         (&mut file).take(256).read_to_string(&mut text)?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use optel_wire::EventType;
 
 use crate::consent::{self, Asking, Consent};
+use crate::fsutil::DirPlan;
 use crate::identity::Epoch;
 use crate::{delivery, export};
 
@@ -288,6 +289,53 @@ impl TelemetryBuilder {
             .or_else(|| default_data_dir(&self.tool))
     }
 
+    /// How the data directory is created and checked (see `fsutil`): a directory set in code
+    /// is created with its parents; the default one only below an existing home (or an
+    /// existing `XDG_DATA_HOME`), and every level from `optel/` down is checked.
+    pub(crate) fn data_dir_plan(&self) -> Option<DirPlan> {
+        if let Some(dir) = &self.data_dir {
+            return Some(DirPlan::explicit(dir.clone()));
+        }
+        let base = directories::BaseDirs::new()?;
+        Some(DirPlan::under_base(
+            base.data_dir(),
+            base.home_dir(),
+            xdg_set("XDG_DATA_HOME"),
+            &["optel", &self.tool],
+        ))
+    }
+
+    /// How the directory of the user's consent files (`<config dir>/optel`) is created.
+    pub(crate) fn config_dir_plan(&self) -> Option<DirPlan> {
+        if let Some(dir) = &self.config_dir {
+            return Some(DirPlan::explicit(dir.join("optel")));
+        }
+        let base = directories::BaseDirs::new()?;
+        Some(DirPlan::under_base(
+            base.config_dir(),
+            base.home_dir(),
+            xdg_set("XDG_CONFIG_HOME"),
+            &["optel"],
+        ))
+    }
+
+    /// Writes the user's choice to the per-tool config file (see
+    /// [`consent::write_user_choice`]), creating its directory by [`Self::config_dir_plan`];
+    /// returns the file.
+    pub(crate) fn save_user_choice(
+        &self,
+        consent: Option<Consent>,
+        notice_shown: bool,
+    ) -> std::io::Result<PathBuf> {
+        let plan = self.config_dir_plan().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no home directory")
+        })?;
+        plan.ensure()?;
+        let path = plan.dir.join(format!("{}.toml", self.tool));
+        consent::write_user_choice(&path, consent, notice_shown)?;
+        Ok(path)
+    }
+
     pub(crate) fn ledger(&self, data_dir: &Path) -> export::JsonlFileExporter {
         export::JsonlFileExporter::new(data_dir.join("ledger"))
             .retention_days(self.ledger_retention_days)
@@ -354,6 +402,13 @@ pub(crate) fn exit_budget(
     env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT))
+}
+
+/// Whether an XDG base directory variable is in force (set to an absolute path, on the
+/// platforms where the `directories` crate reads it).
+fn xdg_set(var: &str) -> bool {
+    cfg!(all(unix, not(target_os = "macos")))
+        && std::env::var_os(var).is_some_and(|v| Path::new(&v).is_absolute())
 }
 
 /// The URL of the `/v1/events` route for an endpoint given as a base URL or as the route.

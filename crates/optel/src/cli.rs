@@ -263,6 +263,12 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
     if r.consent != Consent::Off {
         s.pseudonym_epoch_label = Some(builder.epoch.label(std::time::SystemTime::now()));
     }
+    if r.consent != Consent::Off
+        && let Some(plan) = builder.data_dir_plan()
+        && let Err(e) = plan.check_existing()
+    {
+        s.note = Some(format!("telemetry cannot run: {e}"));
+    }
     if let Some(data) = builder.resolved_data_dir() {
         let batches = queued(&data).unwrap_or_default();
         s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
@@ -289,7 +295,8 @@ fn choose(
         .ok()
         .flatten()
         .is_some_and(|f| f.notice_shown);
-    consent::write_user_choice(&path, Some(choice), notice_shown)
+    builder
+        .save_user_choice(Some(choice), notice_shown)
         .map_err(io_err("write", &path))?;
     let mut text = format!("telemetry is now {choice} (saved in {})\n", path.display());
     let r = builder.resolve(env);

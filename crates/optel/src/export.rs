@@ -381,6 +381,9 @@ pub enum FileExportError {
     Encode(#[from] serde_json::Error),
 }
 
+/// Largest ledger file read back: 256 MiB (a day of a very busy tool is a few MiB).
+const MAX_LEDGER_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The default retention of [`JsonlFileExporter`] files: 30 days, long enough to look back over
 /// a month of use, short enough that the ledger stays small.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -389,7 +392,9 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// `<dir>/YYYY-MM-DD.jsonl`, so retention deletes whole files. This is the local ledger of `local`
 /// consent and what `telemetry log` prints.
 ///
-/// - The directory and its missing parents are created (0700); files are created 0600.
+/// - The directory and its missing parents are created (0700); files are created 0600. Links
+///   are never followed, and a directory that is a link, belongs to another user or is
+///   writable by others is refused.
 /// - After each export, files older than the retention (default [`DEFAULT_RETENTION_DAYS`])
 ///   are deleted; [`purge_all`](Self::purge_all) deletes them all (the user's right to erase
 ///   what was kept about them).
@@ -458,7 +463,9 @@ impl JsonlFileExporter {
     pub fn read_lines(&self) -> Result<Vec<String>, FileExportError> {
         let mut lines = Vec::new();
         for path in self.files()? {
-            let text = std::fs::read_to_string(&path).map_err(|e| io_err("read", &path, e))?;
+            let bytes = crate::fsutil::read_private(&path, MAX_LEDGER_FILE_BYTES)
+                .map_err(|e| io_err("read", &path, e))?;
+            let text = String::from_utf8_lossy(&bytes);
             lines.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
         }
         Ok(lines)
@@ -507,14 +514,7 @@ impl JsonlFileExporter {
         let mut name = humantime::format_rfc3339_seconds(now).to_string();
         name.truncate(10);
         let path = self.dir.join(format!("{name}.jsonl"));
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| io_err("write", &path, e))?;
+        let mut file = crate::fsutil::open_append(&path).map_err(|e| io_err("write", &path, e))?;
         file.write_all(&line)
             .map_err(|e| io_err("write", &path, e))?;
         self.purge_expired(now)?;

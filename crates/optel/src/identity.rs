@@ -85,8 +85,10 @@ pub(crate) fn recent_epoch_labels(epoch: Epoch, now: SystemTime, max: usize) -> 
 }
 
 fn read_secret(path: &Path) -> io::Result<Option<[u8; 32]>> {
-    match fs::read_to_string(path) {
-        Ok(text) => {
+    // 64 hex digits and a little room; a FIFO, a device or a link here is refused.
+    match fsutil::read_private(path, 256) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
             let mut secret = [0u8; 32];
             match hex::decode_to_slice(text.trim(), &mut secret) {
                 Ok(()) => Ok(Some(secret)),
@@ -250,7 +252,8 @@ impl fmt::Display for MachineId {
 
 fn read_os_machine_id() -> Option<String> {
     MACHINE_ID_FILES.iter().find_map(|p| {
-        let text = fs::read_to_string(p).ok()?;
+        let bytes = fsutil::read_system_file(Path::new(p), 4096).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
         let id = text.trim();
         (!id.is_empty() && id.len() <= 128).then(|| id.to_owned())
     })

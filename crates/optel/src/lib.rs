@@ -42,8 +42,11 @@
 //!   typed attributes ([`Value`]); free-text values pass through [`redact`] before they are
 //!   stored anywhere. Names are checked ([`validate_name`]): an event that breaks the rules is
 //!   dropped and counted (with an error on stderr in debug builds).
-//! - Files are written 0600 in directories created 0700. `PRIVACY.md` at the repository root
-//!   lists every field that can ever be sent.
+//! - Files are written 0600 in directories created 0700, opened without following symbolic
+//!   links, only when regular, and read with a size limit; a directory that is a link,
+//!   another user's or writable by others is refused (telemetry is then off, and `status` says
+//!   why), and `HOME` or a set `XDG_*_HOME` is never created. `PRIVACY.md` at the repository
+//!   root lists every field that can ever be sent.
 //!
 //! # Libraries
 //! A library records through [`library`]: a no-op unless its host application initialised

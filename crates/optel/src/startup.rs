@@ -15,7 +15,7 @@ use crate::global::GLOBAL;
 use crate::recorder::{Recorder, type_index};
 use crate::shutdown::TelemetryGuard;
 use crate::status::Status;
-use crate::{delivery, fsutil, identity, queue, random};
+use crate::{delivery, identity, queue, random};
 
 /// Set by the first [`TelemetryBuilder::init`], so that a second one leaves the first in place.
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
@@ -123,11 +123,14 @@ impl TelemetryBuilder {
                  enable it (it is a default feature) or use an http:// endpoint"
             ));
         }
-        let data_dir = self
-            .resolved_data_dir()
+        let plan = self
+            .data_dir_plan()
             .ok_or("no home directory to keep the telemetry queue in")?;
-        fsutil::create_private_dir(&data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        // Created 0700 without following links; another user's or a shared directory is
+        // refused, and telemetry stays off for this run.
+        plan.ensure()
+            .map_err(|e| format!("cannot use the data directory: {e}"))?;
+        let data_dir = plan.dir;
         let now = SystemTime::now();
         let epoch_label = self.epoch.label(now);
         // In CI every run of a vendor shares one pseudonym: ephemeral runners would otherwise
@@ -212,5 +215,190 @@ mod tests {
         assert_eq!(guard.status().decided_by, ConsentSource::DoNotTrack);
         assert!(!data.exists());
         assert!(!global().is_enabled());
+    }
+
+    /// The hardening cases of the issue "Hardening": links, FIFOs, devices and hostile
+    /// directories in the data and config directories, each in a temporary directory.
+    #[cfg(unix)]
+    mod hardening {
+        use std::fs;
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        use std::path::Path;
+        use std::process::Command;
+        use std::time::{Duration, Instant};
+
+        use optel_wire::EventType;
+
+        use crate::builder::Telemetry;
+        use crate::consent::{Consent, PROJECT_POLICY_FILE, user_config_path};
+        use crate::export::NoopExporter;
+        use crate::recorder::Recorder;
+
+        fn builder(dir: &Path) -> crate::TelemetryBuilder {
+            Telemetry::builder("acme", "1.0.0")
+                .data_dir(dir.join("data"))
+                .config_dir(dir.join("config"))
+                .exporter(NoopExporter)
+        }
+
+        fn start(dir: &Path, consent: Consent) -> Result<Recorder, String> {
+            builder(dir).start(&|_: &str| None, consent, &|| None)
+        }
+
+        fn run_once(rec: &Recorder) {
+            rec.record(rec.new_event(
+                EventType::Command,
+                "build".into(),
+                std::time::SystemTime::now(),
+            ));
+            rec.shutdown(Instant::now() + Duration::from_secs(5));
+        }
+
+        /// A root-owned-like private file that a planted link points at.
+        fn precious(dir: &Path) -> std::path::PathBuf {
+            let target = dir.join("precious");
+            fs::write(&target, "keep me").unwrap();
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+            target
+        }
+
+        fn assert_untouched(target: &Path) {
+            assert_eq!(fs::read_to_string(target).unwrap(), "keep me");
+        }
+
+        /// Runs `f` on another thread and fails if it does not return within 10 s (a FIFO
+        /// opened without `O_NONBLOCK` blocks forever).
+        fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(f());
+            });
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("hung on a FIFO or a device")
+        }
+
+        fn mkfifo(path: &Path) {
+            assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+        }
+
+        #[test]
+        fn links_planted_in_the_data_dir_are_not_followed() {
+            let dir = tempfile::tempdir().unwrap();
+            let target = precious(dir.path());
+            let data = dir.path().join("data");
+            fs::create_dir_all(data.join("queue")).unwrap();
+            fs::create_dir_all(data.join("ledger")).unwrap();
+            fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+            let mut day =
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            day.truncate(10);
+            for link in [
+                data.join("queue/dropped"),
+                data.join("delivery_state"),
+                data.join(format!("ledger/{day}.jsonl")),
+            ] {
+                symlink(&target, &link).unwrap();
+            }
+            // Drops to count (so `queue/dropped` is written), a round to send (so
+            // `delivery_state` is), and the ledger.
+            let rec = start(dir.path(), Consent::On).unwrap();
+            rec.dropped.store(3, std::sync::atomic::Ordering::Relaxed);
+            run_once(&rec);
+            assert_untouched(&target);
+        }
+
+        #[test]
+        fn a_linked_queue_directory_is_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let elsewhere = dir.path().join("elsewhere");
+            let data = dir.path().join("data");
+            fs::create_dir(&elsewhere).unwrap();
+            fs::create_dir(&data).unwrap();
+            symlink(&elsewhere, data.join("queue")).unwrap();
+            let e = start(dir.path(), Consent::On).unwrap_err();
+            assert!(e.contains("symbolic link"), "{e}");
+            assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        }
+
+        #[test]
+        fn another_users_open_directory_is_refused_and_left_alone() {
+            // Another user pre-created the data directory 0777 (a world-writable
+            // XDG_DATA_HOME) with links to files of the user running the tool (root in CI).
+            let dir = tempfile::tempdir().unwrap();
+            let target = precious(dir.path());
+            let data = dir.path().join("data");
+            fs::create_dir(&data).unwrap();
+            fs::set_permissions(&data, fs::Permissions::from_mode(0o777)).unwrap();
+            symlink(&target, data.join("install_secret")).unwrap();
+            symlink(&target, data.join("delivery_state")).unwrap();
+            let e = start(dir.path(), Consent::On).unwrap_err();
+            assert!(e.contains("writable by other users"), "{e}");
+            assert_untouched(&target);
+            assert_eq!(
+                fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+                0o777
+            );
+            // `telemetry status` says why.
+            #[cfg(feature = "clap")]
+            {
+                let env = |k: &str| (k == "ACME_TELEMETRY").then(|| "on".to_owned());
+                let status = crate::cli::status(&builder(dir.path()), &env);
+                let note = status.note.unwrap_or_default();
+                assert!(note.contains("writable by other users"), "{note}");
+            }
+        }
+
+        #[test]
+        fn a_fifo_as_install_secret_does_not_hang() {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            fs::create_dir(&data).unwrap();
+            mkfifo(&data.join("install_secret"));
+            let path = dir.path().to_owned();
+            let e = within_seconds(move || start(&path, Consent::On).map(|_| ())).unwrap_err();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+
+        #[test]
+        fn consent_files_that_are_devices_fifos_or_links_fail_closed_at_once() {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("config");
+            fs::create_dir_all(config.join("optel")).unwrap();
+            let user = user_config_path(&config, "acme");
+            let project = dir.path().join("project");
+            fs::create_dir(&project).unwrap();
+            let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+                ("user config linked to /dev/zero", {
+                    let user = user.clone();
+                    Box::new(move || symlink("/dev/zero", &user).unwrap())
+                }),
+                ("user config that is a FIFO", {
+                    let user = user.clone();
+                    Box::new(move || mkfifo(&user))
+                }),
+                ("project policy linked to /proc/kmsg", {
+                    let policy = project.join(PROJECT_POLICY_FILE);
+                    Box::new(move || symlink("/proc/kmsg", &policy).unwrap())
+                }),
+            ];
+            for (case, plant) in cases {
+                let _ = fs::remove_file(&user);
+                let _ = fs::remove_file(project.join(PROJECT_POLICY_FILE));
+                plant();
+                let (config, project) = (config.clone(), project.clone());
+                let r = within_seconds(move || {
+                    let env = |_: &str| None;
+                    crate::consent::resolve(&crate::consent::Inputs {
+                        env: &env,
+                        tool: "acme",
+                        cwd: Some(project),
+                        config_dir: Some(config),
+                        default: Consent::On,
+                    })
+                });
+                assert_eq!(r.consent, Consent::Off, "{case}");
+                assert!(r.note.is_some(), "{case}: no note");
+            }
+        }
     }
 }

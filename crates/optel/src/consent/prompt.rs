@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 
 use optel_wire::{Batch, Event, EventType, Timestamp};
 
-use super::{Asking, Consent, ConsentSource, Resolution, read_file, write_user_choice};
+use super::{Asking, Consent, ConsentSource, Resolution, read_file};
 use crate::builder::TelemetryBuilder;
 use crate::identity::Epoch;
 
@@ -33,7 +33,7 @@ pub(crate) fn ask_or_tell(
     match asking {
         Asking::OptIn if can_ask => {
             let answer = ask(tool, builder.epoch, &sample_payload(tool, version));
-            if let Err(e) = write_user_choice(&user_file, Some(answer), notice_shown) {
+            if let Err(e) = builder.save_user_choice(Some(answer), notice_shown) {
                 resolution.note = Some(format!(
                     "cannot keep your answer in {}: {e}; you will be asked again",
                     user_file.display()
@@ -51,7 +51,7 @@ pub(crate) fn ask_or_tell(
         }
         Asking::Notice if can_ask && !notice_shown => {
             eprint!("{}", notice(tool));
-            let _ = write_user_choice(&user_file, None, true);
+            let _ = builder.save_user_choice(None, true);
         }
         _ => {}
     }
