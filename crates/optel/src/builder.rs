@@ -9,6 +9,7 @@ use std::time::Duration;
 use optel_wire::EventType;
 
 use crate::consent::{self, Asking, Consent};
+use crate::debug::DebugLog;
 use crate::fsutil::DirPlan;
 use crate::identity::Epoch;
 use crate::{delivery, export};
@@ -376,10 +377,11 @@ impl TelemetryBuilder {
     }
 
     /// The request policy of the delivery thread.
-    pub(crate) fn delivery_policy(&self) -> delivery::Policy {
+    pub(crate) fn delivery_policy(&self, env: &dyn Fn(&str) -> Option<String>) -> delivery::Policy {
         delivery::Policy {
             request_timeout: self.request_timeout,
             daily_request_cap: self.daily_request_cap,
+            debug: DebugLog::from_env(env, &self.tool),
         }
     }
 }

@@ -25,7 +25,7 @@
 //!
 //! | command | effect |
 //! |---|---|
-//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, queued and dropped counts |
+//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, queued and dropped counts, circuit breaker, last delivery error, requests today and the daily cap, and why telemetry cannot run if its directory is refused |
 //! | `enable` / `local` / `disable` | writes the choice to the user config file; `disable` also deletes unsent events, and sends nothing, not even an opt-out event |
 //! | `reset` | rotates the install secret: the next run uses a new, unlinkable pseudonym |
 //! | `preview` | prints the JSON of the queued batches, exactly as they would be sent, without sending |
@@ -274,9 +274,13 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
         s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
         // The lifetime total kept in the queue's drop counter: the queued batches carry only
         // the drops not yet reported, and none once they are sent.
-        s.dropped_events = queue::queue_status(&data)
-            .ok()
-            .map(|q| q.dropped_events_total);
+        if let Ok(q) = queue::queue_status(&data) {
+            s.dropped_events = Some(q.dropped_events_total);
+            s.breaker_open_until = q.breaker_open_until;
+            s.delivery_failures = Some(q.consecutive_failures);
+            s.last_error = q.last_error;
+            s.requests_today = Some((q.requests_today, builder.daily_request_cap));
+        }
         if data.exists() {
             s.data_dir = Some(data);
         }
@@ -348,7 +352,7 @@ fn flush(
     // The user asked for this flush: probe the endpoint even if the breaker is open.
     let breaker = Breaker::new(data.clone());
     breaker.allow_probe();
-    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(), exporter)
+    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(env), exporter)
         .map_err(io_err("start delivery for", &data))?;
     // The command ends the process: the exporter is flushed and shut down too.
     let in_time = worker.finish(Instant::now() + timeout);
@@ -494,5 +498,39 @@ mod tests {
             s.to_string()
                 .contains(&format!("dropped events: {quarter}"))
         );
+    }
+
+    #[test]
+    fn status_shows_the_breaker_the_last_error_and_the_daily_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let breaker = Breaker::new(data.clone());
+        let until = optel_wire::Timestamp::now().unix_ms() + 60_000;
+        let today = optel_wire::Timestamp::now()
+            .unix_ms()
+            .div_euclid(86_400_000);
+        breaker
+            .update(|s| {
+                s.failures = 5;
+                s.open_until_ms = until;
+                s.day = today;
+                s.requests = 3;
+            })
+            .unwrap();
+        breaker.record_error("will retry: connection refused");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"))
+            .daily_request_cap(3);
+        let text = status(&builder, &|_: &str| None).to_string();
+        for want in [
+            "delivery: paused, circuit breaker open until ",
+            "(5 failed attempts in a row)",
+            "requests today: 3 of 3: daily cap reached",
+            "last error: will retry: connection refused (at ",
+        ] {
+            assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
     }
 }

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use optel_wire::Batch;
 
-use crate::breaker::Breaker;
+use crate::breaker::{BREAKER_FAILURES, Breaker};
+use crate::debug::{DebugLog, rfc3339};
 use crate::export::{ExportError, Exporter};
 use crate::queue::{Claim, Queue};
 use crate::random::random_bytes;
@@ -60,6 +61,8 @@ pub(crate) struct Policy {
     pub(crate) request_timeout: Duration,
     /// Most requests per UTC day.
     pub(crate) daily_request_cap: u32,
+    /// `<TOOL>_TELEMETRY_DEBUG` lines.
+    pub(crate) debug: DebugLog,
 }
 
 /// Handle to the delivery thread.
@@ -151,7 +154,11 @@ impl Sender<'_> {
         let mut events = 0;
         let mut bytes = 0;
         for segment in segments {
-            if Instant::now() >= deadline || !self.breaker.may_send() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            if !self.breaker.may_send() {
+                self.debug_breaker("not sending");
                 return;
             }
             let Ok(Some(claim)) = self.queue.claim(&segment.path) else {
@@ -195,23 +202,51 @@ impl Sender<'_> {
         }
         let mut backoff = Backoff::new();
         let round_end = deadline.min(Instant::now() + MAX_RETRY_TIME);
+        let bytes: u64 = group.iter().map(|c| c.bytes).sum();
         loop {
             let now = Instant::now();
-            if now >= round_end || !self.breaker.acquire(self.policy.daily_request_cap) {
+            if now >= round_end {
+                return false;
+            }
+            if !self.breaker.acquire(self.policy.daily_request_cap) {
+                self.debug_breaker("request not sent");
                 return false;
             }
             let timeout = self.policy.request_timeout.min(round_end - now);
-            match self.exporter.export(&batch, timeout) {
+            self.policy.debug.line(|| {
+                format!(
+                    "sending {} events ({bytes} bytes of JSON, {} dropped reported) with {:?}, timeout {} ms",
+                    batch.events.len(),
+                    batch.dropped_events,
+                    self.exporter,
+                    timeout.as_millis()
+                )
+            });
+            let result = self.exporter.export(&batch, timeout);
+            self.policy.debug.line(|| match &result {
+                Ok(()) => format!("delivered in {} ms", now.elapsed().as_millis()),
+                Err(e) => format!("{e} (after {} ms)", now.elapsed().as_millis()),
+            });
+            match result {
                 Ok(()) | Err(ExportError::Rejected(_)) => {
                     self.breaker.success();
+                    if let Err(e) = result {
+                        // Kept after success clears it: a rejected batch is worth seeing.
+                        self.breaker.record_error(&e.to_string());
+                    }
                     for claim in group {
                         let _ = self.queue.complete(claim);
                     }
                     return true;
                 }
-                Err(ExportError::Retryable { retry_after, .. }) => {
+                Err(ExportError::Retryable {
+                    retry_after,
+                    reason,
+                }) => {
+                    self.breaker.record_error(&format!("will retry: {reason}"));
                     let retry_after = retry_after.map(|d| d.min(MAX_RETRY_AFTER));
                     self.breaker.failure(retry_after);
+                    self.debug_breaker("after the failure");
                     let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
                     if Instant::now() + delay >= round_end {
                         return false;
@@ -220,6 +255,28 @@ impl Sender<'_> {
                 }
             }
         }
+    }
+}
+
+impl Sender<'_> {
+    /// A debug line with the breaker and daily-cap state.
+    fn debug_breaker(&self, what: &str) {
+        self.policy.debug.line(|| {
+            let s = self.breaker.state();
+            let now = optel_wire::Timestamp::now().unix_ms();
+            let breaker = if s.open_until_ms > now {
+                format!(
+                    "breaker open until {}",
+                    rfc3339(optel_wire::Timestamp::from_unix_ms(s.open_until_ms).to_system_time())
+                )
+            } else {
+                "breaker closed".to_owned()
+            };
+            format!(
+                "{what}: {breaker}, {} failures in a row (opens at {BREAKER_FAILURES}), {} of {} requests today",
+                s.failures, s.requests, self.policy.daily_request_cap
+            )
+        });
     }
 }
 
@@ -321,6 +378,7 @@ mod tests {
         let policy = Policy {
             request_timeout: Duration::from_secs(1),
             daily_request_cap: 100,
+            debug: DebugLog::default(),
         };
         Sender {
             queue,

@@ -67,6 +67,7 @@
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
 //! | `<TOOL>_TELEMETRY_CA_FILE` | a PEM file of root certificates trusted for HTTPS instead of the webpki roots (feature `tls`); replaces [`TelemetryBuilder::tls_root_certificates`] |
 //! | `SSL_CERT_FILE` | the same, for every tool; [`TelemetryBuilder::tls_root_certificates`] replaces it |
+//! | `<TOOL>_TELEMETRY_DEBUG` | `1`: one line on stderr per decision (consent and its layer, endpoint, each request's size and outcome, the breaker, the daily cap, the exit wait) |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
 //! | `CI` | set (not empty, `0` or `false`): the exit budget becomes a bounded blocking flush ([`TelemetryBuilder::ci_flush_timeout`], 2 s) |
 //! | `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` | proxy for delivery requests, except hosts in `NO_PROXY` |
@@ -99,6 +100,7 @@ mod builder;
 pub mod cli;
 mod command;
 mod consent;
+mod debug;
 mod delivery;
 pub mod export;
 mod fsutil;

@@ -336,6 +336,10 @@ pub struct QueueStatus {
     pub breaker_open_until: Option<std::time::SystemTime>,
     /// Delivery requests made today (UTC) by all processes of the tool.
     pub requests_today: u32,
+    /// Delivery attempts since the last success that did not succeed (the breaker opens at 5).
+    pub consecutive_failures: u32,
+    /// The last delivery error since the last success, and when it happened.
+    pub last_error: Option<(std::time::SystemTime, String)>,
 }
 
 /// Reads the queue and delivery state kept in `data_dir` (the directory given to
@@ -360,7 +364,9 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         Err(e) => return Err(e),
     };
     let dropped = queue.dropped();
-    let breaker = crate::breaker::Breaker::new(data_dir.to_owned()).state();
+    let breaker_file = crate::breaker::Breaker::new(data_dir.to_owned());
+    let breaker = breaker_file.state();
+    let last_error = breaker_file.last_error();
     let now_ms = optel_wire::Timestamp::now().unix_ms();
     let today = now_ms.div_euclid(86_400_000);
     Ok(QueueStatus {
@@ -376,6 +382,8 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         } else {
             0
         },
+        consecutive_failures: breaker.failures,
+        last_error,
     })
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Recorder {
     pub(crate) data_dir: PathBuf,
     pub(crate) epoch_label: String,
     pub(crate) exit_timeout: Duration,
+    /// `<TOOL>_TELEMETRY_DEBUG` lines.
+    pub(crate) debug: crate::debug::DebugLog,
 }
 
 impl fmt::Debug for Recorder {

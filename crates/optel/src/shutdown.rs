@@ -102,7 +102,15 @@ impl Recorder {
             if !batch.events.is_empty() {
                 // The queue first: it is what delivery sends, now or on a later run.
                 if let Some(queue) = &self.queue {
-                    let _ = queue.append(&batch);
+                    let appended = queue.append(&batch);
+                    self.debug.line(|| match &appended {
+                        Ok(_) => format!(
+                            "exit: {} events queued ({} dropped)",
+                            batch.events.len(),
+                            batch.dropped_events
+                        ),
+                        Err(e) => format!("exit: cannot queue this run's events: {e}"),
+                    });
                 }
                 // The ledger is what `telemetry log` shows: every event this tool recorded.
                 // Within what is left of the exit deadline, not a budget of its own.
@@ -111,7 +119,21 @@ impl Recorder {
             }
         }
         if let Some(worker) = &self.worker {
-            worker.finish(deadline);
+            let started = Instant::now();
+            let in_time = worker.finish(deadline);
+            self.debug.line(|| {
+                if in_time {
+                    format!(
+                        "exit: delivery finished in {} ms",
+                        started.elapsed().as_millis()
+                    )
+                } else {
+                    format!(
+                        "exit: stopped waiting after {} ms (the exit budget); the rest stays queued",
+                        started.elapsed().as_millis()
+                    )
+                }
+            });
         }
     }
 }

@@ -11,6 +11,7 @@ use optel_wire::Batch;
 use crate::breaker::Breaker;
 use crate::builder::{TelemetryBuilder, exit_budget};
 use crate::consent::{self, Asking, Consent, ConsentSource};
+use crate::debug::DebugLog;
 use crate::global::GLOBAL;
 use crate::recorder::{Recorder, type_index};
 use crate::shutdown::TelemetryGuard;
@@ -70,14 +71,38 @@ impl TelemetryBuilder {
             resolution.note,
         );
         status.endpoint = self.effective_endpoint(env);
+        let debug = DebugLog::from_env(env, &self.tool);
+        debug.line(|| {
+            let note = status
+                .note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            format!(
+                "consent {}, decided by {}{note}",
+                status.consent, status.decided_by
+            )
+        });
         if resolution.consent == Consent::Off {
             return TelemetryGuard {
                 inner: None,
                 status,
             };
         }
+        debug.line(|| match (&self.exporter, &status.endpoint) {
+            (Some(e), _) => format!("exporter set in code: {e:?}"),
+            (None, Some(endpoint)) => format!("endpoint {endpoint}"),
+            (None, None) => "no endpoint: events are only queued locally".to_owned(),
+        });
         match self.start(env, resolution.consent, ci) {
             Ok(inner) => {
+                debug.line(|| {
+                    format!(
+                        "data directory {}, exit budget {} ms",
+                        inner.data_dir.display(),
+                        inner.exit_timeout.as_millis()
+                    )
+                });
                 status.data_dir = Some(inner.data_dir.clone());
                 status.pseudonym_epoch_label = Some(inner.epoch_label.clone());
                 // INIT_CALLED guarantees we are the only one to set GLOBAL.
@@ -88,6 +113,7 @@ impl TelemetryBuilder {
                 }
             }
             Err(reason) => {
+                debug.line(|| format!("telemetry off for this run: {reason}"));
                 status.consent = Consent::Off;
                 status.note = Some(reason);
                 TelemetryGuard {
@@ -159,7 +185,7 @@ impl TelemetryBuilder {
                     delivery::Worker::start(
                         queue.clone(),
                         Breaker::new(data_dir.clone()),
-                        self.delivery_policy(),
+                        self.delivery_policy(env),
                         exporter,
                     )
                     .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
@@ -192,6 +218,7 @@ impl TelemetryBuilder {
             data_dir,
             epoch_label,
             exit_timeout,
+            debug: DebugLog::from_env(env, &self.tool),
         })
     }
 }
