@@ -89,6 +89,7 @@
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
+//! | `miette` | `miette::Diagnostic` for the public errors ([`InitError`], [`NameError`], the export and `cli` errors): a stable code (`optel::init::no_data_directory`) and a help text |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -102,6 +103,8 @@ mod command;
 mod consent;
 mod debug;
 mod delivery;
+#[cfg(feature = "miette")]
+mod diagnostic;
 pub mod export;
 mod fsutil;
 mod global;
@@ -138,6 +141,7 @@ pub use library::{Library, library};
 pub use optel_wire::EventType;
 pub use queue::{QueueStatus, queue_status};
 pub use shutdown::TelemetryGuard;
+pub use startup::InitError;
 pub use status::Status;
 
 #[doc(hidden)]

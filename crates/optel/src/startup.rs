@@ -18,37 +18,119 @@ use crate::shutdown::TelemetryGuard;
 use crate::status::Status;
 use crate::{delivery, identity, queue, random};
 
+/// Why [`TelemetryBuilder::try_init`] could not start telemetry (it is then off for this run).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// optel was already initialised in this process; the first guard stays in place.
+    #[error(
+        "optel was already initialised in this process: initialise it once, in main, and keep \
+         that guard"
+    )]
+    AlreadyInitialized,
+    /// The tool name breaks the name rules.
+    #[error("tool name {name:?} is not allowed: use [A-Za-z0-9_.:-], at most 64 bytes")]
+    InvalidToolName {
+        /// The name given to [`Telemetry::builder`](crate::Telemetry::builder).
+        name: String,
+    },
+    /// No home directory, so no default data directory.
+    #[error(
+        "no home directory to keep the telemetry queue in: set HOME, or choose a directory \
+         with TelemetryBuilder::data_dir"
+    )]
+    NoDataDirectory,
+    /// An `https://` endpoint, but optel was built without its `tls` feature.
+    #[error(
+        "endpoint {endpoint:?} is HTTPS, but optel was built without its `tls` feature: enable \
+         it (it is a default feature) or use an http:// endpoint"
+    )]
+    TlsUnavailable {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The data directory, the install secret, the queue or the delivery thread could not be
+    /// set up (including a data directory refused as unsafe: a link, another user's, or
+    /// writable by others).
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The operating system's error, or why the directory was refused.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> InitError {
+    move |source| InitError::Io { action, source }
+}
+
 /// Set by the first [`TelemetryBuilder::init`], so that a second one leaves the first in place.
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
 impl TelemetryBuilder {
     /// Resolves consent and, if it is on, installs the process-global recorder and starts
     /// delivery. Never fails: on any problem telemetry is disabled and
-    /// [`TelemetryGuard::status`] says why. A second call in the same process returns a
-    /// disabled guard and leaves the first in place.
+    /// [`TelemetryGuard::status`] says why ([`try_init`](Self::try_init) returns the problem
+    /// instead). A second call in the same process returns a disabled guard and leaves the
+    /// first in place.
     ///
     /// Keep the returned guard alive until the end of `main`: dropping it queues this run's
     /// events and waits at most the exit budget for delivery.
     pub fn init(self) -> TelemetryGuard {
+        let epoch = self.epoch;
+        match self.try_init_with_status() {
+            Ok(guard) => guard,
+            Err((error, status)) => {
+                let mut status = status.unwrap_or_else(|| {
+                    Status::new(Consent::Off, ConsentSource::AuthorDefault, epoch, None)
+                });
+                status.consent = Consent::Off;
+                status.note = Some(error.to_string());
+                TelemetryGuard {
+                    inner: None,
+                    status,
+                }
+            }
+        }
+    }
+
+    /// [`init`](Self::init) that says why telemetry could not start. Consent off is not an
+    /// error: it returns a disabled guard, as `init` does.
+    ///
+    /// # Errors
+    /// [`InitError`]: a second init in the process (the first stays in place), an invalid
+    /// tool name, no data directory, a refused or unwritable data directory, or an `https://`
+    /// endpoint without the `tls` feature. Telemetry is then off for this run.
+    ///
+    /// # Examples
+    /// ```
+    /// let first = optel::Telemetry::builder("acme", "1.0.0").try_init();
+    /// assert!(first.is_ok(), "consent is off by default: a disabled guard, not an error");
+    /// let second = optel::Telemetry::builder("acme", "1.0.0").try_init();
+    /// assert!(matches!(second, Err(optel::InitError::AlreadyInitialized)));
+    /// ```
+    pub fn try_init(self) -> Result<TelemetryGuard, InitError> {
+        self.try_init_with_status().map_err(|(e, _)| e)
+    }
+
+    /// The error comes with the status resolution reached before it, if it got that far.
+    fn try_init_with_status(self) -> Result<TelemetryGuard, (InitError, Option<Status>)> {
         if INIT_CALLED.swap(true, Ordering::AcqRel) {
-            let status = Status::new(
-                Consent::Off,
-                ConsentSource::AuthorDefault,
-                self.epoch,
-                Some("optel was already initialised in this process".into()),
-            );
-            return TelemetryGuard {
-                inner: None,
-                status,
-            };
+            return Err((InitError::AlreadyInitialized, None));
         }
         let env = |k: &str| std::env::var(k).ok();
         let interactive = consent::prompt::interactive();
         self.init_with(&env, interactive, &consent::ci_vendor)
+            .map_err(|(e, s)| (e, Some(s)))
     }
 
     #[cfg(test)]
-    fn init_with_env(self, env: &dyn Fn(&str) -> Option<String>) -> TelemetryGuard {
+    fn init_with_env(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TelemetryGuard, (InitError, Status)> {
         INIT_CALLED.store(true, Ordering::Release);
         self.init_with(env, (false, false), &|| None)
     }
@@ -58,7 +140,7 @@ impl TelemetryBuilder {
         env: &dyn Fn(&str) -> Option<String>,
         (stdin_tty, stderr_tty): (bool, bool),
         ci: &dyn Fn() -> Option<String>,
-    ) -> TelemetryGuard {
+    ) -> Result<TelemetryGuard, (InitError, Status)> {
         let mut resolution = self.resolve(env);
         if resolution.source == ConsentSource::AuthorDefault && self.asking != Asking::Silent {
             resolution =
@@ -84,10 +166,10 @@ impl TelemetryBuilder {
             )
         });
         if resolution.consent == Consent::Off {
-            return TelemetryGuard {
+            return Ok(TelemetryGuard {
                 inner: None,
                 status,
-            };
+            });
         }
         debug.line(|| match (&self.exporter, &status.endpoint) {
             (Some(e), _) => format!("exporter set in code: {e:?}"),
@@ -107,19 +189,14 @@ impl TelemetryBuilder {
                 status.pseudonym_epoch_label = Some(inner.epoch_label.clone());
                 // INIT_CALLED guarantees we are the only one to set GLOBAL.
                 let inner = GLOBAL.get_or_init(|| inner);
-                TelemetryGuard {
+                Ok(TelemetryGuard {
                     inner: Some(inner),
                     status,
-                }
+                })
             }
-            Err(reason) => {
-                debug.line(|| format!("telemetry off for this run: {reason}"));
-                status.consent = Consent::Off;
-                status.note = Some(reason);
-                TelemetryGuard {
-                    inner: None,
-                    status,
-                }
+            Err(e) => {
+                debug.line(|| format!("telemetry off for this run: {e}"));
+                Err((e, status))
             }
         }
     }
@@ -130,12 +207,11 @@ impl TelemetryBuilder {
         env: &dyn Fn(&str) -> Option<String>,
         consent: Consent,
         ci: &dyn Fn() -> Option<String>,
-    ) -> Result<Recorder, String> {
+    ) -> Result<Recorder, InitError> {
         if !optel_wire::is_valid_name(&self.tool) {
-            return Err(format!(
-                "tool name {:?} is not allowed: use [A-Za-z0-9_.:-], at most 64 bytes",
-                self.tool
-            ));
+            return Err(InitError::InvalidToolName {
+                name: self.tool.clone(),
+            });
         }
         let prefix = consent::env_prefix(&self.tool);
         if cfg!(not(feature = "tls"))
@@ -144,18 +220,12 @@ impl TelemetryBuilder {
             && endpoint.starts_with("https://")
         {
             // Without TLS every request would fail and the queue would only grow.
-            return Err(format!(
-                "endpoint {endpoint:?} is HTTPS, but optel was built without its `tls` feature: \
-                 enable it (it is a default feature) or use an http:// endpoint"
-            ));
+            return Err(InitError::TlsUnavailable { endpoint });
         }
-        let plan = self
-            .data_dir_plan()
-            .ok_or("no home directory to keep the telemetry queue in")?;
+        let plan = self.data_dir_plan().ok_or(InitError::NoDataDirectory)?;
         // Created 0700 without following links; another user's or a shared directory is
         // refused, and telemetry stays off for this run.
-        plan.ensure()
-            .map_err(|e| format!("cannot use the data directory: {e}"))?;
+        plan.ensure().map_err(io("use the data directory"))?;
         let data_dir = plan.dir;
         let now = SystemTime::now();
         let epoch_label = self.epoch.label(now);
@@ -165,7 +235,7 @@ impl TelemetryBuilder {
             Some(vendor) => identity::ci_pseudonym(&vendor),
             None => {
                 let secret = identity::load_or_create_secret(&data_dir)
-                    .map_err(|e| format!("cannot read or create the install secret: {e}"))?;
+                    .map_err(io("read or create the install secret"))?;
                 identity::pseudonym(&secret, &self.tool, &epoch_label)
             }
         };
@@ -174,12 +244,12 @@ impl TelemetryBuilder {
             sampled_out[type_index(*event_type)] =
                 identity::sample_point(&pseudonym, event_type.as_str()) >= *ratio;
         }
-        let session = random::random_bytes::<16>().map_err(|e| e.to_string())?;
-        let id_bits = random::random_bytes::<16>().map_err(|e| e.to_string())?;
+        let session = random::random_bytes::<16>().map_err(io("get random bytes"))?;
+        let id_bits = random::random_bytes::<16>().map_err(io("get random bytes"))?;
         let exit_timeout = exit_budget(env, &prefix, self.exit_timeout, self.ci_flush_timeout);
         let (queue, worker) = if consent == Consent::On {
             let queue = queue::Queue::open(data_dir.join("queue"))
-                .map_err(|e| format!("cannot create the queue directory: {e}"))?;
+                .map_err(io("create the queue directory"))?;
             let worker = match self.delivery_exporter(env) {
                 Some(exporter) => Some(
                     delivery::Worker::start(
@@ -188,7 +258,7 @@ impl TelemetryBuilder {
                         self.delivery_policy(env),
                         exporter,
                     )
-                    .map_err(|e| format!("cannot start the delivery thread: {e}"))?,
+                    .map_err(io("start the delivery thread"))?,
                 ),
                 None => None,
             };
@@ -237,11 +307,56 @@ mod tests {
         let guard = Telemetry::builder("acme", "1.0.0")
             .data_dir(&data)
             .default_consent(Consent::On)
-            .init_with_env(&env);
+            .init_with_env(&env)
+            .map_err(|(e, _)| e)
+            .unwrap();
         assert!(!guard.is_enabled());
         assert_eq!(guard.status().decided_by, ConsentSource::DoNotTrack);
         assert!(!data.exists());
         assert!(!global().is_enabled());
+    }
+
+    #[test]
+    fn init_errors_are_typed_and_init_degrades_to_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = |_: &str| None;
+        let err = |b: TelemetryBuilder| match b.default_consent(Consent::On).init_with(
+            &on,
+            (false, false),
+            &|| None,
+        ) {
+            Ok(_) => panic!("expected an error"),
+            Err((e, status)) => (e, status),
+        };
+        let (e, status) = err(Telemetry::builder("not a name", "1.0.0").data_dir(dir.path()));
+        assert!(matches!(&e, InitError::InvalidToolName { name } if name == "not a name"));
+        assert_eq!(status.decided_by, ConsentSource::AuthorDefault);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let (e, _) = err(Telemetry::builder("acme", "1.0.0").data_dir(&open));
+            assert!(
+                matches!(
+                    &e,
+                    InitError::Io {
+                        action: "use the data directory",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("writable by other users"), "{e}");
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let (e, _) = err(Telemetry::builder("acme", "1.0.0")
+                .data_dir(dir.path().join("d"))
+                .endpoint("https://telemetry.example"));
+            assert!(matches!(e, InitError::TlsUnavailable { .. }), "{e:?}");
+        }
     }
 
     /// The hardening cases of the issue "Hardening": links, FIFOs, devices and hostile
@@ -269,7 +384,9 @@ mod tests {
         }
 
         fn start(dir: &Path, consent: Consent) -> Result<Recorder, String> {
-            builder(dir).start(&|_: &str| None, consent, &|| None)
+            builder(dir)
+                .start(&|_: &str| None, consent, &|| None)
+                .map_err(|e| e.to_string())
         }
 
         fn run_once(rec: &Recorder) {
