@@ -623,19 +623,23 @@ impl MemoryExporter {
     ///
     /// # Panics
     /// When there is none, listing what was exported.
+    #[expect(
+        clippy::panic,
+        reason = "an assertion helper: failing the author's test is its job (see # Panics)"
+    )]
     pub fn assert_event(&self, event_type: optel_wire::EventType, name: &str) -> optel_wire::Event {
         let events = self.events();
-        let found = events
+        match events
             .iter()
             .find(|e| e.event_type == event_type && e.name == name)
-            .cloned();
-        assert!(
-            found.is_some(),
-            "no {} event named {name:?} was exported; exported: {:?}",
-            event_type.as_str(),
-            self.event_names()
-        );
-        found.unwrap_or_else(|| events[0].clone())
+        {
+            Some(event) => event.clone(),
+            None => panic!(
+                "no {} event named {name:?} was exported; exported: {:?}",
+                event_type.as_str(),
+                self.event_names()
+            ),
+        }
     }
 
     /// Asserts that nothing was exported.
@@ -717,6 +721,13 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, body);
+    }
+
+    #[cfg(feature = "testing")]
+    #[test]
+    #[should_panic(expected = "no command event named \"build\" was exported; exported: []")]
+    fn assert_event_fails_with_what_was_exported() {
+        MemoryExporter::new().assert_event(optel_wire::EventType::Command, "build");
     }
 
     #[test]
