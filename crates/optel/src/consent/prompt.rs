@@ -21,8 +21,7 @@ pub(crate) fn ask_or_tell(
 ) -> Resolution {
     let (tool, version, asking) = (&*builder.tool, &*builder.version, builder.asking);
     let user_file = builder.user_config_file();
-    // CI is checked last: it reads many variables, and without a terminal it is moot.
-    let can_ask = stdin_tty && stderr_tty && can_ask(true, true, ci().is_some());
+    let can_ask = can_ask(stdin_tty, stderr_tty, || ci().is_some());
     let Some(user_file) = user_file else {
         return resolution;
     };
@@ -81,9 +80,10 @@ pub(crate) fn sample_payload(tool: &str, version: &str) -> String {
     serde_json::to_string_pretty(&batch).unwrap_or_default()
 }
 
-/// Whether the user can be asked: stdin and stderr are terminals and this is not CI.
-pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: bool) -> bool {
-    stdin_tty && stderr_tty && !in_ci
+/// Whether the user can be asked: stdin and stderr are terminals and this is not CI. CI is
+/// checked last, and only then: it reads many variables, and without a terminal it is moot.
+pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: impl FnOnce() -> bool) -> bool {
+    stdin_tty && stderr_tty && !in_ci()
 }
 
 /// Whether stdin and stderr are both terminals.
@@ -232,9 +232,10 @@ mod tests {
 
     #[test]
     fn asking_needs_two_terminals_and_no_ci() {
-        assert!(can_ask(true, true, false));
-        assert!(!can_ask(true, true, true));
-        assert!(!can_ask(false, true, false));
-        assert!(!can_ask(true, false, false));
+        assert!(can_ask(true, true, || false));
+        assert!(!can_ask(true, true, || true));
+        let not_asked = || -> bool { panic!("CI detection ran without a terminal") };
+        assert!(!can_ask(false, true, not_asked));
+        assert!(!can_ask(true, false, not_asked));
     }
 }
