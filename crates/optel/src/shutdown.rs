@@ -63,10 +63,13 @@ impl Recorder {
     /// round waited for until `deadline`.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.closed.store(true, Ordering::Release);
-        let events = match self.buffer.lock() {
-            Ok(mut buffer) => std::mem::take(&mut *buffer),
-            Err(_) => return,
-        };
+        // A poisoned lock still holds this run's events: hand them over all the same.
+        let events = std::mem::take(
+            &mut *self
+                .buffer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let mut dropped = self.dropped.swap(0, Ordering::Relaxed);
         let events: Vec<Event> = events
             .into_iter()
