@@ -194,7 +194,7 @@ impl Sender<'_> {
         let mut batch = first.batch.clone();
         batch.events.clear();
         // The first segment's count is added in the loop below like the others (regression:
-        // it was counted twice).
+        // it was counted twice; tests::merged_segments_report_each_drop_count_once).
         batch.dropped_events = 0;
         for claim in &group {
             batch.events.extend(claim.batch.events.iter().cloned());
@@ -338,6 +338,7 @@ mod tests {
     struct Scripted {
         answers: Mutex<Vec<crate::export::ExportResult>>,
         calls: Mutex<Vec<usize>>,
+        dropped: Mutex<Vec<u64>>,
     }
 
     impl Scripted {
@@ -346,6 +347,7 @@ mod tests {
             Self {
                 answers: Mutex::new(answers),
                 calls: Mutex::new(Vec::new()),
+                dropped: Mutex::new(Vec::new()),
             }
         }
     }
@@ -353,6 +355,7 @@ mod tests {
     impl Exporter for Scripted {
         fn export(&self, batch: &Batch, _timeout: Duration) -> crate::export::ExportResult {
             self.calls.lock().unwrap().push(batch.events.len());
+            self.dropped.lock().unwrap().push(batch.dropped_events);
             self.answers.lock().unwrap().pop().unwrap_or(Ok(()))
         }
     }
@@ -396,6 +399,24 @@ mod tests {
         round(&queue, &breaker, &exporter);
         assert_eq!(*exporter.calls.lock().unwrap(), [400, 200]);
         assert_eq!(queue.pending_events().unwrap(), 0);
+    }
+
+    #[test]
+    fn merged_segments_report_each_drop_count_once() {
+        // Regression: the first segment's `dropped_events` was counted twice when segments
+        // were merged into one request (the merged batch started as a copy of it).
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path().join("queue")).unwrap();
+        for (n, dropped) in [(2, 5), (3, 7)] {
+            let mut batch = crate::queue::tests::batch(n);
+            batch.dropped_events = dropped;
+            queue.append(&batch).unwrap();
+        }
+        let breaker = Breaker::new(dir.path().to_owned());
+        let exporter = Scripted::new(vec![]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(*exporter.calls.lock().unwrap(), [5], "one request");
+        assert_eq!(*exporter.dropped.lock().unwrap(), [12]);
     }
 
     #[test]
