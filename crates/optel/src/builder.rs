@@ -284,6 +284,7 @@ impl TelemetryBuilder {
             .map(|c| consent::user_config_path(&c, &self.tool))
     }
 
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn resolved_data_dir(&self) -> Option<PathBuf> {
         self.data_dir
             .clone()

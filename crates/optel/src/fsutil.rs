@@ -132,6 +132,7 @@ impl DirPlan {
     ///
     /// # Errors
     /// A level that exists is refused.
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn check_existing(&self) -> io::Result<()> {
         let mut levels: Vec<&Path> = self
             .dir
@@ -390,7 +391,8 @@ fn read_bounded(file: File, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::{PermissionsExt, symlink};
     use std::process::Command;

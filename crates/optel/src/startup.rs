@@ -83,9 +83,10 @@ impl TelemetryBuilder {
         match self.try_init_with_status() {
             Ok(guard) => guard,
             Err((error, status)) => {
-                let mut status = status.unwrap_or_else(|| {
-                    Status::new(Consent::Off, ConsentSource::AuthorDefault, epoch, None)
-                });
+                let mut status = status.map_or_else(
+                    || Status::new(Consent::Off, ConsentSource::AuthorDefault, epoch, None),
+                    |s| *s,
+                );
                 status.consent = Consent::Off;
                 status.note = Some(error.to_string());
                 TelemetryGuard {
@@ -116,7 +117,7 @@ impl TelemetryBuilder {
     }
 
     /// The error comes with the status resolution reached before it, if it got that far.
-    fn try_init_with_status(self) -> Result<TelemetryGuard, (InitError, Option<Status>)> {
+    fn try_init_with_status(self) -> Result<TelemetryGuard, (InitError, Option<Box<Status>>)> {
         if INIT_CALLED.swap(true, Ordering::AcqRel) {
             return Err((InitError::AlreadyInitialized, None));
         }
@@ -130,7 +131,7 @@ impl TelemetryBuilder {
     fn init_with_env(
         self,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<TelemetryGuard, (InitError, Status)> {
+    ) -> Result<TelemetryGuard, (InitError, Box<Status>)> {
         INIT_CALLED.store(true, Ordering::Release);
         self.init_with(env, (false, false), &|| None)
     }
@@ -140,7 +141,7 @@ impl TelemetryBuilder {
         env: &dyn Fn(&str) -> Option<String>,
         (stdin_tty, stderr_tty): (bool, bool),
         ci: &dyn Fn() -> Option<String>,
-    ) -> Result<TelemetryGuard, (InitError, Status)> {
+    ) -> Result<TelemetryGuard, (InitError, Box<Status>)> {
         let mut resolution = self.resolve(env);
         if resolution.source == ConsentSource::AuthorDefault && self.asking != Asking::Silent {
             resolution =
@@ -196,7 +197,7 @@ impl TelemetryBuilder {
             }
             Err(e) => {
                 debug.line(|| format!("telemetry off for this run: {e}"));
-                Err((e, status))
+                Err((e, Box::new(status)))
             }
         }
     }
@@ -511,7 +512,8 @@ mod tests {
             let user = user_config_path(&config, "acme");
             let project = dir.path().join("project");
             fs::create_dir(&project).unwrap();
-            let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+            type Plant = Box<dyn Fn()>;
+            let cases: Vec<(&str, Plant)> = vec![
                 ("user config linked to /dev/zero", {
                     let user = user.clone();
                     Box::new(move || symlink("/dev/zero", &user).unwrap())
