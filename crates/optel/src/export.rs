@@ -91,7 +91,6 @@ impl Exporter for NoopExporter {
 /// - HTTPS (feature `tls`, on by default) trusts the webpki root certificates, or only the
 ///   certificates given with [`with_root_certificates`](Self::with_root_certificates) (a
 ///   private CA, a self-signed collector).
-#[derive(Debug)]
 pub struct HttpExporter {
     url: String,
     ingest_key: Option<String>,
@@ -101,6 +100,19 @@ pub struct HttpExporter {
     roots: Option<RootCertificates>,
     /// Built on first use, on the delivery thread: reading a CA file never delays init.
     agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
+}
+
+impl fmt::Debug for HttpExporter {
+    // The ingest key is never printed (debug lines and panics show this): only whether one is
+    // set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpExporter")
+            .field("url", &self.url)
+            .field("ingest_key", &self.ingest_key.as_ref().map(|_| "<set>"))
+            .field("gzip", &self.gzip)
+            .field("custom_roots", &self.roots.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the root certificates of an [`HttpExporter`] come from.
@@ -728,6 +740,14 @@ mod tests {
     #[should_panic(expected = "no command event named \"build\" was exported; exported: []")]
     fn assert_event_fails_with_what_was_exported() {
         MemoryExporter::new().assert_event(optel_wire::EventType::Command, "build");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_ingest_key() {
+        let e = HttpExporter::new("http://h/v1/events", Some("secret-key-123".into()), "ua");
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret-key-123"), "{shown}");
+        assert!(shown.contains("<set>"), "{shown}");
     }
 
     #[test]

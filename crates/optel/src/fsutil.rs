@@ -134,6 +134,17 @@ impl DirPlan {
     /// A level that exists is refused.
     #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn check_existing(&self) -> io::Result<()> {
+        if let Some(anchor) = &self.anchor
+            && !anchor.is_dir()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} does not exist, and optel does not create it",
+                    anchor.display()
+                ),
+            ));
+        }
         let mut levels: Vec<&Path> = self
             .dir
             .ancestors()
@@ -500,6 +511,9 @@ mod tests {
         let e = plan.ensure().unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         assert!(!home.exists());
+        // `telemetry status` says so too.
+        let e = plan.check_existing().unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
         // An XDG_DATA_HOME that is set but missing is not created either.
         fs::create_dir(&home).unwrap();
         let xdg = dir.path().join("xdg-data");
