@@ -16,6 +16,9 @@
 //! // the exit budget (40 ms by default); what is not sent goes on a later run.
 //! ```
 //!
+//! `init` never fails: on any problem telemetry is off for the run and `status` says why;
+//! [`TelemetryBuilder::try_init`] returns the reason as an [`InitError`] instead.
+//!
 //! With the `clap` feature, `cli::TelemetryArgs` gives users `<tool> telemetry
 //! status|enable|disable|local|reset|preview|log|purge|flush` with one line in the tool's
 //! subcommand enum (see the `cli` module).
