@@ -9,7 +9,6 @@
 //! file counts requests per UTC day, so a firewall or a broken collector can never cause a retry
 //! storm. Delivery asks it before every request; `queue_status` and `telemetry status` read it.
 
-use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,12 +24,17 @@ pub(crate) const BREAKER_FAILURES: u32 = 5;
 pub(crate) const BREAKER_OPEN: Duration = Duration::from_secs(30);
 /// The breaker state file, in the data directory.
 pub(crate) const STATE_FILE: &str = "delivery_state";
+/// The last delivery error (`<unix ms> <text>`), in the data directory; removed on success.
+pub(crate) const LAST_ERROR_FILE: &str = "last_error";
+/// Longest last-error text kept.
+const MAX_ERROR_BYTES: usize = 400;
 
 /// The circuit breaker and the daily request counter, persisted in [`STATE_FILE`] and shared
 /// by every process of the tool.
 #[derive(Debug, Clone)]
 pub(crate) struct Breaker {
     path: PathBuf,
+    last_error: PathBuf,
 }
 
 /// The persisted breaker state.
@@ -51,12 +55,13 @@ impl Breaker {
     pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             path: dir.join(STATE_FILE),
+            last_error: dir.join(LAST_ERROR_FILE),
         }
     }
 
     /// The current state (all zero if the file is missing or unreadable).
     pub(crate) fn state(&self) -> BreakerState {
-        let Ok(file) = std::fs::File::open(&self.path) else {
+        let Ok(file) = crate::fsutil::open_read(&self.path) else {
             return BreakerState::default();
         };
         let mut text = String::new();
@@ -109,6 +114,30 @@ impl Breaker {
             s.failures = 0;
             s.open_until_ms = 0;
         });
+        let _ = std::fs::remove_file(&self.last_error);
+    }
+
+    /// Keeps `error` as the last delivery error, for `telemetry status`.
+    pub(crate) fn record_error(&self, error: &str) {
+        let mut text = error.replace(['\n', '\r'], " ");
+        if text.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        let record = format!("{} {text}\n", Timestamp::now().unix_ms());
+        let _ = crate::fsutil::write_private_atomic(&self.last_error, record.as_bytes());
+    }
+
+    /// The last delivery error since the last success: when, and what.
+    pub(crate) fn last_error(&self) -> Option<(std::time::SystemTime, String)> {
+        let bytes = crate::fsutil::read_private(&self.last_error, 1024).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let (ms, error) = text.trim_end().split_once(' ')?;
+        let at = Timestamp::from_unix_ms(ms.parse().ok()?).to_system_time();
+        Some((at, error.to_owned()))
     }
 
     /// The attempt failed (it was already counted); honour `Retry-After` for everybody.
@@ -121,14 +150,7 @@ impl Breaker {
     /// Read-modify-write under an exclusive lock of the state file; the record is rewritten
     /// in place with one fixed-width `write`, so a killed process leaves the old or new state.
     pub(crate) fn update(&self, change: impl FnOnce(&mut BreakerState)) -> io::Result<()> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&self.path)?;
+        let mut file = crate::fsutil::open_state(&self.path)?;
         file.lock()?;
         let mut text = String::new();
         (&mut file).take(256).read_to_string(&mut text)?;

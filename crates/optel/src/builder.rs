@@ -9,6 +9,8 @@ use std::time::Duration;
 use optel_wire::EventType;
 
 use crate::consent::{self, Asking, Consent};
+use crate::debug::DebugLog;
+use crate::fsutil::DirPlan;
 use crate::identity::Epoch;
 use crate::{delivery, export};
 
@@ -57,6 +59,7 @@ impl Telemetry {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             daily_request_cap: DEFAULT_DAILY_REQUEST_CAP,
             gzip: true,
+            root_certificates: None,
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct TelemetryBuilder {
     pub(crate) request_timeout: Duration,
     pub(crate) daily_request_cap: u32,
     pub(crate) gzip: bool,
+    pub(crate) root_certificates: Option<std::sync::Arc<[u8]>>,
 }
 
 impl TelemetryBuilder {
@@ -201,6 +205,49 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for the
+    /// HTTPS endpoint, instead of the webpki roots: for a collector behind a private CA or with a
+    /// self-signed certificate. Default: the webpki roots; `SSL_CERT_FILE` (a PEM file) replaces
+    /// them when set, this setting replaces `SSL_CERT_FILE`, and `<TOOL>_TELEMETRY_CA_FILE` (a
+    /// PEM file) replaces this setting, as `<TOOL>_TELEMETRY_ENDPOINT` replaces the endpoint.
+    /// The file is read on the delivery thread, never at init. Feature `tls`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let pem = std::fs::read("/etc/acme/telemetry-ca.pem").unwrap_or_default();
+    /// let _guard = optel::Telemetry::builder("acme", "1.0.0")
+    ///     .endpoint("https://telemetry.acme.internal")
+    ///     .tls_root_certificates(pem)
+    ///     .init();
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates = Some(pem.into().into());
+        self
+    }
+
+    /// The root certificates of the HTTP exporter: `<TOOL>_TELEMETRY_CA_FILE`, else those set in
+    /// code, else `SSL_CERT_FILE`, else none (the webpki roots).
+    pub(crate) fn root_certificates(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<export::RootCertificates> {
+        let file = |var: &str| {
+            env(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| export::RootCertificates::File(PathBuf::from(v)))
+        };
+        let prefix = consent::env_prefix(&self.tool);
+        file(&format!("{prefix}_TELEMETRY_CA_FILE"))
+            .or_else(|| {
+                self.root_certificates
+                    .clone()
+                    .map(export::RootCertificates::Pem)
+            })
+            .or_else(|| file("SSL_CERT_FILE"))
+    }
+
     /// Sends batches with `exporter` instead of the optel HTTP exporter, e.g.
     /// `optel::otlp::OtlpExporter` (feature `otlp`) for an OpenTelemetry backend. The queue,
     /// batching, retries, circuit breaker and exit budget stay the same. Default: the optel
@@ -237,10 +284,58 @@ impl TelemetryBuilder {
             .map(|c| consent::user_config_path(&c, &self.tool))
     }
 
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn resolved_data_dir(&self) -> Option<PathBuf> {
         self.data_dir
             .clone()
             .or_else(|| default_data_dir(&self.tool))
+    }
+
+    /// How the data directory is created and checked (see `fsutil`): a directory set in code
+    /// is created with its parents; the default one only below an existing home (or an
+    /// existing `XDG_DATA_HOME`), and every level from `optel/` down is checked.
+    pub(crate) fn data_dir_plan(&self) -> Option<DirPlan> {
+        if let Some(dir) = &self.data_dir {
+            return Some(DirPlan::explicit(dir.clone()));
+        }
+        let base = directories::BaseDirs::new()?;
+        Some(DirPlan::under_base(
+            base.data_dir(),
+            base.home_dir(),
+            xdg_set("XDG_DATA_HOME"),
+            &["optel", &self.tool],
+        ))
+    }
+
+    /// How the directory of the user's consent files (`<config dir>/optel`) is created.
+    pub(crate) fn config_dir_plan(&self) -> Option<DirPlan> {
+        if let Some(dir) = &self.config_dir {
+            return Some(DirPlan::explicit(dir.join("optel")));
+        }
+        let base = directories::BaseDirs::new()?;
+        Some(DirPlan::under_base(
+            base.config_dir(),
+            base.home_dir(),
+            xdg_set("XDG_CONFIG_HOME"),
+            &["optel"],
+        ))
+    }
+
+    /// Writes the user's choice to the per-tool config file (see
+    /// [`consent::write_user_choice`]), creating its directory by [`Self::config_dir_plan`];
+    /// returns the file.
+    pub(crate) fn save_user_choice(
+        &self,
+        consent: Option<Consent>,
+        notice_shown: bool,
+    ) -> std::io::Result<PathBuf> {
+        let plan = self.config_dir_plan().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no home directory")
+        })?;
+        plan.ensure()?;
+        let path = plan.dir.join(format!("{}.toml", self.tool));
+        consent::write_user_choice(&path, consent, notice_shown)?;
+        Ok(path)
     }
 
     pub(crate) fn ledger(&self, data_dir: &Path) -> export::JsonlFileExporter {
@@ -277,15 +372,17 @@ impl TelemetryBuilder {
         );
         Some(Box::new(
             export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
-                .with_gzip(self.gzip),
+                .with_gzip(self.gzip)
+                .with_roots(self.root_certificates(env)),
         ))
     }
 
     /// The request policy of the delivery thread.
-    pub(crate) fn delivery_policy(&self) -> delivery::Policy {
+    pub(crate) fn delivery_policy(&self, env: &dyn Fn(&str) -> Option<String>) -> delivery::Policy {
         delivery::Policy {
             request_timeout: self.request_timeout,
             daily_request_cap: self.daily_request_cap,
+            debug: DebugLog::from_env(env, &self.tool),
         }
     }
 }
@@ -308,6 +405,13 @@ pub(crate) fn exit_budget(
     env(&format!("{prefix}_TELEMETRY_EXIT_TIMEOUT_MS"))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(budget, |ms| Duration::from_millis(ms).min(MAX_EXIT_TIMEOUT))
+}
+
+/// Whether an XDG base directory variable is in force (set to an absolute path, on the
+/// platforms where the `directories` crate reads it).
+fn xdg_set(var: &str) -> bool {
+    cfg!(all(unix, not(target_os = "macos")))
+        && std::env::var_os(var).is_some_and(|v| Path::new(&v).is_absolute())
 }
 
 /// The URL of the `/v1/events` route for an endpoint given as a base URL or as the route.

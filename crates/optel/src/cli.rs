@@ -25,7 +25,7 @@
 //!
 //! | command | effect |
 //! |---|---|
-//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, queued and dropped counts |
+//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, queued and dropped counts, circuit breaker, last delivery error, requests today and the daily cap, and why telemetry cannot run if its directory is refused |
 //! | `enable` / `local` / `disable` | writes the choice to the user config file; `disable` also deletes unsent events, and sends nothing, not even an opt-out event |
 //! | `reset` | rotates the install secret: the next run uses a new, unlinkable pseudonym |
 //! | `preview` | prints the JSON of the queued batches, exactly as they would be sent, without sending |
@@ -263,10 +263,24 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
     if r.consent != Consent::Off {
         s.pseudonym_epoch_label = Some(builder.epoch.label(std::time::SystemTime::now()));
     }
+    if r.consent != Consent::Off
+        && let Some(plan) = builder.data_dir_plan()
+        && let Err(e) = plan.check_existing()
+    {
+        s.note = Some(format!("telemetry cannot run: {e}"));
+    }
     if let Some(data) = builder.resolved_data_dir() {
         let batches = queued(&data).unwrap_or_default();
         s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
-        s.dropped_events = Some(batches.iter().map(|b| b.dropped_events).sum());
+        // The lifetime total kept in the queue's drop counter: the queued batches carry only
+        // the drops not yet reported, and none once they are sent.
+        if let Ok(q) = queue::queue_status(&data) {
+            s.dropped_events = Some(q.dropped_events_total);
+            s.breaker_open_until = q.breaker_open_until;
+            s.delivery_failures = Some(q.consecutive_failures);
+            s.last_error = q.last_error;
+            s.requests_today = Some((q.requests_today, builder.daily_request_cap));
+        }
         if data.exists() {
             s.data_dir = Some(data);
         }
@@ -285,7 +299,8 @@ fn choose(
         .ok()
         .flatten()
         .is_some_and(|f| f.notice_shown);
-    consent::write_user_choice(&path, Some(choice), notice_shown)
+    builder
+        .save_user_choice(Some(choice), notice_shown)
         .map_err(io_err("write", &path))?;
     let mut text = format!("telemetry is now {choice} (saved in {})\n", path.display());
     let r = builder.resolve(env);
@@ -337,9 +352,10 @@ fn flush(
     // The user asked for this flush: probe the endpoint even if the breaker is open.
     let breaker = Breaker::new(data.clone());
     breaker.allow_probe();
-    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(), exporter)
+    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(env), exporter)
         .map_err(io_err("start delivery for", &data))?;
-    let in_time = worker.flush(Instant::now() + timeout);
+    // The command ends the process: the exporter is flushed and shut down too.
+    let in_time = worker.finish(Instant::now() + timeout);
     let after: usize = queued(&data)
         .unwrap_or_default()
         .iter()
@@ -449,4 +465,72 @@ fn forget(
         .as_bytes(),
     )
     .map_err(CliError::Output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::Telemetry;
+
+    #[test]
+    fn status_reports_the_lifetime_drop_count() {
+        // Regression: `status` summed the queued batches' `dropped_events` and never read the
+        // queue's persisted drop counter, so drops of a full queue did not show.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let queue_dir = data.join("queue");
+        let q = queue::Queue::open(queue_dir.clone()).unwrap();
+        let quarter = queue::MAX_QUEUE_EVENTS / 4;
+        for i in 0..4 {
+            fs::write(
+                queue_dir.join(format!("000000000000{i}-aa-{quarter}e-2b.json")),
+                b"{}",
+            )
+            .unwrap();
+        }
+        q.append(&queue::tests::batch(7)).unwrap();
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"));
+        let s = status(&builder, &|_: &str| None);
+        assert_eq!(s.dropped_events, Some(quarter));
+        assert!(
+            s.to_string()
+                .contains(&format!("dropped events: {quarter}"))
+        );
+    }
+
+    #[test]
+    fn status_shows_the_breaker_the_last_error_and_the_daily_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let breaker = Breaker::new(data.clone());
+        let until = optel_wire::Timestamp::now().unix_ms() + 60_000;
+        let today = optel_wire::Timestamp::now()
+            .unix_ms()
+            .div_euclid(86_400_000);
+        breaker
+            .update(|s| {
+                s.failures = 5;
+                s.open_until_ms = until;
+                s.day = today;
+                s.requests = 3;
+            })
+            .unwrap();
+        breaker.record_error("will retry: connection refused");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"))
+            .daily_request_cap(3);
+        let text = status(&builder, &|_: &str| None).to_string();
+        for want in [
+            "delivery: paused, circuit breaker open until ",
+            "(5 failed attempts in a row)",
+            "requests today: 3 of 3: daily cap reached",
+            "last error: will retry: connection refused (at ",
+        ] {
+            assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+    }
 }

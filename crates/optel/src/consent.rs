@@ -252,7 +252,9 @@ pub(crate) fn find_project_policy(cwd: &Path) -> Option<PathBuf> {
     cwd.ancestors()
         .take(MAX_WALK_UP)
         .map(|dir| dir.join(PROJECT_POLICY_FILE))
-        .find(|p| p.is_file())
+        // Found whatever it is (a link, a FIFO): reading it then refuses it, and telemetry is
+        // off with a note, rather than the layer being silently skipped.
+        .find(|p| fs::symlink_metadata(p).is_ok())
 }
 
 /// The shape of every consent file. Unknown keys are ignored so that tools can keep their own
@@ -271,20 +273,18 @@ pub(crate) struct ConsentFile {
 
 /// Reads a consent file: `Ok(None)` when it does not exist.
 pub(crate) fn read_file(path: &Path) -> Result<Option<ConsentFile>, String> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
+    // Bounded while reading, never by the reported size (0 for `/dev/zero` or `/proc`), and
+    // neither a link (a policy linked to `/proc/kmsg`) nor a FIFO (which would block) is read.
+    let bytes = match fsutil::read_private(path, MAX_CONSENT_FILE_BYTES) {
+        Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            return Err(format!("{e}: shorten it"));
+        }
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    if meta.len() > MAX_CONSENT_FILE_BYTES {
-        return Err(format!(
-            "{} is {} bytes, more than the limit of {MAX_CONSENT_FILE_BYTES}: shorten it",
-            path.display(),
-            meta.len()
-        ));
-    }
     let text =
-        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     toml::from_str(&text)
         .map(Some)
         .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))

@@ -3,7 +3,8 @@
 //!
 //! The thread starts at init and immediately sends what earlier runs left in the queue, while
 //! the host does its work. At shutdown the host asks for one more round (for this run's
-//! segment) and waits for it at most the exit budget; whatever is not sent by then stays queued
+//! segment), followed by the exporter's `force_flush` and `shutdown_with_timeout`, and waits
+//! for all of it at most until the exit deadline; whatever is not sent by then stays queued
 //! for a later run. The thread is never joined and no process is ever spawned: when the host's
 //! `main` returns, the process ends and the thread with it, so nothing outlives the tool.
 //!
@@ -27,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use optel_wire::Batch;
 
-use crate::breaker::Breaker;
+use crate::breaker::{BREAKER_FAILURES, Breaker};
+use crate::debug::{DebugLog, rfc3339};
 use crate::export::{ExportError, Exporter};
 use crate::queue::{Claim, Queue};
 use crate::random::random_bytes;
@@ -59,6 +61,8 @@ pub(crate) struct Policy {
     pub(crate) request_timeout: Duration,
     /// Most requests per UTC day.
     pub(crate) daily_request_cap: u32,
+    /// `<TOOL>_TELEMETRY_DEBUG` lines.
+    pub(crate) debug: DebugLog,
 }
 
 /// Handle to the delivery thread.
@@ -81,8 +85,8 @@ impl Worker {
         policy: Policy,
         exporter: Box<dyn Exporter>,
     ) -> io::Result<Self> {
-        // Capacity 4: flush requests beyond that are redundant with those already waiting.
-        let (tx, rx) = mpsc::sync_channel::<FlushRequest>(4);
+        // One request: the exit's.
+        let (tx, rx) = mpsc::sync_channel::<FlushRequest>(1);
         thread::Builder::new()
             .name("optel-delivery".into())
             .spawn(move || {
@@ -97,9 +101,11 @@ impl Worker {
         Ok(Self { requests: tx })
     }
 
-    /// Asks for a delivery round and waits for it until `deadline`. Returns whether the round
-    /// finished in time.
-    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+    /// The exit: a last delivery round, then [`Exporter::force_flush`] and
+    /// [`Exporter::shutdown_with_timeout`], all within `deadline` (the one exit deadline).
+    /// Returns whether all of it finished in time; what did not goes on a later run. The
+    /// thread takes no request after this one.
+    pub(crate) fn finish(&self, deadline: Instant) -> bool {
         let (done_tx, done_rx) = mpsc::sync_channel(1);
         let request = FlushRequest {
             deadline,
@@ -126,8 +132,13 @@ struct Sender<'a> {
 impl Sender<'_> {
     fn run(&self, requests: &Receiver<FlushRequest>) {
         self.deliver_all(Instant::now() + MAX_RETRY_TIME);
-        while let Ok(request) = requests.recv() {
+        if let Ok(request) = requests.recv() {
             self.deliver_all(request.deadline);
+            // A buffering exporter would otherwise lose what it holds: the contract's
+            // force_flush and shutdown_with_timeout, never past the exit deadline.
+            let left = || request.deadline.saturating_duration_since(Instant::now());
+            let _ = self.exporter.force_flush(left());
+            let _ = self.exporter.shutdown_with_timeout(left());
             let _ = request.done.try_send(());
         }
     }
@@ -143,7 +154,11 @@ impl Sender<'_> {
         let mut events = 0;
         let mut bytes = 0;
         for segment in segments {
-            if Instant::now() >= deadline || !self.breaker.may_send() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            if !self.breaker.may_send() {
+                self.debug_breaker("not sending");
                 return;
             }
             let Ok(Some(claim)) = self.queue.claim(&segment.path) else {
@@ -179,7 +194,7 @@ impl Sender<'_> {
         let mut batch = first.batch.clone();
         batch.events.clear();
         // The first segment's count is added in the loop below like the others (regression:
-        // it was counted twice).
+        // it was counted twice; tests::merged_segments_report_each_drop_count_once).
         batch.dropped_events = 0;
         for claim in &group {
             batch.events.extend(claim.batch.events.iter().cloned());
@@ -187,23 +202,51 @@ impl Sender<'_> {
         }
         let mut backoff = Backoff::new();
         let round_end = deadline.min(Instant::now() + MAX_RETRY_TIME);
+        let bytes: u64 = group.iter().map(|c| c.bytes).sum();
         loop {
             let now = Instant::now();
-            if now >= round_end || !self.breaker.acquire(self.policy.daily_request_cap) {
+            if now >= round_end {
+                return false;
+            }
+            if !self.breaker.acquire(self.policy.daily_request_cap) {
+                self.debug_breaker("request not sent");
                 return false;
             }
             let timeout = self.policy.request_timeout.min(round_end - now);
-            match self.exporter.export(&batch, timeout) {
+            self.policy.debug.line(|| {
+                format!(
+                    "sending {} events ({bytes} bytes of JSON, {} dropped reported) with {:?}, timeout {} ms",
+                    batch.events.len(),
+                    batch.dropped_events,
+                    self.exporter,
+                    timeout.as_millis()
+                )
+            });
+            let result = self.exporter.export(&batch, timeout);
+            self.policy.debug.line(|| match &result {
+                Ok(()) => format!("delivered in {} ms", now.elapsed().as_millis()),
+                Err(e) => format!("{e} (after {} ms)", now.elapsed().as_millis()),
+            });
+            match result {
                 Ok(()) | Err(ExportError::Rejected(_)) => {
                     self.breaker.success();
+                    if let Err(e) = result {
+                        // Kept after success clears it: a rejected batch is worth seeing.
+                        self.breaker.record_error(&e.to_string());
+                    }
                     for claim in group {
                         let _ = self.queue.complete(claim);
                     }
                     return true;
                 }
-                Err(ExportError::Retryable { retry_after, .. }) => {
+                Err(ExportError::Retryable {
+                    retry_after,
+                    reason,
+                }) => {
+                    self.breaker.record_error(&format!("will retry: {reason}"));
                     let retry_after = retry_after.map(|d| d.min(MAX_RETRY_AFTER));
                     self.breaker.failure(retry_after);
+                    self.debug_breaker("after the failure");
                     let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
                     if Instant::now() + delay >= round_end {
                         return false;
@@ -212,6 +255,28 @@ impl Sender<'_> {
                 }
             }
         }
+    }
+}
+
+impl Sender<'_> {
+    /// A debug line with the breaker and daily-cap state.
+    fn debug_breaker(&self, what: &str) {
+        self.policy.debug.line(|| {
+            let s = self.breaker.state();
+            let now = optel_wire::Timestamp::now().unix_ms();
+            let breaker = if s.open_until_ms > now {
+                format!(
+                    "breaker open until {}",
+                    rfc3339(optel_wire::Timestamp::from_unix_ms(s.open_until_ms).to_system_time())
+                )
+            } else {
+                "breaker closed".to_owned()
+            };
+            format!(
+                "{what}: {breaker}, {} failures in a row (opens at {BREAKER_FAILURES}), {} of {} requests today",
+                s.failures, s.requests, self.policy.daily_request_cap
+            )
+        });
     }
 }
 
@@ -273,6 +338,7 @@ mod tests {
     struct Scripted {
         answers: Mutex<Vec<crate::export::ExportResult>>,
         calls: Mutex<Vec<usize>>,
+        dropped: Mutex<Vec<u64>>,
     }
 
     impl Scripted {
@@ -281,6 +347,7 @@ mod tests {
             Self {
                 answers: Mutex::new(answers),
                 calls: Mutex::new(Vec::new()),
+                dropped: Mutex::new(Vec::new()),
             }
         }
     }
@@ -288,6 +355,7 @@ mod tests {
     impl Exporter for Scripted {
         fn export(&self, batch: &Batch, _timeout: Duration) -> crate::export::ExportResult {
             self.calls.lock().unwrap().push(batch.events.len());
+            self.dropped.lock().unwrap().push(batch.dropped_events);
             self.answers.lock().unwrap().pop().unwrap_or(Ok(()))
         }
     }
@@ -313,6 +381,7 @@ mod tests {
         let policy = Policy {
             request_timeout: Duration::from_secs(1),
             daily_request_cap: 100,
+            debug: DebugLog::default(),
         };
         Sender {
             queue,
@@ -330,6 +399,24 @@ mod tests {
         round(&queue, &breaker, &exporter);
         assert_eq!(*exporter.calls.lock().unwrap(), [400, 200]);
         assert_eq!(queue.pending_events().unwrap(), 0);
+    }
+
+    #[test]
+    fn merged_segments_report_each_drop_count_once() {
+        // Regression: the first segment's `dropped_events` was counted twice when segments
+        // were merged into one request (the merged batch started as a copy of it).
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path().join("queue")).unwrap();
+        for (n, dropped) in [(2, 5), (3, 7)] {
+            let mut batch = crate::queue::tests::batch(n);
+            batch.dropped_events = dropped;
+            queue.append(&batch).unwrap();
+        }
+        let breaker = Breaker::new(dir.path().to_owned());
+        let exporter = Scripted::new(vec![]);
+        round(&queue, &breaker, &exporter);
+        assert_eq!(*exporter.calls.lock().unwrap(), [5], "one request");
+        assert_eq!(*exporter.dropped.lock().unwrap(), [12]);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!   ([`ExportError::Rejected`]); the delivery thread keeps retryable batches queued for a later
 //!   round or a later run and drops rejected ones.
 //! - Exporters never panic and never block the host: they run on the delivery thread only.
+//! - At exit, after the last delivery round, [`Exporter::force_flush`] and then
+//!   [`Exporter::shutdown_with_timeout`] are called once each, on the delivery thread, with
+//!   what is left of the exit deadline (which can be zero); no call follows them. An exporter
+//!   that buffers must send or persist its buffer there.
 
 use std::fmt;
 use std::time::Duration;
@@ -84,13 +88,46 @@ impl Exporter for NoopExporter {
 ///   set, upper or lower case), except for the hosts listed in `NO_PROXY`.
 /// - `Retry-After` (in seconds) of a 429 or 503 is passed on to the delivery thread, which
 ///   holds every process of the tool back until then.
-#[derive(Debug)]
+/// - HTTPS (feature `tls`, on by default) trusts the webpki root certificates, or only the
+///   certificates given with [`with_root_certificates`](Self::with_root_certificates) (a
+///   private CA, a self-signed collector).
 pub struct HttpExporter {
     url: String,
     ingest_key: Option<String>,
-    agent: ureq::Agent,
+    user_agent: String,
     gzip: bool,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    roots: Option<RootCertificates>,
+    /// Built on first use, on the delivery thread: reading a CA file never delays init.
+    agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
 }
+
+impl fmt::Debug for HttpExporter {
+    // The ingest key is never printed (debug lines and panics show this): only whether one is
+    // set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpExporter")
+            .field("url", &self.url)
+            .field("ingest_key", &self.ingest_key.as_ref().map(|_| "<set>"))
+            .field("gzip", &self.gzip)
+            .field("custom_roots", &self.roots.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the root certificates of an [`HttpExporter`] come from.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) enum RootCertificates {
+    /// PEM text given in code.
+    Pem(std::sync::Arc<[u8]>),
+    /// A PEM file named by `<TOOL>_TELEMETRY_CA_FILE` or `SSL_CERT_FILE`, read on first use.
+    File(std::path::PathBuf),
+}
+
+/// Largest CA file read: 1 MiB (a full system bundle is about 200 KiB).
+#[cfg(feature = "tls")]
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Timeout for the TCP connect of a request: 1 s.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -101,9 +138,87 @@ impl HttpExporter {
         Self {
             url: url.into(),
             ingest_key,
-            agent: agent(user_agent),
+            user_agent: user_agent.to_owned(),
             gzip: true,
+            roots: None,
+            agent: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
+    /// HTTPS, instead of the webpki roots: for a collector behind a private CA or with a
+    /// self-signed certificate. Default: the webpki roots.
+    ///
+    /// # Examples
+    /// ```
+    /// # let pem = b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec();
+    /// let exporter = optel::export::HttpExporter::new("https://telemetry.internal/v1/events", None, "acme")
+    ///     .with_root_certificates(pem);
+    /// # let _ = exporter;
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn with_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots = Some(RootCertificates::Pem(pem.into().into()));
+        self
+    }
+
+    pub(crate) fn with_roots(mut self, roots: Option<RootCertificates>) -> Self {
+        self.roots = roots;
+        self
+    }
+
+    /// The agent, built on first use.
+    fn agent(&self) -> Result<&ureq::Agent, ExportError> {
+        self.agent
+            .get_or_init(|| self.build_agent())
+            .as_ref()
+            .map_err(|reason| ExportError::Retryable {
+                reason: reason.clone(),
+                retry_after: None,
+            })
+    }
+
+    #[cfg(feature = "tls")]
+    fn build_agent(&self) -> Result<ureq::Agent, String> {
+        let Some(roots) = &self.roots else {
+            return Ok(agent(&self.user_agent));
+        };
+        let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
+            RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
+            RootCertificates::File(path) => (
+                crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
+                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
+                    .into(),
+                format!("the CA file {}", path.display()),
+            ),
+        };
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{source} is not valid PEM: {e}")),
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
+            ));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build();
+        Ok(agent_config(&self.user_agent)
+            .tls_config(tls)
+            .build()
+            .into())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn build_agent(&self) -> Result<ureq::Agent, String> {
+        Ok(agent(&self.user_agent))
     }
 
     /// Whether request bodies are gzip-compressed. Default: `true` (the optel collector
@@ -118,13 +233,15 @@ impl HttpExporter {
 /// The HTTP agent every exporter uses: connect timeout, statuses as values, proxy from the
 /// environment (honouring `NO_PROXY`).
 pub(crate) fn agent(user_agent: &str) -> ureq::Agent {
+    agent_config(user_agent).build().into()
+}
+
+fn agent_config(user_agent: &str) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .http_status_as_error(false)
         .user_agent(user_agent)
         .proxy(ureq::Proxy::try_from_env())
-        .build()
-        .into()
 }
 
 /// Compresses `body` with gzip (fast level: telemetry bodies are small and highly redundant).
@@ -221,7 +338,7 @@ impl Exporter for HttpExporter {
             gzip: self.gzip,
             timeout,
         };
-        post(&self.agent, &request, classify)
+        post(self.agent()?, &request, classify)
     }
 }
 
@@ -276,6 +393,9 @@ pub enum FileExportError {
     Encode(#[from] serde_json::Error),
 }
 
+/// Largest ledger file read back: 256 MiB (a day of a very busy tool is a few MiB).
+const MAX_LEDGER_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The default retention of [`JsonlFileExporter`] files: 30 days, long enough to look back over
 /// a month of use, short enough that the ledger stays small.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -284,7 +404,9 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// `<dir>/YYYY-MM-DD.jsonl`, so retention deletes whole files. This is the local ledger of `local`
 /// consent and what `telemetry log` prints.
 ///
-/// - The directory and its missing parents are created (0700); files are created 0600.
+/// - The directory and its missing parents are created (0700); files are created 0600. Links
+///   are never followed, and a directory that is a link, belongs to another user or is
+///   writable by others is refused.
 /// - After each export, files older than the retention (default [`DEFAULT_RETENTION_DAYS`])
 ///   are deleted; [`purge_all`](Self::purge_all) deletes them all (the user's right to erase
 ///   what was kept about them).
@@ -353,7 +475,9 @@ impl JsonlFileExporter {
     pub fn read_lines(&self) -> Result<Vec<String>, FileExportError> {
         let mut lines = Vec::new();
         for path in self.files()? {
-            let text = std::fs::read_to_string(&path).map_err(|e| io_err("read", &path, e))?;
+            let bytes = crate::fsutil::read_private(&path, MAX_LEDGER_FILE_BYTES)
+                .map_err(|e| io_err("read", &path, e))?;
+            let text = String::from_utf8_lossy(&bytes);
             lines.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
         }
         Ok(lines)
@@ -402,14 +526,7 @@ impl JsonlFileExporter {
         let mut name = humantime::format_rfc3339_seconds(now).to_string();
         name.truncate(10);
         let path = self.dir.join(format!("{name}.jsonl"));
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| io_err("write", &path, e))?;
+        let mut file = crate::fsutil::open_append(&path).map_err(|e| io_err("write", &path, e))?;
         file.write_all(&line)
             .map_err(|e| io_err("write", &path, e))?;
         self.purge_expired(now)?;
@@ -518,19 +635,23 @@ impl MemoryExporter {
     ///
     /// # Panics
     /// When there is none, listing what was exported.
+    #[expect(
+        clippy::panic,
+        reason = "an assertion helper: failing the author's test is its job (see # Panics)"
+    )]
     pub fn assert_event(&self, event_type: optel_wire::EventType, name: &str) -> optel_wire::Event {
         let events = self.events();
-        let found = events
+        match events
             .iter()
             .find(|e| e.event_type == event_type && e.name == name)
-            .cloned();
-        assert!(
-            found.is_some(),
-            "no {} event named {name:?} was exported; exported: {:?}",
-            event_type.as_str(),
-            self.event_names()
-        );
-        found.unwrap_or_else(|| events[0].clone())
+        {
+            Some(event) => event.clone(),
+            None => panic!(
+                "no {} event named {name:?} was exported; exported: {:?}",
+                event_type.as_str(),
+                self.event_names()
+            ),
+        }
     }
 
     /// Asserts that nothing was exported.
@@ -612,6 +733,21 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, body);
+    }
+
+    #[cfg(feature = "testing")]
+    #[test]
+    #[should_panic(expected = "no command event named \"build\" was exported; exported: []")]
+    fn assert_event_fails_with_what_was_exported() {
+        MemoryExporter::new().assert_event(optel_wire::EventType::Command, "build");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_ingest_key() {
+        let e = HttpExporter::new("http://h/v1/events", Some("secret-key-123".into()), "ua");
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret-key-123"), "{shown}");
+        assert!(shown.contains("<set>"), "{shown}");
     }
 
     #[test]

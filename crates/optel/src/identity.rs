@@ -85,8 +85,10 @@ pub(crate) fn recent_epoch_labels(epoch: Epoch, now: SystemTime, max: usize) -> 
 }
 
 fn read_secret(path: &Path) -> io::Result<Option<[u8; 32]>> {
-    match fs::read_to_string(path) {
-        Ok(text) => {
+    // 64 hex digits and a little room; a FIFO, a device or a link here is refused.
+    match fsutil::read_private(path, 256) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
             let mut secret = [0u8; 32];
             match hex::decode_to_slice(text.trim(), &mut secret) {
                 Ok(()) => Ok(Some(secret)),
@@ -193,14 +195,17 @@ pub(crate) fn ci_pseudonym(vendor_slug: &str) -> String {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct MachineId(String);
 
-/// Where the OS machine id is read on Linux (systemd, then D-Bus).
+/// Where the OS machine id is read on Linux and other Unix systems (systemd, then D-Bus).
+#[cfg(not(any(target_os = "macos", windows)))]
 const MACHINE_ID_FILES: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
 impl MachineId {
-    /// Derives the id from `salt` and the OS machine id (`/etc/machine-id` or
-    /// `/var/lib/dbus/machine-id` on Linux). Where none can be read (other platforms,
-    /// containers), a random value stands in, so the id is then different on every call:
-    /// check [`is_stable`](Self::is_stable).
+    /// Derives the id from `salt` and the OS machine id: `/etc/machine-id` or
+    /// `/var/lib/dbus/machine-id` on Linux, `gethostuuid` (the hardware UUID) on macOS, the
+    /// registry's `MachineGuid` on Windows. Where none can be read (a container without
+    /// `/etc/machine-id`, another platform), a random value stands in, so the id is then
+    /// different on every call: check [`is_stable`](Self::is_stable), and keep your own random
+    /// id in a file if you need one that lasts.
     pub fn derive(salt: &str) -> Self {
         Self::derive_from(salt, read_os_machine_id().as_deref())
     }
@@ -248,9 +253,18 @@ impl fmt::Display for MachineId {
     }
 }
 
+#[cfg(any(target_os = "macos", windows))]
+fn read_os_machine_id() -> Option<String> {
+    let id = machine_uid::get().ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.len() <= 128).then(|| id.to_owned())
+}
+
+#[cfg(not(any(target_os = "macos", windows)))]
 fn read_os_machine_id() -> Option<String> {
     MACHINE_ID_FILES.iter().find_map(|p| {
-        let text = fs::read_to_string(p).ok()?;
+        let bytes = fsutil::read_system_file(Path::new(p), 4096).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
         let id = text.trim();
         (!id.is_empty() && id.len() <= 128).then(|| id.to_owned())
     })
@@ -353,6 +367,21 @@ mod tests {
             MachineId::derive_from("s1", None)
         );
         assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn machine_id_is_stable_where_the_platform_has_one() {
+        // Regression: only Linux read an OS id; macOS and Windows got a new random id on
+        // every call. Where an id is found (every supported desktop OS, most Linux hosts),
+        // two derivations agree; where none is (some containers), they differ, as documented.
+        let (a, b) = (MachineId::derive("s"), MachineId::derive("s"));
+        assert_eq!(MachineId::is_stable(), a == b);
+        if cfg!(any(target_os = "macos", windows)) {
+            assert!(
+                MachineId::is_stable(),
+                "macOS and Windows always have a machine id"
+            );
+        }
     }
 
     #[test]

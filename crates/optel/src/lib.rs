@@ -16,6 +16,9 @@
 //! // the exit budget (40 ms by default); what is not sent goes on a later run.
 //! ```
 //!
+//! `init` never fails: on any problem telemetry is off for the run and `status` says why;
+//! [`TelemetryBuilder::try_init`] returns the reason as an [`InitError`] instead.
+//!
 //! With the `clap` feature, `cli::TelemetryArgs` gives users `<tool> telemetry
 //! status|enable|disable|local|reset|preview|log|purge|flush` with one line in the tool's
 //! subcommand enum (see the `cli` module).
@@ -42,8 +45,11 @@
 //!   typed attributes ([`Value`]); free-text values pass through [`redact`] before they are
 //!   stored anywhere. Names are checked ([`validate_name`]): an event that breaks the rules is
 //!   dropped and counted (with an error on stderr in debug builds).
-//! - Files are written 0600 in directories created 0700. `PRIVACY.md` at the repository root
-//!   lists every field that can ever be sent.
+//! - Files are written 0600 in directories created 0700, opened without following symbolic
+//!   links, only when regular, and read with a size limit; a directory that is a link,
+//!   another user's or writable by others is refused (telemetry is then off, and `status` says
+//!   why), and `HOME` or a set `XDG_*_HOME` is never created. `PRIVACY.md` at the repository
+//!   root lists every field that can ever be sent.
 //!
 //! # Libraries
 //! A library records through [`library`]: a no-op unless its host application initialised
@@ -62,6 +68,9 @@
 //! | `<TOOL>_TELEMETRY` | `off`, `local` or `on`; overrides every file and the author's default; anything else means off |
 //! | `<TOOL>_TELEMETRY_ENDPOINT` | replaces the endpoint given in code (e.g. a self-hosted collector) |
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
+//! | `<TOOL>_TELEMETRY_CA_FILE` | a PEM file of root certificates trusted for HTTPS instead of the webpki roots (feature `tls`); replaces [`TelemetryBuilder::tls_root_certificates`] |
+//! | `SSL_CERT_FILE` | the same, for every tool; [`TelemetryBuilder::tls_root_certificates`] replaces it |
+//! | `<TOOL>_TELEMETRY_DEBUG` | `1`: one line on stderr per decision (consent and its layer, endpoint, each request's size and outcome, the breaker, the daily cap, the exit wait) |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
 //! | `CI` | set (not empty, `0` or `false`): the exit budget becomes a bounded blocking flush ([`TelemetryBuilder::ci_flush_timeout`], 2 s) |
 //! | `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` | proxy for delivery requests, except hosts in `NO_PROXY` |
@@ -79,10 +88,11 @@
 //! # Features
 //! | feature | adds |
 //! |---|---|
-//! | `tls` | HTTPS endpoints (rustls with the webpki roots) |
+//! | `tls` (default) | HTTPS endpoints: rustls with the `ring` provider and the webpki roots, or a private CA ([`TelemetryBuilder::tls_root_certificates`], `<TOOL>_TELEMETRY_CA_FILE`, `SSL_CERT_FILE`). Without it (`default-features = false`) only `http://` endpoints work, and an `https://` one turns telemetry off at init, saying so in `status` |
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
+//! | `miette` | `miette::Diagnostic` for the public errors ([`InitError`], [`NameError`], the export and `cli` errors): a stable code (`optel::init::no_data_directory`) and a help text |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -94,7 +104,10 @@ mod builder;
 pub mod cli;
 mod command;
 mod consent;
+mod debug;
 mod delivery;
+#[cfg(feature = "miette")]
+mod diagnostic;
 pub mod export;
 mod fsutil;
 mod global;
@@ -131,6 +144,7 @@ pub use library::{Library, library};
 pub use optel_wire::EventType;
 pub use queue::{QueueStatus, queue_status};
 pub use shutdown::TelemetryGuard;
+pub use startup::InitError;
 pub use status::Status;
 
 #[doc(hidden)]

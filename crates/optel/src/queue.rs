@@ -22,7 +22,7 @@
 //! events are counted in the `dropped` file next to the segments: a lifetime total (shown by
 //! `status`) and a not-yet-reported count that the next batch carries in `dropped_events`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -168,7 +168,7 @@ impl Queue {
             .segments()?
             .iter()
             .filter_map(|seg| {
-                File::open(&seg.path)
+                fsutil::open_read(&seg.path)
                     .ok()
                     .and_then(|f| parse(&f))
                     .map(|(batch, _)| batch)
@@ -179,7 +179,7 @@ impl Queue {
     /// Locks and reads a segment. `Ok(None)` when another process holds it or it vanished.
     /// A segment that cannot be parsed is deleted: it would never become valid.
     pub(crate) fn claim(&self, path: &Path) -> io::Result<Option<Claim>> {
-        let file = match File::open(path) {
+        let file = match fsutil::open_read(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -218,7 +218,7 @@ impl Queue {
 
     /// The drop counters.
     pub(crate) fn dropped(&self) -> Dropped {
-        let Ok(mut file) = File::open(self.dir.join(DROPPED_FILE)) else {
+        let Ok(mut file) = fsutil::open_read(&self.dir.join(DROPPED_FILE)) else {
             return Dropped::default();
         };
         let mut text = String::new();
@@ -249,14 +249,7 @@ impl Queue {
     /// with one `write` of fixed width, so a killed process leaves the old or the new value.
     fn update_dropped(&self, change: impl FnOnce(&mut Dropped)) -> io::Result<()> {
         let path = self.dir.join(DROPPED_FILE);
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path)?;
+        let mut file = fsutil::open_state(&path)?;
         file.lock()?;
         let mut text = String::new();
         (&mut file).take(256).read_to_string(&mut text)?;
@@ -343,6 +336,10 @@ pub struct QueueStatus {
     pub breaker_open_until: Option<std::time::SystemTime>,
     /// Delivery requests made today (UTC) by all processes of the tool.
     pub requests_today: u32,
+    /// Delivery attempts since the last success that did not succeed (the breaker opens at 5).
+    pub consecutive_failures: u32,
+    /// The last delivery error since the last success, and when it happened.
+    pub last_error: Option<(std::time::SystemTime, String)>,
 }
 
 /// Reads the queue and delivery state kept in `data_dir` (the directory given to
@@ -367,7 +364,9 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         Err(e) => return Err(e),
     };
     let dropped = queue.dropped();
-    let breaker = crate::breaker::Breaker::new(data_dir.to_owned()).state();
+    let breaker_file = crate::breaker::Breaker::new(data_dir.to_owned());
+    let breaker = breaker_file.state();
+    let last_error = breaker_file.last_error();
     let now_ms = optel_wire::Timestamp::now().unix_ms();
     let today = now_ms.div_euclid(86_400_000);
     Ok(QueueStatus {
@@ -383,6 +382,8 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         } else {
             0
         },
+        consecutive_failures: breaker.failures,
+        last_error,
     })
 }
 

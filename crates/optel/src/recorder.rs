@@ -42,6 +42,8 @@ pub(crate) struct Recorder {
     pub(crate) data_dir: PathBuf,
     pub(crate) epoch_label: String,
     pub(crate) exit_timeout: Duration,
+    /// `<TOOL>_TELEMETRY_DEBUG` lines.
+    pub(crate) debug: crate::debug::DebugLog,
 }
 
 impl fmt::Debug for Recorder {
@@ -74,9 +76,12 @@ impl Recorder {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Ok(mut buffer) = self.buffer.lock() else {
-            return;
-        };
+        // A panic elsewhere while the lock was held leaves a plain Vec behind: keep using it
+        // rather than losing this event uncounted.
+        let mut buffer = self
+            .buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buffer.len() < MAX_BUFFERED_EVENTS {
             buffer.push(event);
         } else {
@@ -119,5 +124,44 @@ where
         if let Some(v) = value.into_wire() {
             event.metadata.insert(key.to_owned(), v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::builder::Telemetry;
+    use crate::consent::Consent;
+
+    #[test]
+    fn a_poisoned_buffer_still_keeps_events() {
+        // Regression: after a panic while the buffer lock was held, every event was dropped
+        // without being counted.
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Telemetry::builder("acme", "1.0.0")
+            .data_dir(dir.path().join("data"))
+            .config_dir(dir.path().join("config"))
+            .start(&|_: &str| None, Consent::Local, &|| None)
+            .unwrap();
+        std::thread::scope(|s| {
+            let poisoned = s
+                .spawn(|| {
+                    let _held = rec.buffer.lock();
+                    panic!("a panic while the lock is held");
+                })
+                .join();
+            assert!(poisoned.is_err());
+        });
+        assert!(rec.buffer.is_poisoned());
+        rec.record(rec.new_event(EventType::Command, "build".into(), SystemTime::now()));
+        let kept = rec
+            .buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        assert_eq!(kept + rec.dropped.load(Ordering::Relaxed) as usize, 1);
+        assert_eq!(kept, 1);
     }
 }

@@ -3,6 +3,10 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::breaker::BREAKER_FAILURES;
+use crate::debug::rfc3339;
 
 use crate::consent::{Consent, ConsentSource};
 use crate::identity::Epoch;
@@ -25,10 +29,21 @@ pub struct Status {
     pub pseudonym_epoch_label: Option<String>,
     /// Events waiting in the local queue, when known (`telemetry status`).
     pub queued_events: Option<usize>,
-    /// Events dropped and counted in the local queue, when known (`telemetry status`).
+    /// Events dropped because the local queue was full, since it was created (its persisted
+    /// counter), when known (`telemetry status`).
     pub dropped_events: Option<u64>,
     /// Why telemetry is off despite consent, or a consent value that was not understood.
     pub note: Option<String>,
+    /// Until when the circuit breaker holds every process back, when it is open
+    /// (`telemetry status`).
+    pub breaker_open_until: Option<SystemTime>,
+    /// Delivery attempts since the last success that failed, when known (`telemetry status`).
+    pub delivery_failures: Option<u32>,
+    /// The last delivery error since the last success and when it happened
+    /// (`telemetry status`).
+    pub last_error: Option<(SystemTime, String)>,
+    /// Delivery requests made today (UTC) and the daily cap, when known (`telemetry status`).
+    pub requests_today: Option<(u32, u32)>,
 }
 
 impl Status {
@@ -48,6 +63,10 @@ impl Status {
             queued_events: None,
             dropped_events: None,
             note,
+            breaker_open_until: None,
+            delivery_failures: None,
+            last_error: None,
+            requests_today: None,
         }
     }
 }
@@ -81,6 +100,33 @@ impl fmt::Display for Status {
         }
         if let Some(n) = self.dropped_events {
             writeln!(f, "dropped events: {n}")?;
+        }
+        match (self.breaker_open_until, self.delivery_failures) {
+            (Some(until), failures) => writeln!(
+                f,
+                "delivery: paused, circuit breaker open until {} ({} failed attempts in a row)",
+                rfc3339(until),
+                failures.unwrap_or(0)
+            )?,
+            (None, Some(failures)) if failures > 0 => writeln!(
+                f,
+                "delivery: {failures} failed attempts in a row (the breaker opens at {BREAKER_FAILURES})"
+            )?,
+            (None, Some(_)) => writeln!(f, "delivery: circuit breaker closed")?,
+            (None, None) => {}
+        }
+        if let Some((sent, cap)) = self.requests_today {
+            if sent >= cap {
+                writeln!(
+                    f,
+                    "requests today: {sent} of {cap}: daily cap reached, sending resumes tomorrow (UTC)"
+                )?;
+            } else {
+                writeln!(f, "requests today: {sent} of {cap} (daily cap)")?;
+            }
+        }
+        if let Some((at, error)) = &self.last_error {
+            writeln!(f, "last error: {error} (at {})", rfc3339(*at))?;
         }
         if let Some(note) = &self.note {
             writeln!(f, "note: {note}")?;

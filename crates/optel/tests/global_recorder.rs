@@ -1,6 +1,7 @@
 //! The process-global recorder end to end with the `MemoryExporter` (feature `testing`):
 //! before init nothing is recorded; after init with consent on, commands, attributes (redacted),
-//! library events and sampling reach the exporter. Own file: it initialises the global.
+//! library events and sampling reach the exporter. Own file: it initialises the global, in a
+//! child process with a cleared environment.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
@@ -12,8 +13,38 @@ use optel_wire::AttributeValue;
 
 static LIB: optel::Library = optel::library("mylib", "2.1.0");
 
+/// Set in the child process that runs the test body.
+const CHILD: &str = "OPTEL_GLOBAL_RECORDER_CHILD";
+
 #[test]
 fn records_through_the_memory_exporter() {
+    // The test sets up its own environment: it runs again as a child process with a cleared
+    // environment, so DO_NOT_TRACK or ACME_TELEMETRY on a developer's machine or a CI runner
+    // cannot turn telemetry off (regression: it returned early and passed without checking).
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "records_through_the_memory_exporter",
+                "--nocapture",
+            ])
+            .env_clear()
+            .env(CHILD, "1")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    run();
+}
+
+fn run() {
     // Before init: every call is a no-op.
     assert!(!optel::global().is_enabled());
     LIB.method("Client::get");
@@ -29,11 +60,6 @@ fn records_through_the_memory_exporter() {
         .sample(EventType::Feature, 0.0)
         .exit_timeout(Duration::from_secs(10))
         .init();
-    // The environment of the test runner may say otherwise (DO_NOT_TRACK on a developer's
-    // machine); then there is nothing to check.
-    if std::env::var_os("DO_NOT_TRACK").is_some() || std::env::var_os("ACME_TELEMETRY").is_some() {
-        return;
-    }
     assert!(guard.is_enabled(), "{}", guard.status());
     assert!(LIB.is_enabled());
 

@@ -493,3 +493,49 @@ fn flush_sends_the_queue_within_its_deadline() {
     let status = stdout(&w.acme(&["telemetry", "status"], &[("ACME_TELEMETRY", "on")]));
     assert!(status.contains("queued events: 0"), "{status}");
 }
+
+#[test]
+fn debug_lines_and_status_explain_delivery_trouble() {
+    // Regression: delivery trouble was silent; nothing said the endpoint refused every
+    // request, and `telemetry status` showed neither the breaker nor the last error.
+    let w = World::new();
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let on = [
+        ("ACME_TELEMETRY", "on"),
+        ("ACME_TELEMETRY_ENDPOINT", refused.as_str()),
+    ];
+    let quiet = w.acme(&["check", "proj"], &on);
+    assert!(quiet.status.success(), "{quiet:?}");
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert!(
+        !stderr.contains("optel debug"),
+        "debug lines only when asked: {stderr}"
+    );
+
+    let mut vars = on.to_vec();
+    vars.push(("ACME_TELEMETRY_DEBUG", "1"));
+    let out = w.acme(&["check", "proj"], &vars);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "optel debug (acme): consent on, decided by environment variable ACME_TELEMETRY",
+        &format!("optel debug (acme): endpoint {refused}"),
+        "optel debug (acme): exit: 1 events queued",
+        "events (",
+        "bytes of JSON",
+        "will retry",
+        "failures in a row",
+        "requests today",
+    ] {
+        assert!(stderr.contains(line), "no {line:?} in:\n{stderr}");
+    }
+
+    let status = w.acme(&["telemetry", "status"], &on);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("last error: will retry: "), "{text}");
+    assert!(text.contains("failed attempts in a row"), "{text}");
+    assert!(text.contains("requests today: "), "{text}");
+}

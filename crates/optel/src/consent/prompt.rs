@@ -3,26 +3,25 @@
 //! one run sends.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
 
 use optel_wire::{Batch, Event, EventType, Timestamp};
 
-use super::{Asking, Consent, ConsentSource, Resolution, read_file, write_user_choice};
+use super::{Asking, Consent, ConsentSource, Resolution, read_file};
+use crate::builder::TelemetryBuilder;
+use crate::identity::Epoch;
 
 /// Opt-in question or notice, when the author's default was reached. `user_file` is the
 /// tool's user config file, where the answer (or that the notice was shown) is kept.
 #[cold]
 pub(crate) fn ask_or_tell(
     mut resolution: Resolution,
-    tool: &str,
-    version: &str,
-    asking: Asking,
-    user_file: Option<PathBuf>,
+    builder: &TelemetryBuilder,
     (stdin_tty, stderr_tty): (bool, bool),
     ci: &dyn Fn() -> Option<String>,
 ) -> Resolution {
-    // CI is checked last: it reads many variables, and without a terminal it is moot.
-    let can_ask = stdin_tty && stderr_tty && can_ask(true, true, ci().is_some());
+    let (tool, version, asking) = (&*builder.tool, &*builder.version, builder.asking);
+    let user_file = builder.user_config_file();
+    let can_ask = can_ask(stdin_tty, stderr_tty, || ci().is_some());
     let Some(user_file) = user_file else {
         return resolution;
     };
@@ -32,8 +31,8 @@ pub(crate) fn ask_or_tell(
         .is_some_and(|f| f.notice_shown);
     match asking {
         Asking::OptIn if can_ask => {
-            let answer = ask(tool, &sample_payload(tool, version));
-            if let Err(e) = write_user_choice(&user_file, Some(answer), notice_shown) {
+            let answer = ask(tool, builder.epoch, &sample_payload(tool, version));
+            if let Err(e) = builder.save_user_choice(Some(answer), notice_shown) {
                 resolution.note = Some(format!(
                     "cannot keep your answer in {}: {e}; you will be asked again",
                     user_file.display()
@@ -51,7 +50,7 @@ pub(crate) fn ask_or_tell(
         }
         Asking::Notice if can_ask && !notice_shown => {
             eprint!("{}", notice(tool));
-            let _ = write_user_choice(&user_file, None, true);
+            let _ = builder.save_user_choice(None, true);
         }
         _ => {}
     }
@@ -81,9 +80,10 @@ pub(crate) fn sample_payload(tool: &str, version: &str) -> String {
     serde_json::to_string_pretty(&batch).unwrap_or_default()
 }
 
-/// Whether the user can be asked: stdin and stderr are terminals and this is not CI.
-pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: bool) -> bool {
-    stdin_tty && stderr_tty && !in_ci
+/// Whether the user can be asked: stdin and stderr are terminals and this is not CI. CI is
+/// checked last, and only then: it reads many variables, and without a terminal it is moot.
+pub(crate) fn can_ask(stdin_tty: bool, stderr_tty: bool, in_ci: impl FnOnce() -> bool) -> bool {
+    stdin_tty && stderr_tty && !in_ci()
 }
 
 /// Whether stdin and stderr are both terminals.
@@ -94,10 +94,10 @@ pub(crate) fn interactive() -> (bool, bool) {
 /// The opt-in question: what is collected, what never is, a real sample payload; yes / no /
 /// show me the data, so that the user decides knowing exactly what is sent. Returns the answer;
 /// anything unreadable means no.
-pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
+pub(crate) fn ask(tool: &str, epoch: Epoch, sample: &str) -> Consent {
     let stdin = io::stdin();
     let mut err = io::stderr().lock();
-    let _ = write!(err, "{}", question(tool));
+    let _ = write!(err, "{}", question(tool, epoch));
     loop {
         let _ = write!(
             err,
@@ -123,13 +123,18 @@ pub(crate) fn ask(tool: &str, sample: &str) -> Consent {
     }
 }
 
-/// The text of the opt-in question.
-pub(crate) fn question(tool: &str) -> String {
+/// The text of the opt-in question; it states how often the pseudonym really changes.
+pub(crate) fn question(tool: &str, epoch: Epoch) -> String {
+    let rotation = match epoch {
+        Epoch::Monthly => "changes every month".to_owned(),
+        Epoch::Weekly => "changes every week".to_owned(),
+        Epoch::Never => format!("stays the same until you run `{tool} telemetry reset`"),
+    };
     format!(
         "\n{tool} can send anonymous usage statistics to its authors, to learn which commands \
          are used and how often they fail.\n\
          Collected: command names, durations, success or an error code, the {tool} version, the \
-         OS and CPU architecture, and a random pseudonym that changes every month.\n\
+         OS and CPU architecture, and a random pseudonym that {rotation}.\n\
          Never collected: arguments, file paths or contents, user names, host names, IP \
          addresses or environment variables.\n\
          Change your mind at any time with `{tool} telemetry disable` (or `local` to keep the \
@@ -166,16 +171,11 @@ mod tests {
     fn notice_is_shown_once_on_a_terminal_and_never_in_ci() {
         let dir = tempfile::tempdir().unwrap();
         let file = user_config_path(dir.path(), "acme");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::Notice);
         let tell = |terminals: (bool, bool), ci: &dyn Fn() -> Option<String>| {
-            ask_or_tell(
-                author_default(),
-                "acme",
-                "1.0.0",
-                Asking::Notice,
-                Some(file.clone()),
-                terminals,
-                ci,
-            )
+            ask_or_tell(author_default(), &builder, terminals, ci)
         };
         // CI on a terminal, or no terminal: nothing shown, so nothing recorded as shown.
         let r = tell((true, true), &|| Some("github-actions".into()));
@@ -202,25 +202,40 @@ mod tests {
             (r.consent, r.source.layer()),
             (Consent::Off, "author_default")
         );
-        let r = ask_or_tell(
-            r,
-            "acme",
-            "1.0.0",
-            Asking::OptIn,
-            b.user_config_file(),
-            (false, false),
-            &|| None,
-        );
+        let r = ask_or_tell(r, &b, (false, false), &|| None);
         assert_eq!(r.consent, Consent::Off);
         assert!(r.note.unwrap().contains("acme telemetry enable"));
         assert!(!dir.path().join("optel").exists());
     }
 
     #[test]
+    fn the_question_states_the_real_pseudonym_rotation() {
+        // Regression: it said "changes every month" whatever `pseudonym_epoch` was set to.
+        let monthly = question("acme", Epoch::Monthly);
+        assert!(
+            monthly.contains("pseudonym that changes every month"),
+            "{monthly}"
+        );
+        let weekly = question("acme", Epoch::Weekly);
+        assert!(
+            weekly.contains("pseudonym that changes every week"),
+            "{weekly}"
+        );
+        assert!(!weekly.contains("month"), "{weekly}");
+        let never = question("acme", Epoch::Never);
+        assert!(
+            never.contains("stays the same until you run `acme telemetry reset`"),
+            "{never}"
+        );
+        assert!(!never.contains("changes every"), "{never}");
+    }
+
+    #[test]
     fn asking_needs_two_terminals_and_no_ci() {
-        assert!(can_ask(true, true, false));
-        assert!(!can_ask(true, true, true));
-        assert!(!can_ask(false, true, false));
-        assert!(!can_ask(true, false, false));
+        assert!(can_ask(true, true, || false));
+        assert!(!can_ask(true, true, || true));
+        let not_asked = || -> bool { panic!("CI detection ran without a terminal") };
+        assert!(!can_ask(false, true, not_asked));
+        assert!(!can_ask(true, false, not_asked));
     }
 }
