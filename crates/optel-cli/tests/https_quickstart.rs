@@ -92,7 +92,7 @@ fn serve_https(data_dir: &Path) -> Server {
 
 /// Runs `acme ARGS...` as a new install whose home is `home` (a clean environment).
 fn acme(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let bin = optel_cli::locate_example_binary("acme").expect("the acme example binary");
+    let bin = optel_test_support::locate_example_binary("acme").expect("the acme example binary");
     let out = Command::new(bin)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
