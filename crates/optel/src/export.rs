@@ -180,45 +180,8 @@ impl HttpExporter {
             })
     }
 
-    #[cfg(feature = "tls")]
     fn build_agent(&self) -> Result<ureq::Agent, String> {
-        let Some(roots) = &self.roots else {
-            return Ok(agent(&self.user_agent));
-        };
-        let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
-            RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
-            RootCertificates::File(path) => (
-                crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
-                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
-                    .into(),
-                format!("the CA file {}", path.display()),
-            ),
-        };
-        let mut certs = Vec::new();
-        for item in ureq::tls::parse_pem(&pem) {
-            match item {
-                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
-                Ok(_) => {}
-                Err(e) => return Err(format!("{source} is not valid PEM: {e}")),
-            }
-        }
-        if certs.is_empty() {
-            return Err(format!(
-                "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
-            ));
-        }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-            .build();
-        Ok(agent_config(&self.user_agent)
-            .tls_config(tls)
-            .build()
-            .into())
-    }
-
-    #[cfg(not(feature = "tls"))]
-    fn build_agent(&self) -> Result<ureq::Agent, String> {
-        Ok(agent(&self.user_agent))
+        agent_with_roots(&self.user_agent, self.roots.as_ref())
     }
 
     /// Whether request bodies are gzip-compressed. Default: `true` (the optel collector
@@ -234,6 +197,59 @@ impl HttpExporter {
 /// environment (honouring `NO_PROXY`).
 pub(crate) fn agent(user_agent: &str) -> ureq::Agent {
     agent_config(user_agent).build().into()
+}
+
+/// The agent with `roots` as the only trusted root certificates (when given, feature `tls`):
+/// a PEM file is read here, bounded, so call it off the host's path.
+///
+/// # Errors
+/// The file cannot be read, or holds no valid certificate.
+#[cfg(feature = "tls")]
+pub(crate) fn agent_with_roots(
+    user_agent: &str,
+    roots: Option<&RootCertificates>,
+) -> Result<ureq::Agent, String> {
+    let Some(roots) = roots else {
+        return Ok(agent(user_agent));
+    };
+    let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
+        RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
+        RootCertificates::File(path) => (
+            crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
+                .into(),
+            format!("the CA file {}", path.display()),
+        ),
+    };
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{source} is not valid PEM: {e}")),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
+        ));
+    }
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+        .build();
+    Ok(agent_config(user_agent).tls_config(tls).build().into())
+}
+
+/// Without TLS there are no root certificates to set.
+///
+/// # Errors
+/// Never.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn agent_with_roots(
+    user_agent: &str,
+    _roots: Option<&RootCertificates>,
+) -> Result<ureq::Agent, String> {
+    Ok(agent(user_agent))
 }
 
 fn agent_config(user_agent: &str) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
