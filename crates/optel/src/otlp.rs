@@ -77,7 +77,6 @@ pub enum OtlpProtocol {
 pub struct OtlpConfigError(String);
 
 /// Sends batches to an OTLP/HTTP endpoint (see the [module docs](self) for the mapping).
-#[derive(Debug)]
 pub struct OtlpExporter {
     agent: ureq::Agent,
     metrics_url: String,
@@ -86,6 +85,19 @@ pub struct OtlpExporter {
     headers: Vec<(String, String)>,
     protocol: OtlpProtocol,
     gzip: bool,
+}
+
+impl std::fmt::Debug for OtlpExporter {
+    // Header values are never printed: `OTEL_EXPORTER_OTLP_HEADERS` usually holds an API key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("OtlpExporter")
+            .field("urls", &self.urls())
+            .field("header_names", &header_names)
+            .field("protocol", &self.protocol)
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OtlpExporter {
@@ -490,6 +502,17 @@ mod tests {
     use super::*;
     use optel_wire::{Event, Timestamp};
     use serde_json::Value;
+
+    #[test]
+    fn debug_output_never_shows_header_values() {
+        let e = OtlpExporter::from_env(|k| {
+            (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "x-api-key=secret-123".to_owned())
+        })
+        .unwrap();
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret-123"), "{shown}");
+        assert!(shown.contains("x-api-key"), "{shown}");
+    }
 
     fn batch() -> Batch {
         let mut b = Batch::new("acme", "1.2.0", "abc123", "macos", "aarch64");
