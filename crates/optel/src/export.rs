@@ -758,6 +758,30 @@ mod tests {
         MemoryExporter::new().assert_event(optel_wire::EventType::Command, "build");
     }
 
+    #[cfg(feature = "tls")]
+    #[test]
+    fn root_certificates_are_read_and_checked() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../optel-cli/tests/fixtures/tls-test.crt");
+        assert!(agent_with_roots("ua", Some(&RootCertificates::File(fixture))).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let e = agent_with_roots("ua", Some(&RootCertificates::File(not_pem))).unwrap_err();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        let e = agent_with_roots("ua", Some(&RootCertificates::File(missing))).unwrap_err();
+        assert!(e.contains("cannot read the CA file"), "{e}");
+        // A bad CA file keeps the batch queued (retryable), never drops it.
+        let exporter = HttpExporter::new("https://127.0.0.1:9/v1/events", None, "ua")
+            .with_roots(Some(RootCertificates::File(dir.path().join("missing.pem"))));
+        let batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+        assert!(matches!(
+            exporter.export(&batch, Duration::from_secs(1)),
+            Err(ExportError::Retryable { .. })
+        ));
+    }
+
     #[test]
     fn debug_output_never_shows_the_ingest_key() {
         let e = HttpExporter::new("http://h/v1/events", Some("secret-key-123".into()), "ua");
