@@ -1,7 +1,7 @@
 //! The README's quick start over HTTPS: the example tool `acme`, built with the SDK's default
 //! features (HTTPS included), delivers to a real `optel serve --tls-cert --tls-key` that uses
 //! the self-signed test certificate of `tests/fixtures` (see its README), trusted through
-//! `ACME_TELEMETRY_CA_FILE`.
+//! `ACME_TELEMETRY_CA_FILE`; `acme telemetry forget` reaches it the same way.
 //!
 //! Regression: the SDK's default features had no TLS, so every send to an `https://` endpoint
 //! failed with "TLS required" and was retried forever while the queue grew.
@@ -161,6 +161,11 @@ fn default_features_deliver_to_an_https_collector() {
     ]))
     .unwrap();
     assert_eq!(stats["events"].as_u64(), Some(2), "{stats}");
+
+    // `telemetry forget` reaches the same collector with the same CA setting.
+    let forget = acme(&home, &env, &["telemetry", "forget"]);
+    let said = String::from_utf8_lossy(&forget.stdout);
+    assert!(said.contains("the collector deleted 2 events"), "{said}");
 
     // Without the CA setting the self-signed certificate is not trusted: nothing is sent, the
     // events stay queued for a later run, and the tool still exits at once.

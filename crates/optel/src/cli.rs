@@ -426,13 +426,17 @@ fn forget(
     let base = base.strip_suffix("/v1/events").unwrap_or(base);
     let url = format!("{base}/v1/installs");
     let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    // The same agent as delivery: proxy from the environment, and the private CA of
+    // `tls_root_certificates`, `<TOOL>_TELEMETRY_CA_FILE` or `SSL_CERT_FILE`.
+    let user_agent = format!("optel/{} ({tool})", env!("CARGO_PKG_VERSION"));
+    let agent =
+        crate::export::agent_with_roots(&user_agent, builder.root_certificates(env).as_ref())
+            .map_err(CliError::Forget)?;
     let mut request = agent
         .delete(&url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
         .force_send_body()
         .header("Content-Type", "application/json");
     if let Some(key) = &key {

@@ -214,11 +214,11 @@ impl Sender<'_> {
             }
             let timeout = self.policy.request_timeout.min(round_end - now);
             self.policy.debug.line(|| {
+                // Not the exporter's Debug: a custom one may hold credentials.
                 format!(
-                    "sending {} events ({bytes} bytes of JSON, {} dropped reported) with {:?}, timeout {} ms",
+                    "sending {} events ({bytes} bytes of JSON, {} dropped reported), timeout {} ms",
                     batch.events.len(),
                     batch.dropped_events,
-                    self.exporter,
                     timeout.as_millis()
                 )
             });

@@ -180,45 +180,8 @@ impl HttpExporter {
             })
     }
 
-    #[cfg(feature = "tls")]
     fn build_agent(&self) -> Result<ureq::Agent, String> {
-        let Some(roots) = &self.roots else {
-            return Ok(agent(&self.user_agent));
-        };
-        let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
-            RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
-            RootCertificates::File(path) => (
-                crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
-                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
-                    .into(),
-                format!("the CA file {}", path.display()),
-            ),
-        };
-        let mut certs = Vec::new();
-        for item in ureq::tls::parse_pem(&pem) {
-            match item {
-                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
-                Ok(_) => {}
-                Err(e) => return Err(format!("{source} is not valid PEM: {e}")),
-            }
-        }
-        if certs.is_empty() {
-            return Err(format!(
-                "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
-            ));
-        }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-            .build();
-        Ok(agent_config(&self.user_agent)
-            .tls_config(tls)
-            .build()
-            .into())
-    }
-
-    #[cfg(not(feature = "tls"))]
-    fn build_agent(&self) -> Result<ureq::Agent, String> {
-        Ok(agent(&self.user_agent))
+        agent_with_roots(&self.user_agent, self.roots.as_ref())
     }
 
     /// Whether request bodies are gzip-compressed. Default: `true` (the optel collector
@@ -234,6 +197,59 @@ impl HttpExporter {
 /// environment (honouring `NO_PROXY`).
 pub(crate) fn agent(user_agent: &str) -> ureq::Agent {
     agent_config(user_agent).build().into()
+}
+
+/// The agent with `roots` as the only trusted root certificates (when given, feature `tls`):
+/// a PEM file is read here, bounded, so call it off the host's path.
+///
+/// # Errors
+/// The file cannot be read, or holds no valid certificate.
+#[cfg(feature = "tls")]
+pub(crate) fn agent_with_roots(
+    user_agent: &str,
+    roots: Option<&RootCertificates>,
+) -> Result<ureq::Agent, String> {
+    let Some(roots) = roots else {
+        return Ok(agent(user_agent));
+    };
+    let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
+        RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
+        RootCertificates::File(path) => (
+            crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
+                .into(),
+            format!("the CA file {}", path.display()),
+        ),
+    };
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{source} is not valid PEM: {e}")),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
+        ));
+    }
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+        .build();
+    Ok(agent_config(user_agent).tls_config(tls).build().into())
+}
+
+/// Without TLS there are no root certificates to set.
+///
+/// # Errors
+/// Never.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn agent_with_roots(
+    user_agent: &str,
+    _roots: Option<&RootCertificates>,
+) -> Result<ureq::Agent, String> {
+    Ok(agent(user_agent))
 }
 
 fn agent_config(user_agent: &str) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
@@ -740,6 +756,30 @@ mod tests {
     #[should_panic(expected = "no command event named \"build\" was exported; exported: []")]
     fn assert_event_fails_with_what_was_exported() {
         MemoryExporter::new().assert_event(optel_wire::EventType::Command, "build");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn root_certificates_are_read_and_checked() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../optel-cli/tests/fixtures/tls-test.crt");
+        assert!(agent_with_roots("ua", Some(&RootCertificates::File(fixture))).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let e = agent_with_roots("ua", Some(&RootCertificates::File(not_pem))).unwrap_err();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        let e = agent_with_roots("ua", Some(&RootCertificates::File(missing))).unwrap_err();
+        assert!(e.contains("cannot read the CA file"), "{e}");
+        // A bad CA file keeps the batch queued (retryable), never drops it.
+        let exporter = HttpExporter::new("https://127.0.0.1:9/v1/events", None, "ua")
+            .with_roots(Some(RootCertificates::File(dir.path().join("missing.pem"))));
+        let batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+        assert!(matches!(
+            exporter.export(&batch, Duration::from_secs(1)),
+            Err(ExportError::Retryable { .. })
+        ));
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (default) or `http/json` |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION` | `gzip` (default here) or `none` |
 //! | `OTEL_EXPORTER_OTLP_HEADERS` | `key=value,key2=value2` sent with every request |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of the root certificates trusted for HTTPS instead of the webpki roots (feature `tls`), read on the delivery thread |
 //!
 //! Retries follow the OTLP spec: only 429, 502, 503 and 504 (and network errors) are
 //! retryable; any other non-2xx answer drops the batch. A batch is sent as up to three
@@ -77,9 +78,10 @@ pub enum OtlpProtocol {
 pub struct OtlpConfigError(String);
 
 /// Sends batches to an OTLP/HTTP endpoint (see the [module docs](self) for the mapping).
-#[derive(Debug)]
 pub struct OtlpExporter {
-    agent: ureq::Agent,
+    /// Built on first use, on the delivery thread: reading a CA file never delays init.
+    agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
+    roots: Option<crate::export::RootCertificates>,
     metrics_url: String,
     traces_url: String,
     logs_url: String,
@@ -88,12 +90,27 @@ pub struct OtlpExporter {
     gzip: bool,
 }
 
+impl std::fmt::Debug for OtlpExporter {
+    // Header values are never printed: `OTEL_EXPORTER_OTLP_HEADERS` usually holds an API key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("OtlpExporter")
+            .field("urls", &self.urls())
+            .field("header_names", &header_names)
+            .field("protocol", &self.protocol)
+            .field("gzip", &self.gzip)
+            .field("custom_roots", &self.roots.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl OtlpExporter {
     /// An exporter to the base URL `endpoint` (`http://localhost:4318`), protobuf, gzip.
     pub fn new(endpoint: &str) -> Self {
         let base = endpoint.trim_end_matches('/');
         Self {
-            agent: crate::export::agent(concat!("optel/", env!("CARGO_PKG_VERSION"))),
+            agent: std::sync::OnceLock::new(),
+            roots: None,
             metrics_url: format!("{base}/v1/metrics"),
             traces_url: format!("{base}/v1/traces"),
             logs_url: format!("{base}/v1/logs"),
@@ -150,6 +167,9 @@ impl OtlpExporter {
                 }
             };
         }
+        if let Some(path) = env("OTEL_EXPORTER_OTLP_CERTIFICATE").filter(|v| !v.trim().is_empty()) {
+            exporter.roots = Some(crate::export::RootCertificates::File(path.trim().into()));
+        }
         if let Some(h) = env("OTEL_EXPORTER_OTLP_HEADERS") {
             for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
@@ -163,6 +183,18 @@ impl OtlpExporter {
             }
         }
         Ok(exporter)
+    }
+
+    /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
+    /// HTTPS, instead of the webpki roots: a backend behind a private CA. Default: the webpki
+    /// roots, or the PEM file named by `OTEL_EXPORTER_OTLP_CERTIFICATE` with
+    /// [`from_env`](Self::from_env).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn with_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots = Some(crate::export::RootCertificates::Pem(pem.into().into()));
+        self
     }
 
     /// The encoding. Default: [`OtlpProtocol::HttpProtobuf`].
@@ -210,7 +242,20 @@ impl OtlpExporter {
             gzip: self.gzip,
             timeout,
         };
-        post(&self.agent, &request, classify_otlp)
+        let agent = self
+            .agent
+            .get_or_init(|| {
+                crate::export::agent_with_roots(
+                    concat!("optel/", env!("CARGO_PKG_VERSION")),
+                    self.roots.as_ref(),
+                )
+            })
+            .as_ref()
+            .map_err(|reason| ExportError::Retryable {
+                reason: reason.clone(),
+                retry_after: None,
+            })?;
+        post(agent, &request, classify_otlp)
     }
 }
 
@@ -490,6 +535,17 @@ mod tests {
     use super::*;
     use optel_wire::{Event, Timestamp};
     use serde_json::Value;
+
+    #[test]
+    fn debug_output_never_shows_header_values() {
+        let e = OtlpExporter::from_env(|k| {
+            (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "x-api-key=secret-123".to_owned())
+        })
+        .unwrap();
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret-123"), "{shown}");
+        assert!(shown.contains("x-api-key"), "{shown}");
+    }
 
     fn batch() -> Batch {
         let mut b = Batch::new("acme", "1.2.0", "abc123", "macos", "aarch64");

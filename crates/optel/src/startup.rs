@@ -173,7 +173,8 @@ impl TelemetryBuilder {
             });
         }
         debug.line(|| match (&self.exporter, &status.endpoint) {
-            (Some(e), _) => format!("exporter set in code: {e:?}"),
+            // Not the exporter's Debug: it may hold credentials.
+            (Some(_), _) => "an exporter set in code (TelemetryBuilder::exporter)".to_owned(),
             (None, Some(endpoint)) => format!("endpoint {endpoint}"),
             (None, None) => "no endpoint: events are only queued locally".to_owned(),
         });
