@@ -92,7 +92,13 @@ fn main() -> Result<()> {
         harness::slow_responder(Duration::from_secs(10))?
     );
     let dead_proxy = format!("http://{}", harness::refusing_addr()?);
-    let home = |name: &str| scratch.path().join(format!("home-{name}"));
+    // Each mode is an install with a home of its own; homes exist, as a real user's does (the
+    // SDK never creates a missing one: telemetry would be off and the figures meaningless).
+    let home = |name: &str| {
+        let h = scratch.path().join(format!("home-{name}"));
+        let _ = std::fs::create_dir_all(&h);
+        h
+    };
     let mut modes = vec![
         mode("off", None, None, home("off")),
         mode("healthy", Some(&healthy), None, home("healthy")),

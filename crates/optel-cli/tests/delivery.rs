@@ -31,6 +31,8 @@ fn project(dir: &Path) -> PathBuf {
 
 /// Runs `acme check APP` with telemetry on, a private HOME and `extra` environment.
 fn run_acme(home: &Path, app: &Path, endpoint: &str, key: &str, extra: &[(&str, &str)]) {
+    // A real user's home exists; the SDK never creates a missing one.
+    std::fs::create_dir_all(home).unwrap();
     let status = support::acme(home, endpoint, key)
         .arg("check")
         .arg(app)

@@ -48,6 +48,25 @@ pub fn locate_example_binary(name: &str) -> Result<PathBuf> {
         }
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", name]);
+        // The variables cargo set for this test (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …) are
+        // the test crate's, not the example's: build scripts that watch them (ring's does)
+        // would rebuild everything above them each time the nested build alternates with an
+        // ordinary one.
+        for (k, _) in std::env::vars_os() {
+            const SET_BY_CARGO_FOR_THE_TEST: [&str; 6] = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ];
+            if k.to_str()
+                .is_some_and(|k| SET_BY_CARGO_FOR_THE_TEST.iter().any(|p| k.starts_with(p)))
+            {
+                cmd.env_remove(k);
+            }
+        }
         if release {
             cmd.arg("--release");
         }
