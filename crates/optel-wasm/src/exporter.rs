@@ -19,19 +19,25 @@
 //! | `n > 0` | try again in `n` seconds (at most 3 600) | [`ExportError::Retryable`] with `retry_after` |
 //! | `n < 0` | never accepted | [`ExportError::Rejected`] |
 //!
-//! A trap, an out-of-bounds `alloc` result, or running out of fuel is
+//! A trap, an out-of-bounds `alloc` result, running out of fuel or of time is
 //! [`ExportError::Retryable`]: the batch stays in the queue for a later run, when the plugin
-//! may be fixed. Each call into the plugin gets [`PluginExporter::DEFAULT_FUEL`] (or
-//! [`with_fuel`](PluginExporter::with_fuel)) units of fuel, so a plugin that loops cannot hang
-//! the host's exit: the fuel runs out and the export fails.
+//! may be fixed.
+//!
+//! # Bounded
+//! A plugin that loops cannot hang the host's exit. The plugin runs on fuel (wasmi's
+//! instruction metering) handed out in slices of 100 000 units; between slices the exporter
+//! checks the clock, so an export ends within the `timeout` the SDK gives it (plus one slice,
+//! well under a millisecond in an optimised build) and after at most
+//! [`PluginExporter::DEFAULT_FUEL`] units (or [`with_fuel`](PluginExporter::with_fuel)),
+//! whichever comes first.
 
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use optel::export::{ExportError, ExportResult, Exporter};
 use optel::wire::Batch;
-use wasmi::{Instance, Memory, Store, TrapCode, TypedFunc};
+use wasmi::{Instance, Memory, Store, TypedFunc, TypedResumableCall, WasmParams, WasmResults};
 
 use crate::error::{Error, Result};
 
@@ -83,11 +89,10 @@ impl<T: Send + 'static> fmt::Debug for PluginExporter<T> {
 }
 
 impl<T: Send + 'static> PluginExporter<T> {
-    /// Fuel for each call into the plugin (`alloc`, then `optel_export`): 100 million units,
-    /// roughly one per WebAssembly instruction. On the reference machine (BENCHMARKS.md) a
-    /// plugin that loops spends it in about 0.3 s, well inside the SDK's 2 s request timeout;
-    /// a real exporter needs a tiny fraction of it.
-    pub const DEFAULT_FUEL: u64 = 100_000_000;
+    /// Most fuel one export may spend (`alloc` and `optel_export` together): 200 million
+    /// units, roughly one per WebAssembly instruction. A real exporter needs a tiny fraction
+    /// of it; BENCHMARKS.md gives how long a looping plugin takes to spend it.
+    pub const DEFAULT_FUEL: u64 = 200_000_000;
 
     /// An exporter over plugin `name` (used in error messages), already instantiated in
     /// `store`. The store's engine must meter fuel (`wasmi::Config::consume_fuel(true)`).
@@ -126,7 +131,7 @@ impl<T: Send + 'static> PluginExporter<T> {
         })
     }
 
-    /// Fuel for each call into the plugin. Default: [`DEFAULT_FUEL`](Self::DEFAULT_FUEL).
+    /// Most fuel one export may spend. Default: [`DEFAULT_FUEL`](Self::DEFAULT_FUEL).
     #[must_use]
     pub fn with_fuel(mut self, fuel: u64) -> Self {
         self.fuel = fuel;
@@ -139,26 +144,88 @@ impl<T: Send + 'static> PluginExporter<T> {
         self.guest.lock().ok().map(|mut g| f(&mut g.store))
     }
 
-    fn trapped(&self, step: &str, error: &wasmi::Error) -> ExportError {
-        let reason = if error.as_trap_code() == Some(TrapCode::OutOfFuel) {
-            format!(
-                "plugin {:?} ran out of fuel ({} units) in {step}: it may loop",
-                self.name, self.fuel
-            )
-        } else {
-            format!("plugin {:?} trapped in {step}: {error}", self.name)
-        };
+    fn failed(&self, reason: String) -> ExportError {
         ExportError::Retryable {
-            reason,
+            reason: format!("plugin {:?} {reason}", self.name),
             retry_after: None,
+        }
+    }
+
+    fn trapped(&self, step: &str, error: &wasmi::Error) -> ExportError {
+        self.failed(format!("trapped in {step}: {error}"))
+    }
+
+    /// Calls `func` in slices of [`FUEL_SLICE`] fuel, checking the clock between slices, so
+    /// the call ends by `deadline` (give or take one slice) and after at most `self.fuel`.
+    fn call_bounded<P: WasmParams, R: WasmResults>(
+        &self,
+        store: &mut Store<T>,
+        bounds: &mut Bounds,
+        func: &TypedFunc<P, R>,
+        params: P,
+        step: &str,
+    ) -> Result<R, ExportError> {
+        let budget = &mut bounds.fuel_left;
+        let mut slice = FUEL_SLICE.min(*budget);
+        store
+            .set_fuel(slice)
+            .map_err(|e| ExportError::Rejected(format!("cannot set fuel: {e}")))?;
+        let mut call = func
+            .call_resumable(&mut *store, params)
+            .map_err(|e| self.trapped(step, &e))?;
+        loop {
+            match call {
+                TypedResumableCall::Finished(results) => {
+                    *budget -= slice - store.get_fuel().unwrap_or(0).min(slice);
+                    return Ok(results);
+                }
+                TypedResumableCall::HostTrap(trap) => {
+                    return Err(self.trapped(step, trap.host_error()));
+                }
+                TypedResumableCall::OutOfFuel(more) => {
+                    *budget -= slice;
+                    if *budget == 0 || more.required_fuel() > *budget {
+                        return Err(self.failed(format!(
+                            "ran out of fuel ({} units) in {step}: it may loop",
+                            self.fuel
+                        )));
+                    }
+                    if Instant::now() >= bounds.deadline {
+                        return Err(self.failed(format!(
+                            "did not return within {:?} in {step}: it may loop",
+                            bounds.timeout
+                        )));
+                    }
+                    slice = FUEL_SLICE.max(more.required_fuel()).min(*budget);
+                    store
+                        .set_fuel(slice)
+                        .map_err(|e| ExportError::Rejected(format!("cannot set fuel: {e}")))?;
+                    call = more
+                        .resume(&mut *store)
+                        .map_err(|e| self.trapped(step, &e))?;
+                }
+            }
         }
     }
 }
 
+/// What is left of one export's fuel and time.
+#[derive(Debug)]
+struct Bounds {
+    fuel_left: u64,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// Fuel given at a time: between slices the exporter checks the clock. About 100 000
+/// instructions: well under a millisecond in an optimised build.
+const FUEL_SLICE: u64 = 100_000;
+
 impl<T: Send + 'static> Exporter for PluginExporter<T> {
-    /// Hands `batch` to the plugin. The SDK's `timeout` is not enforced by the clock: the
-    /// plugin's fuel bounds the call (see [`DEFAULT_FUEL`](Self::DEFAULT_FUEL)).
-    fn export(&self, batch: &Batch, _timeout: Duration) -> ExportResult {
+    /// Hands `batch` to the plugin, within `timeout` (checked every [`FUEL_SLICE`] units of
+    /// fuel) and [`with_fuel`](Self::with_fuel) fuel, whichever comes first.
+    fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
+        let deadline = Instant::now() + timeout;
         let json = serde_json::to_vec(batch)
             .map_err(|e| ExportError::Rejected(format!("cannot encode the batch: {e}")))?;
         let len = i32::try_from(json.len()).map_err(|_| {
@@ -176,28 +243,21 @@ impl<T: Send + 'static> Exporter for PluginExporter<T> {
             alloc,
             export,
         } = &mut *guest;
-        let refuel = |store: &mut Store<T>| {
-            store
-                .set_fuel(self.fuel)
-                .map_err(|e| ExportError::Rejected(format!("cannot set fuel: {e}")))
+        let mut bounds = Bounds {
+            fuel_left: self.fuel,
+            deadline,
+            timeout,
         };
-        refuel(store)?;
-        let ptr = alloc
-            .call(&mut *store, len)
-            .map_err(|e| self.trapped("alloc", &e))?;
+        let ptr = self.call_bounded(store, &mut bounds, alloc, len, "alloc")?;
         memory
             .write(&mut *store, ptr as u32 as usize, &json)
-            .map_err(|_| ExportError::Retryable {
-                reason: format!(
-                    "plugin {:?}: alloc({len}) returned {}, outside its memory",
-                    self.name, ptr as u32
-                ),
-                retry_after: None,
+            .map_err(|_| {
+                self.failed(format!(
+                    "alloc({len}) returned {}, outside its memory",
+                    ptr as u32
+                ))
             })?;
-        refuel(store)?;
-        let code = export
-            .call(&mut *store, (ptr, len))
-            .map_err(|e| self.trapped("optel_export", &e))?;
+        let code = self.call_bounded(store, &mut bounds, export, (ptr, len), "optel_export")?;
         match code {
             0 => Ok(()),
             n if n > 0 => Err(ExportError::Retryable {
