@@ -7,7 +7,9 @@
 //! - `event/off`: with the capability, host telemetry off (bounds checked, nothing parsed);
 //! - `event/on`: consent on, an 88-byte event with three declared attributes: read, parsed,
 //!   redacted, handed to the SDK's buffer (drained outside the timed section);
-//! - `event/rate_limited`: consent on, budget spent: the flood path.
+//! - `event/rate_limited`: consent on, budget spent: the flood path;
+//! - `sdk/event_with`: the same event recorded by the host through the SDK (the floor);
+//! - `sdk/redact`: redacting one of its strings.
 //!
 //! And how long a plugin exporter that loops forever takes to spend
 //! [`PluginExporter::DEFAULT_FUEL`] (printed, not a criterion figure).
@@ -129,7 +131,36 @@ fn host_call(c: &mut Criterion) {
         .init();
     assert!(guard.is_enabled(), "{}", guard.status());
     group.bench_function("event/on", |b| b.iter_custom(|n| bench.timed("events", n)));
-    assert!(bench.store.data().plugin.stats().events_recorded > 0);
+
+    // The same event recorded by the host itself, through the SDK: what a plugin event costs
+    // on top of it is the crossing, the read and the JSON parse.
+    group.bench_function("sdk/event_with", |b| {
+        b.iter_custom(|n| {
+            let mut total = Duration::ZERO;
+            let mut left = n;
+            while left > 0 {
+                let chunk = left.min(CHUNK);
+                let start = Instant::now();
+                for _ in 0..chunk {
+                    optel::global().event_with(
+                        std::hint::black_box("convert"),
+                        [
+                            ("format", optel::Value::Str("yaml".into())),
+                            ("lines", optel::Value::Int(120)),
+                            ("note", optel::Value::Str("3 files converted".into())),
+                        ],
+                    );
+                }
+                total += start.elapsed();
+                optel::__private::bench_drain();
+                left -= chunk;
+            }
+            total
+        })
+    });
+    group.bench_function("sdk/redact", |b| {
+        b.iter(|| optel::redact::redact(std::hint::black_box("3 files converted")).len())
+    });
 
     let mut spent = Bench::new(plugin(true, 0));
     group.bench_function("event/rate_limited", |b| {
