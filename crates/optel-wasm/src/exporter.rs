@@ -190,7 +190,7 @@ impl<T: Send + 'static> PluginExporter<T> {
                             self.fuel
                         )));
                     }
-                    if Instant::now() >= bounds.deadline {
+                    if bounds.deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(self.failed(format!(
                             "did not return within {:?} in {step}: it may loop",
                             bounds.timeout
@@ -213,7 +213,7 @@ impl<T: Send + 'static> PluginExporter<T> {
 #[derive(Debug)]
 struct Bounds {
     fuel_left: u64,
-    deadline: Instant,
+    deadline: Option<Instant>,
     timeout: Duration,
 }
 
@@ -222,10 +222,12 @@ struct Bounds {
 const FUEL_SLICE: u64 = 100_000;
 
 impl<T: Send + 'static> Exporter for PluginExporter<T> {
-    /// Hands `batch` to the plugin, within `timeout` (checked every [`FUEL_SLICE`] units of
+    /// Hands `batch` to the plugin, within `timeout` (checked every 100 000 units of
     /// fuel) and [`with_fuel`](Self::with_fuel) fuel, whichever comes first.
     fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large for an `Instant` (`Duration::MAX`) means no deadline: the fuel
+        // still bounds the call.
+        let deadline = Instant::now().checked_add(timeout);
         let json = serde_json::to_vec(batch)
             .map_err(|e| ExportError::Rejected(format!("cannot encode the batch: {e}")))?;
         let len = i32::try_from(json.len()).map_err(|_| {

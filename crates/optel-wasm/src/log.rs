@@ -74,7 +74,8 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// One line of a plugin's log, as a [`LogSink`] receives it.
+/// One line of a plugin's log, as a sink given to
+/// [`PluginBuilder::log_sink`](crate::PluginBuilder::log_sink) receives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogRecord<'a> {
