@@ -101,6 +101,9 @@ fn plugin_events_go_through_the_host_under_its_rules() {
     );
     assert_eq!(run.event_json(&convert), code::RECORDED_PARTIAL); // "user" is undeclared
     assert_eq!(run.event_json(r#"{"name":"started"}"#), code::RECORDED);
+    // The log is the host's, never telemetry (the event count below shows it).
+    run.log_text(2, "converted for jane@example.com");
+    assert_eq!(good.stats().logs_written, 1);
     // A second instance of the same plugin records as the same plugin.
     let mut again = host.start(PUPPET, &good);
     assert_eq!(
