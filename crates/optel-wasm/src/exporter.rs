@@ -30,6 +30,10 @@
 //! well under a millisecond in an optimised build) and after at most
 //! [`PluginExporter::DEFAULT_FUEL`] units (or [`with_fuel`](PluginExporter::with_fuel)),
 //! whichever comes first.
+//!
+//! Fuel bounds time, not memory: a plugin's `alloc` may grow its memory. Bound it as for any
+//! untrusted plugin, with a limiter on the store before handing it over
+//! (`wasmi::StoreLimitsBuilder::new().memory_size(16 << 20).build()` and `Store::limiter`).
 
 use std::fmt;
 use std::sync::Mutex;

@@ -366,3 +366,32 @@ fn exporters_check_the_protocol_and_fuel_up_front() {
     let e = PluginExporter::new("nofuel", store, instance).unwrap_err();
     assert!(matches!(e, optel_wasm::Error::FuelDisabled), "{e}");
 }
+
+#[test]
+fn an_exporter_that_grows_its_memory_is_held_by_the_hosts_limiter() {
+    // `alloc` asks for 3.75 GiB more memory and returns what memory.grow said (-1 when
+    // refused), as a careless allocator would.
+    let greedy = r#"(module
+      (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) (memory.grow (i32.const 60000)))
+      (func (export "optel_export") (param i32 i32) (result i32) (i32.const 0)))"#;
+    let engine = fuel_engine();
+    let limits = wasmi::StoreLimitsBuilder::new()
+        .memory_size(16 << 20)
+        .build();
+    let mut store = Store::new(&engine, limits);
+    store.limiter(|limits| limits);
+    let module = Module::new(&engine, &wat::parse_str(greedy).unwrap()[..]).unwrap();
+    let instance = Linker::new(&engine)
+        .instantiate_and_start(&mut store, &module)
+        .unwrap();
+    let exporter = PluginExporter::new("greedy", store, instance).unwrap();
+    let e = exporter.export(&batch(), SECOND).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("returned 4294967295, outside its memory"),
+        "{e}"
+    );
+    let pages = exporter.with_store(|s| instance.get_memory(&*s, "memory").unwrap().size(&*s));
+    assert_eq!(pages, Some(1), "the limiter refused the growth");
+}
