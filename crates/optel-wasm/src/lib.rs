@@ -64,6 +64,25 @@
 //!   [`Capability::Telemetry`]. Records a custom event from JSON of at most [`MAX_EVENT_BYTES`]
 //!   bytes; see [`event`] for its shape and [`code`] for the result.
 //!
+//! # For plugin authors
+//! A plugin in Rust (target `wasm32-unknown-unknown` or `wasm32-wasip1`) declares the imports
+//! and checks nothing but its own bugs: whatever the result, it carries on.
+//! ```rust,ignore
+//! #[link(wasm_import_module = "telemetry")]
+//! unsafe extern "C" {
+//!     fn log(level: i32, ptr: *const u8, len: usize);
+//!     fn host_telemetry_event(json_ptr: *const u8, len: usize) -> i32;
+//! }
+//!
+//! fn converted(lines: usize) {
+//!     let json = format!(r#"{{"name":"convert","attributes":{{"format":"yaml","lines":{lines}}}}}"#);
+//!     // 0 or 1: recorded; 2: the host's telemetry is off; below 0: see `optel_wasm::code`.
+//!     let _ = unsafe { host_telemetry_event(json.as_ptr(), json.len()) };
+//!     let msg = "converted";
+//!     unsafe { log(2, msg.as_ptr(), msg.len()) };
+//! }
+//! ```
+//!
 //! # What the host guarantees
 //! - **Consent**: events are recorded through the SDK's global handle ([`optel::global`]),
 //!   so with the host's telemetry off (no consent, or optel never initialised) nothing is

@@ -85,7 +85,8 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 /// What a plugin did with its telemetry so far (a snapshot of its counters). Every call of
-/// `host_telemetry_event` lands in exactly one of the `events_*` counters.
+/// `host_telemetry_event` lands in exactly one of the `events_*` counters, or in `bad_pointers`
+/// if it trapped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PluginStats {
