@@ -206,11 +206,12 @@ impl TelemetryBuilder {
     }
 
     /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for the
-    /// HTTPS endpoint, instead of the webpki roots: for a collector behind a private CA or with a
-    /// self-signed certificate. Default: the webpki roots; `SSL_CERT_FILE` (a PEM file) replaces
+    /// HTTPS endpoint, instead of the default roots: for a collector behind a private CA or with
+    /// a self-signed certificate. Default: the platform's roots (feature `tls`) or the webpki
+    /// roots (feature `rustls`); `SSL_CERT_FILE` (a PEM file) replaces
     /// them when set, this setting replaces `SSL_CERT_FILE`, and `<TOOL>_TELEMETRY_CA_FILE` (a
     /// PEM file) replaces this setting, as `<TOOL>_TELEMETRY_ENDPOINT` replaces the endpoint.
-    /// The file is read on the delivery thread, never at init. Feature `tls`.
+    /// The file is read on the delivery thread, never at init. Feature `tls` or `rustls`.
     ///
     /// # Examples
     /// ```no_run
@@ -220,15 +221,15 @@ impl TelemetryBuilder {
     ///     .tls_root_certificates(pem)
     ///     .init();
     /// ```
-    #[cfg(feature = "tls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "rustls"))))]
     pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificates = Some(pem.into().into());
         self
     }
 
     /// The root certificates of the HTTP exporter: `<TOOL>_TELEMETRY_CA_FILE`, else those set in
-    /// code, else `SSL_CERT_FILE`, else none (the webpki roots).
+    /// code, else `SSL_CERT_FILE`, else none (the default roots).
     pub(crate) fn root_certificates(
         &self,
         env: &dyn Fn(&str) -> Option<String>,

@@ -88,7 +88,8 @@ impl Exporter for NoopExporter {
 ///   set, upper or lower case), except for the hosts listed in `NO_PROXY`.
 /// - `Retry-After` (in seconds) of a 429 or 503 is passed on to the delivery thread, which
 ///   holds every process of the tool back until then.
-/// - HTTPS (feature `tls`, on by default) trusts the webpki root certificates, or only the
+/// - HTTPS trusts the platform's root certificates (feature `tls`, on by default: the
+///   platform's TLS library) or the webpki roots (feature `rustls`), or only the
 ///   certificates given with [`with_root_certificates`](Self::with_root_certificates) (a
 ///   private CA, a self-signed collector).
 pub struct HttpExporter {
@@ -96,7 +97,7 @@ pub struct HttpExporter {
     ingest_key: Option<String>,
     user_agent: String,
     gzip: bool,
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tls", feature = "rustls")), allow(dead_code))]
     roots: Option<RootCertificates>,
     /// Built on first use, on the delivery thread: reading a CA file never delays init.
     agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
@@ -117,7 +118,7 @@ impl fmt::Debug for HttpExporter {
 
 /// Where the root certificates of an [`HttpExporter`] come from.
 #[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "tls", feature = "rustls")), allow(dead_code))]
 pub(crate) enum RootCertificates {
     /// PEM text given in code.
     Pem(std::sync::Arc<[u8]>),
@@ -126,7 +127,7 @@ pub(crate) enum RootCertificates {
 }
 
 /// Largest CA file read: 1 MiB (a full system bundle is about 200 KiB).
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Timeout for the TCP connect of a request: 1 s.
@@ -146,8 +147,9 @@ impl HttpExporter {
     }
 
     /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
-    /// HTTPS, instead of the webpki roots: for a collector behind a private CA or with a
-    /// self-signed certificate. Default: the webpki roots.
+    /// HTTPS, instead of the default roots: for a collector behind a private CA or with a
+    /// self-signed certificate. Default: the platform's roots (feature `tls`) or the webpki
+    /// roots (feature `rustls`).
     ///
     /// # Examples
     /// ```
@@ -156,8 +158,8 @@ impl HttpExporter {
     ///     .with_root_certificates(pem);
     /// # let _ = exporter;
     /// ```
-    #[cfg(feature = "tls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "rustls"))))]
     #[must_use]
     pub fn with_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.roots = Some(RootCertificates::Pem(pem.into().into()));
@@ -204,7 +206,7 @@ pub(crate) fn agent(user_agent: &str) -> ureq::Agent {
 ///
 /// # Errors
 /// The file cannot be read, or holds no valid certificate.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 pub(crate) fn agent_with_roots(
     user_agent: &str,
     roots: Option<&RootCertificates>,
@@ -234,17 +236,34 @@ pub(crate) fn agent_with_roots(
             "{source} holds no certificate: give PEM with BEGIN CERTIFICATE blocks"
         ));
     }
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-        .build();
-    Ok(agent_config(user_agent).tls_config(tls).build().into())
+    let roots = ureq::tls::RootCerts::new_with_certs(&certs);
+    Ok(agent_config(user_agent)
+        .tls_config(tls_config(Some(roots)))
+        .build()
+        .into())
+}
+
+/// The TLS settings of every agent: rustls with the compiled-in webpki roots when the `rustls`
+/// feature is on, else the platform's TLS library (feature `tls`: OpenSSL, SChannel,
+/// Security.framework) with the platform's roots; `roots`, when given, replace either.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+fn tls_config(roots: Option<ureq::tls::RootCerts>) -> ureq::tls::TlsConfig {
+    use ureq::tls::{RootCerts, TlsProvider};
+    #[cfg(feature = "rustls")]
+    let (provider, default_roots) = (TlsProvider::Rustls, RootCerts::WebPki);
+    #[cfg(not(feature = "rustls"))]
+    let (provider, default_roots) = (TlsProvider::NativeTls, RootCerts::PlatformVerifier);
+    ureq::tls::TlsConfig::builder()
+        .provider(provider)
+        .root_certs(roots.unwrap_or(default_roots))
+        .build()
 }
 
 /// Without TLS there are no root certificates to set.
 ///
 /// # Errors
 /// Never.
-#[cfg(not(feature = "tls"))]
+#[cfg(not(any(feature = "tls", feature = "rustls")))]
 pub(crate) fn agent_with_roots(
     user_agent: &str,
     _roots: Option<&RootCertificates>,
@@ -253,11 +272,15 @@ pub(crate) fn agent_with_roots(
 }
 
 fn agent_config(user_agent: &str) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .http_status_as_error(false)
         .user_agent(user_agent)
-        .proxy(ureq::Proxy::try_from_env())
+        .proxy(ureq::Proxy::try_from_env());
+    // ureq's default provider is rustls: name the one the features chose.
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    let config = config.tls_config(tls_config(None));
+    config
 }
 
 /// Compresses `body` with gzip (fast level: telemetry bodies are small and highly redundant).
@@ -758,7 +781,7 @@ mod tests {
         MemoryExporter::new().assert_event(optel_wire::EventType::Command, "build");
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     #[test]
     fn root_certificates_are_read_and_checked() {
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

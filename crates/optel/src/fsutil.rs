@@ -371,7 +371,10 @@ pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> 
 ///
 /// # Errors
 /// The file cannot be opened or read, is not a regular file, or is larger than `limit`.
-#[cfg_attr(not(any(feature = "tls", target_os = "linux")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "tls", feature = "rustls", target_os = "linux")),
+    allow(dead_code)
+)]
 pub(crate) fn read_system_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let mut options = OpenOptions::new();
     options.read(true);

@@ -68,7 +68,7 @@
 //! | `<TOOL>_TELEMETRY` | `off`, `local` or `on`; overrides every file and the author's default; anything else means off |
 //! | `<TOOL>_TELEMETRY_ENDPOINT` | replaces the endpoint given in code (e.g. a self-hosted collector) |
 //! | `<TOOL>_TELEMETRY_KEY` | replaces the ingest key given in code |
-//! | `<TOOL>_TELEMETRY_CA_FILE` | a PEM file of root certificates trusted for HTTPS instead of the webpki roots (feature `tls`); replaces [`TelemetryBuilder::tls_root_certificates`] |
+//! | `<TOOL>_TELEMETRY_CA_FILE` | a PEM file of root certificates trusted for HTTPS instead of the default roots (features `tls`, `rustls`); replaces [`TelemetryBuilder::tls_root_certificates`] |
 //! | `SSL_CERT_FILE` | the same, for every tool; [`TelemetryBuilder::tls_root_certificates`] replaces it |
 //! | `<TOOL>_TELEMETRY_DEBUG` | `1`: one line on stderr per decision (consent and its layer, endpoint, each request's size and outcome, the breaker, the daily cap, the exit wait) |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
@@ -88,7 +88,8 @@
 //! # Features
 //! | feature | adds |
 //! |---|---|
-//! | `tls` (default) | HTTPS endpoints: rustls with the `ring` provider and the webpki roots, or a private CA ([`TelemetryBuilder::tls_root_certificates`], `<TOOL>_TELEMETRY_CA_FILE`, `SSL_CERT_FILE`). Without it (`default-features = false`) only `http://` endpoints work, and an `https://` one turns telemetry off at init, saying so in `status` |
+//! | `tls` (default) | HTTPS endpoints with the platform's TLS library and root certificates: OpenSSL on Linux and other Unixes (linked dynamically: `libssl.so.3` at run time, `pkg-config` and `libssl-dev` to build), SChannel on Windows, Security.framework on macOS; or a private CA ([`TelemetryBuilder::tls_root_certificates`], `<TOOL>_TELEMETRY_CA_FILE`, `SSL_CERT_FILE`). Without `tls` and `rustls` (`default-features = false`) only `http://` endpoints work, and an `https://` one turns telemetry off at init, saying so in `status` |
+//! | `rustls` | HTTPS with rustls (the `ring` provider) and the compiled-in webpki roots instead of the platform's TLS: static, pure Rust, about 1.6 MB larger; use it with `default-features = false` (when both are on, rustls is used). The same private-CA settings |
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |

@@ -27,7 +27,7 @@
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (default) or `http/json` |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION` | `gzip` (default here) or `none` |
 //! | `OTEL_EXPORTER_OTLP_HEADERS` | `key=value,key2=value2` sent with every request |
-//! | `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of the root certificates trusted for HTTPS instead of the webpki roots (feature `tls`), read on the delivery thread |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of the root certificates trusted for HTTPS instead of the default roots (features `tls`, `rustls`), read on the delivery thread |
 //!
 //! Retries follow the OTLP spec: only 429, 502, 503 and 504 (and network errors) are
 //! retryable; any other non-2xx answer drops the batch. A batch is sent as up to three
@@ -186,11 +186,11 @@ impl OtlpExporter {
     }
 
     /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
-    /// HTTPS, instead of the webpki roots: a backend behind a private CA. Default: the webpki
-    /// roots, or the PEM file named by `OTEL_EXPORTER_OTLP_CERTIFICATE` with
+    /// HTTPS, instead of the default roots: a backend behind a private CA. Default: the
+    /// platform's roots (feature `tls`) or the webpki roots (feature `rustls`), or the PEM file named by `OTEL_EXPORTER_OTLP_CERTIFICATE` with
     /// [`from_env`](Self::from_env).
-    #[cfg(feature = "tls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "rustls"))))]
     #[must_use]
     pub fn with_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.roots = Some(crate::export::RootCertificates::Pem(pem.into().into()));

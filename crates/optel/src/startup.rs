@@ -216,7 +216,7 @@ impl TelemetryBuilder {
             });
         }
         let prefix = consent::env_prefix(&self.tool);
-        if cfg!(not(feature = "tls"))
+        if cfg!(not(any(feature = "tls", feature = "rustls")))
             && self.exporter.is_none()
             && let Some(endpoint) = self.effective_endpoint(env)
             && endpoint.starts_with("https://")
@@ -352,7 +352,7 @@ mod tests {
             );
             assert!(e.to_string().contains("writable by other users"), "{e}");
         }
-        #[cfg(not(feature = "tls"))]
+        #[cfg(not(any(feature = "tls", feature = "rustls")))]
         {
             let (e, _) = err(Telemetry::builder("acme", "1.0.0")
                 .data_dir(dir.path().join("d"))
