@@ -111,7 +111,8 @@ impl StoreArgs {
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
-    /// rate_per_key, rate_per_addr, queue, retention, tls_cert, tls_key.
+    /// rate_per_key, rate_per_addr, queue, retention, tls_cert, tls_key, header_timeout,
+    /// body_timeout, tls_handshake_timeout, max_connections, shutdown_timeout.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -152,6 +153,31 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
     #[arg(long, value_name = "FILE", env = "OPTEL_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Longest wait for a request's headers, from the connection's start or the previous
+    /// answer; also how long an idle keep-alive connection stays open [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_HEADER_TIMEOUT", value_parser = parse_duration)]
+    pub header_timeout: Option<std::time::Duration>,
+    /// Longest time to receive a request body once its headers arrived (408 past it)
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_BODY_TIMEOUT", value_parser = parse_duration)]
+    pub body_timeout: Option<std::time::Duration>,
+    /// Longest TLS handshake [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Option<std::time::Duration>,
+    /// Most connections at once; past it a new connection replaces the oldest idle one, or is
+    /// refused when all are busy. 0 = the open-file limit minus 64, at most 10000 [default: 0].
+    #[arg(long, value_name = "N", env = "OPTEL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before they are
+    /// cut off; the writer then gets as long again to commit what it holds [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<std::time::Duration>,
+}
+
+/// A duration such as `10s`, `500ms` or `2m`.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}): write e.g. 10s, 500ms or 2m"))
 }
 
 /// `optel projects ...`

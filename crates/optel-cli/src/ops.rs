@@ -134,6 +134,11 @@ struct FileConfig {
     retention: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    tls_handshake_timeout: Option<String>,
+    max_connections: Option<usize>,
+    shutdown_timeout: Option<String>,
 }
 
 /// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
@@ -154,6 +159,7 @@ pub(crate) struct ServeConfig {
     pub queue: usize,
     pub retention: Option<Duration>,
     pub tls: Option<TlsFiles>,
+    pub server: optel_collector::ServerConfig,
 }
 
 impl ServeConfig {
@@ -192,7 +198,44 @@ impl ServeConfig {
                  --tls-cert, OPTEL_TLS_CERT or `tls_cert` in the config file"
             ),
         };
+        let mut server = optel_collector::ServerConfig::default();
+        let duration =
+            |flag: Option<Duration>, file: Option<String>, key: &str, default| match (flag, file) {
+                (Some(d), _) => Ok(d),
+                (None, Some(text)) => crate::args::parse_duration(&text)
+                    .map_err(|e| anyhow::anyhow!("config file key `{key}`: {e}")),
+                (None, None) => Ok(default),
+            };
+        server.header_timeout = duration(
+            args.header_timeout,
+            file.header_timeout,
+            "header_timeout",
+            server.header_timeout,
+        )?;
+        server.body_timeout = duration(
+            args.body_timeout,
+            file.body_timeout,
+            "body_timeout",
+            server.body_timeout,
+        )?;
+        server.tls_handshake_timeout = duration(
+            args.tls_handshake_timeout,
+            file.tls_handshake_timeout,
+            "tls_handshake_timeout",
+            server.tls_handshake_timeout,
+        )?;
+        server.shutdown_timeout = duration(
+            args.shutdown_timeout,
+            file.shutdown_timeout,
+            "shutdown_timeout",
+            server.shutdown_timeout,
+        )?;
+        server.max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(server.max_connections);
         Ok(Self {
+            server,
             listen: args
                 .listen
                 .or(file.listen)

@@ -48,9 +48,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             watch_certificate(tls);
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(%addr, db = %described, scheme, "optel collector listening");
+        let max_connections = config.server.connection_cap();
+        tracing::info!(%addr, db = %described, scheme, max_connections, "optel collector listening");
         eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
-        serve_with(listener, tls, state).await?;
+        serve_with(listener, tls, state, config.server).await?;
         tracing::info!("optel collector stopped");
         Ok(())
     })
@@ -112,13 +113,19 @@ async fn serve_with(
     listener: tokio::net::TcpListener,
     tls: Option<Tls>,
     state: optel_collector::AppState,
+    server: optel_collector::ServerConfig,
 ) -> std::io::Result<()> {
     match tls {
         #[cfg(feature = "tls")]
-        Some(tls) => optel_collector::serve_tls(listener, &tls, state, shutdown_signal()).await,
+        Some(tls) => {
+            optel_collector::serve_tls_with_config(listener, &tls, state, server, shutdown_signal())
+                .await
+        }
         #[cfg(not(feature = "tls"))]
         Some(never) => match never {},
-        None => optel_collector::serve(listener, state, shutdown_signal()).await,
+        None => {
+            optel_collector::serve_with_config(listener, state, server, shutdown_signal()).await
+        }
     }
 }
 

@@ -52,11 +52,16 @@ pub mod tls;
 mod writer;
 
 pub use app::{AppState, DEFAULT_K_ANONYMITY, app};
+pub use ingest::KEY_CACHE_TTL;
 pub use keys::{INGEST_KEY_PREFIX, generate_ingest_key, hash_key};
 pub use query::{now_ms, parse_lookback};
 pub use ratelimit::RateConfig;
-pub use server::serve;
+pub use server::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, FD_HEADROOM, ServerConfig, serve,
+    serve_with_config,
+};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use server::serve_tls;
+pub use server::{serve_tls, serve_tls_with_config};
 pub use writer::DEFAULT_QUEUE;

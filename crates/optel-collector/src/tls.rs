@@ -141,6 +141,13 @@ pub struct TlsConfig {
     pair: Arc<CurrentPair>,
 }
 
+impl TlsConfig {
+    /// An acceptor of new handshakes with the pair in service.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.server.clone())
+    }
+}
+
 impl std::fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsConfig")
@@ -415,7 +422,7 @@ async fn accept_loop(
 }
 
 /// Completes the handshake, or answers a plain-HTTP client with 400 and returns `None`.
-async fn handshake(
+pub(crate) async fn handshake(
     tcp: TcpStream,
     acceptor: &TlsAcceptor,
 ) -> io::Result<Option<TlsStream<TcpStream>>> {

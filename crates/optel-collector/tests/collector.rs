@@ -696,3 +696,4 @@ suite!(postgres_backend, postgres());
 
 include!("collector/hostile.rs");
 include!("collector/storage.rs");
+include!("collector/connections.rs");
