@@ -101,8 +101,42 @@ impl StoreArgs {
     /// # Errors
     /// The database cannot be opened or migrated.
     pub fn open(&self) -> Result<Arc<dyn Store>> {
-        optel_collector::storage::open(self.database.as_deref(), &self.dir())
-            .with_context(|| format!("cannot open the optel database {}", self.describe()))
+        self.open_with(Durability::default())
+    }
+
+    /// Opens the store with commits of `durability`.
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated.
+    pub fn open_with(&self, durability: Durability) -> Result<Arc<dyn Store>> {
+        optel_collector::storage::open_with(
+            self.database.as_deref(),
+            &self.dir(),
+            durability.into(),
+        )
+        .with_context(|| format!("cannot open the optel database {}", self.describe()))
+    }
+}
+
+/// What a 2xx answer to an ingest request survives (docs/adr/006-durability.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Each commit is synced to disk before the answer: survives an OS crash or power cut
+    /// (SQLite synchronous=FULL; PostgreSQL synchronous_commit=on).
+    Fsync,
+    /// Each commit survives a crash of the collector, not of the OS or a power cut (SQLite
+    /// synchronous=NORMAL in WAL mode; PostgreSQL synchronous_commit=off).
+    #[default]
+    CrashSafe,
+}
+
+impl From<Durability> for optel_collector::storage::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Fsync => Self::Fsync,
+            Durability::CrashSafe => Self::CrashSafe,
+        }
     }
 }
 
@@ -112,7 +146,7 @@ impl StoreArgs {
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
     /// rate_per_key, rate_per_addr, queue, retention, tls_cert, tls_key, header_timeout,
-    /// body_timeout, tls_handshake_timeout, max_connections, shutdown_timeout.
+    /// body_timeout, tls_handshake_timeout, max_connections, shutdown_timeout, durability.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -172,6 +206,10 @@ pub struct ServeArgs {
     /// cut off; the writer then gets as long again to commit what it holds [default: 10s].
     #[arg(long, value_name = "DURATION", env = "OPTEL_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<std::time::Duration>,
+    /// What a 2xx answer guarantees: `fsync` (on disk, survives a power cut) or `crash-safe`
+    /// (survives a crash of the collector, not of the OS) [default: crash-safe].
+    #[arg(long, value_enum, env = "OPTEL_DURABILITY")]
+    pub durability: Option<Durability>,
 }
 
 /// A duration such as `10s`, `500ms` or `2m`.

@@ -139,6 +139,7 @@ struct FileConfig {
     tls_handshake_timeout: Option<String>,
     max_connections: Option<usize>,
     shutdown_timeout: Option<String>,
+    durability: Option<crate::args::Durability>,
 }
 
 /// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
@@ -160,6 +161,7 @@ pub(crate) struct ServeConfig {
     pub retention: Option<Duration>,
     pub tls: Option<TlsFiles>,
     pub server: optel_collector::ServerConfig,
+    pub durability: crate::args::Durability,
 }
 
 impl ServeConfig {
@@ -236,6 +238,7 @@ impl ServeConfig {
             .unwrap_or(server.max_connections);
         Ok(Self {
             server,
+            durability: args.durability.or(file.durability).unwrap_or_default(),
             listen: args
                 .listen
                 .or(file.listen)

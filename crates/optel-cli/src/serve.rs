@@ -19,7 +19,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let config = ops::ServeConfig::resolve(args)?;
     // Certificate problems are reported before anything is opened or created.
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
-    let store = config.store.open()?;
+    let store = config.store.open_with(config.durability)?;
     let described = config.store.describe();
     let mut state = optel_collector::AppState::with_config(
         store.clone(),
@@ -49,7 +49,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let max_connections = config.server.connection_cap();
-        tracing::info!(%addr, db = %described, scheme, max_connections, "optel collector listening");
+        let durability = optel_collector::storage::Durability::from(config.durability).as_str();
+        tracing::info!(%addr, db = %described, scheme, max_connections, durability, "optel collector listening");
         eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
         serve_with(listener, tls, state, config.server).await?;
         tracing::info!("optel collector stopped");

@@ -311,3 +311,57 @@ fn deleting_a_project_under_load(store: &[&str]) {
     assert_eq!(last.1, 401, "the deleted project's key is still accepted");
     server.stop();
 }
+
+/// The new settings are flags and config keys: `--durability` (what a 2xx survives), the
+/// timeouts and the connection cap; bad values are refused with the accepted ones named.
+#[test]
+fn durability_timeouts_and_cap_are_flags_and_config_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let key = create_project(dir.path(), "acme");
+    let config = dir.path().join("optel.toml");
+    std::fs::write(
+        &config,
+        "durability = \"fsync\"\nheader_timeout = \"5s\"\nbody_timeout = \"5s\"\n\
+         tls_handshake_timeout = \"5s\"\nshutdown_timeout = \"3s\"\nmax_connections = 100\n",
+    )
+    .unwrap();
+    let mut server = Server::start(
+        &["--data-dir", data, "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(
+        post_status(&agent(), &server.url, &key, &batch_json(1, 1, 3)),
+        200
+    );
+    server.stop();
+    let mut server = Server::start(&["--data-dir", data, "--durability", "crash-safe"], &[]);
+    assert_eq!(
+        post_status(&agent(), &server.url, &key, &batch_json(1, 2, 3)),
+        200
+    );
+    server.stop();
+    let bad = support::run(
+        &["serve", "--data-dir", data, "--durability", "sometimes"],
+        &[],
+    );
+    assert!(!bad.ok());
+    assert!(
+        bad.stderr.contains("fsync") && bad.stderr.contains("crash-safe"),
+        "{}",
+        bad.stderr
+    );
+    std::fs::write(&config, "header_timeout = \"soon\"\n").unwrap();
+    let bad = support::run(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!bad.ok());
+    assert!(bad.stderr.contains("header_timeout"), "{}", bad.stderr);
+}

@@ -26,9 +26,18 @@
 //! |---|---|---|
 //! | `tls` | off (on in the `optel` binary) | HTTPS: `serve_tls` and the `tls` module (rustls, `ring` provider) |
 //!
+//! Connections are bounded too ([`ServerConfig`]): the request head must arrive within the
+//! header timeout, the body within the body timeout (408), a TLS handshake within its own; a
+//! `Content-Length` above the limit is refused (413) before the body is read, a body with
+//! broken framing is 400 `invalid_body`. Connections are capped below the open-file limit, and
+//! at the cap the oldest idle connection gives way, so idle clients cannot starve the others.
+//!
 //! # Durability
 //! A 2xx answer to an ingest request means its events are committed: the group-commit
-//! writer answers each request only after the transaction holding it commits.
+//! writer answers each request only after the transaction holding it commits. What the commit
+//! survives is [`storage::Durability`]: a crash of the collector by default, also an OS crash
+//! or power cut with [`storage::Durability::Fsync`] (`docs/adr/006-durability.md`). A batch
+//! that fails (its project deleted meanwhile) fails alone, never the others of its group.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
