@@ -100,6 +100,10 @@ fn kill_9_during_load(store: &[&str]) {
     let sent = sent.lock().unwrap().clone();
     let acked = sent.iter().filter(|s| s.2).count();
     assert!(acked >= 80);
+    eprintln!(
+        "{acked} of {} batches acknowledged before kill -9",
+        sent.len()
+    );
 
     let mut server = serve_store(store);
     let url = &server.url;

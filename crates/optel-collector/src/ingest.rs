@@ -244,7 +244,8 @@ fn too_large(what: &str) -> ApiError {
 /// 413 `payload_too_large`; 415 `unsupported_encoding` for encodings other than `gzip` and
 /// `identity`; 400 `invalid_gzip` for a corrupt gzip stream; 400 `invalid_body` for a body
 /// whose framing is broken (a malformed chunk, a connection closed early); 408
-/// `request_timeout` for a body slower than the timeout.
+/// `request_timeout` for a body slower than the timeout; 503 `saturated` when the bodies being
+/// read already hold the server's body memory ([`crate::ServerConfig::body_memory`]).
 pub async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
     let headers = &parts.headers;
     let encoding = headers
@@ -263,19 +264,40 @@ pub async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
     };
     // hyper has checked the header's syntax already; a length it accepted and we cannot read
     // is larger than any bound.
-    if let Some(length) = headers.get(header::CONTENT_LENGTH) {
-        let length = length
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if length.is_none_or(|n| n > limits::MAX_BODY_BYTES as u64) {
-            return Err(too_large(""));
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        Some(length) => {
+            let length = length
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match length {
+                Some(n) if n <= limits::MAX_BODY_BYTES as u64 => n as usize,
+                _ => return Err(too_large("")),
+            }
         }
-    }
-    let timeout = parts
-        .extensions
-        .get::<crate::server::BodyTimeout>()
-        .map_or(crate::server::DEFAULT_BODY_TIMEOUT, |t| t.0);
+        None => limits::MAX_BODY_BYTES,
+    };
+    let server = parts.extensions.get::<crate::server::BodyLimits>();
+    let timeout = server.map_or(crate::server::DEFAULT_BODY_TIMEOUT, |l| l.timeout);
+    // Reserved from the memory budget all bodies share while this one is read and
+    // decompressed: many clients each holding a large body open cannot exhaust memory.
+    let reserve = if gzip { 2 * declared } else { declared };
+    let _reserved = match server {
+        Some(l) => Some(
+            l.memory
+                .clone()
+                .try_acquire_many_owned(u32::try_from(reserve.div_ceil(1024)).unwrap_or(u32::MAX))
+                .map_err(|_| ApiError {
+                    retry_after_s: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "saturated",
+                        "the collector is reading too many request bodies at once: retry in a second",
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let limited = http_body_util::Limited::new(body, limits::MAX_BODY_BYTES);
     let raw = match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),

@@ -66,7 +66,7 @@ pub use keys::{INGEST_KEY_PREFIX, generate_ingest_key, hash_key};
 pub use query::{now_ms, parse_lookback};
 pub use ratelimit::RateConfig;
 pub use server::{
-    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_BODY_MEMORY, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, FD_HEADROOM, ServerConfig, serve,
     serve_with_config,
 };

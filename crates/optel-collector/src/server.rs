@@ -40,6 +40,8 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ServerConfig::body_timeout`]: 30 s, enough for the largest body
 /// ([`optel_wire::limits::MAX_BODY_BYTES`], 4 MiB) at 140 KB/s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ServerConfig::body_memory`]: 256 MiB, 64 bodies of the largest size at once.
+pub const DEFAULT_BODY_MEMORY: usize = 256 << 20;
 /// Default [`ServerConfig::tls_handshake_timeout`]: 10 s.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ServerConfig::shutdown_timeout`]: 10 s.
@@ -62,6 +64,11 @@ pub struct ServerConfig {
     /// Longest time to receive a request body once its head arrived (408 past it). Default
     /// [`DEFAULT_BODY_TIMEOUT`].
     pub body_timeout: Duration,
+    /// Most bytes of request bodies held in memory at once, over all requests; a body that
+    /// would pass it is refused (503 `saturated`, `Retry-After: 1`) before it is read. Each
+    /// body reserves its `Content-Length` (the largest body size when chunked), twice with
+    /// `Content-Encoding: gzip` (it is decompressed in memory). Default [`DEFAULT_BODY_MEMORY`].
+    pub body_memory: usize,
     /// Longest TLS handshake, from the connection's start. Default
     /// [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
     pub tls_handshake_timeout: Duration,
@@ -79,6 +86,7 @@ impl Default for ServerConfig {
         Self {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_memory: DEFAULT_BODY_MEMORY,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             max_connections: 0,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -125,9 +133,25 @@ fn open_file_limit() -> Option<usize> {
     None
 }
 
-/// The body-read deadline, handed to the body readers as a request extension.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyTimeout(pub Duration);
+/// What the body readers need of the server, handed to them as a request extension: the
+/// body-read deadline, and the memory budget all bodies being read share.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyLimits {
+    pub timeout: Duration,
+    /// Permits of 1 KiB each: [`ServerConfig::body_memory`].
+    pub memory: Arc<Semaphore>,
+}
+
+impl BodyLimits {
+    fn new(config: &ServerConfig) -> Self {
+        Self {
+            timeout: config.body_timeout,
+            memory: Arc::new(Semaphore::new(
+                (config.body_memory / 1024).clamp(1, Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+}
 
 /// Serves `app` on `listener` with [`ServerConfig::default`]; see [`serve_with_config`].
 ///
@@ -217,7 +241,7 @@ async fn serve_on(
             limits.forget_idle();
         }
     });
-    let router = app(state).layer(axum::Extension(BodyTimeout(config.body_timeout)));
+    let router = app(state).layer(axum::Extension(BodyLimits::new(&config)));
     let cap = config.connection_cap();
     tracing::debug!(max_connections = cap, "serving");
     let conns = Arc::new(Connections::new(cap));

@@ -169,3 +169,39 @@ fn the_key_cache_forgets_deleted_projects_and_revoked_keys() {
         );
     });
 }
+
+/// Clients that each hold a large body half-sent cannot exhaust memory: bodies being read
+/// share [`optel_collector::ServerConfig::body_memory`], and a body past it is refused at once
+/// (503 `saturated`) without being read. (Before, 960 connections × 4 MiB could be held.)
+#[test]
+fn bodies_being_read_share_a_memory_budget() {
+    use std::io::Write as _;
+    let mut config = optel_collector::ServerConfig::default();
+    config.body_memory = 6 << 20;
+    let s = served(config);
+    let big = format!("content-length: {}\r\n", 4 << 20);
+    // The first 4 MiB body is being read (half of it sent) ...
+    let mut held = TcpStream::connect(s.addr).unwrap();
+    held.write_all(post_head(&s.key, &big).as_bytes()).unwrap();
+    held.write_all(&vec![b' '; 2 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // ... so a second one does not fit: refused before its body.
+    let (status, body) = exchange(s.addr, &post_head(&s.key, &big), b"", Duration::from_secs(2));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "saturated");
+    // A small batch still fits beside it.
+    let batch = serde_json::to_vec(&batch(1, "build", 2)).unwrap();
+    let head = post_head(&s.key, &format!("content-length: {}\r\n", batch.len()));
+    assert_eq!(exchange(s.addr, &head, &batch, Duration::from_secs(2)).0, 200);
+    // Once the first is gone, its share is free again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = exchange(
+        s.addr,
+        &post_head(&s.key, &big),
+        &vec![b' '; 4 << 20],
+        Duration::from_secs(5),
+    );
+    assert_eq!(status, 400, "{body}"); // all spaces: read, then refused as JSON
+    assert_eq!(body["error"]["code"], "invalid_json");
+}
