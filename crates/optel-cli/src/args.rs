@@ -146,7 +146,8 @@ impl From<Durability> for optel_collector::storage::Durability {
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
     /// rate_per_key, rate_per_addr, queue, retention, tls_cert, tls_key, header_timeout,
-    /// body_timeout, tls_handshake_timeout, max_connections, shutdown_timeout, durability.
+    /// body_timeout, body_memory_mib, tls_handshake_timeout, max_connections, shutdown_timeout,
+    /// durability.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -195,6 +196,10 @@ pub struct ServeArgs {
     /// [default: 30s].
     #[arg(long, value_name = "DURATION", env = "OPTEL_BODY_TIMEOUT", value_parser = parse_duration)]
     pub body_timeout: Option<std::time::Duration>,
+    /// Most MiB of request bodies held in memory at once, over all requests; past it a body is
+    /// refused (503, Retry-After) before it is read [default: 256].
+    #[arg(long, value_name = "MIB", env = "OPTEL_BODY_MEMORY_MIB", value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    pub body_memory_mib: Option<u64>,
     /// Longest TLS handshake [default: 10s].
     #[arg(long, value_name = "DURATION", env = "OPTEL_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
     pub tls_handshake_timeout: Option<std::time::Duration>,

@@ -138,6 +138,7 @@ struct FileConfig {
     body_timeout: Option<String>,
     tls_handshake_timeout: Option<String>,
     max_connections: Option<usize>,
+    body_memory_mib: Option<u64>,
     shutdown_timeout: Option<String>,
     durability: Option<crate::args::Durability>,
 }
@@ -232,6 +233,9 @@ impl ServeConfig {
             "shutdown_timeout",
             server.shutdown_timeout,
         )?;
+        if let Some(mib) = args.body_memory_mib.or(file.body_memory_mib) {
+            server.body_memory = usize::try_from(mib.max(8) << 20).unwrap_or(usize::MAX);
+        }
         server.max_connections = args
             .max_connections
             .or(file.max_connections)

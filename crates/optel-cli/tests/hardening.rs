@@ -323,7 +323,7 @@ fn durability_timeouts_and_cap_are_flags_and_config_keys() {
     std::fs::write(
         &config,
         "durability = \"fsync\"\nheader_timeout = \"5s\"\nbody_timeout = \"5s\"\n\
-         tls_handshake_timeout = \"5s\"\nshutdown_timeout = \"3s\"\nmax_connections = 100\n",
+         tls_handshake_timeout = \"5s\"\nbody_memory_mib = 64\nshutdown_timeout = \"3s\"\nmax_connections = 100\n",
     )
     .unwrap();
     let mut server = Server::start(
