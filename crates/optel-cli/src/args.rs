@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: ingest optel batches on POST /v1/events and answer stats queries.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, delete projects (one per instrumented tool); switch their public view.
     #[command(subcommand)]
     Projects(ProjectsCommand),
