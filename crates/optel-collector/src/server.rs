@@ -318,11 +318,18 @@ async fn serve_on(
 /// Refuses a connection past the cap as cheaply as possible: a canned 503 if the socket takes
 /// it at once (plain HTTP only; a TLS client would not understand it), then a close.
 fn refuse(tcp: &TcpStream, transport: &Transport) {
-    const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-retry-after: 1\r\nconnection: close\r\ncontent-length: 106\r\n\r\n\
-{\"error\":{\"code\":\"too_many_connections\",\"message\":\"the collector is at its connection cap: retry later\"}}";
+    static REFUSAL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     if matches!(transport, Transport::Plain) {
-        let _ = tcp.try_write(REFUSAL);
+        let refusal = REFUSAL.get_or_init(|| {
+            let body = r#"{"error":{"code":"too_many_connections","message":"the collector is at its connection cap and every connection is busy: retry in a second"}}"#;
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        });
+        let _ = tcp.try_write(refusal);
     }
     tracing::debug!("connection refused: at the connection cap, every connection busy");
 }

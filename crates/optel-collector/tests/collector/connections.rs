@@ -205,3 +205,44 @@ fn bodies_being_read_share_a_memory_budget() {
     assert_eq!(status, 400, "{body}"); // all spaces: read, then refused as JSON
     assert_eq!(body["error"]["code"], "invalid_json");
 }
+
+/// At the connection cap with every connection serving a request, a new connection is refused
+/// at once with a canned 503 (and the usual error body) instead of waiting; an idle connection
+/// at the cap gives way to the new one instead.
+#[test]
+fn at_the_cap_an_idle_connection_gives_way_and_busy_ones_do_not() {
+    use std::io::Write as _;
+    let mut config = optel_collector::ServerConfig::default();
+    config.max_connections = 2;
+    let s = served(config);
+    let half_open = || {
+        let mut tcp = TcpStream::connect(s.addr).unwrap();
+        tcp.write_all(post_head(&s.key, "content-length: 100\r\n").as_bytes()).unwrap();
+        tcp.write_all(b"{\"sch").unwrap();
+        tcp
+    };
+    // One idle, one busy: the idle one gives way.
+    let idle = TcpStream::connect(s.addr).unwrap();
+    let busy = half_open();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, _) = exchange(
+        s.addr,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        b"",
+        Duration::from_secs(1),
+    );
+    assert_eq!(status, 200);
+    drop(idle);
+    // Both busy: refused at once.
+    let also_busy = half_open();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = exchange(
+        s.addr,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"",
+        Duration::from_secs(1),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    drop((busy, also_busy));
+}
