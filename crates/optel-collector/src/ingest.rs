@@ -33,7 +33,7 @@ pub const MAX_FUTURE_SKEW_MS: i64 = 3_600_000;
 /// How long a validated ingest key is remembered in memory (1 s): a key revoked, or a project
 /// deleted, by another process sharing the database (`optel keys revoke`, `optel projects
 /// delete`) stops working within this time. In that window a deleted project's batches fail
-/// alone (503), never the other projects' ([`crate::writer`]), and such a failure forgets the
+/// alone (503), never the other projects' (the group-commit writer retries them alone), and such a failure forgets the
 /// project's cached keys at once. The cost is one key lookup per key and second.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 

@@ -4,7 +4,7 @@
 //! rollups of [`crate::rollup`] in the same transaction; every analytics query reads rollups.
 //!
 //! The trait is synchronous: async callers run it on a blocking thread, and ingest goes through
-//! the single group-commit writer of [`crate::writer`]. See `docs/adr/004-collector-storage.md`.
+//! the single group-commit writer (`writer`, private). See `docs/adr/004-collector-storage.md`.
 
 mod postgres;
 mod sqlite;
@@ -279,7 +279,7 @@ pub trait Store: Send + Sync + 'static {
         batches: &mut [PreparedBatch],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>>;
-    /// How many group commits the writer may run at once ([`crate::writer::Writer`]): 1
+    /// How many group commits the writer may run at once (the private `writer::Writer`): 1
     /// (the default) for a database with a single writer such as SQLite; more where
     /// transactions can overlap, each group's raw inserts running while another commits.
     fn concurrent_commits(&self) -> usize {

@@ -1,7 +1,7 @@
 //! The analytics a tool author reads, computed from the daily rollups: the answer types of the
 //! query API (`docs/query-api.md`: `/overview`, `/timeseries`, `/commands`, `/errors`,
 //! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
-//! prints), and the functions that compute them ([`views`]).
+//! prints), and the functions that compute them (module `views`).
 
 mod range;
 mod views;
