@@ -26,7 +26,7 @@ pub enum KeysCommand {
         #[allow(missing_docs)]
         store: StoreArgs,
     },
-    /// Revoke an ingest key: collectors refuse it within 10 seconds.
+    /// Revoke an ingest key: running collectors refuse it within a second.
     Revoke {
         /// The key (`optel_ik_...`).
         key: String,
