@@ -298,6 +298,7 @@ pub async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
         ),
         None => None,
     };
+    let _reading = crate::server::ReadingBody::start(parts.extensions.get());
     let limited = http_body_util::Limited::new(body, limits::MAX_BODY_BYTES);
     let raw = match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),

@@ -67,8 +67,8 @@ pub use query::{now_ms, parse_lookback};
 pub use ratelimit::RateConfig;
 pub use server::{
     DEFAULT_BODY_MEMORY, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, FD_HEADROOM, ServerConfig, serve,
-    serve_with_config,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, FD_HEADROOM, SLOW_BODY_GRACE,
+    ServerConfig, serve, serve_with_config,
 };
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

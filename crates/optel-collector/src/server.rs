@@ -10,9 +10,11 @@
 //!
 //! Connections are capped ([`ServerConfig::max_connections`], by default the open-file limit
 //! minus [`FD_HEADROOM`]). At the cap a new connection takes the place of the oldest one that has
-//! no request in progress (an idle or slow client, a pending TLS handshake), so a flood of idle
-//! connections cannot keep `/healthz`, `/readyz` or ingest from answering; only when every
-//! connection is serving a request is the new one refused, with a canned `503` and a close.
+//! no request in progress (an idle or slow client, a pending TLS handshake), else of the one
+//! whose request body has been arriving longest (for [`SLOW_BODY_GRACE`] at least; that request
+//! is cut off), so neither idle connections nor slow bodies can keep `/healthz`, `/readyz` or
+//! ingest from answering; only when every connection is serving a request that is past its
+//! body is the new one refused, with a canned `503` and a close.
 //! The headroom keeps file descriptors free for the database, the listener and that refusal.
 
 use std::collections::BTreeMap;
@@ -349,6 +351,7 @@ async fn serve_connection<I>(
     let state = slot.state.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
+        req.extensions_mut().insert(ConnWatch(state.clone()));
         let busy = Busy::enter(&state);
         let mut router = router.clone();
         async move {
@@ -382,8 +385,9 @@ async fn serve_connection<I>(
             }
         }
         // Evicted, or shutting down: an idle connection closes now; one serving a request
-        // finishes it (within the shutdown deadline), then closes.
-        if slot.state.is_idle() {
+        // finishes it (within the shutdown deadline), then closes. An evicted connection that
+        // is still receiving its body was chosen for that (a slow body): it closes now.
+        if slot.state.is_idle() || (!stopping && slot.state.reading_body_for().is_some()) {
             return;
         }
         if !draining {
@@ -402,16 +406,72 @@ struct Connections {
 
 /// What the accept loop knows of one connection.
 #[derive(Default)]
-struct ConnState {
+pub(crate) struct ConnState {
     /// Requests being served (hyper serves one at a time on HTTP/1).
     in_flight: AtomicUsize,
-    /// Asks the connection to close while idle.
+    /// Since when (ms after [`epoch`], 0 = not) its request's body is being read.
+    body_since_ms: AtomicU64,
+    /// Asks the connection to close while idle or reading a body.
     evict: Notify,
 }
 
 impl ConnState {
     fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// How long its request's body has been read, if one is.
+    fn reading_body_for(&self) -> Option<Duration> {
+        match self.body_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                millis_since_epoch().saturating_sub(since),
+            )),
+        }
+    }
+}
+
+/// At the cap with no idle connection, a connection whose request body has been arriving for
+/// this long gives way to a new connection (its request is cut off): slow bodies cannot hold
+/// every place for the whole body timeout.
+pub const SLOW_BODY_GRACE: Duration = Duration::from_secs(1);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch() -> u64 {
+    // At least 1: 0 means "no body".
+    u64::try_from(epoch().elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The connection a request came on, as a request extension, so that the body reader can mark
+/// it as reading a body ([`ReadingBody`]).
+#[derive(Clone)]
+pub(crate) struct ConnWatch(Arc<ConnState>);
+
+/// Marks its connection as reading a request body until dropped.
+pub(crate) struct ReadingBody(Option<Arc<ConnState>>);
+
+impl ReadingBody {
+    pub(crate) fn start(watch: Option<&ConnWatch>) -> Self {
+        let state = watch.map(|w| w.0.clone());
+        if let Some(s) = &state {
+            s.body_since_ms
+                .store(millis_since_epoch(), Ordering::Release);
+        }
+        Self(state)
+    }
+}
+
+impl Drop for ReadingBody {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.body_since_ms.store(0, Ordering::Release);
+        }
     }
 }
 
@@ -491,20 +551,29 @@ impl Connections {
         })
     }
 
-    /// Asks the oldest connection without a request in progress to close; false if none.
+    /// Asks a connection to give way: the oldest without a request in progress, else the one
+    /// whose request body has been arriving longest, if for [`SLOW_BODY_GRACE`] at least;
+    /// false if none.
     fn evict_oldest_idle(&self) -> bool {
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(id) = open.iter().find(|(_, c)| c.is_idle()).map(|(id, c)| {
-            c.evict.notify_one();
-            *id
-        }) else {
+        let idle = open.iter().find(|(_, c)| c.is_idle()).map(|(id, _)| *id);
+        let chosen = idle.or_else(|| {
+            open.iter()
+                .filter_map(|(id, c)| c.reading_body_for().map(|t| (t, *id)))
+                .filter(|(t, _)| *t >= SLOW_BODY_GRACE)
+                .max()
+                .map(|(_, id)| id)
+        });
+        let Some(id) = chosen else {
             return false;
         };
         // Out of the list at once, so the next eviction picks another connection.
-        open.remove(&id);
+        if let Some(c) = open.remove(&id) {
+            c.evict.notify_one();
+        }
         true
     }
 }
