@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: ingest optel batches on POST /v1/events and answer stats queries.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, delete projects (one per instrumented tool); switch their public view.
     #[command(subcommand)]
     Projects(ProjectsCommand),
@@ -101,8 +101,42 @@ impl StoreArgs {
     /// # Errors
     /// The database cannot be opened or migrated.
     pub fn open(&self) -> Result<Arc<dyn Store>> {
-        optel_collector::storage::open(self.database.as_deref(), &self.dir())
-            .with_context(|| format!("cannot open the optel database {}", self.describe()))
+        self.open_with(Durability::default())
+    }
+
+    /// Opens the store with commits of `durability`.
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated.
+    pub fn open_with(&self, durability: Durability) -> Result<Arc<dyn Store>> {
+        optel_collector::storage::open_with(
+            self.database.as_deref(),
+            &self.dir(),
+            durability.into(),
+        )
+        .with_context(|| format!("cannot open the optel database {}", self.describe()))
+    }
+}
+
+/// What a 2xx answer to an ingest request survives (docs/adr/006-durability.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Each commit is synced to disk before the answer: survives an OS crash or power cut
+    /// (SQLite synchronous=FULL; PostgreSQL synchronous_commit=on).
+    Fsync,
+    /// Each commit survives a crash of the collector, not of the OS or a power cut (SQLite
+    /// synchronous=NORMAL in WAL mode; PostgreSQL synchronous_commit=off).
+    #[default]
+    CrashSafe,
+}
+
+impl From<Durability> for optel_collector::storage::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Fsync => Self::Fsync,
+            Durability::CrashSafe => Self::CrashSafe,
+        }
     }
 }
 
@@ -111,7 +145,9 @@ impl StoreArgs {
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
-    /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key.
+    /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key, header_timeout,
+    /// body_timeout, body_memory_mib, tls_handshake_timeout, max_connections, shutdown_timeout,
+    /// durability.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -155,6 +191,39 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
     #[arg(long, value_name = "FILE", env = "OPTEL_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Longest wait for a request's headers, from the connection's start or the previous
+    /// answer; also how long an idle keep-alive connection stays open [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_HEADER_TIMEOUT", value_parser = parse_duration)]
+    pub header_timeout: Option<std::time::Duration>,
+    /// Longest time to receive a request body once its headers arrived (408 past it)
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_BODY_TIMEOUT", value_parser = parse_duration)]
+    pub body_timeout: Option<std::time::Duration>,
+    /// Most MiB of request bodies held in memory at once, over all requests; past it a body is
+    /// refused (503, Retry-After) before it is read [default: 256].
+    #[arg(long, value_name = "MIB", env = "OPTEL_BODY_MEMORY_MIB", value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    pub body_memory_mib: Option<u64>,
+    /// Longest TLS handshake [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Option<std::time::Duration>,
+    /// Most connections at once; past it a new connection replaces the oldest idle one, or is
+    /// refused when all are busy. 0 = the open-file limit minus 64, at most 10000 [default: 0].
+    #[arg(long, value_name = "N", env = "OPTEL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before they are
+    /// cut off; the writer then gets as long again to commit what it holds [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "OPTEL_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<std::time::Duration>,
+    /// What a 2xx answer guarantees: `fsync` (on disk, survives a power cut) or `crash-safe`
+    /// (survives a crash of the collector, not of the OS) [default: crash-safe].
+    #[arg(long, value_enum, env = "OPTEL_DURABILITY")]
+    pub durability: Option<Durability>,
+}
+
+/// A duration such as `10s`, `500ms` or `2m`.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}): write e.g. 10s, 500ms or 2m"))
 }
 
 /// `optel projects ...`

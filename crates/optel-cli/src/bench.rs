@@ -56,6 +56,9 @@ pub struct IngestArgs {
     /// Ingest key for --endpoint.
     #[arg(long)]
     pub key: Option<String>,
+    /// Durability of the in-process collector's commits (as `optel serve --durability`).
+    #[arg(long, value_enum, default_value_t = crate::args::Durability::CrashSafe)]
+    pub durability: crate::args::Durability,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
@@ -264,10 +267,11 @@ fn ingest(args: IngestArgs) -> Result<()> {
         (Some(e), Some(k)) => (e.trim_end_matches('/').to_owned(), k.clone(), e.clone()),
         _ => {
             let store = if args.store.database.is_some() || args.store.data_dir.is_some() {
-                args.store.open()?
+                args.store.open_with(args.durability)?
             } else {
                 let dir = tempfile::Builder::new().prefix("optel-bench-").tempdir()?;
-                let s = optel_collector::storage::open(None, dir.path())?;
+                let s =
+                    optel_collector::storage::open_with(None, dir.path(), args.durability.into())?;
                 _scratch = Some(dir);
                 s
             };
@@ -294,6 +298,8 @@ fn ingest(args: IngestArgs) -> Result<()> {
                 Some(dir) => format!("sqlite (temporary, {})", dir.path().display()),
                 None => format!("{} ({})", store.backend(), args.store.describe()),
             };
+            let durability = optel_collector::storage::Durability::from(args.durability);
+            let name = format!("{name}, durability {}", durability.as_str());
             local = Some((rt, stop_tx, server, store, project));
             (format!("http://{addr}"), key, name)
         }

@@ -63,7 +63,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Whatever the command failed on, with context.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Projects(cmd) => projects::run(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Purge(args) => ops::purge(args),

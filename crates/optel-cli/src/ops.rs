@@ -35,7 +35,7 @@ pub enum KeysCommand {
         #[allow(missing_docs)]
         store: StoreArgs,
     },
-    /// Revoke an ingest key: collectors refuse it within 10 seconds.
+    /// Revoke an ingest key: running collectors refuse it within a second.
     Revoke {
         /// The key (`optel_ik_...`).
         key: String,
@@ -164,6 +164,13 @@ struct FileConfig {
     retention: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    tls_handshake_timeout: Option<String>,
+    max_connections: Option<usize>,
+    body_memory_mib: Option<u64>,
+    shutdown_timeout: Option<String>,
+    durability: Option<crate::args::Durability>,
 }
 
 /// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
@@ -184,6 +191,8 @@ pub(crate) struct ServeConfig {
     pub queue: usize,
     pub retention: Option<Duration>,
     pub tls: Option<TlsFiles>,
+    pub server: optel_collector::ServerConfig,
+    pub durability: crate::args::Durability,
 }
 
 impl ServeConfig {
@@ -222,7 +231,48 @@ impl ServeConfig {
                  --tls-cert, OPTEL_TLS_CERT or `tls_cert` in the config file"
             ),
         };
+        let mut server = optel_collector::ServerConfig::default();
+        let duration =
+            |flag: Option<Duration>, file: Option<String>, key: &str, default| match (flag, file) {
+                (Some(d), _) => Ok(d),
+                (None, Some(text)) => crate::args::parse_duration(&text)
+                    .map_err(|e| anyhow::anyhow!("config file key `{key}`: {e}")),
+                (None, None) => Ok(default),
+            };
+        server.header_timeout = duration(
+            args.header_timeout,
+            file.header_timeout,
+            "header_timeout",
+            server.header_timeout,
+        )?;
+        server.body_timeout = duration(
+            args.body_timeout,
+            file.body_timeout,
+            "body_timeout",
+            server.body_timeout,
+        )?;
+        server.tls_handshake_timeout = duration(
+            args.tls_handshake_timeout,
+            file.tls_handshake_timeout,
+            "tls_handshake_timeout",
+            server.tls_handshake_timeout,
+        )?;
+        server.shutdown_timeout = duration(
+            args.shutdown_timeout,
+            file.shutdown_timeout,
+            "shutdown_timeout",
+            server.shutdown_timeout,
+        )?;
+        if let Some(mib) = args.body_memory_mib.or(file.body_memory_mib) {
+            server.body_memory = usize::try_from(mib.max(8) << 20).unwrap_or(usize::MAX);
+        }
+        server.max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(server.max_connections);
         Ok(Self {
+            server,
+            durability: args.durability.or(file.durability).unwrap_or_default(),
             listen: args
                 .listen
                 .or(file.listen)

@@ -19,7 +19,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let config = ops::ServeConfig::resolve(args)?;
     // Certificate problems are reported before anything is opened or created.
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
-    let store = config.store.open()?;
+    let store = config.store.open_with(config.durability)?;
     let described = config.store.describe();
     let mut state = optel_collector::AppState::with_config(
         store.clone(),
@@ -48,9 +48,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             watch_certificate(tls);
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(%addr, db = %described, scheme, "optel collector listening");
+        let max_connections = config.server.connection_cap();
+        let durability = optel_collector::storage::Durability::from(config.durability).as_str();
+        tracing::info!(%addr, db = %described, scheme, max_connections, durability, "optel collector listening");
         eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
-        serve_with(listener, tls, state).await?;
+        serve_with(listener, tls, state, config.server).await?;
         tracing::info!("optel collector stopped");
         Ok(())
     })
@@ -112,13 +114,19 @@ async fn serve_with(
     listener: tokio::net::TcpListener,
     tls: Option<Tls>,
     state: optel_collector::AppState,
+    server: optel_collector::ServerConfig,
 ) -> std::io::Result<()> {
     match tls {
         #[cfg(feature = "tls")]
-        Some(tls) => optel_collector::serve_tls(listener, &tls, state, shutdown_signal()).await,
+        Some(tls) => {
+            optel_collector::serve_tls_with_config(listener, &tls, state, server, shutdown_signal())
+                .await
+        }
         #[cfg(not(feature = "tls"))]
         Some(never) => match never {},
-        None => optel_collector::serve(listener, state, shutdown_signal()).await,
+        None => {
+            optel_collector::serve_with_config(listener, state, server, shutdown_signal()).await
+        }
     }
 }
 

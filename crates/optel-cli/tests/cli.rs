@@ -9,7 +9,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Server, create_project, optel, run, stats_json};
+use support::{PgSchema, Server, agent, batch_json, create_project, optel, post, run, stats_json};
 
 const ADMIN: &str = "cli-test-admin";
 
@@ -31,81 +31,6 @@ fn serve_store(store: &[&str]) -> Server {
         "0",
     ]);
     Server::start(&args, &[])
-}
-
-/// A schema of its own in the test PostgreSQL (`OPTEL_TEST_DATABASE_URL` as a `postgres://`
-/// URL, default `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards.
-struct PgSchema {
-    store: optel_collector::storage::PgStore,
-    /// `--database` URL of the schema.
-    url: String,
-}
-
-impl PgSchema {
-    fn new(tag: &str) -> Self {
-        let base = std::env::var("OPTEL_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-        let schema = format!("optel_cli_{tag}_{}", std::process::id());
-        let store = optel_collector::storage::PgStore::connect_in_schema(&base, Some(&schema))
-            .unwrap_or_else(|e| panic!("PostgreSQL at {base:?} is needed for this test: {e}"));
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-        Self { store, url }
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let _ = self.store.drop_schema();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn batch_json(thread: u32, seq: u32, n: u32) -> serde_json::Value {
-    let now = optel_wire::Timestamp::now().to_string();
-    let events: Vec<_> = (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "event_id": format!("{:08x}-{:04x}-4000-8000-{:012x}", thread, seq & 0xffff, (u64::from(seq) << 16) | u64::from(i)),
-                "event_type": "command", "name": "build", "timestamp": now,
-                "session_id": "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
-                "duration_ms": 10, "success": true
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "schema_version": 1, "service_name": "acme", "service_version": "1.0.0",
-        "pseudonym": format!("{:032x}", thread), "os": "linux", "arch": "x86_64", "events": events
-    })
-}
-
-fn post(
-    agent: &ureq::Agent,
-    url: &str,
-    key: &str,
-    body: &serde_json::Value,
-) -> Option<serde_json::Value> {
-    let mut resp = agent
-        .post(&format!("{url}/v1/events"))
-        .header("Authorization", &format!("Bearer {key}"))
-        .header("Content-Type", "application/json")
-        .send(serde_json::to_vec(body).unwrap().as_slice())
-        .ok()?;
-    let mut text = String::new();
-    resp.body_mut().as_reader().read_to_string(&mut text).ok()?;
-    resp.status()
-        .is_success()
-        .then(|| serde_json::from_str(&text).ok())
-        .flatten()
 }
 
 #[test]
@@ -175,6 +100,10 @@ fn kill_9_during_load(store: &[&str]) {
     let sent = sent.lock().unwrap().clone();
     let acked = sent.iter().filter(|s| s.2).count();
     assert!(acked >= 80);
+    eprintln!(
+        "{acked} of {} batches acknowledged before kill -9",
+        sent.len()
+    );
 
     let mut server = serve_store(store);
     let url = &server.url;

@@ -286,3 +286,48 @@ fn certificate_and_key_errors_say_what_to_do() {
     let err = serve_fails(&["--tls-cert", cert, "--tls-key", other]);
     assert!(err.contains("does not match the certificate"), "{err}");
 }
+
+/// A client that opens the HTTPS port and never completes its handshake (nothing sent, or a
+/// first byte of a handshake and no more) is closed at `--tls-handshake-timeout`, while a
+/// real client is served meanwhile.
+#[test]
+fn a_stalled_tls_handshake_is_closed_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--tls-cert",
+            fixture("tls-test.crt").to_str().unwrap(),
+            "--tls-key",
+            fixture("tls-test.key").to_str().unwrap(),
+            "--tls-handshake-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    let addr = server.url.strip_prefix("https://").unwrap().to_owned();
+    let silent = TcpStream::connect(&addr).unwrap();
+    let mut partial = TcpStream::connect(&addr).unwrap();
+    partial.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    assert!(trusted_by("tls-test.crt", &server.url));
+    let started = std::time::Instant::now();
+    for mut tcp in [silent, partial] {
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut sink = Vec::new();
+        let closed = tcp.read_to_end(&mut sink);
+        assert!(
+            closed.is_ok()
+                || closed
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "not closed within 5 s: {closed:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop();
+}

@@ -90,6 +90,16 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Forgets the ingest keys validated recently, so that the next request of each is checked
+    /// against the store again. Call it after deleting a project or revoking a key through
+    /// [`AppState::store`] in this process; other processes sharing the database are seen
+    /// within [`crate::KEY_CACHE_TTL`].
+    pub fn forget_cached_keys(&self) {
+        self.key_cache.clear();
+    }
+}
+
 /// The collector's router.
 pub fn app(state: AppState) -> Router {
     Router::new()

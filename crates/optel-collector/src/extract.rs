@@ -150,7 +150,7 @@ impl<T: IngestPayload> FromRequest<AppState> for IngestJson<T> {
             &["application/json"]
         };
         check_content_type(&parts.headers, accepted)?;
-        let bytes = read_body(&parts.headers, body).await?;
+        let bytes = read_body(&parts, body).await?;
         serde_json::from_slice(&bytes).map(Self).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -188,7 +188,7 @@ impl<T: Message + Default + DeserializeOwned> FromRequest<AppState> for OtlpExpo
             .await
             .map_err(reject)?;
         let encoding = encoding.ok_or_else(|| reject(Encoding::unsupported(&parts.headers)))?;
-        let bytes = read_body(&parts.headers, body).await.map_err(reject)?;
+        let bytes = read_body(&parts, body).await.map_err(reject)?;
         let request = decode(&bytes, encoding).map_err(reject)?;
         Ok(Self {
             project,

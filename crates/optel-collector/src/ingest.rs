@@ -11,11 +11,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use optel_wire::{Batch, IngestResponse, Invalid, limits};
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +31,12 @@ use crate::{AppState, keys, now_ms};
 pub const MAX_EVENT_AGE_MS: i64 = 90 * 24 * 3_600_000;
 /// Furthest an event timestamp may lie in the future (clock skew): 1 hour.
 pub const MAX_FUTURE_SKEW_MS: i64 = 3_600_000;
-/// How long a validated ingest key is remembered in memory: a revoked key stops working
-/// within this time (10 s).
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+/// How long a validated ingest key is remembered in memory (1 s): a key revoked, or a project
+/// deleted, by another process sharing the database (`optel keys revoke`, `optel projects
+/// delete`) stops working within this time. In that window a deleted project's batches fail
+/// alone (503), never the other projects' (the group-commit writer retries them alone), and such a failure forgets the
+/// project's cached keys at once. The cost is one key lookup per key and second.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The client's address, when the server was started with connect info (never stored).
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +70,22 @@ impl KeyCache {
         map.get(hash)
             .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
             .map(|(g, _)| g.clone())
+    }
+
+    /// Forgets every cached key of project `id`: the next request checks its key again.
+    pub(crate) fn forget_project(&self, id: i64) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, (g, _)| g.project.id != id);
+    }
+
+    /// Forgets every cached key.
+    pub(crate) fn clear(&self) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     fn put(&self, hash: String, grant: KeyGrant) {
@@ -237,7 +257,12 @@ pub async fn store(
     let outcome = rx
         .await
         .map_err(|_| ApiError::storage_message("the writer stopped before the commit"))?
-        .map_err(|e| ApiError::storage_message(&e))?;
+        .map_err(|e| {
+            // The project may be gone (deleted by another process): check its key again next
+            // time rather than for the rest of the cache's lifetime.
+            state.key_cache.forget_project(project.id);
+            ApiError::storage_message(&e)
+        })?;
     state.metrics.accepted(outcome.inserted, outcome.duplicates);
     tracing::debug!(project = %project.name, inserted = outcome.inserted, duplicates = outcome.duplicates, "batch stored");
     Ok(outcome)
@@ -289,11 +314,18 @@ fn too_large(what: &str) -> ApiError {
 /// Reads a request body of any ingest route: at most [`limits::MAX_BODY_BYTES`] on the wire
 /// and, with `Content-Encoding: gzip`, at most that many bytes after decompression. The
 /// decompressor stops at the bound, so a gzip bomb is refused after a few megabytes of work.
+/// A `Content-Length` above the bound is refused before a byte of the body is read (nor is
+/// `100 Continue` sent), and the whole body must arrive within the server's body timeout
+/// ([`crate::ServerConfig::body_timeout`], a request extension; the default without one).
 ///
 /// # Errors
 /// 413 `payload_too_large`; 415 `unsupported_encoding` for encodings other than `gzip` and
-/// `identity`; 400 `invalid_gzip` for a corrupt gzip stream.
-pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// `identity`; 400 `invalid_gzip` for a corrupt gzip stream; 400 `invalid_body` for a body
+/// whose framing is broken (a malformed chunk, a connection closed early); 408
+/// `request_timeout` for a body slower than the timeout; 503 `saturated` when the bodies being
+/// read already hold the server's body memory ([`crate::ServerConfig::body_memory`]).
+pub async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
+    let headers = &parts.headers;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -308,9 +340,67 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiErro
             ));
         }
     };
-    let raw = to_bytes(body, limits::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large(""))?;
+    // hyper has checked the header's syntax already; a length it accepted and we cannot read
+    // is larger than any bound.
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        Some(length) => {
+            let length = length
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match length {
+                Some(n) if n <= limits::MAX_BODY_BYTES as u64 => n as usize,
+                _ => return Err(too_large("")),
+            }
+        }
+        None => limits::MAX_BODY_BYTES,
+    };
+    let server = parts.extensions.get::<crate::server::BodyLimits>();
+    let timeout = server.map_or(crate::server::DEFAULT_BODY_TIMEOUT, |l| l.timeout);
+    // Reserved from the memory budget all bodies share while this one is read and
+    // decompressed: many clients each holding a large body open cannot exhaust memory.
+    let reserve = if gzip { 2 * declared } else { declared };
+    let _reserved = match server {
+        Some(l) => Some(
+            l.memory
+                .clone()
+                .try_acquire_many_owned(u32::try_from(reserve.div_ceil(1024)).unwrap_or(u32::MAX))
+                .map_err(|_| ApiError {
+                    retry_after_s: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "saturated",
+                        "the collector is reading too many request bodies at once: retry in a second",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let _reading = crate::server::ReadingBody::start(parts.extensions.get());
+    let limited = http_body_util::Limited::new(body, limits::MAX_BODY_BYTES);
+    let raw = match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large("")),
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!(
+                    "request body cannot be read ({e}): check its framing (Content-Length or chunked encoding)"
+                ),
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "request body did not arrive within {}: send it faster or in smaller batches",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+    };
     if !gzip {
         return Ok(raw);
     }

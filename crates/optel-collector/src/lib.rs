@@ -26,9 +26,18 @@
 //! |---|---|---|
 //! | `tls` | off (on in the `optel` binary) | HTTPS: `serve_tls` and the `tls` module (rustls, `ring` provider) |
 //!
+//! Connections are bounded too ([`ServerConfig`]): the request head must arrive within the
+//! header timeout, the body within the body timeout (408), a TLS handshake within its own; a
+//! `Content-Length` above the limit is refused (413) before the body is read, a body with
+//! broken framing is 400 `invalid_body`. Connections are capped below the open-file limit, and
+//! at the cap the oldest idle connection gives way, so idle clients cannot starve the others.
+//!
 //! # Durability
 //! A 2xx answer to an ingest request means its events are committed: the group-commit
-//! writer answers each request only after the transaction holding it commits.
+//! writer answers each request only after the transaction holding it commits. What the commit
+//! survives is [`storage::Durability`]: a crash of the collector by default, also an OS crash
+//! or power cut with [`storage::Durability::Fsync`] (`docs/adr/006-durability.md`). A batch
+//! that fails (its project deleted meanwhile) fails alone, never the others of its group.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -52,14 +61,19 @@ pub mod tls;
 mod writer;
 
 pub use app::{AppState, DEFAULT_K_ANONYMITY, app};
+pub use ingest::KEY_CACHE_TTL;
 pub use keys::{
     BROWSER_KEY_PREFIX, INGEST_KEY_PREFIX, check_origin, generate_browser_key, generate_ingest_key,
     hash_key,
 };
 pub use query::{now_ms, parse_lookback};
 pub use ratelimit::RateConfig;
-pub use server::serve;
+pub use server::{
+    DEFAULT_BODY_MEMORY, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, FD_HEADROOM, SLOW_BODY_GRACE,
+    ServerConfig, serve, serve_with_config,
+};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use server::serve_tls;
+pub use server::{serve_tls, serve_tls_with_config};
 pub use writer::DEFAULT_QUEUE;

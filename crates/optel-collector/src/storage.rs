@@ -411,15 +411,57 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// What a commit, and so a 2xx answer to an ingest request, survives
+/// (`docs/adr/006-durability.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Durability {
+    /// A commit is on disk before it is acknowledged: it survives a crash of the collector,
+    /// of the database server, of the OS, and a power cut. SQLite `synchronous=FULL`;
+    /// PostgreSQL `synchronous_commit=on` for the collector's sessions, whatever the server's
+    /// default (a server run with `fsync=off` still cannot keep it).
+    Fsync,
+    /// A commit survives a crash of the collector process, not of the OS or a power cut (nor,
+    /// on PostgreSQL, a crash of the database server): SQLite `synchronous=NORMAL` in WAL
+    /// mode (the WAL is written but not synced at each commit); PostgreSQL
+    /// `synchronous_commit=off` (the server syncs its WAL within about 3 × `wal_writer_delay`,
+    /// 600 ms by default). Cheaper per commit.
+    #[default]
+    CrashSafe,
+}
+
+impl Durability {
+    /// `"fsync"` or `"crash-safe"`, as `optel serve --durability` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fsync => "fsync",
+            Self::CrashSafe => "crash-safe",
+        }
+    }
+}
+
 /// Opens the store a command line names: a `postgres://` (or `postgresql://`) URL, else the
-/// SQLite database in `data_dir`.
+/// SQLite database in `data_dir`, with [`Durability::default`].
 ///
 /// # Errors
 /// The database cannot be opened or migrated.
 pub fn open(database: Option<&str>, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
+    open_with(database, data_dir, Durability::default())
+}
+
+/// [`open`] with an explicit [`Durability`].
+///
+/// # Errors
+/// The database cannot be opened or migrated.
+pub fn open_with(
+    database: Option<&str>,
+    data_dir: &std::path::Path,
+    durability: Durability,
+) -> Result<Arc<dyn Store>> {
     match database {
-        Some(url) if !url.trim().is_empty() => Ok(Arc::new(PgStore::connect(url)?)),
-        _ => Ok(Arc::new(SqliteStore::open(data_dir)?)),
+        Some(url) if !url.trim().is_empty() => {
+            Ok(Arc::new(PgStore::connect_with(url, None, durability)?))
+        }
+        _ => Ok(Arc::new(SqliteStore::open_with(data_dir, durability)?)),
     }
 }
 

@@ -1,13 +1,15 @@
 //! HTTPS on the collector's port (cargo feature `tls`): rustls with the `ring` provider, TLS 1.2
 //! and 1.3, HTTP/1.1 over it. [`TlsConfig::from_pem_files`] loads a PEM certificate chain and
-//! its private key; [`crate::serve_tls`] serves the same routes as [`crate::serve`] through
-//! [`TlsListener`].
+//! its private key; [`crate::serve_tls`] serves the same routes as [`crate::serve`].
 //!
-//! # Why a listener task
-//! Handshakes run on their own tasks (at most [`MAX_HANDSHAKES`] at once, each bounded by
-//! [`HANDSHAKE_TIMEOUT`]), not in the accept loop, so one slow or silent client cannot stall
-//! every other connection. Completed connections are handed to the server with the client's
-//! address, which reaches the rate limiter exactly as on plain HTTP.
+//! # Handshakes
+//! [`crate::serve_tls`] runs each handshake on its connection's own task, never in the accept
+//! loop, so one slow or silent client cannot stall every other connection. A handshake holds a
+//! place under the connection cap, may be replaced like an idle connection, and must finish
+//! within [`crate::ServerConfig::tls_handshake_timeout`]. The client's address reaches the rate
+//! limiter exactly as on plain HTTP. [`TlsListener`] does the same for a server built on
+//! `axum::serve` (at most [`MAX_HANDSHAKES`] at once, each bounded by [`HANDSHAKE_TIMEOUT`]),
+//! which has no header timeout of its own: prefer [`crate::serve_tls_with_config`].
 //!
 //! # Renewed certificates
 //! The certificate and key are read again by [`TlsConfig::reload`] (`optel serve` calls it on
@@ -139,6 +141,13 @@ pub enum TlsError {
 pub struct TlsConfig {
     server: Arc<ServerConfig>,
     pair: Arc<CurrentPair>,
+}
+
+impl TlsConfig {
+    /// An acceptor of new handshakes with the pair in service.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.server.clone())
+    }
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -415,7 +424,7 @@ async fn accept_loop(
 }
 
 /// Completes the handshake, or answers a plain-HTTP client with 400 and returns `None`.
-async fn handshake(
+pub(crate) async fn handshake(
     tcp: TcpStream,
     acceptor: &TlsAcceptor,
 ) -> io::Result<Option<TlsStream<TcpStream>>> {

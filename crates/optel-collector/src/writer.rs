@@ -224,11 +224,130 @@ fn commit(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
                 let _ = reply.send(Ok(outcome));
             }
         }
+        Err(e) if batches.len() > 1 => {
+            // One bad batch (its project deleted meanwhile, a constraint) must not fail the
+            // others it happened to share a transaction with: each is committed on its own,
+            // and only the one at fault fails. A database that is down fails them all again.
+            tracing::warn!(error = %e, batches = replies.len(), "group commit failed: committing its batches one by one");
+            for (p, reply) in batches.into_iter().zip(replies) {
+                let _ = reply.send(commit_alone(store, p, received));
+            }
+        }
         Err(e) => {
-            tracing::error!(error = %e, batches = replies.len(), "group commit failed");
+            tracing::error!(error = %e, "commit failed");
             for reply in replies {
                 let _ = reply.send(Err(e.to_string()));
             }
         }
+    }
+}
+
+/// Commits one batch of a failed group in a transaction of its own.
+fn commit_alone(store: &dyn Store, batch: PreparedBatch, received_ms: i64) -> WriteResult {
+    // The failed attempt may have taken the prepared delta out: prepare the batch again.
+    let mut one = [PreparedBatch::new(batch.project_id, batch.batch)];
+    match store.insert_prepared(&mut one, received_ms) {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the store answered no outcome".to_owned()),
+        Err(e) => {
+            tracing::error!(error = %e, project_id = one[0].project_id, "batch commit failed");
+            Err(e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::storage::{PgStore, SqliteStore};
+    use optel_wire::{Event, EventType, Timestamp};
+
+    fn batch(seed: u32, n: usize) -> Batch {
+        let mut b = Batch::new("acme", "1.0.0", format!("{seed:032x}"), "linux", "x86_64");
+        for i in 0..n {
+            b.events.push(Event::new(
+                format!("{seed:08x}-0000-4000-8000-{i:012x}"),
+                EventType::Command,
+                "build",
+                Timestamp::from_unix_ms(crate::now_ms()),
+                "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+            ));
+        }
+        b
+    }
+
+    /// Regression: deleting a project while the collector ran failed the writes of every
+    /// project for seconds, because the deleted project's batch failed its foreign key and
+    /// rolled back the whole group commit it shared with live projects' batches.
+    fn a_bad_batch_fails_alone(store: &dyn Store) {
+        let live = store.create_project("live", "hash-live", 0).unwrap();
+        let gone = store.create_project("gone", "hash-gone", 0).unwrap();
+        assert!(store.delete_project("gone").unwrap());
+        let metrics = Metrics::default();
+        let mut receivers = Vec::new();
+        let jobs = [(live.id, 1), (gone.id, 2), (live.id, 3)]
+            .into_iter()
+            .map(|(project, seed)| {
+                let (reply, rx) = oneshot::channel();
+                receivers.push(rx);
+                Job {
+                    prepared: PreparedBatch::new(project, batch(seed, 3)),
+                    received_ms: crate::now_ms(),
+                    reply,
+                }
+            })
+            .collect();
+        commit(store, jobs, &metrics);
+        let results: Vec<WriteResult> = receivers
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap())
+            .collect();
+        assert_eq!(
+            results[0],
+            Ok(InsertOutcome {
+                inserted: 3,
+                duplicates: 0
+            })
+        );
+        assert!(results[1].is_err(), "{:?}", results[1]);
+        assert_eq!(
+            results[2],
+            Ok(InsertOutcome {
+                inserted: 3,
+                duplicates: 0
+            })
+        );
+        // The live batches were counted once in the rollups.
+        let days = crate::rollup::DayRange {
+            first: 0,
+            last: i64::MAX / 2,
+        };
+        let total: i64 = store
+            .counts(live.id, days)
+            .unwrap()
+            .iter()
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(total, 6);
+    }
+
+    #[test]
+    fn a_bad_batch_fails_alone_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        a_bad_batch_fails_alone(&SqliteStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn a_bad_batch_fails_alone_on_postgres() {
+        let url = std::env::var("OPTEL_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+        let schema = format!("optel_writer_{}", std::process::id());
+        let store = PgStore::connect_in_schema(&url, Some(&schema)).unwrap();
+        a_bad_batch_fails_alone(&store);
+        store.drop_schema().unwrap();
     }
 }

@@ -707,3 +707,4 @@ include!("collector/hostile.rs");
 include!("collector/public.rs");
 include!("collector/browser.rs");
 include!("collector/storage.rs");
+include!("collector/connections.rs");

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, ErrorKind};
+use std::io::{BufRead, BufReader, ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -139,7 +139,13 @@ impl Server {
 
     /// [`Server::start`] listening on `listen` (`ADDR:PORT`).
     pub fn start_on<S: AsRef<OsStr>>(listen: &str, args: &[S], env: &[(&str, &OsStr)]) -> Self {
-        let mut child = serve_command(listen, args, env)
+        Self::spawn(serve_command(listen, args, env))
+    }
+
+    /// Runs `cmd`, which must start an `optel serve` (e.g. [`serve_command`] inside a shell
+    /// that lowers a limit first); returns once it announced its URL.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -265,4 +271,83 @@ pub fn acme(home: &Path, endpoint: &str, key: &str) -> Command {
 /// Where the SDK keeps `acme`'s queue and state for the install whose home is `home`.
 pub fn acme_data_dir(home: &Path) -> PathBuf {
     home.join(".local/share/optel/acme")
+}
+
+/// A schema of its own in the test PostgreSQL (`OPTEL_TEST_DATABASE_URL` as a `postgres://`
+/// URL, default `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards.
+pub struct PgSchema {
+    pub store: optel_collector::storage::PgStore,
+    /// `--database` URL of the schema.
+    pub url: String,
+}
+
+impl PgSchema {
+    pub fn new(tag: &str) -> Self {
+        let base = std::env::var("OPTEL_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("optel_cli_{tag}_{}", std::process::id());
+        let store = optel_collector::storage::PgStore::connect_in_schema(&base, Some(&schema))
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base:?} is needed for this test: {e}"));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        Self { store, url }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = self.store.drop_schema();
+    }
+}
+
+/// An HTTP client that returns error statuses as answers, with a 10 s timeout.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// A batch of `n` events whose ids are derived from `(thread, seq)`: sending it twice sends
+/// the same events.
+pub fn batch_json(thread: u32, seq: u32, n: u32) -> serde_json::Value {
+    let now = optel_wire::Timestamp::now().to_string();
+    let events: Vec<_> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("{:08x}-{:04x}-4000-8000-{:012x}", thread, seq & 0xffff, (u64::from(seq) << 16) | u64::from(i)),
+                "event_type": "command", "name": "build", "timestamp": now,
+                "session_id": "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+                "duration_ms": 10, "success": true
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "schema_version": 1, "service_name": "acme", "service_version": "1.0.0",
+        "pseudonym": format!("{:032x}", thread), "os": "linux", "arch": "x86_64", "events": events
+    })
+}
+
+/// Posts `body` to `URL/v1/events` with ingest key `key`: the answer if it was a 2xx.
+pub fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let mut resp = agent
+        .post(&format!("{url}/v1/events"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(serde_json::to_vec(body).unwrap().as_slice())
+        .ok()?;
+    let mut text = String::new();
+    resp.body_mut().as_reader().read_to_string(&mut text).ok()?;
+    resp.status()
+        .is_success()
+        .then(|| serde_json::from_str(&text).ok())
+        .flatten()
 }

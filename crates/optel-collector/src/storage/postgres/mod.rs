@@ -34,8 +34,8 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checke
 use foldhash::HashMap;
 
 use super::{
-    InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store,
-    StoredEvent,
+    Durability, InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result,
+    StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
     CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
@@ -113,6 +113,15 @@ fn is_schema_name(s: &str) -> bool {
         && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// Adds `option` to the server options of `config`, keeping those of the URL.
+fn add_option(config: &mut tokio_postgres::Config, option: &str) {
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {option}"),
+        _ => option.to_owned(),
+    };
+    config.options(options);
+}
+
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`, libpq key-value strings work too)
     /// and applies pending migrations.
@@ -130,6 +139,16 @@ impl PgStore {
     /// # Errors
     /// As [`PgStore::connect`]; a schema name outside the charset.
     pub fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Self> {
+        Self::connect_with(url, schema, Durability::default())
+    }
+
+    /// [`PgStore::connect_in_schema`] with an explicit [`Durability`]: every session of the
+    /// store runs with `synchronous_commit=on` ([`Durability::Fsync`]) or `off`
+    /// ([`Durability::CrashSafe`]), whatever the server's default.
+    ///
+    /// # Errors
+    /// As [`PgStore::connect_in_schema`].
+    pub fn connect_with(url: &str, schema: Option<&str>, durability: Durability) -> Result<Self> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StorageError::BadUrl(e.to_string()))?;
@@ -139,8 +158,16 @@ impl PgStore {
                     "schema {s:?} is not [a-z_][a-z0-9_]*"
                 )));
             }
-            config.options(format!("-c search_path={s}"));
+            add_option(&mut config, &format!("-c search_path={s}"));
         }
+        let synchronous_commit = match durability {
+            Durability::Fsync => "on",
+            Durability::CrashSafe => "off",
+        };
+        add_option(
+            &mut config,
+            &format!("-c synchronous_commit={synchronous_commit}"),
+        );
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
@@ -765,3 +792,34 @@ const FORGET_UPLOADS: &str = "DELETE FROM uploads WHERE pseudonym = ANY($1)
 /// rollups need.
 const FORGET_EVENTS: &str = "DELETE FROM events WHERE upload_id = ANY($1)
      RETURNING upload_id, ts_ms, event_type, name, duration_ms, success, error_code";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `--durability` reaches PostgreSQL: every session of the store runs with
+    /// `synchronous_commit` on or off whatever the server's default, and a `search_path` set
+    /// in the URL's options is kept beside it.
+    #[test]
+    fn durability_sets_synchronous_commit() {
+        let url = std::env::var("OPTEL_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+        for (durability, expected) in [(Durability::Fsync, "on"), (Durability::CrashSafe, "off")] {
+            let schema = format!("optel_durability_{}_{expected}", std::process::id());
+            let store = PgStore::connect_with(&url, Some(&schema), durability).unwrap();
+            let (commit, path) = store
+                .run(|pool| async move {
+                    let client = get(&pool).await?;
+                    let commit = client.query_one("SHOW synchronous_commit", &[]).await?;
+                    let path = client.query_one("SHOW search_path", &[]).await?;
+                    Ok((commit.get::<_, String>(0), path.get::<_, String>(0)))
+                })
+                .unwrap();
+            assert_eq!(commit, expected, "{durability:?}");
+            assert_eq!(path, schema);
+            store.drop_schema().unwrap();
+        }
+    }
+}

@@ -19,8 +19,8 @@ use optel_wire::EventType;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result, StorageError, Store,
-    StoredEvent,
+    Durability, InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result,
+    StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
     CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
@@ -117,6 +117,15 @@ impl SqliteStore {
     /// The directory cannot be created, the file cannot be opened, or its schema is newer than
     /// this binary.
     pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_with(data_dir, Durability::default())
+    }
+
+    /// [`SqliteStore::open`] with an explicit [`Durability`]: `synchronous=FULL` for
+    /// [`Durability::Fsync`], `NORMAL` for [`Durability::CrashSafe`].
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_with(data_dir: &Path, durability: Durability) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDir {
             path: data_dir.to_owned(),
             source,
@@ -127,7 +136,12 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // In WAL mode, NORMAL is durable against process crashes (a commit is in the WAL before
         // the call returns); only an OS crash or power cut may lose the last transactions.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL also syncs the WAL at each commit: one fsync per group commit.
+        let synchronous = match durability {
+            Durability::Fsync => "FULL",
+            Durability::CrashSafe => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Pages are read through a memory map (up to 8 GiB, SQLite may cap it lower), so the
         // page cache mostly holds the pages a transaction dirties: 16 MiB. A larger cache made

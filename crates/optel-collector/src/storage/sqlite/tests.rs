@@ -288,3 +288,17 @@ fn duplicates_within_and_across_commits_count_once() {
         .sum();
     assert_eq!(hist, 2);
 }
+
+/// `--durability` reaches SQLite: FULL (2) syncs the WAL at each commit, NORMAL (1) does not.
+#[test]
+fn durability_sets_synchronous() {
+    for (durability, expected) in [(Durability::Fsync, 2), (Durability::CrashSafe, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_with(dir.path(), durability).unwrap();
+        let mode: i64 = s
+            .conn()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, expected, "{durability:?}");
+    }
+}
