@@ -41,6 +41,7 @@ mod ingest;
 mod keys;
 mod metrics;
 mod otlp;
+mod privacy;
 pub mod query;
 mod ratelimit;
 pub mod rollup;
