@@ -677,6 +677,14 @@ macro_rules! suite {
                 super::otlp_ingest_maps_spans_metrics_and_logs($make);
             }
             #[test]
+            fn otlp_cumulative_sums_count_past_a_thousand_across_restarts() {
+                super::otlp_cumulative_sums_count_past_a_thousand_across_restarts($make);
+            }
+            #[test]
+            fn otlp_attributes_pass_the_privacy_door() {
+                super::otlp_attributes_pass_the_privacy_door($make);
+            }
+            #[test]
             fn hostile_requests_get_4xx() {
                 super::hostile_requests_get_4xx($make);
             }
@@ -696,4 +704,5 @@ suite!(sqlite_backend, sqlite());
 suite!(postgres_backend, postgres());
 
 include!("collector/hostile.rs");
+include!("collector/otlp.rs");
 include!("collector/storage.rs");

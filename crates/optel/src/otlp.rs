@@ -3,21 +3,29 @@
 //! other signals.
 //!
 //! # Mapping
-//! - Command events become one metric, `command_invocation`: a monotonic **delta** Sum with
-//!   one data point per `(command, outcome)` pair in the batch (`outcome` is `success` or
-//!   `failure`), counting invocations.
-//! - Failed commands also become spans (only failed ones: a span per success would multiply the
-//!   volume and add nothing the Sum does not already count) named after the command,
-//!   with status `ERROR` and the error code in `error.type`; the trace id is the event id, so
-//!   a resent span keeps its identity.
+//! One mapping, shared with optel's collector (`docs/otlp.md` has the full table), so that an
+//! event exported here comes back from the collector as it was recorded:
+//! - Every command event becomes one **span**, as the OpenTelemetry semantic conventions for
+//!   CLI programs describe an execution: kind `INTERNAL`, no parent (a root span: the
+//!   collector counts root spans only), named after the command, start and end from the
+//!   event's timestamp and duration, the trace id the session id (one trace per run of the
+//!   tool). A failed command has status `ERROR` and its error code in `error.type`; the
+//!   event's attributes are span attributes under their own keys.
+//! - Commands are **not** also sent as a `command_invocation` metric: the collector counts
+//!   both root spans and that metric's points as invocations, so sending both would count each
+//!   command twice. (Earlier versions sent a delta Sum for every command and a span for failed
+//!   ones only.) A backend that wants the count as a metric can derive it from the spans, e.g.
+//!   with the OpenTelemetry Collector's `spanmetrics` connector.
 //! - Every other event (feature, method, custom) becomes a log record whose `event_name` is
-//!   `optel.<type>` and whose body is the event's name.
+//!   the event's name, with the attribute `optel.event_type` (`feature`, `method`, `custom`)
+//!   and the event's attributes under their own keys; no body.
 //! - Events dropped on the install (`dropped_events`) become the delta Sum
 //!   `optel.dropped_events`.
-//! - Resource attributes: `service.name`, `service.version`, `os.type`, `host.arch`,
-//!   `telemetry.sdk.name` (`optel`), `telemetry.sdk.language` (`rust`),
-//!   `telemetry.sdk.version`, and `optel.install.pseudonym` (the rotating pseudonym). Never
-//!   `host.name` or anything else about the machine or the user.
+//! - Resource attributes: `service.name`, `service.version`, `os.type`, `host.arch` (in the
+//!   semantic conventions' spelling: `darwin`, `amd64`, `arm64`), `telemetry.sdk.name`
+//!   (`optel`), `telemetry.sdk.language` (`rust`), `telemetry.sdk.version`, and
+//!   `optel.install.pseudonym` (the rotating pseudonym). Never `host.name` or anything else
+//!   about the machine or the user.
 //!
 //! # Configuration ([`OtlpExporter::from_env`], OTLP exporter spec)
 //! | variable | effect |
@@ -30,7 +38,7 @@
 //!
 //! Retries follow the OTLP spec: only 429, 502, 503 and 504 (and network errors) are
 //! retryable; any other non-2xx answer drops the batch. A batch is sent as up to three
-//! requests (metrics, traces, logs); when one fails retryably the whole batch is retried, so an
+//! requests (traces, logs, metrics); when one fails retryably the whole batch is retried, so an
 //! OTLP backend may see a signal twice (optel's own collector deduplicates by event id, OTLP
 //! has no such id).
 
@@ -340,73 +348,40 @@ fn attribute_value(v: &AttributeValue) -> any_value::Value {
     }
 }
 
+/// The attribute naming an event's optel type on a log record (read by the collector).
+pub const EVENT_TYPE_ATTRIBUTE: &str = "optel.event_type";
+
+/// 16 bytes of a UUID (the session or event id), or `fallback` if it is not one.
+fn uuid_bytes(id: &str, fallback: u8) -> [u8; 16] {
+    optel_wire::parse_uuid(id)
+        .filter(|b| b.iter().any(|&x| x != 0))
+        .unwrap_or([fallback; 16])
+}
+
 impl Signals {
     fn from_batch(batch: &Batch) -> Self {
-        // (command, outcome) -> (count, first ts, last ts), in first-seen order.
-        let mut counts: Vec<(&str, &str, i64, i64, i64)> = Vec::new();
         let mut spans = Vec::new();
         let mut logs = Vec::new();
         for e in &batch.events {
             let ts = e.timestamp.unix_ms();
             if e.event_type == EventType::Command {
-                let outcome = if e.success == Some(false) {
-                    "failure"
-                } else {
-                    "success"
-                };
-                match counts.iter_mut().find(|c| c.0 == e.name && c.1 == outcome) {
-                    Some(c) => {
-                        c.2 += 1;
-                        c.3 = c.3.min(ts);
-                        c.4 = c.4.max(ts);
-                    }
-                    None => counts.push((&e.name, outcome, 1, ts, ts)),
-                }
-                if outcome == "failure" {
-                    spans.push(error_span(e, ts));
-                }
+                spans.push(command_span(e, ts));
             } else {
-                let mut attributes = vec![
-                    kv("event.type", s(e.event_type.as_str())),
-                    kv("event.name", s(&e.name)),
-                ];
-                attributes.extend(
-                    e.metadata
-                        .iter()
-                        .map(|(k, v)| kv(&format!("optel.{k}"), attribute_value(v))),
-                );
+                let mut attributes = vec![kv(EVENT_TYPE_ATTRIBUTE, s(e.event_type.as_str()))];
+                attributes.extend(e.metadata.iter().map(|(k, v)| kv(k, attribute_value(v))));
                 logs.push(LogRecord {
                     time_unix_nano: nanos(ts),
                     observed_time_unix_nano: nanos(ts),
                     severity_number: SEVERITY_INFO,
                     severity_text: "INFO".to_owned(),
-                    event_name: format!("optel.{}", e.event_type.as_str()),
-                    body: Some(AnyValue {
-                        value: Some(s(&e.name)),
-                    }),
+                    event_name: e.name.clone(),
+                    trace_id: uuid_bytes(&e.session_id, 1).to_vec(),
                     attributes,
                     ..Default::default()
                 });
             }
         }
         let mut metrics = Vec::new();
-        if !counts.is_empty() {
-            let points = counts
-                .iter()
-                .map(|&(command, outcome, n, first, last)| NumberDataPoint {
-                    attributes: vec![kv("command", s(command)), kv("outcome", s(outcome))],
-                    start_time_unix_nano: nanos(first),
-                    time_unix_nano: nanos(last).max(nanos(first) + 1),
-                    value: Some(number_data_point::Value::AsInt(n)),
-                    ..Default::default()
-                })
-                .collect();
-            metrics.push(delta_sum(
-                "command_invocation",
-                "Command invocations, by command and outcome.",
-                points,
-            ));
-        }
         if batch.dropped_events > 0 {
             let now = nanos(optel_wire::Timestamp::now().unix_ms());
             metrics.push(delta_sum(
@@ -460,15 +435,30 @@ impl Signals {
     }
 }
 
-/// A failed command as a span: trace id = the event id's 16 bytes, span id = its last 8.
-fn error_span(e: &optel_wire::Event, ts: i64) -> Span {
-    let trace_id = hex::decode(e.event_id.replace('-', "")).unwrap_or_else(|_| vec![1; 16]);
-    let span_id = trace_id
-        .get(8..16)
-        .map_or_else(|| vec![1; 8], <[u8]>::to_vec);
+/// A command as a root span of kind `INTERNAL` (the CLI semantic conventions' execution
+/// span): trace id = the session id, span id = the event id's last 8 bytes.
+fn command_span(e: &optel_wire::Event, ts: i64) -> Span {
+    let trace_id = uuid_bytes(&e.session_id, 1).to_vec();
+    let event = uuid_bytes(&e.event_id, 1);
+    let span_id = event[8..].to_vec();
     let start = nanos(ts);
     let end = start + e.duration_ms.unwrap_or(0).saturating_mul(1_000_000);
-    let code = e.error_code.as_deref().unwrap_or("unknown");
+    let mut attributes: Vec<KeyValue> = e
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "error.type")
+        .map(|(k, v)| kv(k, attribute_value(v)))
+        .collect();
+    let status = if e.success == Some(false) {
+        let code = e.error_code.as_deref().unwrap_or("_OTHER");
+        attributes.push(kv("error.type", s(code)));
+        Some(Status {
+            code: status::StatusCode::Error as i32,
+            message: format!("command failed with error code {code}"),
+        })
+    } else {
+        None
+    };
     Span {
         trace_id,
         span_id,
@@ -476,11 +466,8 @@ fn error_span(e: &optel_wire::Event, ts: i64) -> Span {
         kind: span::SpanKind::Internal as i32,
         start_time_unix_nano: start,
         end_time_unix_nano: end,
-        attributes: vec![kv("command", s(&e.name)), kv("error.type", s(code))],
-        status: Some(Status {
-            code: status::StatusCode::Error as i32,
-            message: format!("command failed with error code {code}"),
-        }),
+        attributes,
+        status,
         ..Default::default()
     }
 }
@@ -548,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn metrics_json_follows_the_otlp_json_rules() {
+    fn resource_and_dropped_events_follow_the_otlp_json_rules() {
         let signals = Signals::from_batch(&batch());
         let json = serde_json::to_value(signals.metrics.unwrap()).unwrap();
         assert_camel_case(&json, "");
@@ -566,38 +553,42 @@ mod tests {
             !res.to_string().contains("host.name"),
             "never the host name"
         );
-        let metric = &rm["scopeMetrics"][0]["metrics"][0];
-        assert_eq!(metric["name"], "command_invocation");
-        // Enums are integers; 64-bit integers are strings.
-        assert_eq!(metric["sum"]["aggregationTemporality"], 1);
-        assert_eq!(metric["sum"]["isMonotonic"], true);
-        let points = metric["sum"]["dataPoints"].as_array().unwrap();
-        assert_eq!(points.len(), 2);
-        assert_eq!(
-            attr(&points[0]["attributes"], "outcome")["stringValue"],
-            "success"
-        );
-        assert_eq!(points[0]["asInt"], "2");
-        assert_eq!(points[1]["asInt"], "1");
-        assert_eq!(points[0]["startTimeUnixNano"], "1700000000001000000");
-        let dropped = &rm["scopeMetrics"][0]["metrics"][1];
+        // Commands are spans only (a metric as well would count them twice).
+        let metrics = rm["scopeMetrics"][0]["metrics"].as_array().unwrap();
+        assert_eq!(metrics.len(), 1);
+        let dropped = &metrics[0];
         assert_eq!(dropped["name"], "optel.dropped_events");
+        // Enums are integers; 64-bit integers are strings.
+        assert_eq!(dropped["sum"]["aggregationTemporality"], 1);
         assert_eq!(dropped["sum"]["dataPoints"][0]["asInt"], "2");
     }
 
+    /// Regression (issue 3): failed commands went out twice (a `failure` metric point and an
+    /// ERROR span) and successes only as the metric; every command is now one root span.
     #[test]
-    fn failed_command_is_an_error_span_with_hex_ids() {
+    fn every_command_is_one_root_internal_span() {
         let signals = Signals::from_batch(&batch());
         let json = serde_json::to_value(signals.traces.unwrap()).unwrap();
         assert_camel_case(&json, "");
         let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"]
             .as_array()
             .unwrap();
-        assert_eq!(spans.len(), 1, "only failed commands become spans");
-        let sp = &spans[0];
-        assert_eq!(sp["traceId"], "0123abcd000040008000000000000003");
+        assert_eq!(spans.len(), 3, "one span per command");
+        for sp in spans {
+            assert_eq!(sp["name"], "build");
+            assert_eq!(sp["kind"], 1, "INTERNAL");
+            assert!(
+                sp.get("parentSpanId").is_none_or(|p| p == ""),
+                "a root span"
+            );
+            assert_eq!(
+                sp["traceId"], "00000000000040008000000000000000",
+                "the session"
+            );
+        }
+        assert!(spans[0]["status"].is_null());
+        let sp = &spans[2];
         assert_eq!(sp["spanId"], "8000000000000003");
-        assert_eq!(sp["kind"], 1);
         assert_eq!(sp["status"]["code"], 2);
         assert_eq!(
             attr(&sp["attributes"], "error.type")["stringValue"],
@@ -607,8 +598,10 @@ mod tests {
         assert_eq!(sp["endTimeUnixNano"], "1700000000015000000");
     }
 
+    /// Regression (issue 1): the record's name was `optel.feature` and keys came back
+    /// prefixed (`optel.hits`), so the collector stored a custom event `optel.feature`.
     #[test]
-    fn other_events_are_log_records() {
+    fn other_events_are_log_records_named_after_the_event() {
         let signals = Signals::from_batch(&batch());
         let json = serde_json::to_value(signals.logs.unwrap()).unwrap();
         assert_camel_case(&json, "");
@@ -617,11 +610,18 @@ mod tests {
             .unwrap();
         assert_eq!(records.len(), 1);
         let r = &records[0];
-        assert_eq!(r["eventName"], "optel.feature");
-        assert_eq!(r["body"]["stringValue"], "cache");
+        assert_eq!(r["eventName"], "cache");
+        assert_eq!(
+            attr(&r["attributes"], "optel.event_type")["stringValue"],
+            "feature"
+        );
+        assert!(
+            r.get("body").is_none_or(Value::is_null),
+            "no free-text body"
+        );
         assert_eq!(r["severityNumber"], 9);
         assert_eq!(
-            attr(&r["attributes"], "optel.hits")["intValue"],
+            attr(&r["attributes"], "hits")["intValue"],
             "9007199254740993"
         );
     }
@@ -629,9 +629,9 @@ mod tests {
     #[test]
     fn protobuf_round_trips() {
         use prost::Message;
-        let m = Signals::from_batch(&batch()).metrics.unwrap();
-        let bytes = m.encode_to_vec();
-        assert_eq!(ExportMetricsServiceRequest::decode(&bytes[..]).unwrap(), m);
+        let t = Signals::from_batch(&batch()).traces.unwrap();
+        let bytes = t.encode_to_vec();
+        assert_eq!(ExportTraceServiceRequest::decode(&bytes[..]).unwrap(), t);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 #[derive(Debug)]
@@ -86,12 +86,13 @@ fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
     optel::global().feature("cache");
     telemetry.shutdown();
 
-    let mut got: Vec<Received> = (0..3)
+    // Commands as spans, the feature as a log record; no metric (nothing was dropped).
+    let mut got: Vec<Received> = (0..2)
         .map(|_| received.recv_timeout(Duration::from_secs(10)).unwrap())
         .collect();
     got.sort_by(|a, b| a.path.cmp(&b.path));
     let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, ["/v1/logs", "/v1/metrics", "/v1/traces"]);
+    assert_eq!(paths, ["/v1/logs", "/v1/traces"]);
     for r in &got {
         assert_eq!(header(r, "content-type"), Some("application/x-protobuf"));
         assert_eq!(header(r, "content-encoding"), Some("gzip"));
@@ -100,10 +101,10 @@ fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
     flate2::read::GzDecoder::new(&got[1].body[..])
         .read_to_end(&mut raw)
         .unwrap();
-    let metrics = ExportMetricsServiceRequest::decode(&raw[..]).unwrap();
-    let metric = &metrics.resource_metrics[0].scope_metrics[0].metrics[0];
-    assert_eq!(metric.name, "command_invocation");
-    let resource = metrics.resource_metrics[0].resource.as_ref().unwrap();
+    let traces = ExportTraceServiceRequest::decode(&raw[..]).unwrap();
+    let spans = &traces.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 2, "one span per command");
+    let resource = traces.resource_spans[0].resource.as_ref().unwrap();
     assert!(
         resource
             .attributes
