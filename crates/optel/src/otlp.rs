@@ -28,19 +28,26 @@
 //!   about the machine or the user.
 //!
 //! # Configuration ([`OtlpExporter::from_env`], OTLP exporter spec)
+//! Every setting has a generic variable and one per signal (`TRACES`, `METRICS`, `LOGS`); the
+//! per-signal one wins over the generic one for that signal.
+//!
 //! | variable | effect |
 //! |---|---|
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; signals go to `<base>/v1/metrics`, `/v1/traces`, `/v1/logs` (default `http://localhost:4318`) |
-//! | `OTEL_EXPORTER_OTLP_{METRICS,TRACES,LOGS}_ENDPOINT` | the URL of one signal, used as is |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (default) or `http/json` |
-//! | `OTEL_EXPORTER_OTLP_COMPRESSION` | `gzip` (default here) or `none` |
-//! | `OTEL_EXPORTER_OTLP_HEADERS` | `key=value,key2=value2` sent with every request |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; signals go to `<base>/v1/traces`, `/v1/metrics`, `/v1/logs` (default `http://localhost:4318`) |
+//! | `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT` | the URL of one signal, used as is |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_PROTOCOL` | `http/protobuf` (default) or `http/json` |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_COMPRESSION` | `gzip` (default here) or `none` |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_HEADERS` | `key=value,key2=value2` sent with every request; keys and values are percent-decoded (`Authorization=Bearer%20KEY`) |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_TIMEOUT` | most milliseconds one request may take (default: the caller's deadline) |
 //!
-//! Retries follow the OTLP spec: only 429, 502, 503 and 504 (and network errors) are
-//! retryable; any other non-2xx answer drops the batch. A batch is sent as up to three
-//! requests (traces, logs, metrics); when one fails retryably the whole batch is retried, so an
-//! OTLP backend may see a signal twice (optel's own collector deduplicates by event id, OTLP
-//! has no such id).
+//! # Delivery
+//! Each signal is sent on its own: one signal failing does not keep the others from being
+//! sent. An endpoint that answers 404 for a signal does not support it: that signal is skipped
+//! from then on and the others go on. Retries follow the OTLP spec: only 429, 502, 503 and 504
+//! (and network errors) are retryable, and then the whole batch is retried, so an OTLP backend
+//! may see a signal twice (optel's own collector derives event ids and stores each once); any
+//! other non-2xx answer drops the batch. Items an endpoint refuses in a 2xx answer's partial
+//! success are counted ([`OtlpExporter::rejected_items`]).
 
 use std::time::Duration;
 
@@ -58,7 +65,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use optel_wire::{AttributeValue, Batch, EventType};
 
-use crate::export::{ExportError, ExportResult, Exporter, Post, post};
+use crate::export::{ExportError, ExportResult, Exporter};
 
 /// Default OTLP/HTTP endpoint (the spec's default).
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4318";
@@ -84,159 +91,341 @@ pub enum OtlpProtocol {
 #[error("{0}")]
 pub struct OtlpConfigError(String);
 
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// The variable infix (`TRACES`) and the route (`v1/traces`).
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Traces => ("TRACES", "v1/traces"),
+            Self::Metrics => ("METRICS", "v1/metrics"),
+            Self::Logs => ("LOGS", "v1/logs"),
+        }
+    }
+}
+
+/// Where and how one signal is sent.
+#[derive(Debug)]
+struct Target {
+    url: String,
+    headers: Vec<(String, String)>,
+    protocol: OtlpProtocol,
+    gzip: bool,
+    timeout: Option<Duration>,
+    /// Set when the endpoint answered 404: the signal is not sent again.
+    unsupported: std::sync::atomic::AtomicBool,
+}
+
+impl Target {
+    fn new(base: &str, signal: Signal) -> Self {
+        Self {
+            url: format!("{}/{}", base.trim_end_matches('/'), signal.names().1),
+            headers: Vec::new(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            gzip: true,
+            timeout: None,
+            unsupported: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
 /// Sends batches to an OTLP/HTTP endpoint (see the [module docs](self) for the mapping).
 #[derive(Debug)]
 pub struct OtlpExporter {
     agent: ureq::Agent,
-    metrics_url: String,
-    traces_url: String,
-    logs_url: String,
-    headers: Vec<(String, String)>,
-    protocol: OtlpProtocol,
-    gzip: bool,
+    /// Traces, metrics, logs (the order of [`Signal::ALL`]).
+    targets: [Target; 3],
+    /// Items refused in partial-success answers so far.
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+/// Percent-decodes `s` (`%20` → space); a `%` not followed by two hex digits stays as is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl OtlpExporter {
     /// An exporter to the base URL `endpoint` (`http://localhost:4318`), protobuf, gzip.
     pub fn new(endpoint: &str) -> Self {
-        let base = endpoint.trim_end_matches('/');
+        let base = endpoint.trim();
         Self {
             agent: crate::export::agent(concat!("optel/", env!("CARGO_PKG_VERSION"))),
-            metrics_url: format!("{base}/v1/metrics"),
-            traces_url: format!("{base}/v1/traces"),
-            logs_url: format!("{base}/v1/logs"),
-            headers: Vec::new(),
-            protocol: OtlpProtocol::HttpProtobuf,
-            gzip: true,
+            targets: Signal::ALL.map(|s| Target::new(base, s)),
+            rejected: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// An exporter configured by the `OTEL_EXPORTER_OTLP_*` variables read through `env`
-    /// (pass `|k| std::env::var(k).ok()`), see the [module docs](self).
+    /// (pass `|k| std::env::var(k).ok()`), see the [module docs](self): for each setting of
+    /// each signal, the per-signal variable, else the generic one, else the default.
     ///
     /// # Errors
-    /// An unknown protocol or compression, or a header without `=`.
+    /// An unknown protocol or compression, a header without `=`, a timeout that is not a
+    /// number of milliseconds.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, OtlpConfigError> {
-        let base = env("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_OTLP_ENDPOINT.to_owned());
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let base =
+            var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| DEFAULT_OTLP_ENDPOINT.to_owned());
         let mut exporter = Self::new(base.trim());
-        for (var, url) in [
-            (
-                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-                &mut exporter.metrics_url,
-            ),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                &mut exporter.traces_url,
-            ),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &mut exporter.logs_url),
-        ] {
-            if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
-                v.trim().clone_into(url);
+        for (signal, target) in Signal::ALL.iter().zip(exporter.targets.iter_mut()) {
+            let infix = signal.names().0;
+            // The per-signal variable wins; `name` says which one was read, for errors.
+            let setting = |what: &str| {
+                let specific = format!("OTEL_EXPORTER_OTLP_{infix}_{what}");
+                match var(&specific) {
+                    Some(v) => Some((specific, v)),
+                    None => {
+                        let generic = format!("OTEL_EXPORTER_OTLP_{what}");
+                        var(&generic).map(|v| (generic, v))
+                    }
+                }
+            };
+            if let Some(url) = var(&format!("OTEL_EXPORTER_OTLP_{infix}_ENDPOINT")) {
+                url.trim().clone_into(&mut target.url);
             }
-        }
-        if let Some(p) = env("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            exporter.protocol = match p.trim() {
-                "http/protobuf" => OtlpProtocol::HttpProtobuf,
-                "http/json" => OtlpProtocol::HttpJson,
-                other => {
-                    return Err(OtlpConfigError(format!(
-                        "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not supported: use http/protobuf or http/json"
-                    )));
-                }
-            };
-        }
-        if let Some(c) = env("OTEL_EXPORTER_OTLP_COMPRESSION") {
-            exporter.gzip = match c.trim() {
-                "gzip" => true,
-                "none" => false,
-                other => {
-                    return Err(OtlpConfigError(format!(
-                        "OTEL_EXPORTER_OTLP_COMPRESSION {other:?} is not supported: use gzip or none"
-                    )));
-                }
-            };
-        }
-        if let Some(h) = env("OTEL_EXPORTER_OTLP_HEADERS") {
-            for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| {
+            if let Some((name, p)) = setting("PROTOCOL") {
+                target.protocol = match p.trim() {
+                    "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                    "http/json" => OtlpProtocol::HttpJson,
+                    other => {
+                        return Err(OtlpConfigError(format!(
+                            "{name} {other:?} is not supported: use http/protobuf or http/json"
+                        )));
+                    }
+                };
+            }
+            if let Some((name, c)) = setting("COMPRESSION") {
+                target.gzip = match c.trim() {
+                    "gzip" => true,
+                    "none" => false,
+                    other => {
+                        return Err(OtlpConfigError(format!(
+                            "{name} {other:?} is not supported: use gzip or none"
+                        )));
+                    }
+                };
+            }
+            if let Some((name, t)) = setting("TIMEOUT") {
+                let ms: u64 = t.trim().parse().map_err(|_| {
                     OtlpConfigError(format!(
-                        "OTEL_EXPORTER_OTLP_HEADERS entry {pair:?} is not key=value"
+                        "{name} {t:?} is not a number of milliseconds: use e.g. 10000"
                     ))
                 })?;
-                exporter
-                    .headers
-                    .push((k.trim().to_owned(), v.trim().to_owned()));
+                target.timeout = Some(Duration::from_millis(ms));
+            }
+            if let Some((name, h)) = setting("HEADERS") {
+                for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        OtlpConfigError(format!("{name} entry {pair:?} is not key=value"))
+                    })?;
+                    target
+                        .headers
+                        .push((percent_decode(k.trim()), percent_decode(v.trim())));
+                }
             }
         }
         Ok(exporter)
     }
 
-    /// The encoding. Default: [`OtlpProtocol::HttpProtobuf`].
+    /// The encoding of every signal. Default: [`OtlpProtocol::HttpProtobuf`].
     #[must_use]
     pub fn with_protocol(mut self, protocol: OtlpProtocol) -> Self {
-        self.protocol = protocol;
+        for t in &mut self.targets {
+            t.protocol = protocol;
+        }
         self
     }
 
-    /// Whether bodies are gzip-compressed. Default: `true`.
+    /// Whether bodies are gzip-compressed, for every signal. Default: `true`.
     #[must_use]
     pub fn with_gzip(mut self, gzip: bool) -> Self {
-        self.gzip = gzip;
+        for t in &mut self.targets {
+            t.gzip = gzip;
+        }
+        self
+    }
+
+    /// Adds a header sent with every request of every signal, e.g.
+    /// `("Authorization", "Bearer optel_ik_…")`.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        for t in &mut self.targets {
+            t.headers.push((name.to_owned(), value.to_owned()));
+        }
         self
     }
 
     /// The URLs of the metrics, traces and logs routes, in that order.
     pub fn urls(&self) -> [&str; 3] {
-        [&self.metrics_url, &self.traces_url, &self.logs_url]
+        [
+            &self.targets[1].url,
+            &self.targets[0].url,
+            &self.targets[2].url,
+        ]
+    }
+
+    /// Items (spans, data points, log records) endpoints refused in the partial success of
+    /// 2xx answers so far.
+    pub fn rejected_items(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn send<T: prost::Message + serde::Serialize>(
         &self,
-        url: &str,
+        signal: Signal,
         message: &T,
-        timeout: Duration,
+        deadline: std::time::Instant,
     ) -> ExportResult {
-        let (body, content_type) = match self.protocol {
+        use std::sync::atomic::Ordering;
+        let target = &self.targets[signal as usize];
+        if target.unsupported.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = target.timeout.map_or(left, |t| t.min(left));
+        let (body, content_type) = match target.protocol {
             OtlpProtocol::HttpProtobuf => (message.encode_to_vec(), "application/x-protobuf"),
             OtlpProtocol::HttpJson => (
                 serde_json::to_vec(message).map_err(|e| ExportError::Rejected(e.to_string()))?,
                 "application/json",
             ),
         };
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let request = Post {
-            url,
-            content_type,
-            headers: &headers,
-            body: &body,
-            gzip: self.gzip,
-            timeout,
+        let compressed;
+        let body = if target.gzip {
+            compressed =
+                crate::export::gzip(&body).map_err(|e| ExportError::Rejected(e.to_string()))?;
+            &compressed[..]
+        } else {
+            &body[..]
         };
-        post(&self.agent, &request, classify_otlp)
+        let mut request = self
+            .agent
+            .post(&target.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Content-Type", content_type);
+        if target.gzip {
+            request = request.header("Content-Encoding", "gzip");
+        }
+        for (name, value) in &target.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send(body).map_err(|e| ExportError::Retryable {
+            reason: e.to_string(),
+            retry_after: None,
+        })?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            // The endpoint does not take this signal: stop sending it, keep the others.
+            target.unsupported.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::export::parse_retry_after);
+        classify_otlp(status, retry_after)?;
+        // A 2xx may carry a partial success: count what was refused.
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        let rejected = rejected_in(signal, target.protocol, &answer);
+        if rejected > 0 {
+            self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        }
+        Ok(())
     }
+}
+
+/// Items refused in an OTLP answer body (`partial_success`), 0 when there is none.
+fn rejected_in(signal: Signal, protocol: OtlpProtocol, body: &[u8]) -> u64 {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use prost::Message;
+    fn parse<T: Message + Default + serde::de::DeserializeOwned>(
+        protocol: OtlpProtocol,
+        body: &[u8],
+    ) -> Option<T> {
+        match protocol {
+            OtlpProtocol::HttpProtobuf => T::decode(body).ok(),
+            OtlpProtocol::HttpJson => serde_json::from_slice(body).ok(),
+        }
+    }
+    let n = match signal {
+        Signal::Traces => parse::<ExportTraceServiceResponse>(protocol, body)
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_spans),
+        Signal::Metrics => parse::<ExportMetricsServiceResponse>(protocol, body)
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_data_points),
+        Signal::Logs => parse::<ExportLogsServiceResponse>(protocol, body)
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_log_records),
+    };
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
 impl Exporter for OtlpExporter {
     fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
         let deadline = std::time::Instant::now() + timeout;
-        let left = || deadline.saturating_duration_since(std::time::Instant::now());
         let signals = Signals::from_batch(batch);
-        if let Some(m) = &signals.metrics {
-            self.send(&self.metrics_url, m, left())?;
+        // Each signal on its own: a failure of one does not keep the others from being sent.
+        let results = [
+            signals
+                .traces
+                .as_ref()
+                .map(|t| self.send(Signal::Traces, t, deadline)),
+            signals
+                .metrics
+                .as_ref()
+                .map(|m| self.send(Signal::Metrics, m, deadline)),
+            signals
+                .logs
+                .as_ref()
+                .map(|l| self.send(Signal::Logs, l, deadline)),
+        ];
+        let mut outcome = Ok(());
+        for r in results.into_iter().flatten() {
+            match (r, &outcome) {
+                // A retryable failure wins: the whole batch is tried again.
+                (Err(e @ ExportError::Retryable { .. }), _) => outcome = Err(e),
+                (Err(e), Ok(())) => outcome = Err(e),
+                _ => {}
+            }
         }
-        if let Some(t) = &signals.traces {
-            self.send(&self.traces_url, t, left())?;
-        }
-        if let Some(l) = &signals.logs {
-            self.send(&self.logs_url, l, left())?;
-        }
-        Ok(())
+        outcome
     }
 }
 
@@ -664,11 +853,68 @@ mod tests {
         .unwrap();
         assert_eq!(e.urls()[0], "https://otel.example:4318/v1/metrics");
         assert_eq!(e.urls()[1], "https://traces.example/custom");
-        assert_eq!(e.protocol, OtlpProtocol::HttpJson);
-        assert_eq!(e.headers.len(), 2);
+        assert!(
+            e.targets
+                .iter()
+                .all(|t| t.protocol == OtlpProtocol::HttpJson)
+        );
+        assert_eq!(e.targets[0].headers.len(), 2);
         let err =
             OtlpExporter::from_env(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap_err();
         assert!(err.to_string().contains("\"grpc\""));
+    }
+
+    /// Per-signal variables win over the generic ones, for that signal only; header keys and
+    /// values are percent-decoded (the OTLP exporter spec's W3C baggage format).
+    #[test]
+    fn per_signal_settings_win_and_headers_are_percent_decoded() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20optel_ik_1,x-a%3Db=c%2Cd",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Authorization=Bearer%20traces",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+        ];
+        let e = OtlpExporter::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        let [traces, metrics, logs] = &e.targets;
+        assert_eq!(traces.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(logs.protocol, OtlpProtocol::HttpProtobuf);
+        assert!(!traces.gzip && metrics.gzip && !logs.gzip);
+        assert_eq!(
+            traces.headers,
+            [("Authorization".to_owned(), "Bearer traces".to_owned())]
+        );
+        assert_eq!(
+            metrics.headers,
+            [
+                ("Authorization".to_owned(), "Bearer optel_ik_1".to_owned()),
+                ("x-a=b".to_owned(), "c,d".to_owned())
+            ]
+        );
+        assert_eq!(traces.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(metrics.timeout, None);
+        assert_eq!(percent_decode("100%"), "100%");
+        let err = OtlpExporter::from_env(|k| {
+            (k == "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL").then(|| "grpc".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        );
     }
 
     #[test]

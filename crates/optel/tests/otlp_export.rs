@@ -29,6 +29,11 @@ fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
 
 /// Serves HTTP/1.1 requests (one per connection), answering 200, and reports each.
 fn recorder() -> (String, mpsc::Receiver<Received>) {
+    recorder_answering(|_| 200)
+}
+
+/// [`recorder`] answering each path with the status `status(path)`.
+fn recorder_answering(status: fn(&str) -> u16) -> (String, mpsc::Receiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -57,9 +62,11 @@ fn recorder() -> (String, mpsc::Receiver<Received>) {
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
             let mut stream = reader.into_inner();
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .unwrap();
+            let answer = format!(
+                "HTTP/1.1 {} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                status(&path)
+            );
+            stream.write_all(answer.as_bytes()).unwrap();
             let _ = tx.send(Received {
                 path,
                 headers,
@@ -113,4 +120,35 @@ fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
     );
     assert!(!resource.attributes.iter().any(|kv| kv.key == "host.name"));
     assert_eq!(optel::queue_status(dir.path()).unwrap().pending_events, 0);
+}
+
+/// A backend without logs (404 on `/v1/logs`, as a traces-only backend answers): the exporter
+/// marks logs unsupported and stops sending them, and the traces still go out, every time.
+#[test]
+fn a_404_marks_one_signal_unsupported_and_keeps_the_others() {
+    use optel::export::Exporter;
+    use optel_wire::{Batch, Event, EventType, Timestamp};
+    let (url, received) = recorder_answering(|path| if path == "/v1/logs" { 404 } else { 200 });
+    let exporter = optel::otlp::OtlpExporter::new(&url);
+    let mut batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+    for (i, kind) in [EventType::Feature, EventType::Command]
+        .into_iter()
+        .enumerate()
+    {
+        batch.events.push(Event::new(
+            format!("00000000-0000-4000-8000-00000000000{i}"),
+            kind,
+            "x",
+            Timestamp::now(),
+            "00000000-0000-4000-8000-000000000009",
+        ));
+    }
+    for _ in 0..2 {
+        exporter.export(&batch, Duration::from_secs(5)).unwrap();
+    }
+    let paths: Vec<String> = (0..3)
+        .map(|_| received.recv_timeout(Duration::from_secs(5)).unwrap().path)
+        .collect();
+    assert_eq!(paths, ["/v1/traces", "/v1/logs", "/v1/traces"]);
+    assert!(received.recv_timeout(Duration::from_millis(300)).is_err());
 }
