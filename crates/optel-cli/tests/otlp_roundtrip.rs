@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+mod support;
+
 use std::time::Duration;
 
 use optel::export::Exporter;
@@ -227,4 +229,51 @@ fn every_event_type_round_trips_exactly() {
             [("build".to_owned(), 1, 0), ("check".to_owned(), 1, 1)]
         );
     }
+}
+
+/// `optel upload --otlp` with `--protocol` and `--compression`, authenticated with `--key`; a
+/// run in which the endpoint refused anything (here an event older than the collector's 90
+/// days, refused in the partial success) exits non-zero and says so.
+#[test]
+fn upload_over_otlp_exits_non_zero_when_anything_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = LocalCollector::start(dir.path(), "acme").unwrap();
+    let ledger = tempfile::tempdir().unwrap();
+    let mut b = batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 300);
+    let upload = |b: &Batch, protocol: &str, compression: &str| {
+        std::fs::write(
+            ledger.path().join("ledger.jsonl"),
+            serde_json::to_string(b).unwrap() + "\n",
+        )
+        .unwrap();
+        support::run(
+            &[
+                "upload",
+                ledger.path().to_str().unwrap(),
+                "--otlp",
+                "--protocol",
+                protocol,
+                "--compression",
+                compression,
+                "--endpoint",
+                &collector.endpoint(),
+                "--key",
+                collector.key(),
+            ],
+            &[],
+        )
+    };
+    let ok = upload(&b, "http/json", "none");
+    assert!(ok.ok(), "{}", ok.stderr);
+    assert_eq!(collector.stats().unwrap().commands.len(), 2);
+
+    let old = Timestamp::from_unix_ms(Timestamp::now().unix_ms() - 100 * 86_400_000);
+    b.events[3].timestamp = old;
+    let refused = upload(&b, "http/protobuf", "gzip");
+    assert!(!refused.ok(), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("refused 0 events and 1 OTLP items"),
+        "{}",
+        refused.stderr
+    );
 }
