@@ -153,16 +153,15 @@ fn cumulative_totals_become_deltas_of_any_size() {
         ns(now - 1_000),
     );
     let mut marks = metrics::Marks::new();
-    let first = map_with(
-        invocations("acme", Cumulative, true, start, t1, 999),
-        now,
-        &mut marks,
-    );
-    let second = map_with(
-        invocations("acme", Cumulative, true, start, t2, 1001),
-        now,
-        &mut marks,
-    );
+    let mut export = |temporality, start, t, total| {
+        map_with(
+            invocations("acme", temporality, true, start, t, total),
+            now,
+            &mut marks,
+        )
+    };
+    let first = export(Cumulative, start, t1, 999);
+    let second = export(Cumulative, start, t2, 1001);
     assert_eq!(
         (first.rejected, second.rejected),
         (0, 0),
@@ -172,58 +171,29 @@ fn cumulative_totals_become_deltas_of_any_size() {
     assert_eq!((ids(&first).len(), ids(&second).len()), (999, 2));
     assert!(ids(&second).iter().all(|id| !ids(&first).contains(id)));
     // The same export again (a retry) and an older one arriving late store nothing new.
-    let again = map_with(
-        invocations("acme", Cumulative, true, start, t2, 1001),
-        now,
-        &mut marks,
-    );
-    let late = map_with(
-        invocations("acme", Cumulative, true, start, t1, 999),
-        now,
-        &mut marks,
-    );
+    let again = export(Cumulative, start, t2, 1001);
+    let late = export(Cumulative, start, t1, 999);
     assert_eq!((ids(&again).len(), ids(&late).len()), (0, 0));
-    // Without the mark (lost update), the same invocations get the same ids.
-    let lost = map_metrics(
-        invocations("acme", Cumulative, true, start, t2, 1001),
-        "p",
-        now,
-        &{
-            let mut m = metrics::Marks::new();
-            m.insert(first.advances[0].0, 999);
-            m
-        },
-    );
-    assert_eq!(ids(&lost), ids(&second));
     // A big jump is stored 1,000 at a time, the rest with the next exports.
-    let big = map_with(
-        invocations("acme", Cumulative, true, start, t3, 3_500),
-        now,
-        &mut marks,
-    );
+    let big = export(Cumulative, start, t3, 3_500);
     assert_eq!(ids(&big).len(), MAX_POINT_INVOCATIONS as usize);
     assert_eq!(big.rejected, 0);
     assert!(big.message.contains("next exports"), "{}", big.message);
     // A reset (new start time) is a new series counted from 0.
-    let reset = map_with(
-        invocations("acme", Cumulative, true, t2, t3, 3),
-        now,
-        &mut marks,
-    );
+    let reset = export(Cumulative, t2, t3, 3);
     assert_eq!(ids(&reset).len(), 3);
-
     // Delta points are separate invocations even with equal values.
-    let d1 = ids(&map_with(
-        invocations("acme", Delta, true, start, t1, 2),
-        now,
-        &mut marks,
-    ));
-    let d2 = ids(&map_with(
-        invocations("acme", Delta, true, t1, t2, 2),
-        now,
-        &mut marks,
-    ));
+    let d1 = ids(&export(Delta, start, t1, 2));
+    let d2 = ids(&export(Delta, t1, t2, 2));
     assert!(d1.iter().all(|id| !d2.contains(id)));
+    // Without the mark (a lost update), the same invocations get the same ids.
+    let lost = map_metrics(
+        invocations("acme", Cumulative, true, start, t2, 1001),
+        "p",
+        now,
+        &metrics::Marks::from([(first.advances[0].0, 999)]),
+    );
+    assert_eq!(ids(&lost), ids(&second));
 
     // Refused, with a reason: no start time, not monotonic, a delta too large.
     for (req, why) in [
