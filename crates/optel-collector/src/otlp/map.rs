@@ -173,6 +173,22 @@ pub(super) fn ms_of_nanos(n: u64) -> i64 {
     (n / 1_000_000) as i64
 }
 
+/// Why `event` (in a batch like `template`) cannot be stored, if it cannot: a field breaks a
+/// rule or its time lies outside the accepted window.
+pub(super) fn check(template: &Batch, event: &Event, received: i64) -> Result<(), String> {
+    let mut probe = template.clone();
+    probe.events.push(event.clone());
+    probe
+        .validate()
+        .and_then(|()| check_timestamps(&probe, received))
+        .map_err(|e| format!("{}: {}", e.field, e.reason))
+}
+
+/// Room left for events in this request.
+pub(super) fn room(out: &Mapped) -> usize {
+    MAX_REQUEST_EVENTS.saturating_sub(out.events)
+}
+
 /// Adds an event to the last batch of `out` (splitting past [`limits::MAX_BATCH_EVENTS`])
 /// if it validates and lies in the accepted time window; else counts it rejected.
 pub(super) fn push(

@@ -37,9 +37,10 @@ use optel_wire::{Event, EventType, Timestamp};
 use prost::Message;
 
 use super::map::{
-    Mapped, Source, attr, attr_str, derived_uuid, digest, error_code, flush, ms_of_nanos, push,
+    Mapped, Source, attr, attr_str, check, derived_uuid, digest, error_code, flush, ms_of_nanos,
+    push, room,
 };
-use super::{COMMAND_METRIC, MAX_POINT_INVOCATIONS};
+use super::{COMMAND_METRIC, MAX_POINT_INVOCATIONS, MAX_REQUEST_EVENTS};
 
 /// The metric optel's exporter sends for events dropped on the install: accepted, not stored.
 pub const DROPPED_METRIC: &str = "optel.dropped_events";
@@ -159,6 +160,29 @@ pub fn map_metrics(
                             continue;
                         }
                     };
+                    // One event of the point stands for all: a point that cannot be stored
+                    // is refused whole (before any mark moves).
+                    let session = derived_uuid(&[
+                        b"metric-session",
+                        &source.install,
+                        &p.start_time_unix_nano.to_be_bytes(),
+                    ]);
+                    let mut sample = Event::new(
+                        derived_uuid(&[b"sample"]),
+                        EventType::Command,
+                        point.command,
+                        Timestamp::from_unix_ms(ms_of_nanos(p.time_unix_nano)),
+                        session.clone(),
+                    );
+                    sample.success = point.success;
+                    if point.success == Some(false) {
+                        sample.error_code = point.error_code.clone();
+                    }
+                    if let Err(why) = check(&source.template, &sample, received) {
+                        out.reject(1, || why);
+                        continue;
+                    }
+                    let room = room(&out) as i64;
                     let ids: Vec<String> = if cumulative {
                         if p.start_time_unix_nano == 0 {
                             // Without a start time, a reset could not be told from a total.
@@ -171,13 +195,16 @@ pub fn map_metrics(
                         }
                         let key = series_key(&source, &scope, p);
                         let mark = marks.get(&key).copied().unwrap_or(0);
-                        let high = point.count.min(mark.saturating_add(MAX_POINT_INVOCATIONS));
+                        let high = point
+                            .count
+                            .min(mark.saturating_add(MAX_POINT_INVOCATIONS.min(room)));
                         if point.count > high {
                             out.warn(|| {
                                 format!(
-                                    "a cumulative {COMMAND_METRIC} series grew by more than \
-                                     {MAX_POINT_INVOCATIONS} since its last export: the rest \
-                                     is stored with its next exports"
+                                    "a cumulative {COMMAND_METRIC} series grew by more than this \
+                                     export can store ({MAX_POINT_INVOCATIONS} per point, \
+                                     {MAX_REQUEST_EVENTS} per export): the rest is stored with \
+                                     its next exports"
                                 )
                             });
                         }
@@ -197,6 +224,14 @@ pub fn map_metrics(
                             });
                             continue;
                         }
+                        if point.count > room {
+                            out.reject(1, || {
+                                format!(
+                                    "more than {MAX_REQUEST_EVENTS} events in one export: send smaller exports"
+                                )
+                            });
+                            continue;
+                        }
                         let encoded = p.encode_to_vec();
                         (0..point.count)
                             .map(|i| {
@@ -209,23 +244,9 @@ pub fn map_metrics(
                             })
                             .collect()
                     };
-                    let session = derived_uuid(&[
-                        b"metric-session",
-                        &source.install,
-                        &p.start_time_unix_nano.to_be_bytes(),
-                    ]);
                     for id in ids {
-                        let mut e = Event::new(
-                            id,
-                            EventType::Command,
-                            point.command,
-                            Timestamp::from_unix_ms(ms_of_nanos(p.time_unix_nano)),
-                            session.clone(),
-                        );
-                        e.success = point.success;
-                        if point.success == Some(false) {
-                            e.error_code = point.error_code.clone();
-                        }
+                        let mut e = sample.clone();
+                        e.event_id = id;
                         push(&mut out, &source.template, &mut pending, e, received);
                     }
                 }

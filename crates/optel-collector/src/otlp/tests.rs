@@ -485,3 +485,46 @@ fn derived_ids_are_stable_and_delimited() {
     assert_ne!(id, derived_uuid(&[b"b"]));
     assert_ne!(derived_uuid(&[b"ab"]), derived_uuid(&[b"a", b"b"]));
 }
+
+/// A cumulative series never marks more invocations than the export stored: past the
+/// request's event budget the mark stops where the stored events stop.
+#[test]
+fn a_mark_never_runs_ahead_of_the_stored_events() {
+    use AggregationTemporality::{Cumulative, Delta};
+    let now = now_ms();
+    let (start, t) = (ns(now - 60_000), ns(now - 1_000));
+    let mut req = invocations("acme", Delta, true, start, t, 0);
+    let Some(metric::Data::Sum(sum)) =
+        &mut req.resource_metrics[0].scope_metrics[0].metrics[0].data
+    else {
+        unreachable!("invocations() builds a Sum")
+    };
+    let point = sum.data_points[0].clone();
+    // Delta points of 1,000, 1,000, ..., and 700: room for 300 more events.
+    let fill = MAX_REQUEST_EVENTS as i64 - 300;
+    let full = fill / MAX_POINT_INVOCATIONS;
+    sum.data_points = (0..=full)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: t + i as u64,
+            value: Some(number_data_point::Value::AsInt(if i < full {
+                MAX_POINT_INVOCATIONS
+            } else {
+                fill % MAX_POINT_INVOCATIONS
+            })),
+            ..point.clone()
+        })
+        .collect();
+    let cumulative = invocations("acme", Cumulative, true, start, t, 800);
+    let metric = cumulative.resource_metrics[0].scope_metrics[0].metrics[0].clone();
+    req.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .push(metric);
+    let m = map_metrics(req, "p", now, &metrics::Marks::new());
+    assert_eq!(m.events, MAX_REQUEST_EVENTS);
+    assert_eq!(m.advances.len(), 1);
+    assert_eq!(
+        m.advances[0].1, 300,
+        "only the 300 stored invocations are marked"
+    );
+    assert!(m.message.contains("next exports"), "{}", m.message);
+}
