@@ -65,6 +65,8 @@ const IDENTIFYING: &[&str] = &[
     "device.id",
     "k8s.pod.name",
     "container.id",
+    "session.id",
+    "session.previous_id",
 ];
 
 /// Key prefixes that identify (every key under them).
@@ -75,14 +77,18 @@ const IDENTIFYING_PREFIXES: &[&str] = &[
     "user_agent.",
     "http.request.header.",
     "http.response.header.",
-    "client.",
     "network.peer.",
     "process.user.",
     "process.real_user.",
     "process.saved_user.",
     "process.environment_variable.",
     "geo.",
-    "session.",
+];
+
+/// Words that make a key identifying wherever they stand as a whole segment (segments split on
+/// `.`, `_`, `-`): `api_token`, `auth.password`, `user-email`; not `tokens.input`.
+const IDENTIFYING_WORDS: &[&str] = &[
+    "token", "password", "passwd", "secret", "email", "ip", "mac", "hostname", "username",
 ];
 
 /// Whether an attribute key is never stored: it identifies a machine or a person, or holds
@@ -92,12 +98,10 @@ pub fn is_identifying_key(key: &str) -> bool {
     IDENTIFYING.contains(&k.as_str())
         || IDENTIFYING_PREFIXES.iter().any(|p| k.starts_with(p))
         || k.contains("address")
-        || k.ends_with(".ip")
         || k.contains("peer")
-        || k.contains("email")
-        || k.contains("password")
-        || k.contains("token")
-        || k.contains("secret")
+        || k
+            .split(['.', '_', '-'])
+            .any(|segment| IDENTIFYING_WORDS.contains(&segment))
 }
 
 /// Why an attribute was not stored: the `reason` label of `optel_attributes_dropped_total`.
@@ -235,7 +239,17 @@ mod tests {
         ] {
             assert!(is_identifying_key(k), "{k}");
         }
-        for k in ["cache.hit", "error.type", "process.exit.code", "hits"] {
+        for k in ["api_token", "auth.password", "user-email", "net.host.ip", "client.port"] {
+            assert!(is_identifying_key(k), "{k}");
+        }
+        for k in [
+            "cache.hit",
+            "error.type",
+            "process.exit.code",
+            "hits",
+            "tokens.input",
+            "client.version",
+        ] {
             assert!(!is_identifying_key(k), "{k}");
         }
     }
