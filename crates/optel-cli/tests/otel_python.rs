@@ -16,13 +16,12 @@
 
 mod support;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-use support::{Server, create_project, stats_json};
+use support::{command_counts, create_project, serve_with_admin, stats_json, stored_in_db};
 
 const ADMIN: &str = "otel-python-test-admin";
 
@@ -126,20 +125,6 @@ fn export(py: &Path, url: &str, key: &str, temporality: &str) {
     );
 }
 
-/// The sensitive strings found in the database files of `dir`.
-fn leaks(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for name in ["optel.db", "optel.db-wal", "optel.db-shm"] {
-        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
-        for needle in NEVER_STORED {
-            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found.push(format!("{needle:?} in {name}"));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
     let py = match python() {
@@ -160,15 +145,7 @@ fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
         .iter()
         .map(|(project, _)| create_project(dir.path(), project))
         .collect();
-    let mut server = Server::start(
-        &[
-            OsStr::new("--admin-token"),
-            ADMIN.as_ref(),
-            "--data-dir".as_ref(),
-            dir.path().as_ref(),
-        ],
-        &[],
-    );
+    let mut server = serve_with_admin(dir.path(), ADMIN);
     for ((project, temporality), key) in cases.iter().zip(&keys) {
         export(&py, &server.url, key, temporality);
         let s: Value = stats_json(
@@ -177,15 +154,7 @@ fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
             &[("OPTEL_ADMIN_TOKEN", ADMIN)],
         );
         let case = format!("{project}: {s:#}");
-        let command = |name: &str| {
-            let row = s["commands"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == name)
-                .unwrap_or_else(|| panic!("no command {name}: {case}"));
-            (row["count"].as_u64(), row["failures"].as_u64())
-        };
+        let command = |name: &str| command_counts(&s, name);
         // Two runs of `pyapp` (root INTERNAL spans; the children and the SERVER span are not
         // commands), one failed; `sync`: 999 + 2 successes and 1 failure through the counter
         // (past 1,000 in both temporalities); one `cache` feature (the plain log line is not
@@ -215,9 +184,9 @@ fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
     }
     // The WAL holds the latest commits while the collector runs: search it now, then again
     // after SIGTERM (checkpointed into the main file).
-    let running = leaks(dir.path());
+    let running = stored_in_db(dir.path(), NEVER_STORED);
     server.stop();
-    let stopped = leaks(dir.path());
+    let stopped = stored_in_db(dir.path(), NEVER_STORED);
     assert!(
         running.is_empty() && stopped.is_empty(),
         "{running:?} {stopped:?}"

@@ -99,8 +99,7 @@ pub fn is_identifying_key(key: &str) -> bool {
         || IDENTIFYING_PREFIXES.iter().any(|p| k.starts_with(p))
         || k.contains("address")
         || k.contains("peer")
-        || k
-            .split(['.', '_', '-'])
+        || k.split(['.', '_', '-'])
             .any(|segment| IDENTIFYING_WORDS.contains(&segment))
 }
 
@@ -239,7 +238,13 @@ mod tests {
         ] {
             assert!(is_identifying_key(k), "{k}");
         }
-        for k in ["api_token", "auth.password", "user-email", "net.host.ip", "client.port"] {
+        for k in [
+            "api_token",
+            "auth.password",
+            "user-email",
+            "net.host.ip",
+            "client.port",
+        ] {
             assert!(is_identifying_key(k), "{k}");
         }
         for k in [

@@ -266,3 +266,41 @@ pub fn acme(home: &Path, endpoint: &str, key: &str) -> Command {
 pub fn acme_data_dir(home: &Path) -> PathBuf {
     home.join(".local/share/optel/acme")
 }
+
+/// The strings of `needles` found in the bytes of the SQLite database files in `dir`
+/// (`optel.db`, `-wal`, `-shm`), as `"needle" in file`.
+pub fn stored_in_db(dir: &Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in ["optel.db", "optel.db-wal", "optel.db-shm"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{needle:?} in {name}"));
+            }
+        }
+    }
+    found
+}
+
+/// Starts `optel serve` on a free port over the SQLite store in `dir`, with admin token
+/// `admin`.
+pub fn serve_with_admin(dir: &Path, admin: &str) -> Server {
+    Server::start(
+        &[
+            OsStr::new("--admin-token"),
+            admin.as_ref(),
+            "--data-dir".as_ref(),
+            dir.as_ref(),
+        ],
+        &[],
+    )
+}
+
+/// `(count, failures)` of command `name` in a `stats --format json` answer.
+pub fn command_counts(stats: &serde_json::Value, name: &str) -> (Option<u64>, Option<u64>) {
+    let row = stats["commands"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no command {name}: {stats:#}"));
+    (row["count"].as_u64(), row["failures"].as_u64())
+}
