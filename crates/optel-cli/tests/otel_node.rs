@@ -17,7 +17,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use support::{command_counts, create_project, serve_with_admin, stats_json, stored_in_db};
+use support::{
+    command_counts, create_project, run_otel_exporter, serve_with_admin, stats_json, stored_in_db,
+};
 
 const ADMIN: &str = "otel-node-test-admin";
 
@@ -73,29 +75,15 @@ fn node_sdk_json_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
     let mut server = serve_with_admin(dir.path(), ADMIN);
     for temporality in ["cumulative", "delta"] {
         let key = create_project(dir.path(), temporality);
-        let out = Command::new("node")
-            .arg("otel_export.mjs")
-            .current_dir(&node)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &server.url)
-            .env(
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                format!("Authorization=Bearer%20{key}"),
-            )
-            .env(
-                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                temporality,
-            )
-            .env("OTEL_SERVICE_NAME", "nodeapp")
-            .env("OTEL_RESOURCE_ATTRIBUTES", "service.version=3.0.0")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exported"),
-            "exporter failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let mut script = Command::new("node");
+        script.arg("otel_export.mjs").current_dir(&node);
+        run_otel_exporter(
+            script,
+            &server.url,
+            &key,
+            temporality,
+            "nodeapp",
+            "service.version=3.0.0",
         );
         let s: Value = stats_json(
             temporality,

@@ -21,7 +21,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use support::{command_counts, create_project, serve_with_admin, stats_json, stored_in_db};
+use support::{
+    command_counts, create_project, run_otel_exporter, serve_with_admin, stats_json, stored_in_db,
+};
 
 const ADMIN: &str = "otel-python-test-admin";
 
@@ -94,37 +96,6 @@ fn python() -> Result<PathBuf, String> {
     Ok(py)
 }
 
-/// Runs the exporter script against `url` with ingest key `key`.
-fn export(py: &Path, url: &str, key: &str, temporality: &str) {
-    let out = Command::new(py)
-        .arg(python_dir().join("otel_export.py"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-        .env(
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("Authorization=Bearer%20{key}"),
-        )
-        .env(
-            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-            temporality,
-        )
-        .env("OTEL_SERVICE_NAME", "pyapp")
-        .env(
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "service.version=2.1.0,os.type=Linux,host.arch=AMD64,host.name=alice-laptop,\
-             service.instance.id=machine-77aa",
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exported"),
-        "exporter failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
     let py = match python() {
@@ -147,7 +118,17 @@ fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
         .collect();
     let mut server = serve_with_admin(dir.path(), ADMIN);
     for ((project, temporality), key) in cases.iter().zip(&keys) {
-        export(&py, &server.url, key, temporality);
+        let mut script = Command::new(&py);
+        script.arg(python_dir().join("otel_export.py"));
+        run_otel_exporter(
+            script,
+            &server.url,
+            key,
+            temporality,
+            "pyapp",
+            "service.version=2.1.0,os.type=Linux,host.arch=AMD64,host.name=alice-laptop,\
+             service.instance.id=machine-77aa",
+        );
         let s: Value = stats_json(
             project,
             &["--server", &server.url, "--since", "1h"],

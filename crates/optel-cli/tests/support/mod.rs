@@ -304,3 +304,39 @@ pub fn command_counts(stats: &serde_json::Value, name: &str) -> (Option<u64>, Op
         .unwrap_or_else(|| panic!("no command {name}: {stats:#}"));
     (row["count"].as_u64(), row["failures"].as_u64())
 }
+
+/// Runs `cmd` (an official OpenTelemetry SDK's exporter script) configured only by the
+/// standard variables: endpoint `url`, `Authorization: Bearer key` (percent-encoded, as the
+/// spec's header format asks), metrics `temporality`, `service` and `resource` attributes;
+/// nothing else of the caller's environment but `PATH`. Asserts it ran and printed `exported`.
+pub fn run_otel_exporter(
+    mut cmd: Command,
+    url: &str,
+    key: &str,
+    temporality: &str,
+    service: &str,
+    resource: &str,
+) {
+    let out = cmd
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("Authorization=Bearer%20{key}"),
+        )
+        .env(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            temporality,
+        )
+        .env("OTEL_SERVICE_NAME", service)
+        .env("OTEL_RESOURCE_ATTRIBUTES", resource)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exported"),
+        "exporter failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -225,34 +225,23 @@ fn two_installs_sending_the_same_point_are_two() {
     let (start, t1) = (ns(now - 60_000), ns(now - 30_000));
     for temporality in [Delta, Cumulative] {
         let mut marks = metrics::Marks::new();
-        let a = map_with(
-            invocations_of(
-                "acme",
-                Some("install-a"),
-                temporality,
-                true,
-                start,
-                t1,
-                3,
-                "success",
-            ),
-            now,
-            &mut marks,
-        );
-        let b = map_with(
-            invocations_of(
-                "acme",
-                Some("install-b"),
-                temporality,
-                true,
-                start,
-                t1,
-                3,
-                "success",
-            ),
-            now,
-            &mut marks,
-        );
+        let mut export = |install| {
+            map_with(
+                invocations_of(
+                    "acme",
+                    Some(install),
+                    temporality,
+                    true,
+                    start,
+                    t1,
+                    3,
+                    "success",
+                ),
+                now,
+                &mut marks,
+            )
+        };
+        let (a, b) = (export("install-a"), export("install-b"));
         assert_eq!((ids(&a).len(), ids(&b).len()), (3, 3));
         assert!(
             ids(&a).iter().all(|id| !ids(&b).contains(id)),
