@@ -1,7 +1,6 @@
 //! The SDK's OTLP exporter against the collector's OTLP routes, over real HTTP on loopback:
-//! what optel sends as OTLP (the `command_invocation` metric, error spans for failed commands,
-//! log records for other events) must arrive as the same events, counted once, in both
-//! encodings.
+//! what optel sends as OTLP (a root span per command, a log record per other event) must
+//! arrive as the same events, counted once, in both encodings; and `optel upload --otlp`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
