@@ -34,11 +34,11 @@ mod privacy;
 mod tests;
 mod traces;
 
-use logs::map_logs;
-use metrics::map_metrics;
-use traces::map_traces;
+use std::sync::LazyLock;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -51,27 +51,23 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use serde::Serialize;
-
-use crate::ingest::store as store_batch;
-use crate::{AppState, now_ms};
-
-use crate::extract::OtlpExport;
-use codec::decode;
-use codec::ok_response;
-pub(crate) use codec::{Encoding, OtlpRejection, error_response};
-use map::Mapped;
-
-use std::sync::LazyLock;
-
-use axum::body::Bytes;
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::extract::OtlpExport;
+use crate::ingest::store as store_batch;
 use crate::storage::Project;
+use crate::{AppState, now_ms};
 
-/// Name of the metric whose delta Sum points count command invocations.
+pub(crate) use codec::{Encoding, OtlpRejection, error_response};
+use codec::{decode, ok_response};
+use logs::map_logs;
+use map::Mapped;
+use metrics::map_metrics;
+use traces::map_traces;
+
+/// Name of the metric whose Sum points (delta or cumulative) count command invocations.
 pub const COMMAND_METRIC: &str = "command_invocation";
 /// Resource attribute carrying the optel install pseudonym.
 pub const PSEUDONYM_ATTRIBUTE: &str = "optel.install.pseudonym";
