@@ -43,7 +43,8 @@ pub struct UploadArgs {
         default_value = "http://127.0.0.1:4318"
     )]
     pub endpoint: String,
-    /// The project's ingest key (not needed with `--otlp`).
+    /// The project's ingest key; with `--otlp` sent as `Authorization: Bearer KEY` when given
+    /// (what optel's collector needs on its OTLP routes too).
     #[arg(
         long,
         value_name = "KEY",
@@ -51,9 +52,36 @@ pub struct UploadArgs {
         hide_env_values = true
     )]
     pub key: Option<String>,
-    /// Send OTLP/HTTP (protobuf, gzip) instead of optel batches.
+    /// Send OTLP/HTTP instead of optel batches (commands as spans, other events as log
+    /// records: docs/otlp.md).
     #[arg(long)]
     pub otlp: bool,
+    /// OTLP encoding, with `--otlp`.
+    #[arg(long, value_enum, default_value = "http/protobuf", requires = "otlp")]
+    pub protocol: OtlpProtocolArg,
+    /// OTLP body compression, with `--otlp`.
+    #[arg(long, value_enum, default_value = "gzip", requires = "otlp")]
+    pub compression: CompressionArg,
+}
+
+/// `--protocol` of `optel upload --otlp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocolArg {
+    /// Binary protobuf (`application/x-protobuf`).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    /// The OTLP JSON mapping (`application/json`).
+    #[value(name = "http/json")]
+    HttpJson,
+}
+
+/// `--compression` of `optel upload --otlp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    /// gzip.
+    Gzip,
+    /// Uncompressed.
+    None,
 }
 
 /// What an upload did.
@@ -67,12 +95,15 @@ pub(crate) struct UploadSummary {
     pub bad_lines: usize,
     /// Events the endpoint refused for good (4xx other than 429).
     pub rejected_events: usize,
+    /// OTLP items (spans, log records, data points) an endpoint refused in a partial success.
+    pub rejected_items: u64,
 }
 
 /// Runs `optel upload`, printing a progress bar on a terminal and a summary on stdout.
 ///
 /// # Errors
-/// No ledger file matched, a file cannot be read, or the endpoint kept failing.
+/// No ledger file matched, a file cannot be read, the endpoint kept failing, or it refused
+/// anything (events, or OTLP items in a partial success): the exit status is then non-zero.
 pub(crate) fn run(args: UploadArgs) -> Result<()> {
     let summary = upload(&args, true)?;
     println!(
@@ -94,6 +125,14 @@ pub(crate) fn run(args: UploadArgs) -> Result<()> {
             String::new()
         }
     );
+    if summary.rejected_events > 0 || summary.rejected_items > 0 {
+        bail!(
+            "the endpoint refused {} events and {} OTLP items: its answers say why (run the \
+             collector with OPTEL_LOG=debug); fix the ledger or the endpoint and upload again",
+            summary.rejected_events,
+            summary.rejected_items
+        );
+    }
     Ok(())
 }
 
@@ -115,15 +154,30 @@ pub(crate) fn upload(args: &UploadArgs, progress: bool) -> Result<UploadSummary>
                 .join(", ")
         );
     }
-    let exporter: Box<dyn Exporter> = if args.otlp {
-        Box::new(optel::otlp::OtlpExporter::new(&args.endpoint))
-    } else {
-        let base = args.endpoint.trim_end_matches('/');
-        Box::new(HttpExporter::new(
-            format!("{base}/v1/events"),
-            args.key.clone(),
-            concat!("optel-upload/", env!("CARGO_PKG_VERSION")),
-        ))
+    let otlp = args.otlp.then(|| {
+        let mut e = optel::otlp::OtlpExporter::new(&args.endpoint)
+            .with_protocol(match args.protocol {
+                OtlpProtocolArg::HttpProtobuf => optel::otlp::OtlpProtocol::HttpProtobuf,
+                OtlpProtocolArg::HttpJson => optel::otlp::OtlpProtocol::HttpJson,
+            })
+            .with_gzip(args.compression == CompressionArg::Gzip);
+        if let Some(key) = &args.key {
+            e = e.with_header("Authorization", &format!("Bearer {key}"));
+        }
+        e
+    });
+    let native;
+    let exporter: &dyn Exporter = match &otlp {
+        Some(e) => e,
+        None => {
+            let base = args.endpoint.trim_end_matches('/');
+            native = HttpExporter::new(
+                format!("{base}/v1/events"),
+                args.key.clone(),
+                concat!("optel-upload/", env!("CARGO_PKG_VERSION")),
+            );
+            &native
+        }
     };
     let total: u64 = files.iter().map(|(_, len)| len).sum();
     let bar = if progress {
@@ -175,13 +229,16 @@ pub(crate) fn upload(args: &UploadArgs, progress: bool) -> Result<UploadSummary>
                     continue;
                 }
             };
-            pending = merge(pending, batch, exporter.as_ref(), &mut summary)?;
+            pending = merge(pending, batch, exporter, &mut summary)?;
         }
     }
     if let Some(batch) = pending {
-        send(exporter.as_ref(), &batch, &mut summary)?;
+        send(exporter, &batch, &mut summary)?;
     }
     bar.finish_and_clear();
+    if let Some(e) = &otlp {
+        summary.rejected_items = e.rejected_items();
+    }
     Ok(summary)
 }
 

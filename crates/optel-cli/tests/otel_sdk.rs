@@ -38,8 +38,12 @@ const CHILD: &str = "OPTEL_TEST_OTEL_SDK_EXPORTER";
 const HOST_NAME: &str = "workstation-of-jane-4f1c";
 const INSTANCE_ID: &str = "instance-5d0b7e3a-91c2";
 const PEER_IP: &str = "198.51.100.23";
-/// A span attribute that is kept: the positive control of the "never stored" search.
+/// A span attribute that is kept (a CLI semantic-conventions key, on the allow-list for any
+/// OpenTelemetry SDK): the positive control of the "never stored" search. `build.profile`,
+/// outside the allow-list, is not stored from a foreign SDK.
 const KEPT: &str = "profile-release-7c1e";
+/// A span attribute outside the allow-list.
+const NOT_ALLOWED: &str = "not-allowed-9b2d";
 
 /// The transport of the official exporter: a blocking `ureq` agent (already a dependency of the
 /// workspace) instead of the default `reqwest`, whose tree is much larger. The exporter builds
@@ -124,7 +128,8 @@ fn export_with_the_official_sdk() {
         .span_builder("build")
         .with_start_time(start)
         .with_attributes([
-            KeyValue::new("build.profile", KEPT),
+            KeyValue::new("process.executable.name", KEPT),
+            KeyValue::new("build.profile", NOT_ALLOWED),
             KeyValue::new("cache.hit", true),
             KeyValue::new("host.name", HOST_NAME),
             KeyValue::new("net.peer.ip", PEER_IP),
@@ -162,12 +167,14 @@ fn export_with_the_official_sdk() {
     // of 3 again, which must not count the first 2 twice.
     meter_provider.force_flush().unwrap();
     invocations.add(1, &test);
-    // Counted from the ERROR span of `check` instead (the mapping stores failures once).
+    // A failure counted by the metric is a failed invocation (regression: it was accepted
+    // and neither stored nor reported).
     invocations.add(
         1,
         &[
             KeyValue::new("command", "check"),
             KeyValue::new("outcome", "failure"),
+            KeyValue::new("error.type", "E_NO_MANIFEST"),
         ],
     );
     meter_provider.shutdown().unwrap();
@@ -298,10 +305,10 @@ fn official_sdk_exporters_are_accepted_and_mapped() {
         let s = stats(&server.url, c.project);
         let case = format!("{c:?}: {s:#}");
         // Spans: `build` OK, `check` ERROR; the counter: 3 successful `test` runs over two
-        // exports; the log record: the `cache` feature.
-        assert_eq!(s["events"], 6, "{case}");
-        assert_eq!(s["invocations"], 5, "{case}");
-        assert_eq!(s["failures"], 1, "{case}");
+        // exports and one failed `check`; the log record: the `cache` feature.
+        assert_eq!(s["events"], 7, "{case}");
+        assert_eq!(s["invocations"], 6, "{case}");
+        assert_eq!(s["failures"], 2, "{case}");
         let commands = s["commands"].as_array().unwrap();
         let command = |name: &str| {
             commands
@@ -313,8 +320,8 @@ fn official_sdk_exporters_are_accepted_and_mapped() {
         assert_eq!(command("test")["failures"], 0, "{case}");
         assert_eq!(command("build")["count"], 1, "{case}");
         assert_eq!(command("build")["failures"], 0, "{case}");
-        assert_eq!(command("check")["count"], 1, "{case}");
-        assert_eq!(command("check")["failures"], 1, "{case}");
+        assert_eq!(command("check")["count"], 2, "{case}");
+        assert_eq!(command("check")["failures"], 2, "{case}");
         // Durations come from span start and end (the rollup histogram is within 12.5 %).
         let p50 = |name: &str| command(name)["p50_ms"].as_u64().unwrap();
         assert!((219..=281).contains(&p50("build")), "{case}");
@@ -325,7 +332,8 @@ fn official_sdk_exporters_are_accepted_and_mapped() {
         assert_eq!(s["features"][0]["count"], 1, "{case}");
         assert_eq!(s["versions"][0]["version"], "1.4.0", "{case}");
         assert_eq!(s["platforms"][0]["os"], "linux", "{case}");
-        assert_eq!(s["platforms"][0]["arch"], "amd64", "{case}");
+        // `host.arch=amd64` is stored as the native spelling.
+        assert_eq!(s["platforms"][0]["arch"], "x86_64", "{case}");
         assert_eq!(s["active_installs"], 1, "{case}");
     }
 
@@ -335,7 +343,7 @@ fn official_sdk_exporters_are_accepted_and_mapped() {
         stored_anywhere(dir.path(), KEPT),
         "the search finds stored attributes"
     );
-    for secret in [HOST_NAME, INSTANCE_ID, PEER_IP] {
+    for secret in [HOST_NAME, INSTANCE_ID, PEER_IP, NOT_ALLOWED] {
         assert!(
             !stored_anywhere(dir.path(), secret),
             "{secret} must not be stored"

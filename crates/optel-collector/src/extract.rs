@@ -19,14 +19,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prost::Message;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::ingest::{ClientAddr, admit, check_content_type, read_body};
 use crate::keys;
-use crate::otlp::{Encoding, OtlpRejection, decode};
+use crate::otlp::{Encoding, OtlpRejection, Signal, decode_bounded};
 use crate::storage::Project;
 
 /// The mark a refusal leaves in its response's extensions: its stable error code.
@@ -173,7 +172,7 @@ pub(crate) struct OtlpExport<T> {
     pub request: T,
 }
 
-impl<T: Message + Default + DeserializeOwned> FromRequest<AppState> for OtlpExport<T> {
+impl<T: Signal> FromRequest<AppState> for OtlpExport<T> {
     type Rejection = OtlpRejection;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, OtlpRejection> {
@@ -189,7 +188,8 @@ impl<T: Message + Default + DeserializeOwned> FromRequest<AppState> for OtlpExpo
             .map_err(reject)?;
         let encoding = encoding.ok_or_else(|| reject(Encoding::unsupported(&parts.headers)))?;
         let bytes = read_body(&parts, body).await.map_err(reject)?;
-        let request = decode(&bytes, encoding).map_err(reject)?;
+        // Bounded and off the async workers (`otlp::limit`, `otlp::decode_bounded`).
+        let request = decode_bounded(bytes, encoding).await.map_err(reject)?;
         Ok(Self {
             project,
             encoding,

@@ -104,9 +104,13 @@ impl KeyCache {
 pub(crate) async fn post_events(
     State(state): State<AppState>,
     IngestKey(project): IngestKey,
-    IngestJson(batch): IngestJson<Batch>,
+    IngestJson(mut batch): IngestJson<Batch>,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    // One platform spelling for every door; privacy at the door, the same filter as the OTLP
+    // routes' (`crate::privacy`), once the batch is valid.
+    crate::privacy::normalize_platform(&mut batch);
     batch.validate().map_err(ApiError::invalid_field)?;
+    crate::privacy::scrub_batch(&mut batch).record(&state.metrics);
     let received = now_ms();
     check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
     let outcome = store(&state, &project, batch, received).await?;

@@ -19,7 +19,12 @@
 //! against [`optel_wire::limits`] (400 naming the field) before anything is stored; rate limits
 //! answer 429 and a full writer queue 503, both with `Retry-After`. Errors answer with a JSON
 //! [`optel_wire::ErrorBody`]; the cause of a server-side failure goes to the log only. Client
-//! addresses are held in memory by the rate limiter only, never stored.
+//! addresses are held in memory by the rate limiter only, never stored. An OTLP body is scanned
+//! before it is decoded (more than 20,000 items or 200,000 messages: 413 `too_many_items`), and
+//! decoded and mapped on blocking threads, as many at once as the machine has cores. Every
+//! ingest path passes one privacy filter before anything is stored: identifying attribute keys
+//! dropped, an allow-list of keys, every stored string redacted, platform names normalised
+//! (`PRIVACY.md`, `docs/otlp.md`).
 //!
 //! # Features
 //! | feature | default | what |
@@ -50,6 +55,7 @@ mod ingest;
 mod keys;
 mod metrics;
 mod otlp;
+mod privacy;
 pub mod query;
 mod ratelimit;
 pub mod rollup;

@@ -10,6 +10,7 @@
 //! | `optel_batch_commit_seconds` | histogram | |
 //! | `optel_commit_batches_total` | counter | batches stored by group commits |
 //! | `optel_writer_queue_depth` | gauge | |
+//! | `optel_attributes_dropped_total` | counter | `reason` (`identifying`, `not_allowed`, `unsupported`): attributes not stored (`crate::privacy`) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,6 +26,7 @@ const COMMIT_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     rejected: Mutex<BTreeMap<String, u64>>,
+    attributes_dropped: Mutex<BTreeMap<&'static str, u64>>,
     accepted: AtomicU64,
     duplicates: AtomicU64,
     commit_batches: AtomicU64,
@@ -49,6 +51,15 @@ impl Metrics {
     /// Counts one rejected ingest request by error code.
     pub fn rejected(&self, reason: &str) {
         bump(&self.rejected, reason.to_owned());
+    }
+
+    /// Counts `n` attributes not stored, by reason (see `crate::privacy`).
+    pub fn attributes_dropped(&self, reason: &'static str, n: u64) {
+        let mut m = self
+            .attributes_dropped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry(reason).or_default() += n;
     }
 
     /// Counts stored and duplicate events.
@@ -114,6 +125,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "optel_requests_rejected_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP optel_attributes_dropped_total Attributes not stored at ingest, by reason.\n",
+        );
+        out.push_str("# TYPE optel_attributes_dropped_total counter\n");
+        for (reason, n) in self
+            .attributes_dropped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "optel_attributes_dropped_total{{reason=\"{reason}\"}} {n}"
             );
         }
         out.push_str("# HELP optel_batch_commit_seconds Latency of one group commit.\n");

@@ -321,6 +321,27 @@ pub trait Store: Send + Sync + 'static {
     fn concurrent_commits(&self) -> usize {
         1
     }
+    /// The high-water marks of cumulative OTLP series (see `otlp::metrics`): for each of
+    /// `series` (SHA-256 keys) with a mark, how many of its invocations are stored.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn cumulative_marks(
+        &self,
+        project_id: i64,
+        series: &[[u8; 32]],
+    ) -> Result<Vec<([u8; 32], i64)>>;
+    /// Raises the marks of cumulative OTLP series to `marks` (never lowers one), and forgets
+    /// marks no export updated in the 90 days before `now_ms` (the oldest event ingest accepts).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn advance_cumulative(
+        &self,
+        project_id: i64,
+        marks: &[([u8; 32], i64)],
+        now_ms: i64,
+    ) -> Result<()>;
     /// `rollup_counts` rows of a project over a day range.
     ///
     /// # Errors

@@ -633,7 +633,8 @@ fn otlp_ingest_maps_spans_metrics_and_logs(t: TestStore) {
         let (_, f) = get_json(&st, "/v1/projects/acme/features", Some(ADMIN)).await;
         assert_eq!(f["features"][0]["name"], "cache");
         let (_, p) = get_json(&st, "/v1/projects/acme/platforms", Some(ADMIN)).await;
-        assert!(p["platforms"].as_array().unwrap().iter().any(|r| r["arch"] == "amd64"));
+        // One spelling whichever door: `amd64` over OTLP is the native `x86_64`.
+        assert!(p["platforms"].as_array().unwrap().iter().any(|r| r["arch"] == "x86_64"), "{p}");
 
         // Errors are google.rpc.Status in the request's encoding; only 429/503 are retryable.
         let (s, h, body) = call(&st, "POST", "/v1/traces", None, &[("content-type", "application/x-protobuf")], vec![]).await;
@@ -677,6 +678,14 @@ macro_rules! suite {
                 super::otlp_ingest_maps_spans_metrics_and_logs($make);
             }
             #[test]
+            fn otlp_cumulative_sums_count_past_a_thousand_across_restarts() {
+                super::otlp_cumulative_sums_count_past_a_thousand_across_restarts($make);
+            }
+            #[test]
+            fn otlp_attributes_pass_the_privacy_door() {
+                super::otlp_attributes_pass_the_privacy_door($make);
+            }
+            #[test]
             fn hostile_requests_get_4xx() {
                 super::hostile_requests_get_4xx($make);
             }
@@ -706,5 +715,6 @@ suite!(postgres_backend, postgres());
 include!("collector/hostile.rs");
 include!("collector/public.rs");
 include!("collector/browser.rs");
+include!("collector/otlp.rs");
 include!("collector/storage.rs");
 include!("collector/connections.rs");

@@ -34,6 +34,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod platform;
+pub mod redact;
+
 /// The version of the batch envelope described here. The collector refuses other versions with
 /// a 400 that names the versions it speaks.
 pub const SCHEMA_VERSION: u32 = 1;

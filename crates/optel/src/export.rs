@@ -356,7 +356,7 @@ pub(crate) fn post(
 
 /// `Retry-After` in delay-seconds form (RFC 9110 §10.2.3). The HTTP-date form is ignored: the
 /// backoff applies instead.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 

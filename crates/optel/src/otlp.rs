@@ -3,37 +3,52 @@
 //! other signals.
 //!
 //! # Mapping
-//! - Command events become one metric, `command_invocation`: a monotonic **delta** Sum with
-//!   one data point per `(command, outcome)` pair in the batch (`outcome` is `success` or
-//!   `failure`), counting invocations.
-//! - Failed commands also become spans (only failed ones: a span per success would multiply the
-//!   volume and add nothing the Sum does not already count) named after the command,
-//!   with status `ERROR` and the error code in `error.type`; the trace id is the event id, so
-//!   a resent span keeps its identity.
+//! One mapping, shared with optel's collector (`docs/otlp.md` has the full table), so that an
+//! event exported here comes back from the collector as it was recorded:
+//! - Every command event becomes one **span**, as the OpenTelemetry semantic conventions for
+//!   CLI programs describe an execution: kind `INTERNAL`, no parent (a root span: the
+//!   collector counts root spans only), named after the command, start and end from the
+//!   event's timestamp and duration, the trace id the session id (one trace per run of the
+//!   tool). A failed command has status `ERROR` and its error code in `error.type`; the
+//!   event's attributes are span attributes under their own keys.
+//! - Commands are **not** also sent as a `command_invocation` metric: the collector counts
+//!   both root spans and that metric's points as invocations, so sending both would count each
+//!   command twice. (Earlier versions sent a delta Sum for every command and a span for failed
+//!   ones only.) A backend that wants the count as a metric can derive it from the spans, e.g.
+//!   with the OpenTelemetry Collector's `spanmetrics` connector.
 //! - Every other event (feature, method, custom) becomes a log record whose `event_name` is
-//!   `optel.<type>` and whose body is the event's name.
+//!   the event's name, with the attribute `optel.event_type` (`feature`, `method`, `custom`)
+//!   and the event's attributes under their own keys; no body.
 //! - Events dropped on the install (`dropped_events`) become the delta Sum
 //!   `optel.dropped_events`.
-//! - Resource attributes: `service.name`, `service.version`, `os.type`, `host.arch`,
-//!   `telemetry.sdk.name` (`optel`), `telemetry.sdk.language` (`rust`),
-//!   `telemetry.sdk.version`, and `optel.install.pseudonym` (the rotating pseudonym). Never
-//!   `host.name` or anything else about the machine or the user.
+//! - Resource attributes: `service.name`, `service.version`, `os.type`, `host.arch` (in the
+//!   semantic conventions' spelling: `darwin`, `amd64`, `arm64`), `telemetry.sdk.name`
+//!   (`optel`), `telemetry.sdk.language` (`rust`), `telemetry.sdk.version`, and
+//!   `optel.install.pseudonym` (the rotating pseudonym). Never `host.name` or anything else
+//!   about the machine or the user.
 //!
 //! # Configuration ([`OtlpExporter::from_env`], OTLP exporter spec)
+//! Every setting has a generic variable and one per signal (`TRACES`, `METRICS`, `LOGS`); the
+//! per-signal one wins over the generic one for that signal.
+//!
 //! | variable | effect |
 //! |---|---|
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; signals go to `<base>/v1/metrics`, `/v1/traces`, `/v1/logs` (default `http://localhost:4318`) |
-//! | `OTEL_EXPORTER_OTLP_{METRICS,TRACES,LOGS}_ENDPOINT` | the URL of one signal, used as is |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (default) or `http/json` |
-//! | `OTEL_EXPORTER_OTLP_COMPRESSION` | `gzip` (default here) or `none` |
-//! | `OTEL_EXPORTER_OTLP_HEADERS` | `key=value,key2=value2` sent with every request |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; signals go to `<base>/v1/traces`, `/v1/metrics`, `/v1/logs` (default `http://localhost:4318`) |
+//! | `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT` | the URL of one signal, used as is |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_PROTOCOL` | `http/protobuf` (default) or `http/json` |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_COMPRESSION` | `gzip` (default here) or `none` |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_HEADERS` | `key=value,key2=value2` sent with every request; keys and values are percent-decoded (`Authorization=Bearer%20KEY`) |
 //! | `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of the root certificates trusted for HTTPS instead of the default roots (features `tls`, `rustls`), read on the delivery thread |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_TIMEOUT` | most milliseconds one request may take (default: the caller's deadline) |
 //!
-//! Retries follow the OTLP spec: only 429, 502, 503 and 504 (and network errors) are
-//! retryable; any other non-2xx answer drops the batch. A batch is sent as up to three
-//! requests (metrics, traces, logs); when one fails retryably the whole batch is retried, so an
-//! OTLP backend may see a signal twice (optel's own collector deduplicates by event id, OTLP
-//! has no such id).
+//! # Delivery
+//! Each signal is sent on its own: one signal failing does not keep the others from being
+//! sent. An endpoint that answers 404 for a signal does not support it: that signal is skipped
+//! from then on and the others go on. Retries follow the OTLP spec: only 429, 502, 503 and 504
+//! (and network errors) are retryable, and then the whole batch is retried, so an OTLP backend
+//! may see a signal twice (optel's own collector derives event ids and stores each once); any
+//! other non-2xx answer drops the batch. Items an endpoint refuses in a 2xx answer's partial
+//! success are counted ([`OtlpExporter::rejected_items`]).
 
 use std::time::Duration;
 
@@ -51,7 +66,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use optel_wire::{AttributeValue, Batch, EventType};
 
-use crate::export::{ExportError, ExportResult, Exporter, Post, post};
+use crate::export::{ExportError, ExportResult, Exporter};
 
 /// Default OTLP/HTTP endpoint (the spec's default).
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4318";
@@ -77,109 +92,182 @@ pub enum OtlpProtocol {
 #[error("{0}")]
 pub struct OtlpConfigError(String);
 
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// The variable infix (`TRACES`) and the route (`v1/traces`).
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Traces => ("TRACES", "v1/traces"),
+            Self::Metrics => ("METRICS", "v1/metrics"),
+            Self::Logs => ("LOGS", "v1/logs"),
+        }
+    }
+}
+
+/// Where and how one signal is sent.
+struct Target {
+    url: String,
+    headers: Vec<(String, String)>,
+    protocol: OtlpProtocol,
+    gzip: bool,
+    timeout: Option<Duration>,
+    /// Set when the endpoint answered 404: the signal is not sent again.
+    unsupported: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Target {
+    // Header values are never printed: `OTEL_EXPORTER_OTLP_HEADERS` usually holds an API key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Target")
+            .field("url", &self.url)
+            .field("header_names", &header_names)
+            .field("protocol", &self.protocol)
+            .field("gzip", &self.gzip)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    fn new(base: &str, signal: Signal) -> Self {
+        Self {
+            url: format!("{}/{}", base.trim_end_matches('/'), signal.names().1),
+            headers: Vec::new(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            gzip: true,
+            timeout: None,
+            unsupported: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
 /// Sends batches to an OTLP/HTTP endpoint (see the [module docs](self) for the mapping).
+#[derive(Debug)]
 pub struct OtlpExporter {
     /// Built on first use, on the delivery thread: reading a CA file never delays init.
     agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
     roots: Option<crate::export::RootCertificates>,
-    metrics_url: String,
-    traces_url: String,
-    logs_url: String,
-    headers: Vec<(String, String)>,
-    protocol: OtlpProtocol,
-    gzip: bool,
+    /// Traces, metrics, logs (the order of [`Signal::ALL`]).
+    targets: [Target; 3],
+    /// Items refused in partial-success answers so far.
+    rejected: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for OtlpExporter {
-    // Header values are never printed: `OTEL_EXPORTER_OTLP_HEADERS` usually holds an API key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("OtlpExporter")
-            .field("urls", &self.urls())
-            .field("header_names", &header_names)
-            .field("protocol", &self.protocol)
-            .field("gzip", &self.gzip)
-            .field("custom_roots", &self.roots.is_some())
-            .finish_non_exhaustive()
+/// Percent-decodes `s` (`%20` → space); a `%` not followed by two hex digits stays as is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl OtlpExporter {
     /// An exporter to the base URL `endpoint` (`http://localhost:4318`), protobuf, gzip.
     pub fn new(endpoint: &str) -> Self {
-        let base = endpoint.trim_end_matches('/');
+        let base = endpoint.trim();
         Self {
             agent: std::sync::OnceLock::new(),
             roots: None,
-            metrics_url: format!("{base}/v1/metrics"),
-            traces_url: format!("{base}/v1/traces"),
-            logs_url: format!("{base}/v1/logs"),
-            headers: Vec::new(),
-            protocol: OtlpProtocol::HttpProtobuf,
-            gzip: true,
+            targets: Signal::ALL.map(|s| Target::new(base, s)),
+            rejected: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// An exporter configured by the `OTEL_EXPORTER_OTLP_*` variables read through `env`
-    /// (pass `|k| std::env::var(k).ok()`), see the [module docs](self).
+    /// (pass `|k| std::env::var(k).ok()`), see the [module docs](self): for each setting of
+    /// each signal, the per-signal variable, else the generic one, else the default.
     ///
     /// # Errors
-    /// An unknown protocol or compression, or a header without `=`.
+    /// An unknown protocol or compression, a header without `=`, a timeout that is not a
+    /// number of milliseconds.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, OtlpConfigError> {
-        let base = env("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_OTLP_ENDPOINT.to_owned());
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let base =
+            var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| DEFAULT_OTLP_ENDPOINT.to_owned());
         let mut exporter = Self::new(base.trim());
-        for (var, url) in [
-            (
-                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-                &mut exporter.metrics_url,
-            ),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                &mut exporter.traces_url,
-            ),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &mut exporter.logs_url),
-        ] {
-            if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
-                v.trim().clone_into(url);
-            }
-        }
-        if let Some(p) = env("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            exporter.protocol = match p.trim() {
-                "http/protobuf" => OtlpProtocol::HttpProtobuf,
-                "http/json" => OtlpProtocol::HttpJson,
-                other => {
-                    return Err(OtlpConfigError(format!(
-                        "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not supported: use http/protobuf or http/json"
-                    )));
-                }
-            };
-        }
-        if let Some(c) = env("OTEL_EXPORTER_OTLP_COMPRESSION") {
-            exporter.gzip = match c.trim() {
-                "gzip" => true,
-                "none" => false,
-                other => {
-                    return Err(OtlpConfigError(format!(
-                        "OTEL_EXPORTER_OTLP_COMPRESSION {other:?} is not supported: use gzip or none"
-                    )));
-                }
-            };
-        }
-        if let Some(path) = env("OTEL_EXPORTER_OTLP_CERTIFICATE").filter(|v| !v.trim().is_empty()) {
+        if let Some(path) = var("OTEL_EXPORTER_OTLP_CERTIFICATE") {
             exporter.roots = Some(crate::export::RootCertificates::File(path.trim().into()));
         }
-        if let Some(h) = env("OTEL_EXPORTER_OTLP_HEADERS") {
-            for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| {
+        for (signal, target) in Signal::ALL.iter().zip(exporter.targets.iter_mut()) {
+            let infix = signal.names().0;
+            // The per-signal variable wins; `name` says which one was read, for errors.
+            let setting = |what: &str| {
+                let specific = format!("OTEL_EXPORTER_OTLP_{infix}_{what}");
+                match var(&specific) {
+                    Some(v) => Some((specific, v)),
+                    None => {
+                        let generic = format!("OTEL_EXPORTER_OTLP_{what}");
+                        var(&generic).map(|v| (generic, v))
+                    }
+                }
+            };
+            if let Some(url) = var(&format!("OTEL_EXPORTER_OTLP_{infix}_ENDPOINT")) {
+                url.trim().clone_into(&mut target.url);
+            }
+            if let Some((name, p)) = setting("PROTOCOL") {
+                target.protocol = match p.trim() {
+                    "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                    "http/json" => OtlpProtocol::HttpJson,
+                    other => {
+                        return Err(OtlpConfigError(format!(
+                            "{name} {other:?} is not supported: use http/protobuf or http/json"
+                        )));
+                    }
+                };
+            }
+            if let Some((name, c)) = setting("COMPRESSION") {
+                target.gzip = match c.trim() {
+                    "gzip" => true,
+                    "none" => false,
+                    other => {
+                        return Err(OtlpConfigError(format!(
+                            "{name} {other:?} is not supported: use gzip or none"
+                        )));
+                    }
+                };
+            }
+            if let Some((name, t)) = setting("TIMEOUT") {
+                let ms: u64 = t.trim().parse().map_err(|_| {
                     OtlpConfigError(format!(
-                        "OTEL_EXPORTER_OTLP_HEADERS entry {pair:?} is not key=value"
+                        "{name} {t:?} is not a number of milliseconds: use e.g. 10000"
                     ))
                 })?;
-                exporter
-                    .headers
-                    .push((k.trim().to_owned(), v.trim().to_owned()));
+                target.timeout = Some(Duration::from_millis(ms));
+            }
+            if let Some((name, h)) = setting("HEADERS") {
+                for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        OtlpConfigError(format!("{name} entry {pair:?} is not key=value"))
+                    })?;
+                    target
+                        .headers
+                        .push((percent_decode(k.trim()), percent_decode(v.trim())));
+                }
             }
         }
         Ok(exporter)
@@ -187,8 +275,8 @@ impl OtlpExporter {
 
     /// Trusts only the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
     /// HTTPS, instead of the default roots: a backend behind a private CA. Default: the
-    /// platform's roots (feature `tls`) or the webpki roots (feature `rustls`), or the PEM file named by `OTEL_EXPORTER_OTLP_CERTIFICATE` with
-    /// [`from_env`](Self::from_env).
+    /// platform's roots (feature `tls`) or the webpki roots (feature `rustls`), or the PEM
+    /// file named by `OTEL_EXPORTER_OTLP_CERTIFICATE` with [`from_env`](Self::from_env).
     #[cfg(any(feature = "tls", feature = "rustls"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "rustls"))))]
     #[must_use]
@@ -197,50 +285,76 @@ impl OtlpExporter {
         self
     }
 
-    /// The encoding. Default: [`OtlpProtocol::HttpProtobuf`].
+    /// The encoding of every signal. Default: [`OtlpProtocol::HttpProtobuf`].
     #[must_use]
     pub fn with_protocol(mut self, protocol: OtlpProtocol) -> Self {
-        self.protocol = protocol;
+        for t in &mut self.targets {
+            t.protocol = protocol;
+        }
         self
     }
 
-    /// Whether bodies are gzip-compressed. Default: `true`.
+    /// Whether bodies are gzip-compressed, for every signal. Default: `true`.
     #[must_use]
     pub fn with_gzip(mut self, gzip: bool) -> Self {
-        self.gzip = gzip;
+        for t in &mut self.targets {
+            t.gzip = gzip;
+        }
+        self
+    }
+
+    /// Adds a header sent with every request of every signal, e.g.
+    /// `("Authorization", "Bearer optel_ik_…")`.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        for t in &mut self.targets {
+            t.headers.push((name.to_owned(), value.to_owned()));
+        }
         self
     }
 
     /// The URLs of the metrics, traces and logs routes, in that order.
     pub fn urls(&self) -> [&str; 3] {
-        [&self.metrics_url, &self.traces_url, &self.logs_url]
+        [
+            &self.targets[1].url,
+            &self.targets[0].url,
+            &self.targets[2].url,
+        ]
+    }
+
+    /// Items (spans, data points, log records) endpoints refused in the partial success of
+    /// 2xx answers so far.
+    pub fn rejected_items(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn send<T: prost::Message + serde::Serialize>(
         &self,
-        url: &str,
+        signal: Signal,
         message: &T,
-        timeout: Duration,
+        deadline: std::time::Instant,
     ) -> ExportResult {
-        let (body, content_type) = match self.protocol {
+        use std::sync::atomic::Ordering;
+        let target = &self.targets[signal as usize];
+        if target.unsupported.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = target.timeout.map_or(left, |t| t.min(left));
+        let (body, content_type) = match target.protocol {
             OtlpProtocol::HttpProtobuf => (message.encode_to_vec(), "application/x-protobuf"),
             OtlpProtocol::HttpJson => (
                 serde_json::to_vec(message).map_err(|e| ExportError::Rejected(e.to_string()))?,
                 "application/json",
             ),
         };
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let request = Post {
-            url,
-            content_type,
-            headers: &headers,
-            body: &body,
-            gzip: self.gzip,
-            timeout,
+        let compressed;
+        let body = if target.gzip {
+            compressed =
+                crate::export::gzip(&body).map_err(|e| ExportError::Rejected(e.to_string()))?;
+            &compressed[..]
+        } else {
+            &body[..]
         };
         let agent = self
             .agent
@@ -255,25 +369,107 @@ impl OtlpExporter {
                 reason: reason.clone(),
                 retry_after: None,
             })?;
-        post(agent, &request, classify_otlp)
+        let mut request = agent
+            .post(&target.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Content-Type", content_type);
+        if target.gzip {
+            request = request.header("Content-Encoding", "gzip");
+        }
+        for (name, value) in &target.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send(body).map_err(|e| ExportError::Retryable {
+            reason: e.to_string(),
+            retry_after: None,
+        })?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            // The endpoint does not take this signal: stop sending it, keep the others.
+            target.unsupported.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::export::parse_retry_after);
+        classify_otlp(status, retry_after)?;
+        // A 2xx may carry a partial success: count what was refused.
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        let rejected = rejected_in(signal, target.protocol, &answer);
+        if rejected > 0 {
+            self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        }
+        Ok(())
     }
+}
+
+/// Items refused in an OTLP answer body (`partial_success`), 0 when there is none.
+fn rejected_in(signal: Signal, protocol: OtlpProtocol, body: &[u8]) -> u64 {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use prost::Message;
+    fn parse<T: Message + Default + serde::de::DeserializeOwned>(
+        protocol: OtlpProtocol,
+        body: &[u8],
+    ) -> Option<T> {
+        match protocol {
+            OtlpProtocol::HttpProtobuf => T::decode(body).ok(),
+            OtlpProtocol::HttpJson => serde_json::from_slice(body).ok(),
+        }
+    }
+    let n = match signal {
+        Signal::Traces => parse::<ExportTraceServiceResponse>(protocol, body)
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_spans),
+        Signal::Metrics => parse::<ExportMetricsServiceResponse>(protocol, body)
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_data_points),
+        Signal::Logs => parse::<ExportLogsServiceResponse>(protocol, body)
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_log_records),
+    };
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
 impl Exporter for OtlpExporter {
     fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
         let deadline = std::time::Instant::now() + timeout;
-        let left = || deadline.saturating_duration_since(std::time::Instant::now());
         let signals = Signals::from_batch(batch);
-        if let Some(m) = &signals.metrics {
-            self.send(&self.metrics_url, m, left())?;
+        // Each signal on its own: a failure of one does not keep the others from being sent.
+        let results = [
+            signals
+                .traces
+                .as_ref()
+                .map(|t| self.send(Signal::Traces, t, deadline)),
+            signals
+                .metrics
+                .as_ref()
+                .map(|m| self.send(Signal::Metrics, m, deadline)),
+            signals
+                .logs
+                .as_ref()
+                .map(|l| self.send(Signal::Logs, l, deadline)),
+        ];
+        let mut outcome = Ok(());
+        for r in results.into_iter().flatten() {
+            match (r, &outcome) {
+                // A retryable failure wins: the whole batch is tried again.
+                (Err(e @ ExportError::Retryable { .. }), _) => outcome = Err(e),
+                (Err(e), Ok(())) => outcome = Err(e),
+                _ => {}
+            }
         }
-        if let Some(t) = &signals.traces {
-            self.send(&self.traces_url, t, left())?;
-        }
-        if let Some(l) = &signals.logs {
-            self.send(&self.logs_url, l, left())?;
-        }
-        Ok(())
+        outcome
     }
 }
 
@@ -385,73 +581,40 @@ fn attribute_value(v: &AttributeValue) -> any_value::Value {
     }
 }
 
+/// The attribute naming an event's optel type on a log record (read by the collector).
+pub const EVENT_TYPE_ATTRIBUTE: &str = "optel.event_type";
+
+/// 16 bytes of a UUID (the session or event id), or `fallback` if it is not one.
+fn uuid_bytes(id: &str, fallback: u8) -> [u8; 16] {
+    optel_wire::parse_uuid(id)
+        .filter(|b| b.iter().any(|&x| x != 0))
+        .unwrap_or([fallback; 16])
+}
+
 impl Signals {
     fn from_batch(batch: &Batch) -> Self {
-        // (command, outcome) -> (count, first ts, last ts), in first-seen order.
-        let mut counts: Vec<(&str, &str, i64, i64, i64)> = Vec::new();
         let mut spans = Vec::new();
         let mut logs = Vec::new();
         for e in &batch.events {
             let ts = e.timestamp.unix_ms();
             if e.event_type == EventType::Command {
-                let outcome = if e.success == Some(false) {
-                    "failure"
-                } else {
-                    "success"
-                };
-                match counts.iter_mut().find(|c| c.0 == e.name && c.1 == outcome) {
-                    Some(c) => {
-                        c.2 += 1;
-                        c.3 = c.3.min(ts);
-                        c.4 = c.4.max(ts);
-                    }
-                    None => counts.push((&e.name, outcome, 1, ts, ts)),
-                }
-                if outcome == "failure" {
-                    spans.push(error_span(e, ts));
-                }
+                spans.push(command_span(e, ts));
             } else {
-                let mut attributes = vec![
-                    kv("event.type", s(e.event_type.as_str())),
-                    kv("event.name", s(&e.name)),
-                ];
-                attributes.extend(
-                    e.metadata
-                        .iter()
-                        .map(|(k, v)| kv(&format!("optel.{k}"), attribute_value(v))),
-                );
+                let mut attributes = vec![kv(EVENT_TYPE_ATTRIBUTE, s(e.event_type.as_str()))];
+                attributes.extend(e.metadata.iter().map(|(k, v)| kv(k, attribute_value(v))));
                 logs.push(LogRecord {
                     time_unix_nano: nanos(ts),
                     observed_time_unix_nano: nanos(ts),
                     severity_number: SEVERITY_INFO,
                     severity_text: "INFO".to_owned(),
-                    event_name: format!("optel.{}", e.event_type.as_str()),
-                    body: Some(AnyValue {
-                        value: Some(s(&e.name)),
-                    }),
+                    event_name: e.name.clone(),
+                    trace_id: uuid_bytes(&e.session_id, 1).to_vec(),
                     attributes,
                     ..Default::default()
                 });
             }
         }
         let mut metrics = Vec::new();
-        if !counts.is_empty() {
-            let points = counts
-                .iter()
-                .map(|&(command, outcome, n, first, last)| NumberDataPoint {
-                    attributes: vec![kv("command", s(command)), kv("outcome", s(outcome))],
-                    start_time_unix_nano: nanos(first),
-                    time_unix_nano: nanos(last).max(nanos(first) + 1),
-                    value: Some(number_data_point::Value::AsInt(n)),
-                    ..Default::default()
-                })
-                .collect();
-            metrics.push(delta_sum(
-                "command_invocation",
-                "Command invocations, by command and outcome.",
-                points,
-            ));
-        }
         if batch.dropped_events > 0 {
             let now = nanos(optel_wire::Timestamp::now().unix_ms());
             metrics.push(delta_sum(
@@ -505,15 +668,30 @@ impl Signals {
     }
 }
 
-/// A failed command as a span: trace id = the event id's 16 bytes, span id = its last 8.
-fn error_span(e: &optel_wire::Event, ts: i64) -> Span {
-    let trace_id = hex::decode(e.event_id.replace('-', "")).unwrap_or_else(|_| vec![1; 16]);
-    let span_id = trace_id
-        .get(8..16)
-        .map_or_else(|| vec![1; 8], <[u8]>::to_vec);
+/// A command as a root span of kind `INTERNAL` (the CLI semantic conventions' execution
+/// span): trace id = the session id, span id = the event id's last 8 bytes.
+fn command_span(e: &optel_wire::Event, ts: i64) -> Span {
+    let trace_id = uuid_bytes(&e.session_id, 1).to_vec();
+    let event = uuid_bytes(&e.event_id, 1);
+    let span_id = event[8..].to_vec();
     let start = nanos(ts);
     let end = start + e.duration_ms.unwrap_or(0).saturating_mul(1_000_000);
-    let code = e.error_code.as_deref().unwrap_or("unknown");
+    let mut attributes: Vec<KeyValue> = e
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "error.type")
+        .map(|(k, v)| kv(k, attribute_value(v)))
+        .collect();
+    let status = if e.success == Some(false) {
+        let code = e.error_code.as_deref().unwrap_or("_OTHER");
+        attributes.push(kv("error.type", s(code)));
+        Some(Status {
+            code: status::StatusCode::Error as i32,
+            message: format!("command failed with error code {code}"),
+        })
+    } else {
+        None
+    };
     Span {
         trace_id,
         span_id,
@@ -521,11 +699,8 @@ fn error_span(e: &optel_wire::Event, ts: i64) -> Span {
         kind: span::SpanKind::Internal as i32,
         start_time_unix_nano: start,
         end_time_unix_nano: end,
-        attributes: vec![kv("command", s(&e.name)), kv("error.type", s(code))],
-        status: Some(Status {
-            code: status::StatusCode::Error as i32,
-            message: format!("command failed with error code {code}"),
-        }),
+        attributes,
+        status,
         ..Default::default()
     }
 }
@@ -535,17 +710,6 @@ mod tests {
     use super::*;
     use optel_wire::{Event, Timestamp};
     use serde_json::Value;
-
-    #[test]
-    fn debug_output_never_shows_header_values() {
-        let e = OtlpExporter::from_env(|k| {
-            (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "x-api-key=secret-123".to_owned())
-        })
-        .unwrap();
-        let shown = format!("{e:?}");
-        assert!(!shown.contains("secret-123"), "{shown}");
-        assert!(shown.contains("x-api-key"), "{shown}");
-    }
 
     fn batch() -> Batch {
         let mut b = Batch::new("acme", "1.2.0", "abc123", "macos", "aarch64");
@@ -604,7 +768,7 @@ mod tests {
     }
 
     #[test]
-    fn metrics_json_follows_the_otlp_json_rules() {
+    fn resource_and_dropped_events_follow_the_otlp_json_rules() {
         let signals = Signals::from_batch(&batch());
         let json = serde_json::to_value(signals.metrics.unwrap()).unwrap();
         assert_camel_case(&json, "");
@@ -622,38 +786,42 @@ mod tests {
             !res.to_string().contains("host.name"),
             "never the host name"
         );
-        let metric = &rm["scopeMetrics"][0]["metrics"][0];
-        assert_eq!(metric["name"], "command_invocation");
-        // Enums are integers; 64-bit integers are strings.
-        assert_eq!(metric["sum"]["aggregationTemporality"], 1);
-        assert_eq!(metric["sum"]["isMonotonic"], true);
-        let points = metric["sum"]["dataPoints"].as_array().unwrap();
-        assert_eq!(points.len(), 2);
-        assert_eq!(
-            attr(&points[0]["attributes"], "outcome")["stringValue"],
-            "success"
-        );
-        assert_eq!(points[0]["asInt"], "2");
-        assert_eq!(points[1]["asInt"], "1");
-        assert_eq!(points[0]["startTimeUnixNano"], "1700000000001000000");
-        let dropped = &rm["scopeMetrics"][0]["metrics"][1];
+        // Commands are spans only (a metric as well would count them twice).
+        let metrics = rm["scopeMetrics"][0]["metrics"].as_array().unwrap();
+        assert_eq!(metrics.len(), 1);
+        let dropped = &metrics[0];
         assert_eq!(dropped["name"], "optel.dropped_events");
+        // Enums are integers; 64-bit integers are strings.
+        assert_eq!(dropped["sum"]["aggregationTemporality"], 1);
         assert_eq!(dropped["sum"]["dataPoints"][0]["asInt"], "2");
     }
 
+    /// Regression (issue 3): failed commands went out twice (a `failure` metric point and an
+    /// ERROR span) and successes only as the metric; every command is now one root span.
     #[test]
-    fn failed_command_is_an_error_span_with_hex_ids() {
+    fn every_command_is_one_root_internal_span() {
         let signals = Signals::from_batch(&batch());
         let json = serde_json::to_value(signals.traces.unwrap()).unwrap();
         assert_camel_case(&json, "");
         let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"]
             .as_array()
             .unwrap();
-        assert_eq!(spans.len(), 1, "only failed commands become spans");
-        let sp = &spans[0];
-        assert_eq!(sp["traceId"], "0123abcd000040008000000000000003");
+        assert_eq!(spans.len(), 3, "one span per command");
+        for sp in spans {
+            assert_eq!(sp["name"], "build");
+            assert_eq!(sp["kind"], 1, "INTERNAL");
+            assert!(
+                sp.get("parentSpanId").is_none_or(|p| p == ""),
+                "a root span"
+            );
+            assert_eq!(
+                sp["traceId"], "00000000000040008000000000000000",
+                "the session"
+            );
+        }
+        assert!(spans[0]["status"].is_null());
+        let sp = &spans[2];
         assert_eq!(sp["spanId"], "8000000000000003");
-        assert_eq!(sp["kind"], 1);
         assert_eq!(sp["status"]["code"], 2);
         assert_eq!(
             attr(&sp["attributes"], "error.type")["stringValue"],
@@ -663,8 +831,10 @@ mod tests {
         assert_eq!(sp["endTimeUnixNano"], "1700000000015000000");
     }
 
+    /// Regression (issue 1): the record's name was `optel.feature` and keys came back
+    /// prefixed (`optel.hits`), so the collector stored a custom event `optel.feature`.
     #[test]
-    fn other_events_are_log_records() {
+    fn other_events_are_log_records_named_after_the_event() {
         let signals = Signals::from_batch(&batch());
         let json = serde_json::to_value(signals.logs.unwrap()).unwrap();
         assert_camel_case(&json, "");
@@ -673,11 +843,18 @@ mod tests {
             .unwrap();
         assert_eq!(records.len(), 1);
         let r = &records[0];
-        assert_eq!(r["eventName"], "optel.feature");
-        assert_eq!(r["body"]["stringValue"], "cache");
+        assert_eq!(r["eventName"], "cache");
+        assert_eq!(
+            attr(&r["attributes"], "optel.event_type")["stringValue"],
+            "feature"
+        );
+        assert!(
+            r.get("body").is_none_or(Value::is_null),
+            "no free-text body"
+        );
         assert_eq!(r["severityNumber"], 9);
         assert_eq!(
-            attr(&r["attributes"], "optel.hits")["intValue"],
+            attr(&r["attributes"], "hits")["intValue"],
             "9007199254740993"
         );
     }
@@ -685,9 +862,9 @@ mod tests {
     #[test]
     fn protobuf_round_trips() {
         use prost::Message;
-        let m = Signals::from_batch(&batch()).metrics.unwrap();
-        let bytes = m.encode_to_vec();
-        assert_eq!(ExportMetricsServiceRequest::decode(&bytes[..]).unwrap(), m);
+        let t = Signals::from_batch(&batch()).traces.unwrap();
+        let bytes = t.encode_to_vec();
+        assert_eq!(ExportTraceServiceRequest::decode(&bytes[..]).unwrap(), t);
     }
 
     #[test]
@@ -720,11 +897,68 @@ mod tests {
         .unwrap();
         assert_eq!(e.urls()[0], "https://otel.example:4318/v1/metrics");
         assert_eq!(e.urls()[1], "https://traces.example/custom");
-        assert_eq!(e.protocol, OtlpProtocol::HttpJson);
-        assert_eq!(e.headers.len(), 2);
+        assert!(
+            e.targets
+                .iter()
+                .all(|t| t.protocol == OtlpProtocol::HttpJson)
+        );
+        assert_eq!(e.targets[0].headers.len(), 2);
         let err =
             OtlpExporter::from_env(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap_err();
         assert!(err.to_string().contains("\"grpc\""));
+    }
+
+    /// Per-signal variables win over the generic ones, for that signal only; header keys and
+    /// values are percent-decoded (the OTLP exporter spec's W3C baggage format).
+    #[test]
+    fn per_signal_settings_win_and_headers_are_percent_decoded() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20optel_ik_1,x-a%3Db=c%2Cd",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Authorization=Bearer%20traces",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+        ];
+        let e = OtlpExporter::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        let [traces, metrics, logs] = &e.targets;
+        assert_eq!(traces.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(logs.protocol, OtlpProtocol::HttpProtobuf);
+        assert!(!traces.gzip && metrics.gzip && !logs.gzip);
+        assert_eq!(
+            traces.headers,
+            [("Authorization".to_owned(), "Bearer traces".to_owned())]
+        );
+        assert_eq!(
+            metrics.headers,
+            [
+                ("Authorization".to_owned(), "Bearer optel_ik_1".to_owned()),
+                ("x-a=b".to_owned(), "c,d".to_owned())
+            ]
+        );
+        assert_eq!(traces.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(metrics.timeout, None);
+        assert_eq!(percent_decode("100%"), "100%");
+        let err = OtlpExporter::from_env(|k| {
+            (k == "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL").then(|| "grpc".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        );
     }
 
     #[test]
@@ -742,5 +976,16 @@ mod tests {
             ));
         }
         assert!(classify_otlp(200, None).is_ok());
+    }
+
+    #[test]
+    fn debug_output_never_shows_header_values() {
+        let e = OtlpExporter::from_env(|k| {
+            (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "x-api-key=secret-123".to_owned())
+        })
+        .unwrap();
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret-123"), "{shown}");
+        assert!(shown.contains("x-api-key"), "{shown}");
     }
 }

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 #[derive(Debug)]
@@ -29,6 +29,11 @@ fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
 
 /// Serves HTTP/1.1 requests (one per connection), answering 200, and reports each.
 fn recorder() -> (String, mpsc::Receiver<Received>) {
+    recorder_answering(|_| 200)
+}
+
+/// [`recorder`] answering each path with the status `status(path)`.
+fn recorder_answering(status: fn(&str) -> u16) -> (String, mpsc::Receiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -57,9 +62,11 @@ fn recorder() -> (String, mpsc::Receiver<Received>) {
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
             let mut stream = reader.into_inner();
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .unwrap();
+            let answer = format!(
+                "HTTP/1.1 {} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                status(&path)
+            );
+            stream.write_all(answer.as_bytes()).unwrap();
             let _ = tx.send(Received {
                 path,
                 headers,
@@ -86,12 +93,13 @@ fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
     optel::global().feature("cache");
     telemetry.shutdown();
 
-    let mut got: Vec<Received> = (0..3)
+    // Commands as spans, the feature as a log record; no metric (nothing was dropped).
+    let mut got: Vec<Received> = (0..2)
         .map(|_| received.recv_timeout(Duration::from_secs(10)).unwrap())
         .collect();
     got.sort_by(|a, b| a.path.cmp(&b.path));
     let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, ["/v1/logs", "/v1/metrics", "/v1/traces"]);
+    assert_eq!(paths, ["/v1/logs", "/v1/traces"]);
     for r in &got {
         assert_eq!(header(r, "content-type"), Some("application/x-protobuf"));
         assert_eq!(header(r, "content-encoding"), Some("gzip"));
@@ -100,10 +108,10 @@ fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
     flate2::read::GzDecoder::new(&got[1].body[..])
         .read_to_end(&mut raw)
         .unwrap();
-    let metrics = ExportMetricsServiceRequest::decode(&raw[..]).unwrap();
-    let metric = &metrics.resource_metrics[0].scope_metrics[0].metrics[0];
-    assert_eq!(metric.name, "command_invocation");
-    let resource = metrics.resource_metrics[0].resource.as_ref().unwrap();
+    let traces = ExportTraceServiceRequest::decode(&raw[..]).unwrap();
+    let spans = &traces.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 2, "one span per command");
+    let resource = traces.resource_spans[0].resource.as_ref().unwrap();
     assert!(
         resource
             .attributes
@@ -112,4 +120,35 @@ fn sdk_sends_gzip_protobuf_signals_to_the_otlp_routes() {
     );
     assert!(!resource.attributes.iter().any(|kv| kv.key == "host.name"));
     assert_eq!(optel::queue_status(dir.path()).unwrap().pending_events, 0);
+}
+
+/// A backend without logs (404 on `/v1/logs`, as a traces-only backend answers): the exporter
+/// marks logs unsupported and stops sending them, and the traces still go out, every time.
+#[test]
+fn a_404_marks_one_signal_unsupported_and_keeps_the_others() {
+    use optel::export::Exporter;
+    use optel_wire::{Batch, Event, EventType, Timestamp};
+    let (url, received) = recorder_answering(|path| if path == "/v1/logs" { 404 } else { 200 });
+    let exporter = optel::otlp::OtlpExporter::new(&url);
+    let mut batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+    for (i, kind) in [EventType::Feature, EventType::Command]
+        .into_iter()
+        .enumerate()
+    {
+        batch.events.push(Event::new(
+            format!("00000000-0000-4000-8000-00000000000{i}"),
+            kind,
+            "x",
+            Timestamp::now(),
+            "00000000-0000-4000-8000-000000000009",
+        ));
+    }
+    for _ in 0..2 {
+        exporter.export(&batch, Duration::from_secs(5)).unwrap();
+    }
+    let paths: Vec<String> = (0..3)
+        .map(|_| received.recv_timeout(Duration::from_secs(5)).unwrap().path)
+        .collect();
+    assert_eq!(paths, ["/v1/traces", "/v1/logs", "/v1/traces"]);
+    assert!(received.recv_timeout(Duration::from_millis(300)).is_err());
 }

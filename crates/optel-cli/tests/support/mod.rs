@@ -351,3 +351,77 @@ pub fn post(
         .then(|| serde_json::from_str(&text).ok())
         .flatten()
 }
+
+/// The strings of `needles` found in the bytes of the SQLite database files in `dir`
+/// (`optel.db`, `-wal`, `-shm`), as `"needle" in file`.
+pub fn stored_in_db(dir: &Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in ["optel.db", "optel.db-wal", "optel.db-shm"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{needle:?} in {name}"));
+            }
+        }
+    }
+    found
+}
+
+/// Starts `optel serve` on a free port over the SQLite store in `dir`, with admin token
+/// `admin`.
+pub fn serve_with_admin(dir: &Path, admin: &str) -> Server {
+    Server::start(
+        &[
+            OsStr::new("--admin-token"),
+            admin.as_ref(),
+            "--data-dir".as_ref(),
+            dir.as_ref(),
+        ],
+        &[],
+    )
+}
+
+/// `(count, failures)` of command `name` in a `stats --format json` answer.
+pub fn command_counts(stats: &serde_json::Value, name: &str) -> (Option<u64>, Option<u64>) {
+    let row = stats["commands"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no command {name}: {stats:#}"));
+    (row["count"].as_u64(), row["failures"].as_u64())
+}
+
+/// Runs `cmd` (an official OpenTelemetry SDK's exporter script) configured only by the
+/// standard variables: endpoint `url`, `Authorization: Bearer key` (percent-encoded, as the
+/// spec's header format asks), metrics `temporality`, `service` and `resource` attributes;
+/// nothing else of the caller's environment but `PATH`. Asserts it ran and printed `exported`.
+pub fn run_otel_exporter(
+    mut cmd: Command,
+    url: &str,
+    key: &str,
+    temporality: &str,
+    service: &str,
+    resource: &str,
+) {
+    let out = cmd
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("Authorization=Bearer%20{key}"),
+        )
+        .env(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            temporality,
+        )
+        .env("OTEL_SERVICE_NAME", service)
+        .env("OTEL_RESOURCE_ATTRIBUTES", resource)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exported"),
+        "exporter failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

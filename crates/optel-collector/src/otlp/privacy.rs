@@ -1,64 +1,39 @@
-//! What OTLP attributes are kept: identifying keys and address-like values never are.
+//! OTLP attributes through the collector's one privacy filter ([`crate::privacy`]): OTLP
+//! values converted to optel's typed values first.
 
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use optel_wire::{AttributeValue, limits};
+use optel_wire::AttributeValue;
 
-pub fn looks_like_ip(s: &str) -> bool {
-    let s = s.trim().trim_start_matches('[');
-    let host = s.split(']').next().unwrap_or(s);
-    host.parse::<std::net::IpAddr>().is_ok()
-        || host
-            .rsplit_once(':')
-            .is_some_and(|(h, _)| h.parse::<std::net::Ipv4Addr>().is_ok())
-}
+use crate::privacy::{Dropped, Origin, filter};
 
-/// Attribute keys never stored: they identify a machine or a person.
-pub fn is_identifying_key(key: &str) -> bool {
-    const KEYS: [&str; 8] = [
-        "service.instance.id",
-        "host.name",
-        "host.id",
-        "host.ip",
-        "host.mac",
-        "user.name",
-        "enduser.id",
-        "process.command_line",
-    ];
-    let k = key.to_ascii_lowercase();
-    KEYS.contains(&k.as_str())
-        || k.contains("address")
-        || k.ends_with(".ip")
-        || k.contains("peer")
-        || k.starts_with("process.")
-        || k.starts_with("user.")
-}
-
-/// The metadata kept of OTLP attributes: scalar values under valid names, never identifying
-/// keys or address-like values, at most [`limits::MAX_ATTRIBUTES`].
-pub(super) fn metadata(attrs: &[KeyValue], skip: &[&str]) -> BTreeMap<String, AttributeValue> {
-    let mut out = BTreeMap::new();
-    for kv in attrs {
-        if out.len() >= limits::MAX_ATTRIBUTES
-            || skip.contains(&kv.key.as_str())
-            || !optel_wire::is_valid_name(&kv.key)
-            || is_identifying_key(&kv.key)
-        {
-            continue;
-        }
-        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(any_value::Value::BoolValue(b)) => AttributeValue::Bool(*b),
-            Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
-            Some(any_value::Value::DoubleValue(f)) if f.is_finite() => AttributeValue::Float(*f),
-            Some(any_value::Value::StringValue(s))
-                if s.len() <= limits::MAX_STRING_VALUE_BYTES && !looks_like_ip(s) =>
-            {
-                AttributeValue::String(s.clone())
-            }
-            _ => continue,
-        };
-        out.insert(kv.key.clone(), value);
+/// The optel value of an OTLP attribute value, `None` for kinds optel does not store
+/// (arrays, maps, bytes, empty).
+fn value_of(kv: &KeyValue) -> Option<AttributeValue> {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::BoolValue(b)) => Some(AttributeValue::Bool(*b)),
+        Some(any_value::Value::IntValue(i)) => Some(AttributeValue::Int(*i)),
+        Some(any_value::Value::DoubleValue(f)) => Some(AttributeValue::Float(*f)),
+        Some(any_value::Value::StringValue(s)) => Some(AttributeValue::String(s.clone())),
+        _ => None,
     }
-    out
+}
+
+/// The metadata stored of OTLP attributes from `origin`, except the keys in `consumed` (read
+/// into event fields by the mapper, not stored as metadata); what is dropped is counted.
+pub(super) fn metadata(
+    origin: Origin,
+    attrs: &[KeyValue],
+    consumed: &[&str],
+    dropped: &mut Dropped,
+) -> BTreeMap<String, AttributeValue> {
+    filter(
+        origin,
+        attrs
+            .iter()
+            .filter(|kv| !consumed.contains(&kv.key.as_str()))
+            .map(|kv| (kv.key.as_str(), value_of(kv))),
+        dropped,
+    )
 }

@@ -46,7 +46,8 @@ use crate::rollup::{
 const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_lean_events.sql"),
-    include_str!("../../../migrations/postgres/0003_browser_keys.sql"),
+    include_str!("../../../migrations/postgres/0003_otlp_cumulative.sql"),
+    include_str!("../../../migrations/postgres/0004_browser_keys.sql"),
 ];
 
 /// Key of the advisory lock held while migrating.
@@ -572,6 +573,66 @@ impl Store for PgStore {
 
     fn concurrent_commits(&self) -> usize {
         CONCURRENT_COMMITS
+    }
+
+    fn cumulative_marks(
+        &self,
+        project_id: i64,
+        series: &[[u8; 32]],
+    ) -> Result<Vec<([u8; 32], i64)>> {
+        let keys: Vec<Vec<u8>> = series.iter().map(|k| k.to_vec()).collect();
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT series, stored FROM otlp_cumulative
+                     WHERE project_id = $1 AND series = ANY($2)",
+                    &[&project_id, &keys],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let key: Vec<u8> = r.get(0);
+                    Some((<[u8; 32]>::try_from(key.as_slice()).ok()?, r.get(1)))
+                })
+                .collect())
+        })
+    }
+
+    fn advance_cumulative(
+        &self,
+        project_id: i64,
+        marks: &[([u8; 32], i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut sorted: Vec<(Vec<u8>, i64)> = marks.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+        // One order for every collector, so that two upserting the same series cannot deadlock.
+        sorted.sort_unstable();
+        self.run(|pool| async move {
+            let mut client = get(&pool).await?;
+            let tx = client.transaction().await?;
+            let stmt = tx
+                .prepare(
+                    "INSERT INTO otlp_cumulative (project_id, series, stored, updated_ms)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (project_id, series) DO UPDATE
+                     SET stored = GREATEST(otlp_cumulative.stored, EXCLUDED.stored),
+                         updated_ms = EXCLUDED.updated_ms",
+                )
+                .await?;
+            for (key, stored) in &sorted {
+                tx.execute(&stmt, &[&project_id, key, stored, &now_ms])
+                    .await?;
+            }
+            tx.execute(
+                "DELETE FROM otlp_cumulative WHERE updated_ms < $1",
+                &[&(now_ms - crate::ingest::MAX_EVENT_AGE_MS)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn insert_prepared(

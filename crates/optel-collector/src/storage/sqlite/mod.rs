@@ -48,7 +48,8 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_rollups.sql"),
     include_str!("../../../migrations/sqlite/0003_compact_events.sql"),
     include_str!("../../../migrations/sqlite/0004_uploads.sql"),
-    include_str!("../../../migrations/sqlite/0005_browser_keys.sql"),
+    include_str!("../../../migrations/sqlite/0005_otlp_cumulative.sql"),
+    include_str!("../../../migrations/sqlite/0006_browser_keys.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -247,6 +248,54 @@ fn project_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn cumulative_marks(
+        &self,
+        project_id: i64,
+        series: &[[u8; 32]],
+    ) -> Result<Vec<([u8; 32], i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT stored FROM otlp_cumulative WHERE project_id = ?1 AND series = ?2",
+        )?;
+        let mut out = Vec::new();
+        for key in series {
+            if let Some(stored) = stmt
+                .query_row(params![project_id, &key[..]], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
+                out.push((*key, stored));
+            }
+        }
+        Ok(out)
+    }
+
+    fn advance_cumulative(
+        &self,
+        project_id: i64,
+        marks: &[([u8; 32], i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO otlp_cumulative (project_id, series, stored, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project_id, series) DO UPDATE
+                 SET stored = max(stored, excluded.stored), updated_ms = excluded.updated_ms",
+            )?;
+            for (key, stored) in marks {
+                stmt.execute(params![project_id, &key[..], stored, now_ms])?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM otlp_cumulative WHERE updated_ms < ?1",
+            [now_ms - crate::ingest::MAX_EVENT_AGE_MS],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn ping(&self) -> Result<()> {
