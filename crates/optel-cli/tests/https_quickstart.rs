@@ -1,6 +1,6 @@
 //! The README's quick start over HTTPS: the example tool `acme`, built with the SDK's default
 //! features (HTTPS included), delivers to a real `optel serve --tls-cert --tls-key` that uses
-//! the self-signed test certificate of `tests/fixtures` (see its README), trusted through
+//! the self-signed test certificate of `optel-collector/tests/fixtures` (see its README), trusted through
 //! `ACME_TELEMETRY_CA_FILE`; `acme telemetry forget` reaches it the same way.
 //!
 //! Regression: the SDK's default features had no TLS, so every send to an `https://` endpoint
@@ -22,7 +22,7 @@ const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("../optel-collector/tests/fixtures")
         .join(name)
 }
 

@@ -1,5 +1,5 @@
 //! `optel serve --tls-cert --tls-key`: a real collector process serving HTTPS with the test-only
-//! self-signed certificate in `tests/fixtures` (see its README), a client that trusts exactly
+//! self-signed certificate in `optel-collector/tests/fixtures` (see its README), a client that trusts exactly
 //! that certificate, and the failure modes an operator meets: plain HTTP on the HTTPS port,
 //! silent or broken clients, missing, unreadable or mismatched files, and a renewed certificate
 //! served after `SIGHUP`.
@@ -17,7 +17,7 @@ use support::{Server, create_project, serve_command, stats_json};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("../optel-collector/tests/fixtures")
         .join(name)
 }
 

@@ -478,10 +478,10 @@ mod tests {
 
     use super::*;
 
-    /// The test-only certificates of the CLI's process tests (see their README).
+    /// The test-only certificates in `tests/fixtures` (see their README).
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../optel-cli/tests/fixtures")
+            .join("tests/fixtures")
             .join(name)
     }
 

@@ -785,7 +785,7 @@ mod tests {
     #[test]
     fn root_certificates_are_read_and_checked() {
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../optel-cli/tests/fixtures/tls-test.crt");
+            .join("../optel-collector/tests/fixtures/tls-test.crt");
         assert!(agent_with_roots("ua", Some(&RootCertificates::File(fixture))).is_ok());
         let dir = tempfile::tempdir().unwrap();
         let not_pem = dir.path().join("not.pem");
