@@ -156,13 +156,13 @@ pub(crate) fn upload(args: &UploadArgs, progress: bool) -> Result<UploadSummary>
     }
     let otlp = args.otlp.then(|| {
         let mut e = optel::otlp::OtlpExporter::new(&args.endpoint)
-            .with_protocol(match args.protocol {
+            .protocol(match args.protocol {
                 OtlpProtocolArg::HttpProtobuf => optel::otlp::OtlpProtocol::HttpProtobuf,
                 OtlpProtocolArg::HttpJson => optel::otlp::OtlpProtocol::HttpJson,
             })
-            .with_gzip(args.compression == CompressionArg::Gzip);
+            .gzip(args.compression == CompressionArg::Gzip);
         if let Some(key) = &args.key {
-            e = e.with_header("Authorization", &format!("Bearer {key}"));
+            e = e.header("Authorization", &format!("Bearer {key}"));
         }
         e
     });

@@ -28,7 +28,7 @@
 //! instruction metering) handed out in slices of 100 000 units; between slices the exporter
 //! checks the clock, so an export ends within the `timeout` the SDK gives it (plus one slice,
 //! well under a millisecond in an optimised build) and after at most
-//! [`PluginExporter::DEFAULT_FUEL`] units (or [`with_fuel`](PluginExporter::with_fuel)),
+//! [`PluginExporter::DEFAULT_FUEL`] units (or [`fuel`](PluginExporter::fuel)),
 //! whichever comes first.
 //!
 //! Fuel bounds time, not memory: a plugin's `alloc` may grow its memory. Bound it as for any
@@ -137,7 +137,7 @@ impl<T: Send + 'static> PluginExporter<T> {
 
     /// Most fuel one export may spend. Default: [`DEFAULT_FUEL`](Self::DEFAULT_FUEL).
     #[must_use]
-    pub fn with_fuel(mut self, fuel: u64) -> Self {
+    pub fn fuel(mut self, fuel: u64) -> Self {
         self.fuel = fuel;
         self
     }
@@ -227,7 +227,7 @@ const FUEL_SLICE: u64 = 100_000;
 
 impl<T: Send + 'static> Exporter for PluginExporter<T> {
     /// Hands `batch` to the plugin, within `timeout` (checked every 100 000 units of
-    /// fuel) and [`with_fuel`](Self::with_fuel) fuel, whichever comes first.
+    /// fuel) and [`fuel`](Self::fuel) fuel, whichever comes first.
     fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
         // A timeout too large for an `Instant` (`Duration::MAX`) means no deadline: the fuel
         // still bounds the call.

@@ -272,7 +272,7 @@ fn an_exporter_that_loops_forever_runs_out_of_fuel_and_the_host_goes_on() {
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
 
     // With a long timeout, the fuel ends it; each export gets its own budget.
-    let exporter = exporter.with_fuel(1_000_000);
+    let exporter = exporter.fuel(1_000_000);
     for _ in 0..2 {
         let e = exporter
             .export(&batch(), Duration::from_secs(3_600))
@@ -324,7 +324,7 @@ fn traps_and_wild_alloc_results_are_export_errors() {
             .unwrap();
         let exporter = PluginExporter::new("broken", store, instance)
             .unwrap()
-            .with_fuel(1_000_000);
+            .fuel(1_000_000);
         let e = exporter.export(&batch(), SECOND).unwrap_err();
         assert!(matches!(e, ExportError::Retryable { .. }), "{e}");
         assert!(e.to_string().contains(reason), "{e} lacks {reason}");

@@ -373,7 +373,7 @@ impl TelemetryBuilder {
         );
         Some(Box::new(
             export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
-                .with_gzip(self.gzip)
+                .gzip(self.gzip)
                 .with_roots(self.root_certificates(env)),
         ))
     }

@@ -1,3 +1,7 @@
+//! (Over 800 lines on purpose: this file is the `Store` implementation, one method per trait
+//! item beside the pool and schema it uses; the write path and the rollup-key cache, which have
+//! seams of their own, are in `write` and `keys`.)
+//!
 //! The PostgreSQL backend: tokio-postgres behind a deadpool pool, driven by a small private
 //! runtime so the [`Store`] trait stays synchronous. Schema: `migrations/postgres/` (version 2
 //! explains the layout); design and measurements: `docs/adr/004-collector-storage.md` and
