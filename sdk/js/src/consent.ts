@@ -17,13 +17,10 @@
  * so in `status` (fail closed). With `DO_NOT_TRACK=1` no file is even opened.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { isatty } from 'node:tty';
 import { readSync, writeSync } from 'node:fs';
 import { createPrivateDir, errCode, writePrivateAtomic } from './fsutil.js';
-
-const require = createRequire(import.meta.url);
+import { require, tty } from './lazy.js';
 
 /** The consent state: `off` (nothing runs), `local` (a local ledger only), `on` (sent). */
 export type Consent = 'off' | 'local' | 'on';
@@ -289,7 +286,7 @@ export function canAsk(stdinTty: boolean, stderrTty: boolean, inCi: boolean): bo
 
 /** Whether stdin and stderr are both terminals (without opening `process.stdin`). */
 export function interactive(): [boolean, boolean] {
-  return [isatty(0), isatty(2)];
+  return [tty().isatty(0), tty().isatty(2)];
 }
 
 /** The opt-in question (the Rust SDK's text). */

@@ -14,7 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomInt } from 'node:crypto';
+import { crypto } from './lazy.js';
 import type { Exporter } from './export.js';
 import { type Claim, Queue, rewriteRecord } from './queue.js';
 import type { Batch } from './wire.js';
@@ -137,7 +137,7 @@ export class Backoff {
   nextDelay(): number {
     const ceiling = this.next;
     this.next = Math.min(ceiling * BACKOFF_MULTIPLIER, MAX_BACKOFF_MS);
-    return ceiling * (0.5 + 0.5 * (randomInt(65536) / 65535));
+    return ceiling * (0.5 + 0.5 * (crypto().randomInt(65536) / 65535));
   }
 }
 

@@ -9,12 +9,10 @@
  * process alive (sockets and timers are `unref`ed).
  */
 import { appendFileSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createPrivateDir, errCode } from './fsutil.js';
+import { net, tls, zlib } from './lazy.js';
 import { type Batch, batchToJson } from './wire.js';
-
-const require = createRequire(import.meta.url);
 
 /** The outcome of one export. */
 export type ExportResult =
@@ -83,10 +81,18 @@ export function proxyFor(url: URL, env: NodeJS.ProcessEnv = process.env): URL | 
   }
 }
 
+/** Bodies smaller than this are sent uncompressed: gzip saves little on them and `zlib` costs a load. */
+export const GZIP_MIN_BYTES = 2048;
+
 /**
- * optel JSON batches to a collector's `POST /v1/events` with `Authorization: Bearer <key>`,
- * gzip-compressed, through `node:http`/`node:https` (loaded on first use: importing optel stays
- * cheap). Every socket is `unref`ed: a request in flight never keeps the process alive.
+ * optel JSON batches to a collector's `POST /v1/events` with `Authorization: Bearer <key>`.
+ *
+ * A minimal HTTP/1.1 client over `node:net`/`node:tls` (loaded on first use) rather than
+ * `node:http` or `fetch`: loading those costs more than the whole exit budget on a small
+ * machine, and all a delivery needs is one request and the status line of its answer. Bodies of
+ * 2 KiB or more are gzip-compressed. `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` are
+ * honoured (absolute-form requests for `http://` endpoints, `CONNECT` tunnels for `https://`).
+ * Every socket is `unref`ed and every timer too: a request in flight never keeps the process alive.
  */
 export class HttpExporter implements Exporter {
   private current: { destroy(): void } | undefined;
@@ -106,96 +112,105 @@ export class HttpExporter implements Exporter {
   export(batch: Batch, timeoutMs: number): Promise<ExportResult> {
     return new Promise((resolve) => {
       let settled = false;
+      let socket: import('node:net').Socket | undefined;
       const done = (r: ExportResult) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        clearTimeout(connectTimer);
         this.current = undefined;
+        socket?.destroy();
         resolve(r);
       };
-      const timer = setTimeout(() => {
-        req?.destroy();
-        done({ ok: false, retryable: true, reason: `no answer within ${timeoutMs} ms` });
-      }, timeoutMs);
+      const fail = (reason: string) => done({ ok: false, retryable: true, reason });
+      const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
       timer.unref();
-      let req: import('node:http').ClientRequest | undefined;
+      const connectTimer = setTimeout(() => fail(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`), Math.min(CONNECT_TIMEOUT_MS, timeoutMs));
+      connectTimer.unref();
+      this.current = { destroy: () => fail('aborted: the process is ending') };
       try {
         const target = new URL(this.url);
-        let body: Buffer = Buffer.from(batchToJson(batch));
-        const headers: Record<string, string> = {
-          'Content-Type': 'application/json',
-          'User-Agent': this.userAgent,
-        };
-        if (this.gzip) {
-          const zlib = require('node:zlib') as typeof import('node:zlib');
-          body = zlib.gzipSync(body, { level: 1 });
-          headers['Content-Encoding'] = 'gzip';
-        }
-        if (this.ingestKey) headers.Authorization = `Bearer ${this.ingestKey}`;
-        headers['Content-Length'] = String(body.length);
-        const proxy = proxyFor(target, this.env);
         const https = target.protocol === 'https:';
-        const mod = require(https ? 'node:https' : 'node:http') as typeof import('node:https');
-        let options: import('node:https').RequestOptions;
-        if (proxy && !https) {
-          // Plain HTTP through a proxy: the absolute URL goes to the proxy.
-          options = { method: 'POST', host: proxy.hostname, port: proxy.port || 80, path: target.href, headers: { ...headers, Host: target.host } };
-        } else {
-          options = { method: 'POST', host: target.hostname, port: target.port || (https ? 443 : 80), path: target.pathname + target.search, headers, agent: false };
-          if (proxy && https) {
-            options.createConnection = tunnel(proxy, target, timeoutMs) as never;
-          }
+        const port = Number(target.port || (https ? 443 : 80));
+        let body = Buffer.from(batchToJson(batch));
+        let head = `Host: ${target.host}\r\nUser-Agent: ${this.userAgent}\r\nContent-Type: application/json\r\nConnection: close\r\n`;
+        if (this.gzip && body.length >= GZIP_MIN_BYTES) {
+          body = zlib().gzipSync(body, { level: 1 });
+          head += 'Content-Encoding: gzip\r\n';
         }
-        const r = (proxy && !https ? (require('node:http') as typeof import('node:http')) : mod).request(options, (res) => {
-          res.resume();
-          res.on('end', () => done(classify(res.statusCode ?? 0, parseRetryAfter(header(res.headers['retry-after'])))));
-          res.on('error', (e) => done({ ok: false, retryable: true, reason: e.message }));
-        });
-        req = r;
-        this.current = r;
-        r.on('socket', (s) => {
+        if (this.ingestKey) head += `Authorization: Bearer ${this.ingestKey}\r\n`;
+        head += `Content-Length: ${body.length}\r\n\r\n`;
+        const proxy = proxyFor(target, this.env);
+        const path = target.pathname + target.search;
+        const send = (s: import('node:net').Socket, requestTarget: string) => {
+          socket = s;
+          s.write(`POST ${requestTarget} HTTP/1.1\r\n${head}`);
+          s.write(body);
+          readStatus(s, (status, retryAfter) => done(classify(status, parseRetryAfter(retryAfter))), fail);
+        };
+        const connected = (s: import('node:net').Socket, secure: boolean, then: () => void) => {
           s.unref();
-          if (!s.connecting) return;
-          const ct = setTimeout(() => r.destroy(new Error(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`)), Math.min(CONNECT_TIMEOUT_MS, timeoutMs));
-          ct.unref();
-          s.once('connect', () => clearTimeout(ct));
-          s.once('close', () => clearTimeout(ct));
-        });
-        r.on('error', (e) => done({ ok: false, retryable: true, reason: e.message }));
-        r.end(body);
+          s.setNoDelay(true);
+          s.on('error', (e) => fail(e.message));
+          s.once(secure ? 'secureConnect' : 'connect', () => {
+            clearTimeout(connectTimer);
+            then();
+          });
+        };
+        if (!proxy) {
+          const s = https ? tls().connect({ host: target.hostname, port, servername: target.hostname }) : net().connect({ host: target.hostname, port });
+          socket = s;
+          connected(s, https, () => send(s, path));
+        } else {
+          const p = net().connect({ host: proxy.hostname, port: Number(proxy.port || 80) });
+          socket = p;
+          connected(p, false, () => {
+            if (!https) {
+              send(p, target.href);
+              return;
+            }
+            p.write(`CONNECT ${target.hostname}:${port} HTTP/1.1\r\nHost: ${target.hostname}:${port}\r\n\r\n`);
+            readStatus(
+              p,
+              (status) => {
+                if (status !== 200) return fail(`proxy answered CONNECT with HTTP ${status}`);
+                const t = tls().connect({ socket: p, servername: target.hostname });
+                t.unref();
+                t.on('error', (e) => fail(e.message));
+                t.once('secureConnect', () => send(t, path));
+              },
+              fail,
+            );
+          });
+        }
       } catch (e) {
-        done({ ok: false, retryable: true, reason: (e as Error).message });
+        fail((e as Error).message);
       }
     });
   }
 }
 
-function header(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** An HTTPS connection through an HTTP proxy (CONNECT), with unref'd sockets. */
-function tunnel(proxy: URL, target: URL, timeoutMs: number) {
-  return (_opts: unknown, cb: (err: Error | null, socket?: import('node:net').Socket) => void) => {
-    const http = require('node:http') as typeof import('node:http');
-    const tls = require('node:tls') as typeof import('node:tls');
-    const port = target.port || '443';
-    const req = http.request({ host: proxy.hostname, port: proxy.port || 80, method: 'CONNECT', path: `${target.hostname}:${port}`, agent: false, timeout: timeoutMs });
-    req.on('socket', (s) => s.unref());
-    req.on('connect', (res, socket) => {
-      if (res.statusCode !== 200) {
-        socket.destroy();
-        cb(new Error(`proxy answered CONNECT with HTTP ${res.statusCode}`));
-        return;
-      }
-      const t = tls.connect({ socket, servername: target.hostname });
-      t.unref();
-      cb(null, t);
-    });
-    req.on('error', (e) => cb(e));
-    req.end();
-    return undefined;
+/** Reads an HTTP response head: calls `ok(status, retryAfter)` once the status line and headers are in. */
+function readStatus(s: import('node:net').Socket, ok: (status: number, retryAfter: string | undefined) => void, fail: (reason: string) => void): void {
+  let buf = '';
+  const onData = (d: Buffer) => {
+    buf += d.toString('latin1');
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (buf.length > 64 * 1024) fail('the answer head is too long');
+      return;
+    }
+    s.off('data', onData);
+    s.off('end', onEnd);
+    const lines = buf.slice(0, end).split('\r\n');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+    if (!m) return fail(`not an HTTP answer: ${JSON.stringify((lines[0] ?? '').slice(0, 40))}`);
+    const ra = lines.find((l) => /^retry-after:/i.test(l));
+    ok(Number(m[1]), ra === undefined ? undefined : ra.slice(ra.indexOf(':') + 1).trim());
   };
+  const onEnd = () => fail('the connection closed before an answer');
+  s.on('data', onData);
+  s.once('end', onEnd);
 }
 
 /** The default ledger retention: 30 days. */

@@ -1,7 +1,7 @@
 /** File helpers that keep telemetry data private: directories 0700, files 0600 (as `fsutil.rs`). */
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './lazy.js';
 
 /** Creates `dir` and its missing parents, private (0700). */
 export function createPrivateDir(dir: string): void {
@@ -21,7 +21,7 @@ export function writeNewPrivate(path: string, data: string | Uint8Array): void {
 
 /** Writes `data` to `path` (0600), replacing it whole: a temporary file, then a rename. */
 export function writePrivateAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${randomHex(6)}.tmp`);
   try {
     writeNewPrivate(tmp, data);
     renameSync(tmp, path);

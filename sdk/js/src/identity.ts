@@ -8,7 +8,7 @@
  * never leaves the machine. The pseudonym is the first 16 bytes of
  * `HMAC-SHA-256(secret, "optel pseudonym v1|<tool>|<epoch>")`, hex-encoded.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { crypto } from './lazy.js';
 import { linkSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errCode, writeNewPrivate } from './fsutil.js';
@@ -42,8 +42,8 @@ export function loadOrCreateSecret(dir: string): Buffer {
   const path = join(dir, SECRET_FILE);
   const existing = readSecret(path);
   if (existing) return existing;
-  const secret = randomBytes(32);
-  const tmp = join(dir, `.${SECRET_FILE}.${randomBytes(8).toString('hex')}`);
+  const secret = crypto().randomBytes(32);
+  const tmp = join(dir, `.${SECRET_FILE}.${crypto().randomBytes(8).toString('hex')}`);
   writeNewPrivate(tmp, secret.toString('hex'));
   try {
     linkSync(tmp, path);
@@ -76,7 +76,7 @@ export function rotateSecret(dir: string): boolean {
 
 /** The pseudonym of an install for one tool and epoch: 32 lowercase hex digits. */
 export function pseudonym(secret: Uint8Array, tool: string, epoch: string): string {
-  return createHmac('sha256', secret).update(`optel pseudonym v1|${tool}|${epoch}`).digest().subarray(0, 16).toString('hex');
+  return crypto().createHmac('sha256', secret).update(`optel pseudonym v1|${tool}|${epoch}`).digest().subarray(0, 16).toString('hex');
 }
 
 /** The pseudonym of every CI run of one vendor: `ci:<vendor>`. */
@@ -119,7 +119,7 @@ export function recentEpochLabels(epoch: Epoch, nowMs: number, max: number): str
 
 /** The proof of one pseudonym in a deletion request (`optel_wire::forget_proof`). */
 export function forgetProof(pseudonymValue: string, tool: string, timestamp: string): string {
-  return createHmac('sha256', Buffer.from(pseudonymValue, 'utf8')).update(`optel forget v1|${tool}|${timestamp}`).digest('hex');
+  return crypto().createHmac('sha256', Buffer.from(pseudonymValue, 'utf8')).update(`optel forget v1|${tool}|${timestamp}`).digest('hex');
 }
 
 /**
@@ -140,8 +140,8 @@ export function deriveMachineId(salt: string): { id: string; stable: boolean } {
       // next
     }
   }
-  const h = createHash('sha256').update(`optel machine id v1|${salt}|`);
+  const h = crypto().createHash('sha256').update(`optel machine id v1|${salt}|`);
   if (machine !== undefined) h.update(`os|${machine}`);
-  else h.update('random|').update(randomBytes(32));
+  else h.update('random|').update(crypto().randomBytes(32));
   return { id: h.digest('hex'), stable: machine !== undefined };
 }

@@ -17,7 +17,7 @@
  * idempotency on event ids stores it once. Claims of killed processes go back after 2 minutes.
  */
 import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './lazy.js';
 import { join } from 'node:path';
 import { createPrivateDir, errCode, writeNewPrivate } from './fsutil.js';
 import { type Batch, batchToJson } from './wire.js';
@@ -81,7 +81,7 @@ export class Queue {
   append(batch: Batch): string {
     const json = batchToJson(batch);
     const ns = (BigInt(Date.now()) * 1_000_000n + BigInt(seq++ % 1_000_000)).toString().padStart(20, '0');
-    const name = `${ns}-${randomBytes(6).toString('hex')}-${batch.events.length}e-${Buffer.byteLength(json)}b.json`;
+    const name = `${ns}-${randomHex(6)}-${batch.events.length}e-${Buffer.byteLength(json)}b.json`;
     const tmp = join(this.dir, `.${name}.tmp`);
     const path = join(this.dir, name);
     try {
@@ -138,7 +138,7 @@ export class Queue {
    * process claimed or delivered it first. A segment that cannot be parsed is deleted.
    */
   claim(segment: Segment): Claim | undefined {
-    const claimedPath = join(this.dir, `.${segment.name}.${process.pid}-${randomBytes(4).toString('hex')}.sending`);
+    const claimedPath = join(this.dir, `.${segment.name}.${process.pid}-${randomHex(4)}.sending`);
     try {
       renameSync(segment.path, claimedPath);
     } catch {

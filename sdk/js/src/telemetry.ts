@@ -14,9 +14,8 @@
  *   `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS`), in which case a flush child runs synchronously and is
  *   killed at the budget.
  */
-import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { childProcess, crypto } from './lazy.js';
 import { type Consent, type ConsentSource, type Resolution, ask, canAsk, ciVendor, describeSource, interactive, notice, readConsentFile, writeUserChoice } from './consent.js';
 import { MAX_RETRY_TIME_MS, type Sender } from './delivery.js';
 import { rustArch, rustOs } from './dirs.js';
@@ -173,7 +172,7 @@ class Recorder {
     const events: WireEvent[] = [];
     for (const p of pending) {
       const e: WireEvent = {
-        event_id: randomUUID(),
+        event_id: crypto().randomUUID(),
         event_type: p.type,
         name: p.name,
         timestamp: new Date(p.at).toISOString(),
@@ -269,7 +268,7 @@ function flushInChild(exporter: HttpExporter, dataDir: string, config: Telemetry
   try {
     const worker = fileURLToPath(new URL('./flush-worker.js', import.meta.url));
     const job = { dataDir, url: exporter.url, key: exporter.ingestKey, userAgent: exporter.userAgent, gzip: exporter.gzip, policy: config.policy(), budgetMs };
-    spawnSync(process.execPath, [worker], {
+    childProcess().spawnSync(process.execPath, [worker], {
       env: { ...process.env, OPTEL_FLUSH_JOB: JSON.stringify(job) },
       stdio: 'ignore',
       timeout: budgetMs,
@@ -478,7 +477,7 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
   const recorder = new Recorder(
     config,
     newBatch(config.tool, config.version, pseudo, rustOs(), rustArch()),
-    randomUUID(),
+    crypto().randomUUID(),
     dataDir,
     label,
     config.exitBudgetMs(),

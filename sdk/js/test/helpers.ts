@@ -21,6 +21,9 @@ export interface Collector {
   keys: Record<string, string>;
   stats(project: string): Stats;
   stop(): Promise<void>;
+  /** Stops the collector and keeps its data (see restart). */
+  stopOnly(): Promise<void>;
+  /** Starts it again on the same address and data. */
   restart(): Promise<void>;
 }
 
@@ -90,6 +93,9 @@ export async function startCollector(projects: string[], port = 0): Promise<Coll
     async stop() {
       await stop();
       rmSync(dir, { recursive: true, force: true });
+    },
+    async stopOnly() {
+      await stop();
     },
     async restart() {
       await stop();

@@ -1,0 +1,149 @@
+// Exit-latency and delivery harness of the Node.js SDK, the twin of the Rust SDK's
+// `crates/optel-cli/examples/exit_latency.rs`:
+//
+//   npm run build && OPTEL_BIN=... node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200] [--import-runs 200]
+//
+// 1. Runs `acme-node check APP` as a real process --runs times in each mode, interleaved: telemetry
+//    off; on with a healthy collector; refusing connections; a blackhole (accepts, never answers);
+//    a listener that answers after 10 s; HTTPS_PROXY at a dead port. Prints median and p99 wall
+//    time and what each adds to the off case. Then drains every queue and checks the collector
+//    holds exactly one event per run with telemetry on.
+// 2. Flapping: --flap-runs runs over 2 installs, two processes at a time, the collector stopped
+//    and restarted every 25 runs; after a drain every event must be stored exactly once.
+// 3. Import time: --import-runs fresh processes each timing `await import('optel')`.
+import { existsSync } from 'node:fs';
+import { loadavg, cpus } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { acmeNode, blackhole, dataDirOf, ensureAcmeNode, installEnv, percentile, recorder, refusingAddr, runProcess, sleep, startCollector, tempDir, type Collector } from '../helpers.js';
+import { OPTEL_BIN, PKG } from '../paths.js';
+import { queueStatus } from '../../src/status.js';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+}
+const RUNS = arg('--runs', 200);
+const FLAP_RUNS = arg('--flap-runs', 200);
+const IMPORT_RUNS = arg('--import-runs', 200);
+const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(1)} ms`;
+
+if (!existsSync(OPTEL_BIN)) {
+  console.error(`no optel binary at ${OPTEL_BIN}: set OPTEL_BIN`);
+  process.exit(2);
+}
+ensureAcmeNode();
+console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model}), load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+const scratch = tempDir('optel-bench-');
+const app = join(scratch, 'app');
+await acmeNode(['init', app], installEnv(join(scratch, 'init'), { ACME_NODE_TELEMETRY: 'off' }));
+const collector = await startCollector(['acme-node']);
+const key = collector.keys['acme-node']!;
+const hole = await blackhole();
+const slow = await recorder(200, 10_000);
+const refusing = await refusingAddr();
+const deadProxy = await refusingAddr();
+
+interface Mode {
+  name: string;
+  endpoint?: string;
+  proxy?: string;
+  home: string;
+  times: number[];
+}
+const mode = (name: string, endpoint?: string, proxy?: string): Mode => ({ name, endpoint, proxy, home: join(scratch, `home-${name}`), times: [] });
+const modes: Mode[] = [
+  mode('off'),
+  mode('healthy', collector.url),
+  mode('refused', refusing),
+  mode('blackhole', hole.url),
+  mode('answers-after-10s', slow.url),
+  mode('dead-https-proxy', collector.url, deadProxy),
+];
+
+const envFor = (m: Mode, extra: Record<string, string> = {}) =>
+  installEnv(m.home, m.endpoint ? { ACME_NODE_TELEMETRY: 'on', ACME_NODE_TELEMETRY_ENDPOINT: m.endpoint, ACME_NODE_TELEMETRY_KEY: key, HTTPS_PROXY: m.proxy, ...extra } : { ACME_NODE_TELEMETRY: 'off' });
+
+console.log(`running acme-node check ${RUNS} times in each of ${modes.length} modes...`);
+for (let i = 0; i < RUNS; i++) {
+  for (const m of modes) {
+    const r = await acmeNode(['check', app], envFor(m));
+    if (r.code !== 0) throw new Error(`acme-node failed in mode ${m.name}: ${r.stderr}`);
+    m.times.push(r.ms);
+  }
+}
+const offMedian = percentile(modes[0]!.times, 50);
+console.log(`load average after the runs ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log('\n| mode | median | p99 | added median | added p99 |\n|---|---|---|---|---|');
+for (const m of modes) {
+  const med = percentile(m.times, 50);
+  const p99 = percentile(m.times, 99);
+  console.log(`| ${m.name} | ${fmt(med)} | ${fmt(p99)} | ${signed(med - offMedian)} | ${signed(p99 - offMedian)} |`);
+}
+
+/** Sends what is queued in each home to the healthy collector (`telemetry flush`), once breakers allow it. */
+async function drain(c: Collector, homes: string[]): Promise<void> {
+  for (let round = 0; round < 5; round++) {
+    let pending = 0;
+    for (const home of homes) {
+      if (queueStatus(dataDirOf(home, 'acme-node')).pendingEvents === 0) continue;
+      const r = await acmeNode(['telemetry', 'flush', '--timeout-ms', '20000'], installEnv(home, { ACME_NODE_TELEMETRY: 'on', ACME_NODE_TELEMETRY_ENDPOINT: c.url, ACME_NODE_TELEMETRY_KEY: key }));
+      if (r.code !== 0) throw new Error(`flush failed: ${r.stderr}`);
+      pending += queueStatus(dataDirOf(home, 'acme-node')).pendingEvents;
+    }
+    if (pending === 0) return;
+    await sleep(1000);
+  }
+  throw new Error('queues still not empty after 5 drain rounds');
+}
+
+const onModes = modes.slice(1);
+await drain(collector, onModes.map((m) => m.home));
+const expected = RUNS * onModes.length;
+let stored = collector.stats('acme-node').events;
+console.log(`\ndelivery: ${stored} events stored, ${expected} recorded: ${stored === expected ? 'OK' : 'FAILED'}`);
+const deliveryOk = stored === expected;
+
+// Flapping.
+const FLAP_EVERY = 25;
+const homes = [0, 1].map((i) => join(scratch, `flap-${i}`));
+const before = stored;
+console.log(`flapping: ${FLAP_RUNS} runs over ${homes.length} installs, 2 at a time, collector toggled every ${FLAP_EVERY} runs...`);
+let up = true;
+const flapStarted = performance.now();
+for (let i = 0; i < FLAP_RUNS; i += 2) {
+  if (i > 0 && i % FLAP_EVERY < 2) {
+    if (up) await collector.stopOnly();
+    else await collector.restart();
+    up = !up;
+  }
+  const home = homes[(i / 2) % homes.length]!;
+  const pair = Math.min(2, FLAP_RUNS - i);
+  const runs = [];
+  for (let k = 0; k < pair; k++) runs.push(acmeNode(['check', app], installEnv(home, { ACME_NODE_TELEMETRY: 'on', ACME_NODE_TELEMETRY_ENDPOINT: collector.url, ACME_NODE_TELEMETRY_KEY: key })));
+  for (const r of await Promise.all(runs)) if (r.code !== 0) throw new Error(`acme-node failed while flapping: ${r.stderr}`);
+}
+if (!up) await collector.restart();
+const flapSeconds = (performance.now() - flapStarted) / 1000;
+await drain(collector, homes);
+stored = collector.stats('acme-node').events - before;
+const queued = homes.reduce((n, h) => n + queueStatus(dataDirOf(h, 'acme-node')).pendingEvents, 0);
+const flapOk = stored === FLAP_RUNS && queued === 0;
+console.log(`flapping: ${FLAP_RUNS} runs in ${flapSeconds.toFixed(1)} s; ${stored} events stored, ${FLAP_RUNS} recorded, ${queued} still queued, ${FLAP_RUNS - stored} lost: ${flapOk ? 'OK' : 'FAILED'}`);
+
+// Import time.
+const index = pathToFileURL(join(PKG, 'build', 'src', 'index.js')).href;
+const script = `const t = performance.now(); await import(${JSON.stringify(index)}); process.stdout.write(String(performance.now() - t));`;
+const imports: number[] = [];
+for (let i = 0; i < IMPORT_RUNS; i++) {
+  const r = await runProcess(process.execPath, ['--input-type=module', '-e', script], { PATH: process.env.PATH ?? '' });
+  imports.push(Number(r.stdout));
+}
+console.log(`\nimport of optel (${IMPORT_RUNS} fresh processes): median ${fmt(percentile(imports, 50))}, p99 ${fmt(percentile(imports, 99))}`);
+console.log(`load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+
+await hole.close();
+await slow.close();
+await collector.stop();
+process.exitCode = deliveryOk && flapOk ? 0 : 1;
