@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { readSync, writeSync } from 'node:fs';
 import { createPrivateDir, errCode, writePrivateAtomic } from './fsutil.js';
 import { require, tty } from './lazy.js';
+import { CI_ENV_NAMES } from './ci-env.js';
 
 /** The consent state: `off` (nothing runs), `local` (a local ledger only), `on` (sent). */
 export type Consent = 'off' | 'local' | 'on';
@@ -273,7 +274,9 @@ export function slug(name: string): string {
 }
 
 /** The CI vendor slug when running in CI (the maintained `ci-info` detection), else `undefined`. */
-export function ciVendor(): string | undefined {
+export function ciVendor(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  // ci-info needs one of these to detect anything: without them, skip loading it.
+  if (!CI_ENV_NAMES.some((n) => env[n] !== undefined)) return undefined;
   const info = require('ci-info') as { isCI: boolean; name: string | null };
   if (!info.isCI) return undefined;
   return slug(info.name ?? 'unknown');

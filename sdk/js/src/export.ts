@@ -160,7 +160,10 @@ export class HttpExporter implements Exporter {
         if (!proxy) {
           const s = https ? tls().connect({ host: target.hostname, port, servername: target.hostname }) : net().connect({ host: target.hostname, port });
           socket = s;
-          connected(s, https, () => send(s, path));
+          // The request is written at once (queued until the connection is up): one wake-up
+          // of the event loop less, which on a busy machine is most of the cost.
+          connected(s, https, () => {});
+          send(s, path);
         } else {
           const p = net().connect({ host: proxy.hostname, port: Number(proxy.port || 80) });
           socket = p;

@@ -9,9 +9,9 @@
  * `HMAC-SHA-256(secret, "optel pseudonym v1|<tool>|<epoch>")`, hex-encoded.
  */
 import { crypto } from './lazy.js';
-import { linkSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { errCode, writeNewPrivate } from './fsutil.js';
+import { errCode, writeNewPrivate, writePrivateAtomic } from './fsutil.js';
 
 const SECRET_FILE = 'install_secret';
 
@@ -77,6 +77,41 @@ export function rotateSecret(dir: string): boolean {
 /** The pseudonym of an install for one tool and epoch: 32 lowercase hex digits. */
 export function pseudonym(secret: Uint8Array, tool: string, epoch: string): string {
   return crypto().createHmac('sha256', secret).update(`optel pseudonym v1|${tool}|${epoch}`).digest().subarray(0, 16).toString('hex');
+}
+
+const CACHE_FILE = 'pseudonym_cache';
+
+/**
+ * The pseudonym of this install for `tool` and epoch `label`, creating the secret on first use.
+ * The last derivation is cached in `<data dir>/pseudonym_cache` (0600) with the identity of the
+ * secret file (inode, mtime, size), so a run does not load `node:crypto` to recompute it; a new
+ * secret (after `telemetry reset` by either SDK, or `purge`) is a new file and invalidates the
+ * cache. The cache holds only what every queued batch holds anyway: the current pseudonym.
+ */
+export function cachedPseudonym(dir: string, tool: string, label: string): string {
+  const secretPath = join(dir, SECRET_FILE);
+  const cachePath = join(dir, CACHE_FILE);
+  const id = () => {
+    const s = statSync(secretPath);
+    return `${s.ino} ${Math.round(s.mtimeMs)} ${s.size}`;
+  };
+  try {
+    const key = `v1 ${id()} ${tool} ${label} `;
+    const cached = readFileSync(cachePath, 'utf8');
+    if (cached.startsWith(key)) {
+      const p = cached.slice(key.length).trim();
+      if (/^[0-9a-f]{32}$/.test(p)) return p;
+    }
+  } catch {
+    // no secret or no cache yet
+  }
+  const p = pseudonym(loadOrCreateSecret(dir), tool, label);
+  try {
+    writePrivateAtomic(cachePath, `v1 ${id()} ${tool} ${label} ${p}\n`);
+  } catch {
+    // computed again next time
+  }
+  return p;
 }
 
 /** The pseudonym of every CI run of one vendor: `ci:<vendor>`. */

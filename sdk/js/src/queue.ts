@@ -205,6 +205,8 @@ export class Queue {
 
   /** Returns the unreported drop count and resets it (the caller puts it in a batch). */
   takeUnreportedDrops(): number {
+    // Read first: almost always there is nothing to take, and then nothing is written.
+    if (this.dropped().unreported === 0) return 0;
     let taken = 0;
     this.updateDropped((d) => {
       taken = d.unreported;

@@ -15,17 +15,17 @@
  *   killed at the budget.
  */
 import { fileURLToPath } from 'node:url';
-import { childProcess, crypto } from './lazy.js';
+import { childProcess, randomBytes } from './lazy.js';
 import { type Consent, type ConsentSource, type Resolution, ask, canAsk, ciVendor, describeSource, interactive, notice, readConsentFile, writeUserChoice } from './consent.js';
 import { MAX_RETRY_TIME_MS, type Sender } from './delivery.js';
 import { rustArch, rustOs } from './dirs.js';
 import { HttpExporter, type JsonlFileExporter } from './export.js';
 import { createPrivateDir } from './fsutil.js';
-import { type Epoch, ciPseudonym, epochLabel, loadOrCreateSecret, pseudonym } from './identity.js';
+import { type Epoch, cachedPseudonym, ciPseudonym, epochLabel } from './identity.js';
 import { Queue } from './queue.js';
 import { redact } from './redact.js';
 import { TelemetryConfig, type TelemetryOptions } from './config.js';
-import { type AttributeValue, type Batch, type EventType, type WireEvent, isValidName, newBatch, validateEvent } from './wire.js';
+import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, newBatch, validateEvent } from './wire.js';
 import { join } from 'node:path';
 
 /** Attribute values accepted by the recording calls: strings are redacted, non-finite numbers dropped. */
@@ -172,7 +172,7 @@ class Recorder {
     const events: WireEvent[] = [];
     for (const p of pending) {
       const e: WireEvent = {
-        event_id: crypto().randomUUID(),
+        event_id: formatUuidV4(randomBytes(16)),
         event_type: p.type,
         name: p.name,
         timestamp: new Date(p.at).toISOString(),
@@ -471,13 +471,13 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
   const label = epochLabel(config.epoch);
   // In CI every run of a vendor shares one pseudonym; no secret is created there.
   const vendor = config.options.env ? undefined : ciVendor();
-  const pseudo = vendor !== undefined ? ciPseudonym(vendor) : pseudonym(loadOrCreateSecret(dataDir), config.tool, label);
+  const pseudo = vendor !== undefined ? ciPseudonym(vendor) : cachedPseudonym(dataDir, config.tool, label);
   const queue = consent === 'on' ? Queue.open(join(dataDir, 'queue')) : undefined;
   const sender = consent === 'on' ? config.sender(dataDir) : undefined;
   const recorder = new Recorder(
     config,
     newBatch(config.tool, config.version, pseudo, rustOs(), rustArch()),
-    crypto().randomUUID(),
+    formatUuidV4(randomBytes(16)),
     dataDir,
     label,
     config.exitBudgetMs(),

@@ -199,3 +199,10 @@ test('the telemetry subcommand: enable/local/disable write the user file; purge;
   await runTelemetryCommand(options, ['preview'], io);
   assert.match(out, /^no events are queued\. One run of acme would send, for example:\n\{\n  "schema_version": 1,/);
 });
+
+test('the CI variable list (src/ci-env.ts) matches the installed ci-info', async () => {
+  const { CI_ENV_NAMES } = await import('../src/ci-env.js');
+  // @ts-expect-error: a plain .mjs script without types
+  const { ciEnvNames } = await import('../../scripts/ci-env-names.mjs');
+  assert.deepEqual([...CI_ENV_NAMES], ciEnvNames(), 'run node scripts/ci-env.mjs');
+});
