@@ -431,7 +431,7 @@ function initWith(config: TelemetryConfig): Telemetry {
 function askOrTell(config: TelemetryConfig, resolution: Resolution): Resolution {
   const [stdinTty, stderrTty] = config.options.env ? [false, false] : interactive();
   // CI is checked last: it reads many variables, and without a terminal it is moot.
-  const can = stdinTty && stderrTty && canAsk(true, true, ciVendor() !== undefined);
+  const can = stdinTty && stderrTty && canAsk(true, true, ciVendor(config.envObj) !== undefined);
   const userFile = config.userConfigFile();
   if (userFile === undefined) return resolution;
   let noticeShown = false;
@@ -470,7 +470,7 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
   createPrivateDir(dataDir);
   const label = epochLabel(config.epoch);
   // In CI every run of a vendor shares one pseudonym; no secret is created there.
-  const vendor = config.options.env ? undefined : ciVendor();
+  const vendor = ciVendor(config.envObj);
   const pseudo = vendor !== undefined ? ciPseudonym(vendor) : cachedPseudonym(dataDir, config.tool, label);
   const queue = consent === 'on' ? Queue.open(join(dataDir, 'queue')) : undefined;
   const sender = consent === 'on' ? config.sender(dataDir) : undefined;

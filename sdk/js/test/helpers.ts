@@ -42,7 +42,7 @@ function optel(args: string[]): string {
   return execFileSync(OPTEL_BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export async function startCollector(projects: string[], port = 0): Promise<Collector> {
+export async function startCollector(projects: string[], port = 0, extraArgs: string[] = []): Promise<Collector> {
   const dir = tempDir('optel-collector-');
   const dataDir = join(dir, 'data');
   const token = 'js-test-token-0123456789abcdef';
@@ -51,7 +51,7 @@ export async function startCollector(projects: string[], port = 0): Promise<Coll
   let child: ReturnType<typeof spawn>;
   let url = '';
   const launch = async (listen: string) => {
-    child = spawn(OPTEL_BIN, ['serve', '--listen', listen, '--data-dir', dataDir, '--admin-token', token], {
+    child = spawn(OPTEL_BIN, ['serve', '--listen', listen, '--data-dir', dataDir, '--admin-token', token, ...extraArgs], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { PATH: process.env.PATH ?? '', OPTEL_LOG: 'warn' },
     });

@@ -1,7 +1,7 @@
 // Exit-latency and delivery harness of the Node.js SDK, the twin of the Rust SDK's
 // `crates/optel-cli/examples/exit_latency.rs`:
 //
-//   npm run build && OPTEL_BIN=... node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200] [--import-runs 200]
+//   npm run build && OPTEL_BIN=... node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200] [--import-runs 200] [--only-import]
 //
 // 1. Runs `acme-node check APP` as a real process --runs times in each mode, interleaved: telemetry
 //    off; on with a healthy collector; refusing connections; a blackhole (accepts, never answers);
@@ -11,7 +11,7 @@
 // 2. Flapping: --flap-runs runs over 2 installs, two processes at a time, the collector stopped
 //    and restarted every 25 runs; after a drain every event must be stored exactly once.
 // 3. Import time: --import-runs fresh processes each timing `await import('optel')`.
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -25,8 +25,9 @@ function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
-const RUNS = arg('--runs', 200);
-const FLAP_RUNS = arg('--flap-runs', 200);
+const ONLY_IMPORT = process.argv.includes('--only-import');
+const RUNS = ONLY_IMPORT ? 0 : arg('--runs', 200);
+const FLAP_RUNS = ONLY_IMPORT ? 0 : arg('--flap-runs', 200);
 const IMPORT_RUNS = arg('--import-runs', 200);
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(1)} ms`;
@@ -40,7 +41,8 @@ console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model
 const scratch = tempDir('optel-bench-');
 const app = join(scratch, 'app');
 await acmeNode(['init', app], installEnv(join(scratch, 'init'), { ACME_NODE_TELEMETRY: 'off' }));
-const collector = await startCollector(['acme-node']);
+// No rate limits (as the Rust harness): every simulated install connects from 127.0.0.1.
+const collector = await startCollector(['acme-node'], 0, ['--rate-per-key', '0', '--rate-per-addr', '0']);
 const key = collector.keys['acme-node']!;
 const hole = await blackhole();
 const slow = await recorder(200, 10_000);
@@ -93,18 +95,23 @@ for (const m of modes) {
 
 /** Sends what is queued in each home to the healthy collector (`telemetry flush`), once breakers allow it. */
 async function drain(c: Collector, homes: string[]): Promise<void> {
-  for (let round = 0; round < 5; round++) {
+  for (let round = 0; round < 10; round++) {
+    // Wait for every circuit breaker to allow a probe, as the Rust harness does.
+    const open = Math.max(0, ...homes.map((h) => queueStatus(dataDirOf(h, 'acme-node')).breakerOpenUntilMs ?? 0));
+    if (open > Date.now()) await sleep(Math.min(open - Date.now() + 50, 120_000));
     let pending = 0;
     for (const home of homes) {
       if (queueStatus(dataDirOf(home, 'acme-node')).pendingEvents === 0) continue;
       const r = await acmeNode(['telemetry', 'flush', '--timeout-ms', '20000'], installEnv(home, { ACME_NODE_TELEMETRY: 'on', ACME_NODE_TELEMETRY_ENDPOINT: c.url, ACME_NODE_TELEMETRY_KEY: key }));
       if (r.code !== 0) throw new Error(`flush failed: ${r.stderr}`);
-      pending += queueStatus(dataDirOf(home, 'acme-node')).pendingEvents;
+      const left = queueStatus(dataDirOf(home, 'acme-node')).pendingEvents;
+      if (left > 0) console.error(`drain round ${round}: ${home}: ${r.stdout.trim()} (${left} left)`);
+      pending += left;
     }
     if (pending === 0) return;
     await sleep(1000);
   }
-  throw new Error('queues still not empty after 5 drain rounds');
+  throw new Error('queues still not empty after 10 drain rounds');
 }
 
 const onModes = modes.slice(1);
@@ -141,15 +148,31 @@ const queued = homes.reduce((n, h) => n + queueStatus(dataDirOf(h, 'acme-node'))
 const flapOk = stored === FLAP_RUNS && queued === 0;
 console.log(`flapping: ${FLAP_RUNS} runs in ${flapSeconds.toFixed(1)} s; ${stored} events stored, ${FLAP_RUNS} recorded, ${queued} still queued, ${FLAP_RUNS - stored} lost: ${flapOk ? 'OK' : 'FAILED'}`);
 
-// Import time.
-const index = pathToFileURL(join(PKG, 'build', 'src', 'index.js')).href;
-const script = `const t = performance.now(); await import(${JSON.stringify(index)}); process.stdout.write(String(performance.now() - t));`;
-const imports: number[] = [];
+// Import time: a fresh process whose entry module statically imports the package (as a CLI's
+// `import { Telemetry } from 'optel'` does) against one importing an empty module, interleaved;
+// each reports performance.now() (ms since the process started) and its CPU time at its first
+// line. The difference of the medians is what importing optel costs.
+const entryDir = tempDir('optel-import-');
+const emptyModule = join(entryDir, 'empty.mjs');
+writeFileSync(emptyModule, 'export const x = 1;\n');
+const probe = (target: string) => `import ${JSON.stringify(pathToFileURL(target).href)};\nconst c = process.cpuUsage();\nprocess.stdout.write(performance.now() + ' ' + (c.user + c.system) / 1000);\n`;
+writeFileSync(join(entryDir, 'with-optel.mjs'), probe(join(PKG, 'build', 'dist', 'optel.js')));
+writeFileSync(join(entryDir, 'with-empty.mjs'), probe(emptyModule));
+const samples = { optel: { wall: [] as number[], cpu: [] as number[] }, empty: { wall: [] as number[], cpu: [] as number[] } };
 for (let i = 0; i < IMPORT_RUNS; i++) {
-  const r = await runProcess(process.execPath, ['--input-type=module', '-e', script], { PATH: process.env.PATH ?? '' });
-  imports.push(Number(r.stdout));
+  for (const k of ['empty', 'optel'] as const) {
+    const r = await runProcess(process.execPath, [join(entryDir, k === 'optel' ? 'with-optel.mjs' : 'with-empty.mjs')], { PATH: process.env.PATH ?? '' });
+    const [wall, cpu] = r.stdout.split(' ').map(Number);
+    samples[k].wall.push(wall!);
+    samples[k].cpu.push(cpu!);
+  }
 }
-console.log(`\nimport of optel (${IMPORT_RUNS} fresh processes): median ${fmt(percentile(imports, 50))}, p99 ${fmt(percentile(imports, 99))}`);
+console.log(`\nimport of optel (${IMPORT_RUNS} fresh processes each, interleaved with an empty module):`);
+console.log('| | entry reached, median | p99 | CPU at entry, median |\n|---|---|---|---|');
+for (const k of ['empty', 'optel'] as const) {
+  console.log(`| ${k === 'optel' ? "import 'optel'" : 'import of an empty module'} | ${fmt(percentile(samples[k].wall, 50))} | ${fmt(percentile(samples[k].wall, 99))} | ${fmt(percentile(samples[k].cpu, 50))} |`);
+}
+console.log(`| **cost of importing optel** | **${signed(percentile(samples.optel.wall, 50) - percentile(samples.empty.wall, 50))}** | ${signed(percentile(samples.optel.wall, 99) - percentile(samples.empty.wall, 99))} | **${signed(percentile(samples.optel.cpu, 50) - percentile(samples.empty.cpu, 50))}** |`);
 console.log(`load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
 await hole.close();
