@@ -60,7 +60,7 @@ export async function startCollector(projects: string[], port = 0, extraArgs: st
       const timer = setTimeout(() => fail(new Error(`the collector did not start within 20 s:\n${buf}`)), 20_000);
       child.stderr!.on('data', (d) => {
         buf += d;
-        const m = /listening on (http:\/\/[^\s]+)/.exec(buf);
+        const m = /listening on (http:\/\/\S+)\s/.exec(buf); // whole line: a pipe may split it
         if (m) {
           clearTimeout(timer);
           ok(m[1]!);

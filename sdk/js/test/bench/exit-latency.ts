@@ -1,7 +1,7 @@
 // Exit-latency and delivery harness of the Node.js SDK, the twin of the Rust SDK's
 // `crates/optel-cli/examples/exit_latency.rs`:
 //
-//   npm run build && OPTEL_BIN=... node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200] [--import-runs 200] [--only-import]
+//   npm run build && OPTEL_BIN=... [ACME_BIN=...] node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200] [--import-runs 200] [--only-import] [--rust]
 //
 // 1. Runs `acme-node check APP` as a real process --runs times in each mode, interleaved: telemetry
 //    off; on with a healthy collector; refusing connections; a blackhole (accepts, never answers);
@@ -41,9 +41,11 @@ console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model
 const scratch = tempDir('optel-bench-');
 const app = join(scratch, 'app');
 await acmeNode(['init', app], installEnv(join(scratch, 'init'), { ACME_NODE_TELEMETRY: 'off' }));
+// (the Rust acme reads the same manifest)
 // No rate limits (as the Rust harness): every simulated install connects from 127.0.0.1.
-const collector = await startCollector(['acme-node'], 0, ['--rate-per-key', '0', '--rate-per-addr', '0']);
+const collector = await startCollector(['acme-node', 'acme'], 0, ['--rate-per-key', '0', '--rate-per-addr', '0']);
 const key = collector.keys['acme-node']!;
+const rustKey = collector.keys.acme!;
 const hole = await blackhole();
 const slow = await recorder(200, 10_000);
 const refusing = await refusingAddr();
@@ -51,6 +53,8 @@ const deadProxy = await refusingAddr();
 
 interface Mode {
   name: string;
+  /** The Rust example `acme` (ACME_BIN) instead of acme-node: the peer, measured in the same run. */
+  rust?: boolean;
   endpoint?: string;
   proxy?: string;
   home: string;
@@ -66,16 +70,25 @@ const modes: Mode[] = [
   mode('answers-after-10s', slow.url),
   mode('dead-https-proxy', collector.url, deadProxy),
 ];
+// The Rust SDK's example in the same run, when its binary is there (--rust): the same machine load.
+const ACME_BIN = process.env.ACME_BIN;
+const rustModes: Mode[] =
+  process.argv.includes('--rust') && ACME_BIN && existsSync(ACME_BIN)
+    ? [{ ...mode('rust off'), rust: true }, { ...mode('rust healthy', collector.url), rust: true }, { ...mode('rust blackhole', hole.url), rust: true }]
+    : [];
 
-const envFor = (m: Mode, extra: Record<string, string> = {}) =>
-  installEnv(m.home, m.endpoint ? { ACME_NODE_TELEMETRY: 'on', ACME_NODE_TELEMETRY_ENDPOINT: m.endpoint, ACME_NODE_TELEMETRY_KEY: key, HTTPS_PROXY: m.proxy, ...extra } : { ACME_NODE_TELEMETRY: 'off' });
+const envFor = (m: Mode, extra: Record<string, string> = {}) => {
+  const p = m.rust ? 'ACME' : 'ACME_NODE';
+  return installEnv(m.home.replace(/ /g, '-'), m.endpoint ? { [`${p}_TELEMETRY`]: 'on', [`${p}_TELEMETRY_ENDPOINT`]: m.endpoint, [`${p}_TELEMETRY_KEY`]: m.rust ? rustKey : key, HTTPS_PROXY: m.proxy, ...extra } : { [`${p}_TELEMETRY`]: 'off' });
+};
 
 console.log(`running acme-node check ${RUNS} times in each of ${modes.length} modes...`);
 for (let i = 0; i < RUNS; i++) {
-  for (const m of modes) {
+  for (const m of [...modes, ...rustModes]) {
     // /usr/bin/time adds the CPU time (user + system) of the run: wall time on a shared machine
     // swings with its load, CPU time much less.
-    const r = TIME ? await runProcess(TIME, ['-f', 'cpu %U %S', process.execPath, ACME_NODE, 'check', app], envFor(m)) : await acmeNode(['check', app], envFor(m));
+    const cmd = m.rust ? [ACME_BIN!, 'check', app] : [process.execPath, ACME_NODE, 'check', app];
+    const r = TIME ? await runProcess(TIME, ['-f', 'cpu %U %S', ...cmd], envFor(m)) : await runProcess(cmd[0]!, cmd.slice(1), envFor(m));
     if (r.code !== 0) throw new Error(`acme-node failed in mode ${m.name}: ${r.stderr}`);
     m.times.push(r.ms);
     const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
@@ -86,11 +99,15 @@ const offMedian = percentile(modes[0]!.times, 50);
 const offCpu = percentile(modes[0]!.cpu, 50);
 console.log(`load average after the runs ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 console.log('\n| mode | median | p99 | added median | added p99 | CPU median | added CPU median |\n|---|---|---|---|---|---|---|');
-for (const m of modes) {
+const rustOff = rustModes[0] ? percentile(rustModes[0].times, 50) : 0;
+const rustOffCpu = rustModes[0] ? percentile(rustModes[0].cpu, 50) : 0;
+for (const m of [...modes, ...rustModes]) {
+  const base = m.rust ? rustOff : offMedian;
+  const baseCpu = m.rust ? rustOffCpu : offCpu;
   const med = percentile(m.times, 50);
   const p99 = percentile(m.times, 99);
   const cpu = m.cpu.length ? percentile(m.cpu, 50) : Number.NaN;
-  console.log(`| ${m.name} | ${fmt(med)} | ${fmt(p99)} | ${signed(med - offMedian)} | ${signed(p99 - offMedian)} | ${fmt(cpu)} | ${signed(cpu - offCpu)} |`);
+  console.log(`| ${m.name} | ${fmt(med)} | ${fmt(p99)} | ${signed(med - base)} | ${signed(p99 - base)} | ${fmt(cpu)} | ${signed(cpu - baseCpu)} |`);
 }
 
 /** Sends what is queued in each home to the healthy collector (`telemetry flush`), once breakers allow it. */
