@@ -6,10 +6,10 @@
 import { join } from 'node:path';
 import { type Asking, type Consent, type Resolution, envPrefix, resolveConsent, userConfigPath } from './consent.js';
 import { defaultDataDir, platformConfigDir, rustArch, rustOs } from './dirs.js';
-import { Breaker, type Policy, Sender } from './delivery.js';
-import { DEFAULT_RETENTION_DAYS, type Exporter, HttpExporter, JsonlFileExporter } from './export.js';
+import type { Policy } from './delivery.js';
+import type { Exporter } from './export.js';
+import { DEFAULT_RETENTION_DAYS, JsonlFileExporter } from './ledger.js';
 import type { Epoch } from './identity.js';
-import { Queue } from './queue.js';
 import { newBatch, type Batch } from './wire.js';
 
 /** The SDK's version, sent in the `User-Agent`. */
@@ -134,12 +134,9 @@ export class TelemetryConfig {
     return `optel-js/${SDK_VERSION} (${this.tool}/${this.version})`;
   }
 
-  /** The exporter delivery uses: the one given in code, else HTTP to the endpoint, else none. */
-  exporter(): Exporter | undefined {
-    if (this.options.exporter) return this.options.exporter;
-    const endpoint = this.endpoint();
-    if (!endpoint) return undefined;
-    return new HttpExporter(eventsUrl(endpoint), this.ingestKey(), this.userAgent(), this.options.gzip ?? true, this.envObj);
+  /** Whether delivery has somewhere to send: an exporter given in code, or an endpoint. */
+  delivers(): boolean {
+    return this.options.exporter !== undefined || Boolean(this.endpoint());
   }
 
   policy(): Policy {
@@ -147,13 +144,6 @@ export class TelemetryConfig {
       requestTimeoutMs: this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
       dailyRequestCap: this.options.dailyRequestCap ?? DEFAULT_DAILY_REQUEST_CAP,
     };
-  }
-
-  /** A sender for the queue of `dataDir`, if there is somewhere to send. */
-  sender(dataDir: string): Sender | undefined {
-    const exporter = this.exporter();
-    if (!exporter) return undefined;
-    return new Sender(Queue.open(join(dataDir, 'queue')), new Breaker(dataDir), this.policy(), exporter);
   }
 
   /** The exit budget: the variable, else the CI flush timeout under `CI`, else `exitTimeoutMs`. */

@@ -28,30 +28,8 @@ export const MAX_RETRY_TIME_MS = 10_000;
 export const BREAKER_FAILURES = 5;
 export const BREAKER_OPEN_MS = 30_000;
 const MAX_RETRY_AFTER_MS = 3_600_000;
-/** The breaker state file, in the data directory. */
-export const STATE_FILE = 'delivery_state';
-const DAY_MS = 86_400_000;
-
-/** The persisted breaker state (the Rust SDK's record). */
-export interface BreakerState {
-  failures: number;
-  openUntilMs: number;
-  day: number;
-  requests: number;
-}
-
-export function parseState(text: string): BreakerState {
-  const f = text.split(/\s+/).filter((x) => x.length > 0).map(Number);
-  if (f.length === 4 && f.every((n) => Number.isInteger(n))) {
-    return { failures: Math.max(0, f[0]!), openUntilMs: f[1]!, day: f[2]!, requests: Math.max(0, f[3]!) };
-  }
-  return { failures: 0, openUntilMs: 0, day: 0, requests: 0 };
-}
-
-export function formatState(s: BreakerState): string {
-  const pad = (n: number, w: number) => String(n).padStart(w, '0');
-  return `${pad(s.failures, 10)} ${pad(s.openUntilMs, 20)} ${pad(s.day, 10)} ${pad(s.requests, 10)}\n`;
-}
+import { type BreakerState, DAY_MS, STATE_FILE, formatState, parseState } from './breaker-state.js';
+export { type BreakerState, STATE_FILE, formatState, parseState } from './breaker-state.js';
 
 /**
  * The circuit breaker and daily request counter in `<data dir>/delivery_state`. The Rust SDK

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { Breaker, Sender } from './delivery.js';
-import { HttpExporter } from './export.js';
+import { HttpExporter } from './http.js';
 import { Queue } from './queue.js';
 
 interface Job {

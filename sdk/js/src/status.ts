@@ -1,6 +1,7 @@
 /** `queueStatus`: what the local queue and delivery state of a data directory hold (as the Rust SDK's `queue_status`). Creates nothing. */
 import { join } from 'node:path';
-import { Breaker } from './delivery.js';
+import { readFileSync } from 'node:fs';
+import { STATE_FILE, parseState } from './breaker-state.js';
 import { Queue } from './queue.js';
 
 /** The queue and delivery state of a data directory. */
@@ -20,7 +21,12 @@ export function queueStatus(dataDir: string): QueueStatus {
   const q = new Queue(join(dataDir, 'queue'));
   const segs = q.segmentsOrEmpty();
   const d = q.dropped();
-  const b = new Breaker(dataDir).state();
+  let b = parseState('');
+  try {
+    b = parseState(readFileSync(join(dataDir, STATE_FILE), 'utf8').slice(0, 256));
+  } catch {
+    // no state yet
+  }
   const now = Date.now();
   const s: QueueStatus = {
     pendingEvents: segs.reduce((n, x) => n + x.events, 0),

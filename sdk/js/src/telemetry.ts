@@ -17,14 +17,14 @@
 import { fileURLToPath } from 'node:url';
 import { childProcess, randomBytes } from './lazy.js';
 import { type Consent, type ConsentSource, type Resolution, ask, canAsk, ciVendor, describeSource, interactive, notice, readConsentFile, writeUserChoice } from './consent.js';
-import { MAX_RETRY_TIME_MS, type Sender } from './delivery.js';
+import type { Sender } from './delivery.js';
 import { rustArch, rustOs } from './dirs.js';
-import { HttpExporter, type JsonlFileExporter } from './export.js';
+import type { JsonlFileExporter } from './ledger.js';
 import { createPrivateDir } from './fsutil.js';
 import { type Epoch, cachedPseudonym, ciPseudonym, epochLabel } from './identity.js';
 import { Queue } from './queue.js';
 import { redact } from './redact.js';
-import { TelemetryConfig, type TelemetryOptions } from './config.js';
+import { TelemetryConfig, type TelemetryOptions, eventsUrl } from './config.js';
 import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, newBatch, validateEvent } from './wire.js';
 import { join } from 'node:path';
 
@@ -150,8 +150,22 @@ class Recorder {
     readonly exitBudgetMs: number,
     readonly ledger: JsonlFileExporter,
     readonly queue: Queue | undefined,
-    readonly sender: Sender | undefined,
+    /** Whether there is somewhere to send (consent on, and an endpoint or an exporter). */
+    readonly delivers: boolean,
   ) {}
+
+  /** The sender, once its code is loaded (a separate chunk: see {@link loadSender}). */
+  sender: Sender | undefined;
+  private loading: Promise<Sender | undefined> | undefined;
+
+  /** Loads the delivery code and builds the sender, once. */
+  loadSender(): Promise<Sender | undefined> {
+    if (!this.delivers) return Promise.resolve(undefined);
+    this.loading ??= import('./sending.js')
+      .then((m) => (this.sender = m.createSender(this.config, this.dataDir)))
+      .catch(() => undefined);
+    return this.loading;
+  }
 
   record(p: Pending): void {
     if (this.closed || this.buffer.length >= MAX_BUFFERED_EVENTS) {
@@ -217,29 +231,30 @@ class Recorder {
     if (this.exitRoundStarted) return;
     this.exitRoundStarted = true;
     this.persist();
-    const sender = this.sender;
-    if (!sender || !sender.breaker.maySend()) {
+    if (!this.delivers) {
       this.exitRoundDone = true;
       return;
     }
     const deadline = Date.now() + this.exitBudgetMs;
     // The one timer that holds the process: it ends at the budget, whatever the network does.
     const hold = setTimeout(() => {}, this.exitBudgetMs);
-    sender.round(deadline).finally(() => {
-      this.exitRoundDone = true;
-      clearTimeout(hold);
-    });
+    void this.loadSender()
+      .then((sender) => (sender && sender.breaker.maySend() ? sender.round(deadline) : undefined))
+      .finally(() => {
+        this.exitRoundDone = true;
+        clearTimeout(hold);
+      });
   }
 
   /** The `exit` event (also after `process.exit()`): synchronous only. */
   onExit(): void {
     this.persist();
     this.closed = true;
-    const sender = this.sender;
-    if (!sender) return;
-    sender.releaseAll();
-    if (!this.exitRoundDone && this.exitBudgetMs >= MIN_SYNC_FLUSH_MS && sender.exporter instanceof HttpExporter && sender.breaker.maySend()) {
-      flushInChild(sender.exporter, this.dataDir, this.config, this.exitBudgetMs);
+    this.sender?.releaseAll();
+    // The flush child speaks HTTP only: not for an exporter given in code.
+    const endpoint = this.config.endpoint();
+    if (this.delivers && !this.exitRoundDone && this.exitBudgetMs >= MIN_SYNC_FLUSH_MS && !this.config.options.exporter && endpoint) {
+      flushInChild(eventsUrl(endpoint), this.dataDir, this.config, this.exitBudgetMs);
     }
   }
 
@@ -247,27 +262,27 @@ class Recorder {
     if (this.closed) return;
     this.persist();
     this.closed = true;
-    if (this.sender) {
+    if (this.delivers) {
       this.exitRoundStarted = true;
       const deadline = Date.now() + this.exitBudgetMs;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        this.sender.round(deadline),
+        this.loadSender().then((s) => s?.round(deadline)),
         new Promise<void>((r) => {
           timer = setTimeout(r, this.exitBudgetMs);
         }),
       ]);
       clearTimeout(timer);
-      this.exitRoundDone = !this.sender.busy;
+      this.exitRoundDone = this.sender !== undefined && !this.sender.busy;
     }
   }
 }
 
 /** A synchronous flush in a child process, killed at the budget: for `process.exit()` in CI. */
-function flushInChild(exporter: HttpExporter, dataDir: string, config: TelemetryConfig, budgetMs: number): void {
+function flushInChild(url: string, dataDir: string, config: TelemetryConfig, budgetMs: number): void {
   try {
     const worker = fileURLToPath(new URL('./flush-worker.js', import.meta.url));
-    const job = { dataDir, url: exporter.url, key: exporter.ingestKey, userAgent: exporter.userAgent, gzip: exporter.gzip, policy: config.policy(), budgetMs };
+    const job = { dataDir, url, key: config.ingestKey(), userAgent: config.userAgent(), gzip: config.options.gzip ?? true, policy: config.policy(), budgetMs };
     childProcess().spawnSync(process.execPath, [worker], {
       env: { ...process.env, OPTEL_FLUSH_JOB: JSON.stringify(job) },
       stdio: 'ignore',
@@ -473,7 +488,7 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
   const vendor = ciVendor(config.envObj);
   const pseudo = vendor !== undefined ? ciPseudonym(vendor) : cachedPseudonym(dataDir, config.tool, label);
   const queue = consent === 'on' ? Queue.open(join(dataDir, 'queue')) : undefined;
-  const sender = consent === 'on' ? config.sender(dataDir) : undefined;
+  const delivers = consent === 'on' && config.delivers();
   const recorder = new Recorder(
     config,
     newBatch(config.tool, config.version, pseudo, rustOs(), rustArch()),
@@ -483,17 +498,20 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
     config.exitBudgetMs(),
     config.ledger(dataDir),
     queue,
-    sender,
+    delivers,
   );
   process.on('exit', () => recorder.onExit());
   process.on('beforeExit', () => recorder.onBeforeExit());
   process.on('uncaughtExceptionMonitor', () => {
     recorder.uncaught = true;
   });
-  if (sender) {
+  if (delivers) {
     // What earlier runs left goes now, while the host works; nothing here holds the process.
+    // The delivery code is loaded here too, so that it is ready when the process ends.
     const kick = setImmediate(() => {
-      if (sender.breaker.maySend() && sender.queue.segmentsOrEmpty().length > 0) void sender.round(Date.now() + MAX_RETRY_TIME_MS);
+      void recorder.loadSender().then((sender) => {
+        if (sender && !recorder.closed && sender.breaker.maySend() && sender.queue.segmentsOrEmpty().length > 0) void sender.round(Date.now() + 10_000);
+      });
     });
     kick.unref();
   }

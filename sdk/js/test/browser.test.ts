@@ -58,7 +58,9 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
+  // Bounded: a browser that does not close must not hold the test run.
+  await Promise.race([browser?.close(), sleep(10_000)]);
+  site?.closeAllConnections();
   await new Promise((r) => (site ? site.close(r) : r(undefined)));
 });
 
@@ -93,7 +95,7 @@ async function waitFor(fake: Fake, n: number, ms = 5000): Promise<void> {
   while (fake.requests.length < n && Date.now() < end) await sleep(50);
 }
 
-test('one batch per page view on pagehide: sendBeacon, text/plain, ?key=, a per-page-view pseudonym, first mounts counted', { skip }, async () => {
+test('one batch per page view on pagehide: sendBeacon, text/plain, ?key=, a per-page-view pseudonym, first mounts counted', { skip, timeout: 120_000 }, async () => {
   const fake = await recorder();
   try {
     const storage = await visit(fake.url, 'optel_bk_test');
@@ -127,7 +129,7 @@ for (const [name, opts] of [
   ['Do Not Track', { dnt: true }],
   ['no consent given', { consent: false }],
 ] as const) {
-  test(`nothing is sent with ${name}`, { skip }, async () => {
+  test(`nothing is sent with ${name}`, { skip, timeout: 120_000 }, async () => {
     const fake = await recorder();
     try {
       const storage = await visit(fake.url, 'optel_bk_test', opts);
@@ -150,7 +152,7 @@ function browserKey(c: Collector, project: string): string | undefined {
   }
 }
 
-test('the component counts reach a real collector through a browser key', { skip: skip || (HAVE_OPTEL ? false : `no optel binary at ${OPTEL_BIN}`) }, async (t) => {
+test('the component counts reach a real collector through a browser key', { skip: skip || (HAVE_OPTEL ? false : `no optel binary at ${OPTEL_BIN}`), timeout: 120_000 }, async (t) => {
   // Keys are created while the collector is stopped (`optel keys` writes the database).
   const c = await startCollector(['react-components']);
   try {

@@ -53,7 +53,7 @@ test('an uncaught exception and an unfinished command at process.exit(3) are rec
   assert.equal((await run('throw', env)).code, 1);
   assert.equal((await run('unfinished-exit', env)).code, 3);
   const dir = join(dataDirOf(home, 'exit-tool'), 'ledger');
-  const { JsonlFileExporter } = await import('../src/export.js');
+  const { JsonlFileExporter } = await import('../src/ledger.js');
   const events = new JsonlFileExporter(dir).readLines().flatMap((l) => JSON.parse(l).events);
   assert.deepEqual(events.map((e: { name: string; success: boolean; error_code?: string }) => [e.name, e.success, e.error_code]), [
     ['throw', false, 'uncaught_exception'],

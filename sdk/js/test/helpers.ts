@@ -75,7 +75,8 @@ export async function startCollector(projects: string[], port = 0, extraArgs: st
   };
   await launch(`127.0.0.1:${port}`);
   const stop = async () => {
-    if (child.exitCode === null) {
+    // A child killed by a signal has exitCode null and signalCode set: it has exited too.
+    if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       await new Promise((r) => child.on('exit', r));
     }
