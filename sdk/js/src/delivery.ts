@@ -14,7 +14,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { crypto } from './lazy.js';
 import type { Exporter } from './export.js';
 import { type Claim, Queue, rewriteRecord } from './queue.js';
 import type { Batch } from './wire.js';
@@ -115,7 +114,8 @@ export class Backoff {
   nextDelay(): number {
     const ceiling = this.next;
     this.next = Math.min(ceiling * BACKOFF_MULTIPLIER, MAX_BACKOFF_MS);
-    return ceiling * (0.5 + 0.5 * (crypto().randomInt(65536) / 65535));
+    // Jitter needs no cryptographic randomness (and node:crypto costs a load).
+    return ceiling * (0.5 + 0.5 * Math.random());
   }
 }
 

@@ -55,14 +55,20 @@ export interface Dropped {
   total: number;
 }
 
-const SEGMENT_RE = /^(?!\.).*-(\d+)e-(\d+)b\.json$/;
 let seq = 0;
+const DIGITS = /^\d+$/;
 
-/** The segment a file name denotes, if it is one. */
+/** The segment a file name denotes, if it is one: `<ns>-<random>-<events>e-<bytes>b.json`, not hidden. */
 export function segmentOf(dir: string, name: string): Segment | undefined {
-  const m = SEGMENT_RE.exec(name);
-  if (!m) return undefined;
-  return { path: join(dir, name), name, events: Number(m[1]), bytes: Number(m[2]) };
+  if (name.startsWith('.') || !name.endsWith('b.json')) return undefined;
+  const stem = name.slice(0, -'b.json'.length);
+  const dash = stem.lastIndexOf('-');
+  const dash2 = stem.lastIndexOf('-', dash - 1);
+  if (dash2 < 0) return undefined;
+  const events = stem.slice(dash2 + 1, dash);
+  const bytes = stem.slice(dash + 1);
+  if (!events.endsWith('e') || !DIGITS.test(events.slice(0, -1)) || !DIGITS.test(bytes)) return undefined;
+  return { path: join(dir, name), name, events: Number(events.slice(0, -1)), bytes: Number(bytes) };
 }
 
 /** The queue directory of one tool: `<data dir>/queue`. */

@@ -114,7 +114,7 @@ export class CommandGuard {
       type: 'command',
       name: this.name,
       at: this.startedAt,
-      durationMs: Math.max(0, Math.floor(performance.now() - this.started)),
+      durationMs: Math.max(0, Math.floor(monotonicMs() - this.started)),
       success: this.errorCode === undefined,
       attributes: this.attrs,
     };
@@ -130,6 +130,12 @@ export class CommandGuard {
 }
 
 const NOOP_GUARD = new CommandGuard(undefined, '', 0, 0);
+
+/** A monotonic clock in ms. `process.hrtime`, not `performance.now()`: the global `performance` is loaded on first use, at a cost of milliseconds. */
+function monotonicMs(): number {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+}
 
 /** The running recorder of a process with consent `local` or `on`. */
 class Recorder {
@@ -363,7 +369,7 @@ export class Telemetry {
   trackCommand(name: string): CommandGuard {
     const r = this.recorder;
     if (!r) return NOOP_GUARD;
-    const g = new CommandGuard(r, name, Date.now(), performance.now());
+    const g = new CommandGuard(r, name, Date.now(), monotonicMs());
     r.active.add(g);
     return g;
   }
