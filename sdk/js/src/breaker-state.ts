@@ -1,7 +1,19 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 /** The circuit breaker's persisted record (the Rust SDK's `delivery_state` file): read by `status` without loading delivery. */
 /** The breaker state file, in the data directory. */
 export const STATE_FILE = 'delivery_state';
 export const DAY_MS = 86_400_000;
+
+/** Whether the circuit breaker of `dataDir` holds every process back now (read without loading delivery). */
+export function breakerOpen(dataDir: string, now: number = Date.now()): boolean {
+  try {
+    return parseState(readFileSync(join(dataDir, STATE_FILE), 'utf8').slice(0, 256)).openUntilMs > now;
+  } catch {
+    return false;
+  }
+}
 
 /** The persisted breaker state (the Rust SDK's record). */
 export interface BreakerState {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { childProcess, randomBytes } from './lazy.js';
 import { type Consent, type ConsentSource, type Resolution, ask, canAsk, ciVendor, describeSource, interactive, notice, readConsentFile, writeUserChoice } from './consent.js';
 import type { Sender } from './delivery.js';
+import { breakerOpen } from './breaker-state.js';
 import { rustArch, rustOs } from './dirs.js';
 import type { JsonlFileExporter } from './ledger.js';
 import { createPrivateDir } from './fsutil.js';
@@ -237,7 +238,8 @@ class Recorder {
     if (this.exitRoundStarted) return;
     this.exitRoundStarted = true;
     this.persist();
-    if (!this.delivers) {
+    // An open breaker (a dead endpoint) costs nothing: not even loading the delivery code.
+    if (!this.delivers || breakerOpen(this.dataDir)) {
       this.exitRoundDone = true;
       return;
     }
@@ -259,7 +261,7 @@ class Recorder {
     this.sender?.releaseAll();
     // The flush child speaks HTTP only: not for an exporter given in code.
     const endpoint = this.config.endpoint();
-    if (this.delivers && !this.exitRoundDone && this.exitBudgetMs >= MIN_SYNC_FLUSH_MS && !this.config.options.exporter && endpoint) {
+    if (this.delivers && !this.exitRoundDone && this.exitBudgetMs >= MIN_SYNC_FLUSH_MS && !this.config.options.exporter && endpoint && !breakerOpen(this.dataDir)) {
       flushInChild(eventsUrl(endpoint), this.dataDir, this.config, this.exitBudgetMs);
     }
   }
@@ -515,8 +517,9 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
     // What earlier runs left goes now, while the host works; nothing here holds the process.
     // The delivery code is loaded here too, so that it is ready when the process ends.
     const kick = setImmediate(() => {
+      if (breakerOpen(dataDir) || !queue || queue.segmentsOrEmpty().length === 0) return;
       void recorder.loadSender().then((sender) => {
-        if (sender && !recorder.closed && sender.breaker.maySend() && sender.queue.segmentsOrEmpty().length > 0) void sender.round(Date.now() + 10_000);
+        if (sender && !recorder.closed && sender.breaker.maySend()) void sender.round(Date.now() + 10_000);
       });
     });
     kick.unref();
