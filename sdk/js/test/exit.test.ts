@@ -1,0 +1,62 @@
+// How a process ends: `process.exit()` persists this run's events synchronously (delivered by
+// the next run, or at once by a bounded flush child when the budget is long, as in CI);
+// unfinished commands and uncaught exceptions are recorded as failures.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { PKG } from './paths.js';
+import { dataDirOf, installEnv, recorder, runProcess, tempDir } from './helpers.js';
+import { Queue } from '../src/queue.js';
+
+const TOOL = join(PKG, 'build', 'test', 'support', 'exit-tool.js');
+const run = (how: string, env: NodeJS.ProcessEnv) => runProcess(process.execPath, [TOOL, how], env);
+const queued = (home: string) => new Queue(join(dataDirOf(home, 'exit-tool'), 'queue')).batches();
+
+test('process.exit() right after recording: the event is persisted, not lost, and the next run sends it', async () => {
+  const fake = await recorder();
+  try {
+    const home = tempDir();
+    const env = installEnv(home, { EXIT_TOOL_TELEMETRY_ENDPOINT: fake.url });
+    // A short budget and process.exit(): no waiting at all.
+    const r = await run('exit', env);
+    assert.equal(r.code, 0);
+    assert.deepEqual(queued(home).flatMap((b) => b.events.map((e) => e.name)), ['exit']);
+    // The next run delivers it (and its own, at its natural end).
+    const next = await run('natural', { ...env, EXIT_TOOL_TELEMETRY_EXIT_TIMEOUT_MS: '5000' });
+    assert.equal(next.code, 0);
+    const sent = fake.requests.flatMap((q) => JSON.parse(q.body).events.map((e: { name: string }) => e.name)).sort();
+    assert.deepEqual(sent, ['exit', 'natural']);
+    assert.deepEqual(queued(home), []);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('in CI, process.exit() flushes through a bounded child process: delivered before the tool ends', async () => {
+  const fake = await recorder();
+  try {
+    const home = tempDir();
+    const r = await run('exit', installEnv(home, { CI: 'true', EXIT_TOOL_TELEMETRY_ENDPOINT: fake.url }));
+    assert.equal(r.code, 0);
+    assert.equal(fake.requests.length, 1, 'sent before exit');
+    const batch = JSON.parse(fake.requests[0]!.body);
+    assert.equal(batch.pseudonym, 'ci:unknown', 'CI runs share the vendor pseudonym');
+    assert.deepEqual(queued(home), []);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('an uncaught exception and an unfinished command at process.exit(3) are recorded as failures', async () => {
+  const home = tempDir();
+  const env = installEnv(home, { EXIT_TOOL_TELEMETRY: 'local' });
+  assert.equal((await run('throw', env)).code, 1);
+  assert.equal((await run('unfinished-exit', env)).code, 3);
+  const dir = join(dataDirOf(home, 'exit-tool'), 'ledger');
+  const { JsonlFileExporter } = await import('../src/ledger.js');
+  const events = new JsonlFileExporter(dir).readLines().flatMap((l) => JSON.parse(l).events);
+  assert.deepEqual(events.map((e: { name: string; success: boolean; error_code?: string }) => [e.name, e.success, e.error_code]), [
+    ['throw', false, 'uncaught_exception'],
+    ['unfinished-exit', false, 'exit_3'],
+  ]);
+});

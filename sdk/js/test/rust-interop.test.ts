@@ -1,0 +1,71 @@
+// A Rust tool and a Node.js tool of the same name on one machine: same pseudonym (same secret
+// file, same derivation), one consent file (`telemetry disable` in one silences the other), and
+// one queue that either tool's `telemetry status` and `preview` read. Needs the Rust example
+// binary `acme` (ACME_BIN, default ../../target/debug/acme relative to sdk/js); skipped without it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PKG } from './paths.js';
+import { dataDirOf, installEnv, refusingAddr, runProcess, tempDir } from './helpers.js';
+
+const ACME_BIN = process.env.ACME_BIN || resolve(PKG, '..', '..', 'target', 'debug', 'acme');
+const skip = existsSync(ACME_BIN) ? false : `no Rust acme binary at ${ACME_BIN}: build it (cargo build -p acme) or set ACME_BIN`;
+const NODE_ACME = join(PKG, 'build', 'test', 'support', 'node-acme.js');
+const rust = (args: string[], env: NodeJS.ProcessEnv) => runProcess(ACME_BIN, args, env);
+const node = (args: string[], env: NodeJS.ProcessEnv) => runProcess(process.execPath, [NODE_ACME, ...args], env);
+
+function ledger(home: string): { pseudonym: string; service_version: string }[] {
+  const dir = join(dataDirOf(home, 'acme'), 'ledger');
+  return readdirSync(dir).flatMap((f) => readFileSync(join(dir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)));
+}
+
+test('a Rust tool and a Node.js tool of the same name report the same pseudonym (either creates the secret)', { skip }, async () => {
+  for (const order of [['rust', 'node'], ['node', 'rust']] as const) {
+    const home = tempDir('optel-interop-');
+    const app = join(home, 'app');
+    await rust(['init', app], installEnv(home, { ACME_TELEMETRY: 'off' }));
+    for (const who of order) {
+      const r = who === 'rust' ? await rust(['check', app], installEnv(home, { ACME_TELEMETRY: 'local' })) : await node(['check'], installEnv(home, { ACME_TELEMETRY: 'local' }));
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const lines = ledger(home);
+    assert.equal(lines.length, 2);
+    assert.deepEqual(lines.map((l) => l.service_version).sort(), ['0.1.0', '0.1.0-node']);
+    assert.match(lines[0]!.pseudonym, /^[0-9a-f]{32}$/);
+    assert.equal(lines[0]!.pseudonym, lines[1]!.pseudonym, `order ${order.join(' then ')}`);
+  }
+});
+
+test('telemetry disable in one silences the other, and enable in the other is seen by the first', { skip }, async () => {
+  const home = tempDir('optel-interop-');
+  const r = await rust(['telemetry', 'disable'], installEnv(home));
+  assert.equal(r.code, 0, r.stderr);
+  const status = await node(['telemetry', 'status'], installEnv(home));
+  assert.match(status.stdout, /^telemetry: off \(decided by user config file .*\/\.config\/optel\/acme\.toml\)/);
+  await node(['check'], installEnv(home));
+  assert.equal(existsSync(dataDirOf(home, 'acme')), false, 'the Node.js tool recorded nothing');
+  const enable = await node(['telemetry', 'enable'], installEnv(home));
+  assert.equal(enable.code, 0);
+  const rustStatus = await rust(['telemetry', 'status'], installEnv(home));
+  assert.match(rustStatus.stdout, /^telemetry: on \(decided by user config file .*\/\.config\/optel\/acme\.toml\)/);
+});
+
+test('one queue: each tool\'s status and preview read what the other queued', { skip }, async () => {
+  const home = tempDir('optel-interop-');
+  const app = join(home, 'app');
+  const dead = await refusingAddr();
+  await rust(['init', app], installEnv(home, { ACME_TELEMETRY: 'off' }));
+  const env = installEnv(home, { ACME_TELEMETRY: 'on', ACME_TELEMETRY_ENDPOINT: dead });
+  assert.equal((await rust(['check', app], env)).code, 0);
+  assert.match((await node(['telemetry', 'status'], env)).stdout, /queued events: 1\n/);
+  assert.equal((await node(['build'], env)).code, 0);
+  assert.match((await rust(['telemetry', 'status'], env)).stdout, /queued events: 2\n/);
+  const preview = (await rust(['telemetry', 'preview'], env)).stdout;
+  assert.ok(preview.includes('"0.1.0-node"'), 'the Rust tool parses the Node.js segment');
+  const nodePreview = (await node(['telemetry', 'preview'], env)).stdout;
+  assert.ok(nodePreview.includes('"service_version": "0.1.0"'), 'the Node.js tool parses the Rust segment');
+  // Both wrote the breaker record in one format: the Rust tool's status still reads it.
+  const state = readFileSync(join(dataDirOf(home, 'acme'), 'delivery_state'), 'utf8');
+  assert.match(state, /^\d{10} \d{20} \d{10} \d{10}\n$/);
+});
