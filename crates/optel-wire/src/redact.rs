@@ -20,7 +20,7 @@
 //!
 //! URLs without credentials or query strings (`https://docs.rs/optel`) are kept. The result is
 //! cut to [`crate::limits::MAX_STRING_VALUE_BYTES`] on a character boundary. The rules
-//! are pinned by the table in `crates/optel/tests/redaction_cases.tsv`.
+//! are pinned by the table in `sdk/fixtures/redaction.json` (read by both SDKs' tests).
 //!
 //! Redaction is a safety net, not a licence: attribute values should be enum-like
 //! `&'static str` constants, numbers or booleans wherever possible.

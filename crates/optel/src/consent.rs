@@ -381,7 +381,7 @@ pub(crate) fn slug(name: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -396,107 +396,89 @@ mod tests {
         assert_eq!(slug("  "), "unknown");
     }
 
-    /// One row of `tests/consent_precedence.tsv`: each layer's value (`-` = absent), the
-    /// author default, the expected state and deciding layer.
-    #[derive(Debug)]
-    struct Row {
-        dnt: Option<String>,
-        tool_env: Option<String>,
-        project: Option<String>,
-        user: Option<String>,
-        shared: Option<String>,
-        default: Consent,
-        want: Consent,
-        layer: String,
+    /// A file of the fixtures both SDKs' tests read (`sdk/fixtures`, README there).
+    pub(crate) fn shared_fixture(name: &str) -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../sdk/fixtures")
+            .join(name);
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
     }
 
-    fn rows() -> Vec<Row> {
-        let text = include_str!("../tests/consent_precedence.tsv");
-        let opt = |s: &str| (s != "-").then(|| s.to_owned());
-        text.lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                assert_eq!(f.len(), 8, "bad row {l:?}");
-                Row {
-                    dnt: opt(f[0]),
-                    tool_env: opt(f[1]),
-                    project: opt(f[2]),
-                    user: opt(f[3]),
-                    shared: opt(f[4]),
-                    default: Consent::parse(f[5]).unwrap(),
-                    want: Consent::parse(f[6]).unwrap(),
-                    layer: f[7].to_owned(),
-                }
-            })
-            .collect()
-    }
-
+    /// Every case of `sdk/fixtures/consent-precedence.json`, which the JavaScript SDK's tests
+    /// read too: each pair of layers, broken files failing closed, value spellings.
     #[test]
     fn precedence_table() {
-        let rows = rows();
-        assert!(rows.len() >= 30, "the table covers every pair of layers");
-        for row in rows {
+        let table = shared_fixture("consent-precedence.json");
+        let cases = table["cases"].as_array().unwrap();
+        assert!(cases.len() >= 30, "the table covers every pair of layers");
+        for case in cases {
             let home = tempfile::tempdir().unwrap();
             let config = home.path().join("config");
             let project = home.path().join("project");
             let cwd = project.join("src").join("deep");
             fs::create_dir_all(&cwd).unwrap();
-            if let Some(v) = &row.project {
-                // The policy sits two levels up: resolution walks up from the working directory.
-                fs::write(
-                    project.join(PROJECT_POLICY_FILE),
-                    format!("telemetry = \"{v}\"\n"),
-                )
-                .unwrap();
-            }
-            if let Some(v) = &row.user {
-                fs::create_dir_all(config.join("optel")).unwrap();
-                fs::write(
-                    user_config_path(&config, "acme"),
-                    format!("telemetry = \"{v}\"\n"),
-                )
-                .unwrap();
-            }
-            if let Some(v) = &row.shared {
-                fs::create_dir_all(config.join("optel")).unwrap();
-                // The per-tool override of the shared file decides for acme, the global
-                // default of that file for the others.
-                fs::write(
-                    shared_consent_path(&config),
-                    format!("telemetry = \"off\"\n[tools]\nacme = \"{v}\"\nother = \"on\"\n"),
-                )
-                .unwrap();
-            }
-            let vars: Vec<(String, String)> = [
-                ("DO_NOT_TRACK", &row.dnt),
-                ("ACME_TELEMETRY", &row.tool_env),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
-            .collect();
+            let file = |key: &str, path: &Path| {
+                if let Some(text) = case["files"][key].as_str() {
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs::write(path, text).unwrap();
+                }
+            };
+            file("project", &project.join(PROJECT_POLICY_FILE));
+            file("user", &user_config_path(&config, "acme"));
+            file("shared", &shared_consent_path(&config));
+            let vars: Vec<(String, String)> = case["env"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
             let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             let r = resolve(&Inputs {
                 env: &env,
                 tool: "acme",
                 cwd: Some(cwd.clone()),
                 config_dir: Some(config.clone()),
-                default: row.default,
+                default: Consent::parse(case["default"].as_str().unwrap()).unwrap(),
             });
-            assert_eq!(r.consent, row.want, "{row:?}");
-            assert_eq!(r.source.layer(), row.layer, "{row:?}");
-            match r.source.layer() {
-                "project_policy" => {
-                    assert_eq!(r.source.path(), Some(&*project.join(PROJECT_POLICY_FILE)));
-                }
-                "user_config" => {
-                    assert_eq!(r.source.path(), Some(&*user_config_path(&config, "acme")));
-                }
-                "shared_consent" => {
-                    assert_eq!(r.source.path(), Some(&*shared_consent_path(&config)));
-                }
-                _ => assert_eq!(r.source.path(), None),
+            let want = &case["expect"];
+            assert_eq!(
+                Some(r.consent),
+                want["consent"].as_str().and_then(Consent::parse),
+                "{case}"
+            );
+            assert_eq!(r.source.layer(), want["layer"].as_str().unwrap(), "{case}");
+            let deciding = match r.source.layer() {
+                "project_policy" => Some(project.join(PROJECT_POLICY_FILE)),
+                "user_config" => Some(user_config_path(&config, "acme")),
+                "shared_consent" => Some(shared_consent_path(&config)),
+                _ => None,
+            };
+            assert_eq!(r.source.path(), deciding.as_deref(), "{case}");
+            if let Some(part) = want["note_contains"].as_str() {
+                let note = r.note.as_deref().unwrap_or("");
+                assert!(note.contains(part), "{case}: note {note:?}");
             }
+        }
+    }
+
+    /// The CI slugs and variable prefixes of `sdk/fixtures/pseudonym-vectors.json`.
+    #[test]
+    fn shared_slugs_and_prefixes() {
+        let v = shared_fixture("pseudonym-vectors.json");
+        for c in v["ci_slugs"].as_array().unwrap() {
+            assert_eq!(
+                slug(c["name"].as_str().unwrap()),
+                c["slug"].as_str().unwrap(),
+                "{c}"
+            );
+        }
+        for c in v["env_prefixes"].as_array().unwrap() {
+            assert_eq!(
+                env_prefix(c["tool"].as_str().unwrap()),
+                c["prefix"].as_str().unwrap(),
+                "{c}"
+            );
         }
     }
 

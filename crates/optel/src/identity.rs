@@ -421,4 +421,54 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
     }
+
+    /// The vectors of `sdk/fixtures/pseudonym-vectors.json`, which the JavaScript SDK's tests
+    /// read too: a Rust tool and a Node.js tool of the same name agree on the pseudonym.
+    #[test]
+    fn shared_pseudonym_vectors() {
+        let v = crate::consent::tests::shared_fixture("pseudonym-vectors.json");
+        let list = |k: &str| v[k].as_array().unwrap().clone();
+        let s = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap().to_owned();
+        let at = |c: &serde_json::Value| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c["unix_s"].as_u64().unwrap())
+        };
+        for c in list("pseudonyms") {
+            let secret: [u8; 32] = hex::decode(s(&c, "secret_hex"))
+                .unwrap()
+                .try_into()
+                .unwrap();
+            assert_eq!(
+                pseudonym(&secret, &s(&c, "tool"), &s(&c, "epoch")),
+                s(&c, "pseudonym"),
+                "{c}"
+            );
+        }
+        for c in list("epoch_labels") {
+            assert_eq!(Epoch::Monthly.label(at(&c)), s(&c, "monthly"), "{c}");
+            assert_eq!(Epoch::Weekly.label(at(&c)), s(&c, "weekly"), "{c}");
+            assert_eq!(Epoch::Never.label(at(&c)), s(&c, "never"), "{c}");
+        }
+        for c in list("recent_epoch_labels") {
+            let epoch = match c["kind"].as_str().unwrap() {
+                "monthly" => Epoch::Monthly,
+                "weekly" => Epoch::Weekly,
+                _ => Epoch::Never,
+            };
+            let labels = recent_epoch_labels(epoch, at(&c), c["max"].as_u64().unwrap() as usize);
+            assert_eq!(labels.len() as u64, c["count"].as_u64().unwrap(), "{c}");
+            assert_eq!(labels.first().cloned(), Some(s(&c, "first")), "{c}");
+            if let Some(last) = c["last"].as_str() {
+                assert_eq!(labels.last().map(String::as_str), Some(last), "{c}");
+            }
+        }
+        for c in list("uuid_v4") {
+            let bytes: [u8; 16] = hex::decode(s(&c, "bytes_hex")).unwrap().try_into().unwrap();
+            assert_eq!(optel_wire::format_uuid_v4(bytes), s(&c, "uuid"), "{c}");
+        }
+        for c in list("forget_proofs") {
+            let proof =
+                optel_wire::forget_proof(&s(&c, "pseudonym"), &s(&c, "tool"), &s(&c, "timestamp"));
+            assert_eq!(proof, s(&c, "proof"), "{c}");
+        }
+    }
 }
