@@ -233,6 +233,7 @@ async fn serve_on(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The listener's address is checked once: an error here is the only one `serve` returns.
     listener.local_addr()?;
     let writer = state.writer.clone();
     let limits = state.limits.clone();
@@ -249,7 +250,6 @@ async fn serve_on(
     let conns = Arc::new(Connections::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let shutdown = shutdown;
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
