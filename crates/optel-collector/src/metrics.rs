@@ -11,6 +11,9 @@
 //! | `optel_commit_batches_total` | counter | batches stored by group commits |
 //! | `optel_writer_queue_depth` | gauge | |
 //! | `optel_attributes_dropped_total` | counter | `reason` (`identifying`, `not_allowed`, `unsupported`): attributes not stored (`crate::privacy`) |
+//! | `optel_connections_open` | gauge | connections held (under `ServerConfig::max_connections`) |
+//! | `optel_connections_replaced_total` | counter | connections closed at the cap to make room (idle, or a slow body) |
+//! | `optel_connections_refused_total` | counter | connections refused at the cap (all busy) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +36,9 @@ pub struct Metrics {
     commit_count: AtomicU64,
     commit_sum_us: AtomicU64,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    connections_open: AtomicU64,
+    connections_replaced: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -81,6 +87,25 @@ impl Metrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.commit_batches
             .fetch_add(batches as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a connection taken in (`true`) or closed (`false`).
+    pub(crate) fn connection(&self, opened: bool) {
+        if opened {
+            self.connections_open.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a connection closed at the cap to make room for a new one.
+    pub(crate) fn connection_replaced(&self) {
+        self.connections_replaced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection refused at the cap.
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Events stored so far.
@@ -172,6 +197,29 @@ impl Metrics {
         out.push_str("# HELP optel_writer_queue_depth Batches waiting for the writer.\n");
         out.push_str("# TYPE optel_writer_queue_depth gauge\n");
         let _ = writeln!(out, "optel_writer_queue_depth {queue_depth}");
+        for (name, kind, help, value) in [
+            (
+                "optel_connections_open",
+                "gauge",
+                "Connections held.",
+                &self.connections_open,
+            ),
+            (
+                "optel_connections_replaced_total",
+                "counter",
+                "Connections closed at the connection cap to make room (idle, or a slow body).",
+                &self.connections_replaced,
+            ),
+            (
+                "optel_connections_refused_total",
+                "counter",
+                "Connections refused at the connection cap (every connection busy).",
+                &self.connections_refused,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         out
     }
 }

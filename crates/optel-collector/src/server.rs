@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 use tower::Service as _;
 
 use crate::app::{AppState, app};
+use crate::metrics::Metrics;
 #[cfg(feature = "tls")]
 use crate::tls;
 
@@ -233,6 +234,7 @@ async fn serve_on(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The listener's address is checked once: an error here is the only one `serve` returns.
     listener.local_addr()?;
     let writer = state.writer.clone();
     let limits = state.limits.clone();
@@ -243,13 +245,13 @@ async fn serve_on(
             limits.forget_idle();
         }
     });
+    let metrics = state.metrics.clone();
     let router = app(state).layer(axum::Extension(BodyLimits::new(&config)));
     let cap = config.connection_cap();
     tracing::debug!(max_connections = cap, "serving");
-    let conns = Arc::new(Connections::new(cap));
+    let conns = Arc::new(Connections::new(cap, metrics.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let shutdown = shutdown;
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
@@ -266,6 +268,7 @@ async fn serve_on(
             },
         };
         let Some(slot) = conns.admit().await else {
+            metrics.connection_refused();
             refuse(&tcp, &transport);
             continue;
         };
@@ -402,6 +405,7 @@ struct Connections {
     slots: Arc<Semaphore>,
     open: Mutex<BTreeMap<u64, Arc<ConnState>>>,
     next_id: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// What the accept loop knows of one connection.
@@ -501,6 +505,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.conns.metrics.connection(false);
         self.conns
             .open
             .lock()
@@ -510,11 +515,12 @@ impl Drop for Slot {
 }
 
 impl Connections {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(cap)),
             open: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -543,6 +549,7 @@ impl Connections {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id, state.clone());
+        self.metrics.connection(true);
         Some(Slot {
             state,
             id,
@@ -574,6 +581,7 @@ impl Connections {
         if let Some(c) = open.remove(&id) {
             c.evict.notify_one();
         }
+        self.metrics.connection_replaced();
         true
     }
 }

@@ -255,4 +255,12 @@ fn at_the_cap_idle_connections_and_slow_bodies_give_way() {
     );
     assert_eq!(status, 200);
     drop((busy, also_busy));
+    // Counted at /metrics.
+    let mut tcp = TcpStream::connect(s.addr).unwrap();
+    std::io::Write::write_all(&mut tcp, b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    assert!(text.contains("optel_connections_replaced_total 2"), "{text}");
+    assert!(text.contains("optel_connections_refused_total 1"), "{text}");
+    assert!(text.contains("optel_connections_open "), "{text}");
 }
