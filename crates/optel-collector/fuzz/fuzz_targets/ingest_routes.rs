@@ -44,6 +44,7 @@ fn fixture() -> &'static Fixture {
                 RateConfig {
                     per_key: 0,
                     per_addr: 0,
+                    per_browser_key: 0,
                 },
                 64,
             )
