@@ -117,6 +117,8 @@ pub(crate) async fn post_events(
     Ok(Json(IngestResponse {
         accepted: outcome.inserted + outcome.duplicates,
         duplicates: outcome.duplicates,
+        // Catalogs are not stored yet: say so, so that an SDK keeps sending its catalog.
+        catalog_known: None,
     }))
 }
 

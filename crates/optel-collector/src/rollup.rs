@@ -415,7 +415,7 @@ fn event_sketches<'a>(
         ],
         EventType::Feature => [Some((SketchKind::Feature, name, None)), None],
         EventType::Method => [Some((SketchKind::Method, name, None)), None],
-        EventType::Custom => [None, None],
+        EventType::Custom | EventType::Measurement => [None, None],
     }
 }
 

@@ -34,12 +34,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod catalog;
 pub mod platform;
 pub mod redact;
 
-/// The version of the batch envelope described here. The collector refuses other versions with
-/// a 400 that names the versions it speaks.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use catalog::Catalog;
+
+/// The version of the batch envelope this crate writes. Version 2 (docs/adr/010-event-catalog.md)
+/// adds the event catalog (`catalog_hash`, `catalog`), phases on command events and measurement
+/// events; a version 1 batch is the same envelope without them.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Every envelope version the collector accepts: 1 (without catalog, phases and measurements)
+/// and 2. Others are refused with a 400 that names these.
+pub const SUPPORTED_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
 
 /// Bounds on every field, shared by the SDK (which drops what breaks them before it is queued)
 /// and the collector (which answers 400 naming the field). All lengths are in bytes of UTF-8.
@@ -62,6 +70,10 @@ pub mod limits {
     pub const MAX_STRING_VALUE_BYTES: usize = 256;
     /// Longest duration a command may report: 7 days, in milliseconds.
     pub const MAX_DURATION_MS: u64 = 7 * 24 * 3_600_000;
+    /// Most phases on one command event (schema version 2).
+    pub const MAX_PHASES: usize = 64;
+    /// Longest catalog hash: 64 lowercase hex digits of a SHA-256.
+    pub const CATALOG_HASH_LEN: usize = 64;
 }
 
 /// A point in time, carried on the wire as an RFC 3339 UTC string with millisecond precision
@@ -151,6 +163,9 @@ pub enum EventType {
     Method,
     /// Any other event the author declares.
     Custom,
+    /// A numeric measurement declared in the catalog (schema version 2): `name` is the
+    /// measurement, `value` its value in the catalog's unit.
+    Measurement,
 }
 
 impl EventType {
@@ -161,6 +176,7 @@ impl EventType {
             Self::Feature => "feature",
             Self::Method => "method",
             Self::Custom => "custom",
+            Self::Measurement => "measurement",
         }
     }
 
@@ -171,6 +187,7 @@ impl EventType {
             "feature" => Self::Feature,
             "method" => Self::Method,
             "custom" => Self::Custom,
+            "measurement" => Self::Measurement,
             _ => return None,
         })
     }
@@ -217,6 +234,35 @@ pub struct Event {
     /// Typed attributes, at most 32, keys as event names.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, AttributeValue>,
+    /// The value of a `measurement` event, finite, in the unit its catalog entry declares
+    /// (schema version 2). Absent on every other event type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Timed phases of a `command` event, in the order they started, at most
+    /// [`limits::MAX_PHASES`] (schema version 2). Empty on every other event type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+}
+
+/// One timed phase inside a command (schema version 2), e.g. `resolve` then `compile`.
+///
+/// Phases nest: `parent` is the index in the event's `phases` of the enclosing phase, always
+/// smaller than this phase's own index. Times are microseconds so that short phases keep their
+/// precision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    /// The phase name, declared in the catalog under its command: a name (`[A-Za-z0-9_.:-]`,
+    /// 1 to 64 bytes).
+    pub name: String,
+    /// Index of the enclosing phase in the event's `phases`, if it is nested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    /// When the phase started, in microseconds after the command started.
+    pub start_us: u64,
+    /// How long the phase took, in microseconds, at most 7 days.
+    pub duration_us: u64,
+    /// Whether the phase completed without failing.
+    pub success: bool,
 }
 
 impl Event {
@@ -238,6 +284,8 @@ impl Event {
             success: None,
             error_code: None,
             metadata: BTreeMap::new(),
+            value: None,
+            phases: Vec::new(),
         }
     }
 }
@@ -261,6 +309,14 @@ pub struct Batch {
     /// Events the SDK dropped since its last delivered batch (full queue): counted, never sent.
     #[serde(default)]
     pub dropped_events: u64,
+    /// SHA-256 of the tool's event catalog ([`Catalog::hash`]), 64 lowercase hex digits, when
+    /// the tool declares one (schema version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_hash: Option<String>,
+    /// The catalog itself, sent until the collector answers that it knows `catalog_hash`
+    /// ([`IngestResponse::catalog_known`]). Its hash must equal `catalog_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<Catalog>,
     /// The events, at most [`limits::MAX_BATCH_EVENTS`].
     pub events: Vec<Event>,
 }
@@ -282,6 +338,8 @@ impl Batch {
             os: os.into(),
             arch: arch.into(),
             dropped_events: 0,
+            catalog_hash: None,
+            catalog: None,
             events: Vec::new(),
         }
     }
@@ -291,14 +349,52 @@ impl Batch {
     /// # Errors
     /// The first field that breaks a rule, with its JSON path (`events[3].name`) and why.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if self.schema_version != SCHEMA_VERSION {
+        if !SUPPORTED_SCHEMA_VERSIONS.contains(&self.schema_version) {
             return Err(Invalid::new(
                 "schema_version",
                 format!(
-                    "schema version {} is not supported: this collector speaks version {SCHEMA_VERSION}",
+                    "schema version {} is not supported: this collector speaks versions 1 and 2",
                     self.schema_version
                 ),
             ));
+        }
+        if self.schema_version < 2 {
+            let v2_field = if self.catalog_hash.is_some() {
+                Some("catalog_hash")
+            } else if self.catalog.is_some() {
+                Some("catalog")
+            } else {
+                None
+            };
+            if let Some(field) = v2_field {
+                return Err(Invalid::new(
+                    field,
+                    "needs schema_version 2: version 1 batches carry no catalog".into(),
+                ));
+            }
+        }
+        if let Some(hash) = &self.catalog_hash
+            && !(hash.len() == limits::CATALOG_HASH_LEN
+                && hash
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+        {
+            return Err(Invalid::new(
+                "catalog_hash",
+                format!(
+                    "{:?} is not a SHA-256 in 64 lowercase hex digits",
+                    clip(hash)
+                ),
+            ));
+        }
+        if let Some(catalog) = &self.catalog {
+            catalog.validate().map_err(|e| e.within("catalog"))?;
+            if self.catalog_hash.as_deref() != Some(catalog.hash().as_str()) {
+                return Err(Invalid::new(
+                    "catalog_hash",
+                    "must be present and equal to the SHA-256 of the catalog sent with it".into(),
+                ));
+            }
         }
         check_name("service_name", &self.service_name)?;
         check_text(
@@ -339,6 +435,24 @@ impl Batch {
         for (i, event) in self.events.iter().enumerate() {
             event
                 .validate()
+                .and_then(|()| {
+                    if self.schema_version >= 2 {
+                        return Ok(());
+                    }
+                    if event.event_type == EventType::Measurement {
+                        return Err(Invalid::new(
+                            "event_type",
+                            "measurement events need schema_version 2".into(),
+                        ));
+                    }
+                    if !event.phases.is_empty() {
+                        return Err(Invalid::new(
+                            "phases",
+                            "phases need schema_version 2".into(),
+                        ));
+                    }
+                    Ok(())
+                })
                 .map_err(|e| e.within(&format!("events[{i}]")))?;
         }
         Ok(())
@@ -414,6 +528,59 @@ impl Event {
                 _ => {}
             }
         }
+        match (self.event_type, self.value) {
+            (EventType::Measurement, None) => {
+                return Err(Invalid::new(
+                    "value",
+                    "a measurement event needs a value".into(),
+                ));
+            }
+            (EventType::Measurement, Some(v)) if !v.is_finite() => {
+                return Err(Invalid::new("value", "must be a finite number".into()));
+            }
+            (EventType::Measurement, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(Invalid::new(
+                    "value",
+                    "only measurement events carry a value".into(),
+                ));
+            }
+        }
+        if !self.phases.is_empty() && self.event_type != EventType::Command {
+            return Err(Invalid::new(
+                "phases",
+                "only command events carry phases".into(),
+            ));
+        }
+        if self.phases.len() > limits::MAX_PHASES {
+            return Err(Invalid::new(
+                "phases",
+                format!(
+                    "{} phases is too many: at most {} per command",
+                    self.phases.len(),
+                    limits::MAX_PHASES
+                ),
+            ));
+        }
+        for (i, phase) in self.phases.iter().enumerate() {
+            let within = |e: Invalid| e.within(&format!("phases[{i}]"));
+            check_name("name", &phase.name).map_err(within)?;
+            if let Some(parent) = phase.parent
+                && usize::try_from(parent).map_or(true, |p| p >= i)
+            {
+                return Err(within(Invalid::new(
+                    "parent",
+                    format!("{parent} does not name an earlier phase of this command"),
+                )));
+            }
+            let max_us = limits::MAX_DURATION_MS * 1_000;
+            if phase.duration_us > max_us || phase.start_us > max_us {
+                return Err(within(Invalid::new(
+                    "duration_us",
+                    format!("phase times are at most {max_us} µs (7 days)"),
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -428,14 +595,14 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(field: &str, reason: String) -> Self {
+    pub(crate) fn new(field: &str, reason: String) -> Self {
         Self {
             field: field.to_owned(),
             reason,
         }
     }
 
-    fn within(mut self, prefix: &str) -> Self {
+    pub(crate) fn within(mut self, prefix: &str) -> Self {
         self.field = format!("{prefix}.{}", self.field);
         self
     }
@@ -463,11 +630,16 @@ fn is_platform_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
 }
 
-fn check_name(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn check_name(field: &str, s: &str) -> Result<(), Invalid> {
     check_text(field, s, limits::MAX_NAME_BYTES, is_name_char)
 }
 
-fn check_text(field: &str, s: &str, max: usize, ok: fn(char) -> bool) -> Result<(), Invalid> {
+pub(crate) fn check_text(
+    field: &str,
+    s: &str,
+    max: usize,
+    ok: fn(char) -> bool,
+) -> Result<(), Invalid> {
     if s.is_empty() {
         return Err(Invalid::new(field, "must not be empty".into()));
     }
@@ -491,7 +663,7 @@ fn check_text(field: &str, s: &str, max: usize, ok: fn(char) -> bool) -> Result<
 }
 
 /// The first 40 characters of `s`, so that an error message never echoes a huge value.
-fn clip(s: &str) -> &str {
+pub(crate) fn clip(s: &str) -> &str {
     match s.char_indices().nth(40) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -581,6 +753,10 @@ pub struct IngestResponse {
     pub accepted: u64,
     /// Of `accepted`, how many had been stored by an earlier request (a retried batch).
     pub duplicates: u64,
+    /// Whether the collector now holds the catalog named by the batch's `catalog_hash`; absent
+    /// when the batch named none. An SDK stops sending the catalog once this is `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_known: Option<bool>,
 }
 
 /// The body of every error answer of the collector's HTTP API (4xx and 5xx).

@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use optel_wire::catalog::{
+    AttributeKind, AttributeSpec, Catalog, EventSpec, MeasurementSpec, PhaseSpec, Unit,
+};
 use optel_wire::{
-    AttributeValue, Batch, ErrorBody, ErrorDetail, Event, EventType, IngestResponse,
+    AttributeValue, Batch, ErrorBody, ErrorDetail, Event, EventType, IngestResponse, Phase,
     SCHEMA_VERSION, Timestamp,
 };
 
@@ -57,7 +60,221 @@ fn sample_batch() -> Batch {
         ("mode".to_owned(), AttributeValue::String("shared".into())),
     ]);
     batch.events = vec![build, check, cache];
+    batch.schema_version = 1;
     batch
+}
+
+fn sample_catalog() -> Catalog {
+    let mut build = EventSpec::new(
+        "build",
+        "Builds a project, to learn which profiles are used.",
+    );
+    build.attributes.push(AttributeSpec::new(
+        "profile",
+        "Debug or release build.",
+        AttributeKind::Enum {
+            values: vec!["debug".into(), "release".into()],
+        },
+    ));
+    build.attributes.push(AttributeSpec::new(
+        "jobs",
+        "Parallel jobs, bucketed.",
+        AttributeKind::Int {
+            buckets: vec![2, 8],
+        },
+    ));
+    build.phases = vec![
+        PhaseSpec {
+            name: "resolve".into(),
+            purpose: "Reads the manifest.".into(),
+        },
+        PhaseSpec {
+            name: "compile".into(),
+            purpose: "Compiles the sources.".into(),
+        },
+    ];
+    let mut strict = EventSpec::new("strict", "Whether strict checking is used.");
+    strict.attributes.push(AttributeSpec::new(
+        "fix",
+        "Whether fixes were applied.",
+        AttributeKind::Bool,
+    ));
+    Catalog {
+        commands: vec![build],
+        features: vec![strict],
+        measurements: vec![MeasurementSpec {
+            name: "files".into(),
+            purpose: "How many files a build compiled.".into(),
+            unit: Unit::Count,
+        }],
+        ..Catalog::default()
+    }
+}
+
+/// A version 2 batch: catalog, a command with attributes and phases, a measurement.
+fn sample_batch_v2() -> Batch {
+    let mut batch = Batch::new(
+        "acme",
+        "1.3.0",
+        "5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c",
+        "linux",
+        "x86_64",
+    );
+    let catalog = sample_catalog();
+    batch.catalog_hash = Some(catalog.hash());
+    batch.catalog = Some(catalog);
+    let mut build = Event::new(
+        "0b6c8a4e-2f1d-4c3b-9a8e-7d6c5f1d3c2b",
+        EventType::Command,
+        "build",
+        Timestamp::parse("2026-11-21T22:40:00.123Z").unwrap(),
+        SESSION,
+    );
+    build.duration_ms = Some(1250);
+    build.success = Some(true);
+    build.metadata = BTreeMap::from([
+        ("jobs".to_owned(), AttributeValue::String("2..8".into())),
+        (
+            "profile".to_owned(),
+            AttributeValue::String("release".into()),
+        ),
+    ]);
+    build.phases = vec![
+        Phase {
+            name: "resolve".into(),
+            parent: None,
+            start_us: 150,
+            duration_us: 20_400,
+            success: true,
+        },
+        Phase {
+            name: "compile".into(),
+            parent: None,
+            start_us: 20_600,
+            duration_us: 1_228_900,
+            success: true,
+        },
+    ];
+    let mut files = Event::new(
+        "3e9fbd71-5c4a-4f6e-8dba-af9f8c4a6f5e",
+        EventType::Measurement,
+        "files",
+        Timestamp::parse("2026-11-21T22:40:01.373Z").unwrap(),
+        SESSION,
+    );
+    files.value = Some(12.0);
+    batch.events = vec![build, files];
+    batch
+}
+
+#[test]
+fn batch_v2_serializes_to_golden() {
+    let json = serde_json::to_string_pretty(&sample_batch_v2()).unwrap();
+    assert_eq!(json.trim(), golden("batch_v2.json").trim());
+    let back: Batch = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, sample_batch_v2());
+    assert_eq!(back.schema_version, SCHEMA_VERSION);
+    back.validate().unwrap();
+}
+
+#[test]
+fn response_v2_names_the_catalog() {
+    let response = IngestResponse {
+        accepted: 2,
+        duplicates: 0,
+        catalog_known: Some(true),
+    };
+    assert_eq!(
+        serde_json::to_string_pretty(&response).unwrap(),
+        golden("response_v2.json").trim()
+    );
+}
+
+#[test]
+fn version_2_rules_name_the_field() {
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|b| b.catalog_hash = Some("0".repeat(64))),
+            "catalog_hash",
+        ),
+        (
+            Box::new(|b| b.catalog_hash = Some("XYZ".into())),
+            "catalog_hash",
+        ),
+        (
+            Box::new(|b| {
+                if let Some(c) = &mut b.catalog {
+                    c.commands[0].name = "bad name".into();
+                }
+            }),
+            "catalog.commands[0].name",
+        ),
+        (Box::new(|b| b.events[1].value = None), "events[1].value"),
+        (
+            Box::new(|b| b.events[1].value = Some(f64::INFINITY)),
+            "events[1].value",
+        ),
+        (
+            Box::new(|b| b.events[0].value = Some(1.0)),
+            "events[0].value",
+        ),
+        (
+            Box::new(|b| b.events[0].phases[1].parent = Some(1)),
+            "events[0].phases[1].parent",
+        ),
+        (
+            Box::new(|b| b.events[0].phases[0].name = "/tmp/x".into()),
+            "events[0].phases[0].name",
+        ),
+        (
+            Box::new(|b| b.events[0].phases[0].duration_us = u64::MAX),
+            "events[0].phases[0].duration_us",
+        ),
+        (
+            Box::new(|b| {
+                let p = b.events[0].phases[0].clone();
+                b.events[0].phases = vec![p; optel_wire::limits::MAX_PHASES + 1];
+            }),
+            "events[0].phases",
+        ),
+        (
+            Box::new(|b| {
+                let p = b.events[0].phases[0].clone();
+                b.events[1].phases = vec![p];
+            }),
+            "events[1].phases",
+        ),
+        (
+            Box::new(|b| {
+                b.schema_version = 1;
+                b.catalog = None;
+            }),
+            "catalog_hash",
+        ),
+        (
+            Box::new(|b| {
+                b.schema_version = 1;
+                b.catalog = None;
+                b.catalog_hash = None;
+            }),
+            "events[0].phases",
+        ),
+        (
+            Box::new(|b| {
+                b.schema_version = 1;
+                b.catalog = None;
+                b.catalog_hash = None;
+                b.events[0].phases.clear();
+            }),
+            "events[1].event_type",
+        ),
+    ];
+    for (mutate, field) in cases {
+        let mut batch = sample_batch_v2();
+        mutate(&mut batch);
+        let err = batch.validate().expect_err(field);
+        assert_eq!(err.field, field, "{err}");
+    }
 }
 
 #[test]
@@ -70,7 +287,7 @@ fn batch_serializes_to_golden() {
 fn golden_batch_parses_and_validates() {
     let batch: Batch = serde_json::from_str(&golden("batch_v1.json")).unwrap();
     assert_eq!(batch, sample_batch());
-    assert_eq!(batch.schema_version, SCHEMA_VERSION);
+    assert_eq!(batch.schema_version, 1, "version 1 batches stay accepted");
     batch.validate().unwrap();
 }
 
@@ -79,6 +296,7 @@ fn response_and_error_match_golden() {
     let response = IngestResponse {
         accepted: 3,
         duplicates: 1,
+        catalog_known: None,
     };
     assert_eq!(
         serde_json::to_string_pretty(&response).unwrap(),
@@ -107,7 +325,7 @@ type Case = (Box<dyn Fn(&mut Batch)>, &'static str);
 #[test]
 fn validation_names_the_field() {
     let cases: Vec<Case> = vec![
-        (Box::new(|b| b.schema_version = 2), "schema_version"),
+        (Box::new(|b| b.schema_version = 3), "schema_version"),
         (Box::new(|b| b.service_name = String::new()), "service_name"),
         (
             Box::new(|b| b.service_version = "1.0 beta".into()),

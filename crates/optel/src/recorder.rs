@@ -33,7 +33,7 @@ pub(crate) struct Recorder {
     pub(crate) closed: AtomicBool,
     /// Per event type: whether this install is sampled out
     /// ([`TelemetryBuilder::sample`](crate::TelemetryBuilder::sample)).
-    pub(crate) sampled_out: [bool; 4],
+    pub(crate) sampled_out: [bool; 5],
     /// The send queue, with consent `on` only.
     pub(crate) queue: Option<queue::Queue>,
     /// The local ledger (`telemetry log`), with consent `local` or `on`.
@@ -112,6 +112,7 @@ pub(crate) const fn type_index(t: EventType) -> usize {
         EventType::Feature => 1,
         EventType::Method => 2,
         EventType::Custom => 3,
+        EventType::Measurement => 4,
     }
 }
 

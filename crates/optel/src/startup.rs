@@ -241,7 +241,7 @@ impl TelemetryBuilder {
                 identity::pseudonym(&secret, &self.tool, &epoch_label)
             }
         };
-        let mut sampled_out = [false; 4];
+        let mut sampled_out = [false; 5];
         for (event_type, ratio) in &self.samples {
             sampled_out[type_index(*event_type)] =
                 identity::sample_point(&pseudonym, event_type.as_str()) >= *ratio;
