@@ -100,6 +100,7 @@
 mod attribute;
 mod breaker;
 mod builder;
+mod catalog;
 #[cfg(feature = "clap")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clap")))]
 pub mod cli;
@@ -137,7 +138,8 @@ pub use builder::{
     DEFAULT_CI_FLUSH_TIMEOUT, DEFAULT_DAILY_REQUEST_CAP, DEFAULT_EXIT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT, MAX_EXIT_TIMEOUT, Telemetry, TelemetryBuilder, default_data_dir,
 };
-pub use command::CommandGuard;
+pub use catalog::CatalogBuilder;
+pub use command::{CommandGuard, PhaseGuard};
 pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
 pub use global::{Handle, global, track_command_execution};
 pub use identity::{Epoch, MachineId};
