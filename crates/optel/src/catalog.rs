@@ -176,16 +176,19 @@ pub(crate) fn describe(tool: &str, catalog: &Catalog) -> String {
         "What {tool} records (its event catalog; anything else is dropped before it is stored):\n"
     );
     let sections = [
-        ("Commands you run", &catalog.commands),
-        ("Features you use", &catalog.features),
-        ("Library methods called", &catalog.methods),
+        (
+            "Commands you run (each with its duration, and success or an error code)",
+            &catalog.commands,
+        ),
+        ("Features you use (that they were used)", &catalog.features),
+        ("Library methods called (that they were called)", &catalog.methods),
         ("Other events", &catalog.events),
     ];
     for (title, list) in sections {
         if list.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "\n{title} (each with its duration and success or an error code):");
+        let _ = writeln!(out, "\n{title}:");
         for entry in list {
             let _ = writeln!(out, "  - {}: {}", entry.name, entry.purpose);
             for a in &entry.attributes {
