@@ -181,7 +181,10 @@ pub(crate) fn describe(tool: &str, catalog: &Catalog) -> String {
             &catalog.commands,
         ),
         ("Features you use (that they were used)", &catalog.features),
-        ("Library methods called (that they were called)", &catalog.methods),
+        (
+            "Library methods called (that they were called)",
+            &catalog.methods,
+        ),
         ("Other events", &catalog.events),
     ];
     for (title, list) in sections {
@@ -498,7 +501,10 @@ pub(crate) fn drops_summary(drops: &Drops) -> Vec<String> {
     };
     let mut out = Vec::new();
     if !drops.undeclared.is_empty() {
-        out.push(line("dropped as undeclared in the catalog", &drops.undeclared));
+        out.push(line(
+            "dropped as undeclared in the catalog",
+            &drops.undeclared,
+        ));
     }
     if !drops.withheld.is_empty() {
         out.push(line(
@@ -593,7 +599,10 @@ mod tests {
         assert_eq!(events.len(), 4);
         let b = &events[0];
         assert_eq!(b.metadata["jobs"], AttributeValue::String("2..8".into()));
-        assert_eq!(b.metadata["profile"], AttributeValue::String("debug".into()));
+        assert_eq!(
+            b.metadata["profile"],
+            AttributeValue::String("debug".into())
+        );
         assert!(!b.metadata.contains_key("typo"));
         assert_eq!(b.phases.len(), 2);
         assert_eq!(b.phases[1].name, "compile");
@@ -672,7 +681,8 @@ mod tests {
         }
         CatalogState::add_drops(dir.path(), &drops).unwrap();
         CatalogState::update(dir.path(), |s| {
-            s.acknowledged.insert("http://h/v1/events".into(), "ab".into());
+            s.acknowledged
+                .insert("http://h/v1/events".into(), "ab".into());
         })
         .unwrap();
         let s = CatalogState::load(dir.path());

@@ -530,6 +530,36 @@ mod tests {
     }
 
     #[test]
+    fn status_shows_the_catalog_and_what_it_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let mut drops = crate::catalog::Drops::default();
+        drops
+            .undeclared
+            .insert("attribute command:build:typo".into(), 2);
+        drops.withheld.insert("measurement files".into(), 1);
+        crate::catalog::CatalogState::add_drops(&data, &drops).unwrap();
+        fn catalog() -> optel_wire::Catalog {
+            crate::CatalogBuilder::new()
+                .command("build", "Builds.")
+                .build()
+        }
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"))
+            .catalog(catalog);
+        let text = status(&builder, &|_: &str| None).to_string();
+        for want in [
+            format!("event catalog: {}", catalog().hash()).as_str(),
+            "dropped as undeclared in the catalog: 2 (attribute command:build:typo ×2)",
+            "held back until you have seen them (new data categories): 1 (measurement files ×1)",
+        ] {
+            assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
     fn status_shows_the_breaker_the_last_error_and_the_daily_cap() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");

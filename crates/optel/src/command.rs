@@ -138,9 +138,10 @@ impl CommandGuard {
     #[inline]
     pub fn phase(&self, name: &'static str) -> PhaseGuard<'_> {
         PhaseGuard {
-            active: self.active.as_deref().and_then(|command| {
-                start_phase(command, name).map(|index| (command, index))
-            }),
+            active: self
+                .active
+                .as_deref()
+                .and_then(|command| start_phase(command, name).map(|index| (command, index))),
         }
     }
 

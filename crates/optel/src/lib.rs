@@ -16,6 +16,12 @@
 //! // the exit budget (40 ms by default); what is not sent goes on a later run.
 //! ```
 //!
+//! To say exactly what the tool records, declare an event catalog with [`CatalogBuilder`] and
+//! [`TelemetryBuilder::catalog`]: undeclared events, attributes and phases are then dropped
+//! before anything is stored, and `telemetry preview` shows the catalog in plain words
+//! (docs/adr/010-event-catalog.md). Commands have phases ([`CommandGuard::phase`]); numbers
+//! are recorded with [`Handle::measure`].
+//!
 //! `init` never fails: on any problem telemetry is off for the run and `status` says why;
 //! [`TelemetryBuilder::try_init`] returns the reason as an [`InitError`] instead.
 //!

@@ -75,7 +75,11 @@ fn capture(answer: &'static str) -> (String, mpsc::Receiver<String>) {
 /// Runs the recording body in a child process; returns its stderr.
 fn run_child(endpoint: &str, dir: &Path) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "undeclared_data_never_reaches_the_collector", "--nocapture"])
+        .args([
+            "--exact",
+            "undeclared_data_never_reaches_the_collector",
+            "--nocapture",
+        ])
         .env_clear()
         .env(CHILD, endpoint)
         .env(DIR, dir)
@@ -130,7 +134,10 @@ fn undeclared_data_never_reaches_the_collector() {
     assert_eq!(names, ["build", "build", "strict", "files"], "{body}");
     let build = &events[0];
     assert_eq!(build["metadata"]["profile"], "debug");
-    assert_eq!(build["metadata"]["jobs"], "2..8", "integers go as bucket labels");
+    assert_eq!(
+        build["metadata"]["jobs"], "2..8",
+        "integers go as bucket labels"
+    );
     assert_eq!(build["metadata"]["target"], "<email>", "text is redacted");
     let phases = build["phases"].as_array().unwrap();
     let phase_names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();

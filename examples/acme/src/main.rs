@@ -118,20 +118,41 @@ struct BuildSection {
 fn catalog() -> optel::wire::Catalog {
     use optel::wire::catalog::Unit;
     optel::CatalogBuilder::new()
-        .command("init", "Creates a new project: how often projects are started.")
-        .command("build", "Builds a project: how long builds take and how often they fail.")
+        .command(
+            "init",
+            "Creates a new project: how often projects are started.",
+        )
+        .command(
+            "build",
+            "Builds a project: how long builds take and how often they fail.",
+        )
         .enum_attribute(
             "profile",
             "Whether the build is a debug or a release build.",
             &["debug", "release"],
         )
-        .phase("resolve", "Reads the manifest and checks the sources exist.")
+        .phase(
+            "resolve",
+            "Reads the manifest and checks the sources exist.",
+        )
         .phase("compile", "Concatenates the sources and writes the output.")
-        .command("check", "Validates a manifest: how often manifests are wrong.")
-        .command("test", "Builds and checks the output against the expectations.")
-        .phase("resolve", "Reads the manifest and checks the sources exist.")
+        .command(
+            "check",
+            "Validates a manifest: how often manifests are wrong.",
+        )
+        .command(
+            "test",
+            "Builds and checks the output against the expectations.",
+        )
+        .phase(
+            "resolve",
+            "Reads the manifest and checks the sources exist.",
+        )
         .phase("compile", "Concatenates the sources and writes the output.")
-        .feature("strict", "`acme check --strict` was used: whether strict checks are wanted.")
+        .feature(
+            "strict",
+            "`acme check --strict` was used: whether strict checks are wanted.",
+        )
         .measurement(
             "files",
             "How many source files one `acme build` built.",

@@ -560,10 +560,16 @@ fn a_catalog_with_a_new_attribute_asks_again_on_a_terminal_never_in_ci() {
     let text = acme_args_on_a_terminal(&w, "build proj", &ci, "");
     assert!(text.contains("built proj"), "{text}");
     assert!(!text.contains("not been shown"), "asked in CI: {text}");
-    assert_eq!(fs::read_to_string(w.user_config()).unwrap(), OPTED_IN_BEFORE_PROFILE);
+    assert_eq!(
+        fs::read_to_string(w.user_config()).unwrap(),
+        OPTED_IN_BEFORE_PROFILE
+    );
     // Our listener never answers: the batch stays queued, and the preview shows it.
     let preview = stdout(&w.acme(&["telemetry", "preview"], &[]));
-    assert!(preview.contains("\"start_us\""), "phases are sent: {preview}");
+    assert!(
+        preview.contains("\"start_us\""),
+        "phases are sent: {preview}"
+    );
     assert!(
         preview.contains("\"event_type\": \"measurement\""),
         "{preview}"
@@ -579,7 +585,10 @@ fn a_catalog_with_a_new_attribute_asks_again_on_a_terminal_never_in_ci() {
     // records the new category as seen, so the next run neither asks nor holds it back.
     let text = acme_args_on_a_terminal(&w, "build proj", &[], "y\n");
     assert!(text.contains("not been shown yet"), "{text}");
-    assert!(text.contains("the profile attribute of command build"), "{text}");
+    assert!(
+        text.contains("the profile attribute of command build"),
+        "{text}"
+    );
     assert!(text.contains("built proj"), "{text}");
     let saved = fs::read_to_string(w.user_config()).unwrap();
     assert!(saved.contains("telemetry = \"on\""), "{saved}");
@@ -587,7 +596,11 @@ fn a_catalog_with_a_new_attribute_asks_again_on_a_terminal_never_in_ci() {
     let text = acme_args_on_a_terminal(&w, "build proj", &[], "");
     assert!(!text.contains("not been shown"), "asked twice: {text}");
     let preview = stdout(&w.acme(&["telemetry", "preview"], &[]));
-    assert_eq!(preview.matches("\"profile\": \"debug\"").count(), 2, "{preview}");
+    assert_eq!(
+        preview.matches("\"profile\": \"debug\"").count(),
+        2,
+        "{preview}"
+    );
 
     // Answering "n" to the new question turns telemetry off.
     let w = World::new();
@@ -618,7 +631,11 @@ fn three_builds_from_two_installs_send_exactly_the_catalog() {
     ] {
         let out = w.acme(args, &on);
         assert!(out.status.success(), "{out:?}");
-        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(a.project().join("target/release/proj.out").exists());
     let bodies = server.join().unwrap();
@@ -630,11 +647,17 @@ fn three_builds_from_two_installs_send_exactly_the_catalog() {
     for body in &bodies {
         let batch: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(batch["schema_version"], 2);
-        assert!(batch["catalog"]["commands"].is_array(), "no catalog yet acknowledged");
+        assert!(
+            batch["catalog"]["commands"].is_array(),
+            "no catalog yet acknowledged"
+        );
         hashes.insert(batch["catalog_hash"].as_str().unwrap().to_owned());
         pseudonyms.insert(batch["pseudonym"].as_str().unwrap().to_owned());
         for e in batch["events"].as_array().unwrap() {
-            match (e["event_type"].as_str().unwrap(), e["name"].as_str().unwrap()) {
+            match (
+                e["event_type"].as_str().unwrap(),
+                e["name"].as_str().unwrap(),
+            ) {
                 ("command", "build") => {
                     let p = e["metadata"]["profile"].as_str().unwrap().to_owned();
                     *profiles.entry(p).or_insert(0) += 1;
@@ -667,12 +690,19 @@ fn three_builds_from_two_installs_send_exactly_the_catalog() {
 fn check_strict_records_the_strict_feature_and_keeps_error_codes() {
     let w = World::new();
     let local = [("ACME_TELEMETRY", "local")];
-    assert!(w.acme(&["check", "proj", "--strict"], &local).status.success());
+    assert!(
+        w.acme(&["check", "proj", "--strict"], &local)
+            .status
+            .success()
+    );
     fs::write(w.root.path().join("proj/src/main.txt"), "").unwrap();
     let out = w.acme(&["check", "proj", "--strict"], &local);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error[E_STRICT]"));
-    assert!(w.acme(&["check", "proj"], &local).status.success(), "not strict: fine");
+    assert!(
+        w.acme(&["check", "proj"], &local).status.success(),
+        "not strict: fine"
+    );
     let log = stdout(&w.acme(&["telemetry", "log"], &[]));
     assert_eq!(log.matches("\"name\":\"strict\"").count(), 2, "{log}");
     assert!(log.contains("\"error_code\":\"E_STRICT\""), "{log}");

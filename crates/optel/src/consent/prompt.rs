@@ -44,7 +44,12 @@ pub(crate) fn ask_or_tell(
             return resolution;
         }
         let intro = new_categories(tool, &unseen);
-        let answer = ask(tool, builder.epoch, &intro, &show_data(tool, version, catalog));
+        let answer = ask(
+            tool,
+            builder.epoch,
+            &intro,
+            &show_data(tool, version, catalog),
+        );
         if let Err(e) = builder.save_user_choice(Some(answer), notice_shown, Some(&categories)) {
             resolution.note = Some(format!(
                 "cannot keep your answer in {}: {e}; you will be asked again",
@@ -58,8 +63,7 @@ pub(crate) fn ask_or_tell(
     match asking {
         Asking::OptIn if can_ask => {
             let answer = ask(tool, builder.epoch, "", &show_data(tool, version, catalog));
-            if let Err(e) =
-                builder.save_user_choice(Some(answer), notice_shown, Some(&categories))
+            if let Err(e) = builder.save_user_choice(Some(answer), notice_shown, Some(&categories))
             {
                 resolution.note = Some(format!(
                     "cannot keep your answer in {}: {e}; you will be asked again",
@@ -251,6 +255,64 @@ mod tests {
         let f = read_file(&file).unwrap().unwrap();
         assert!(f.notice_shown);
         assert_eq!(f.telemetry, None, "showing the notice is not a choice");
+    }
+
+    #[test]
+    fn a_notice_tool_shows_its_notice_again_when_the_catalog_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = user_config_path(dir.path(), "acme");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::Notice);
+        let v1 = crate::CatalogBuilder::new()
+            .command("build", "Builds.")
+            .measurement("files", "Files.", optel_wire::catalog::Unit::Count)
+            .build();
+        let mut v2 = v1.clone();
+        v2.commands[0]
+            .attributes
+            .push(optel_wire::catalog::AttributeSpec::new(
+                "profile",
+                "Debug or release.",
+                optel_wire::catalog::AttributeKind::Bool,
+            ));
+        let seen = || read_file(&file).unwrap().unwrap().seen_categories;
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (true, true),
+            &|| None,
+            Some(&v1),
+        );
+        assert_eq!(seen(), ["measurement:files"]);
+        // Not on a terminal or in CI: nothing new is recorded as seen.
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (false, false),
+            &|| None,
+            Some(&v2),
+        );
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (true, true),
+            &|| Some("ci".into()),
+            Some(&v2),
+        );
+        assert_eq!(seen(), ["measurement:files"]);
+        // On a terminal the notice is shown again, and the new category is then seen.
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (true, true),
+            &|| None,
+            Some(&v2),
+        );
+        assert_eq!(
+            seen(),
+            ["command:build:attribute:profile", "measurement:files"]
+        );
     }
 
     #[test]
