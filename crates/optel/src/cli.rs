@@ -352,7 +352,7 @@ fn flush(
     // The user asked for this flush: probe the endpoint even if the breaker is open.
     let breaker = Breaker::new(data.clone());
     breaker.allow_probe();
-    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(env), exporter)
+    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(env), exporter, None)
         .map_err(io_err("start delivery for", &data))?;
     // The command ends the process: the exporter is flushed and shut down too.
     let in_time = worker.finish(Instant::now() + timeout);

@@ -269,6 +269,24 @@ pub(crate) struct ConsentFile {
     /// Whether the notice was printed (per-tool file only).
     #[serde(default)]
     pub(crate) notice_shown: bool,
+    /// Where delivery sends, chosen by the user (per-tool file only; the tool may forbid it):
+    /// `optel`, `otlp_http`, `stdout` or `file`.
+    pub(crate) exporter: Option<String>,
+    /// Days the local ledger keeps records, chosen by the user (per-tool file only).
+    pub(crate) local_retention_days: Option<u32>,
+    /// `[upload]`: the endpoint and compression, chosen by the user (per-tool file only; the
+    /// tool may forbid it).
+    #[serde(default)]
+    pub(crate) upload: Upload,
+}
+
+/// The `[upload]` table of the per-tool file.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Upload {
+    /// The collector's base URL or OTLP endpoint, replacing the tool's.
+    pub(crate) endpoint: Option<String>,
+    /// `gzip` (the default) or `none`.
+    pub(crate) compression: Option<String>,
 }
 
 /// Reads a consent file: `Ok(None)` when it does not exist.
@@ -326,7 +344,9 @@ fn from_file(
     })
 }
 
-/// Writes the user's choice to the per-tool config file, keeping `notice_shown`.
+/// Writes the user's choice to the per-tool config file. Every other line of the file (the
+/// user's `exporter`, `local_retention_days`, `[upload]`, comments, a tool's own keys) is
+/// kept as it was; only the top-level `telemetry` and `notice_shown` keys are replaced.
 ///
 /// # Errors
 /// When the directory or the file cannot be written.
@@ -335,18 +355,99 @@ pub(crate) fn write_user_choice(
     consent: Option<Consent>,
     notice_shown: bool,
 ) -> io::Result<()> {
-    let mut text =
-        String::from("# optel telemetry settings of this tool (see `<tool> telemetry status`).\n");
+    let old = fsutil::read_private(path, MAX_CONSENT_FILE_BYTES)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    let is_key = |line: &str, key: &str| {
+        line.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    // Top-level keys must come before the first table header.
+    let (mut top, mut tables) = (Vec::new(), Vec::new());
+    for line in old.lines() {
+        if !tables.is_empty() || line.trim_start().starts_with('[') {
+            tables.push(line);
+        } else if !is_key(line, "telemetry") && !is_key(line, "notice_shown") {
+            top.push(line);
+        }
+    }
+    while top.last().is_some_and(|l| l.trim().is_empty()) {
+        top.pop();
+    }
+    let mut text = if top.is_empty() {
+        String::from("# optel telemetry settings of this tool (see `<tool> telemetry status`).\n")
+    } else {
+        top.join("\n") + "\n"
+    };
     if let Some(consent) = consent {
         text.push_str(&format!("telemetry = \"{consent}\"\n"));
     }
     if notice_shown {
         text.push_str("notice_shown = true\n");
     }
+    if !tables.is_empty() {
+        text.push('\n');
+        text.push_str(&tables.join("\n"));
+        text.push('\n');
+    }
     if let Some(dir) = path.parent() {
         fsutil::create_private_dir(dir)?;
     }
     fsutil::write_private_atomic(path, text.as_bytes())
+}
+
+/// The consent files a running process watches (the project policy wherever it may appear
+/// between the working directory and the root, the user's per-tool file and the shared
+/// file): [`changed`](Self::changed) compares their modification time, size and inode with
+/// the last look, with one `stat` per path and no read, so a check every few seconds costs
+/// next to nothing (BENCHMARKS.md, "consent re-check").
+#[derive(Debug)]
+pub(crate) struct Watch {
+    files: Vec<(PathBuf, Option<Stamp>)>,
+}
+
+type Stamp = (std::time::SystemTime, u64, u64);
+
+impl Watch {
+    /// Watches the files consent resolution reads for `tool`, from `cwd` and `config_dir`.
+    pub(crate) fn new(tool: &str, cwd: Option<&Path>, config_dir: Option<&Path>) -> Self {
+        let mut paths: Vec<PathBuf> = cwd
+            .into_iter()
+            .flat_map(|cwd| cwd.ancestors().take(MAX_WALK_UP))
+            .map(|dir| dir.join(PROJECT_POLICY_FILE))
+            .collect();
+        if let Some(config) = config_dir {
+            paths.push(user_config_path(config, tool));
+            paths.push(shared_consent_path(config));
+        }
+        Self {
+            files: paths.into_iter().map(|p| (stamp(&p), p)).map(|(s, p)| (p, s)).collect(),
+        }
+    }
+
+    /// Whether a watched file appeared, vanished or changed since the last call.
+    pub(crate) fn changed(&mut self) -> bool {
+        let mut changed = false;
+        for (path, last) in &mut self.files {
+            let now = stamp(path);
+            if now != *last {
+                *last = now;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
 }
 
 /// `DO_NOT_TRACK` counts when set to anything but an empty string, `0` or `false`.
@@ -532,6 +633,27 @@ pub(crate) mod tests {
         });
         assert_eq!(r.consent, Consent::Off);
         assert!(r.note.unwrap().contains("\"maybe\""));
+    }
+
+    #[test]
+    fn a_choice_keeps_the_users_other_settings() {
+        let home = tempfile::tempdir().unwrap();
+        let path = user_config_path(home.path(), "acme");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            "# mine\ntelemetry = \"on\"\nexporter = \"stdout\"\nlocal_retention_days = 3\n\n[upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+        )
+        .unwrap();
+        write_user_choice(&path, Some(Consent::Off), true).unwrap();
+        let f = read_file(&path).unwrap().unwrap();
+        assert_eq!(f.telemetry.as_deref(), Some("off"));
+        assert!(f.notice_shown);
+        assert_eq!(f.exporter.as_deref(), Some("stdout"));
+        assert_eq!(f.local_retention_days, Some(3));
+        assert_eq!(f.upload.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(f.upload.compression.as_deref(), Some("none"));
+        assert!(fs::read_to_string(&path).unwrap().starts_with("# mine\n"));
     }
 
     #[test]

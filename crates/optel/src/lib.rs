@@ -124,6 +124,7 @@ pub mod redact;
 mod shutdown;
 mod startup;
 mod status;
+mod store;
 
 #[doc(hidden)]
 pub mod __private;
@@ -133,6 +134,9 @@ pub mod __private;
 pub use optel_wire as wire;
 
 pub use attribute::{NameError, Value, validate_name};
+pub use builder::{
+    DEFAULT_CONSENT_CHECK_INTERVAL, DEFAULT_MIN_FREE_DISK_BYTES, MAX_CONSENT_CHECK_INTERVAL,
+};
 pub use builder::{
     DEFAULT_CI_FLUSH_TIMEOUT, DEFAULT_DAILY_REQUEST_CAP, DEFAULT_EXIT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT, MAX_EXIT_TIMEOUT, Telemetry, TelemetryBuilder, default_data_dir,
@@ -147,6 +151,7 @@ pub use queue::{QueueStatus, queue_status};
 pub use shutdown::TelemetryGuard;
 pub use startup::InitError;
 pub use status::Status;
+pub use store::StoreCounters;
 
 #[doc(hidden)]
 pub use __private::queued_events;

@@ -12,9 +12,10 @@ use std::time::Instant;
 use optel_wire::Event;
 
 use crate::attribute::{self, NameError};
-use crate::recorder::Recorder;
+use crate::recorder::{REVOKED_TO_LOCAL, REVOKED_TO_OFF, Recorder};
 use crate::status::Status;
-use crate::{export, queue};
+use crate::store::{Count, StoreCounters};
+use crate::{export, fsutil, queue};
 
 /// Returned by [`TelemetryBuilder::init`](crate::TelemetryBuilder::init); dropping it (or
 /// calling [`shutdown`](Self::shutdown)) queues this run's events and waits at most the exit
@@ -63,6 +64,33 @@ impl Recorder {
     /// round waited for until `deadline`.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.closed.store(true, Ordering::Release);
+        self.hand_off();
+        if let Some(worker) = &self.worker {
+            let started = Instant::now();
+            let in_time = worker.finish(deadline);
+            self.debug.line(|| {
+                if in_time {
+                    format!(
+                        "exit: delivery finished in {} ms",
+                        started.elapsed().as_millis()
+                    )
+                } else {
+                    format!(
+                        "exit: stopped waiting after {} ms (the exit budget); the rest stays queued",
+                        started.elapsed().as_millis()
+                    )
+                }
+            });
+        }
+    }
+}
+
+impl Recorder {
+    /// Hands the events recorded so far over: stamps and checks them, appends them to the
+    /// queue as one segment and writes them to the ledger. Called at exit, and by the delivery
+    /// thread of a long-running process at each consent check. After consent went `off` while
+    /// running, what was recorded is dropped; after it went `local`, nothing is queued.
+    pub(crate) fn hand_off(&self) {
         // A poisoned lock still holds this run's events: hand them over all the same.
         let events = std::mem::take(
             &mut *self
@@ -70,6 +98,10 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        let revoked = self.revoked.load(Ordering::Acquire);
+        if revoked == REVOKED_TO_OFF {
+            return;
+        }
         let mut dropped = self.dropped.swap(0, Ordering::Relaxed);
         let events: Vec<Event> = events
             .into_iter()
@@ -92,51 +124,52 @@ impl Recorder {
                 Some(event)
             })
             .collect();
-        if !events.is_empty() || dropped > 0 {
-            let mut batch = self.envelope.clone();
-            batch.events = events;
-            // Drops of this process and those the full queue counted earlier (a batch needs an
-            // event, so drops wait for a run that has some).
-            batch.dropped_events = dropped
-                + self
-                    .queue
-                    .as_ref()
-                    .map_or(0, queue::Queue::take_unreported_drops);
-            if !batch.events.is_empty() {
-                // The queue first: it is what delivery sends, now or on a later run.
-                if let Some(queue) = &self.queue {
-                    let appended = queue.append(&batch);
-                    self.debug.line(|| match &appended {
-                        Ok(_) => format!(
-                            "exit: {} events queued ({} dropped)",
-                            batch.events.len(),
-                            batch.dropped_events
-                        ),
-                        Err(e) => format!("exit: cannot queue this run's events: {e}"),
-                    });
-                }
-                // The ledger is what `telemetry log` shows: every event this tool recorded.
-                // Within what is left of the exit deadline, not a budget of its own.
-                let left = deadline.saturating_duration_since(Instant::now());
-                let _ = export::Exporter::export(&self.ledger, &batch, left);
-            }
+        let queue = self.queue.as_ref().filter(|_| revoked != REVOKED_TO_LOCAL);
+        if events.is_empty() && dropped == 0 {
+            return;
         }
-        if let Some(worker) = &self.worker {
-            let started = Instant::now();
-            let in_time = worker.finish(deadline);
+        // One look at the free space per hand-off, never per event: below the threshold the
+        // run's events are dropped (counted) rather than filling the user's disk.
+        if !events.is_empty()
+            && self.min_free_disk_bytes > 0
+            && fsutil::free_bytes(&self.data_dir).is_some_and(|free| free < self.min_free_disk_bytes)
+        {
+            StoreCounters::add(&self.data_dir, Count::LowDisk, 1);
+            if let Some(queue) = queue {
+                let _ = queue.count_drops(events.len() as u64 + dropped);
+            }
             self.debug.line(|| {
-                if in_time {
-                    format!(
-                        "exit: delivery finished in {} ms",
-                        started.elapsed().as_millis()
-                    )
-                } else {
-                    format!(
-                        "exit: stopped waiting after {} ms (the exit budget); the rest stays queued",
-                        started.elapsed().as_millis()
-                    )
-                }
+                format!(
+                    "exit: less than {} bytes free in the data directory: {} events not kept",
+                    self.min_free_disk_bytes,
+                    events.len()
+                )
             });
+            return;
+        }
+        let mut batch = self.envelope.clone();
+        batch.events = events;
+        // Drops of this process and those the full queue counted earlier (a batch needs an
+        // event, so drops wait for a run that has some).
+        batch.dropped_events = dropped + queue.map_or(0, queue::Queue::take_unreported_drops);
+        if batch.events.is_empty() {
+            return;
+        }
+        // The queue first: it is what delivery sends, now or on a later run.
+        if let Some(queue) = queue {
+            let appended = queue.append(&batch);
+            self.debug.line(|| match &appended {
+                Ok(_) => format!(
+                    "exit: {} events queued ({} dropped)",
+                    batch.events.len(),
+                    batch.dropped_events
+                ),
+                Err(e) => format!("exit: cannot queue this run's events: {e}"),
+            });
+        }
+        // The ledger is what `telemetry log` shows: every event this tool recorded.
+        if let Ok(export::Appended::Full) = self.ledger.append(&batch) {
+            StoreCounters::add(&self.data_dir, Count::LedgerFull, 1);
         }
     }
 }
