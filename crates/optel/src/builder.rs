@@ -103,6 +103,7 @@ pub struct TelemetryBuilder {
     pub(crate) daily_request_cap: u32,
     pub(crate) gzip: bool,
     pub(crate) root_certificates: Option<std::sync::Arc<[u8]>>,
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     pub(crate) encrypt_local_store: bool,
     pub(crate) ledger_max_bytes: u64,
     pub(crate) min_free_disk_bytes: u64,
@@ -584,7 +585,17 @@ impl TelemetryBuilder {
         Ok(None)
     }
 
+    /// The store key file, when the local store is encrypted.
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
+    pub(crate) fn store_key_file(&self) -> Option<PathBuf> {
+        (cfg!(feature = "encryption") && self.encrypt_local_store)
+            .then(|| self.config_dir_plan())
+            .flatten()
+            .map(|plan| crate::store::key_path(&plan.dir, &self.tool))
+    }
+
     /// What delivery uses and who chose it, for `status` (`None`: nothing is sent).
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn exporter_description(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -612,6 +623,7 @@ impl TelemetryBuilder {
         }
     }
 
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     fn tool_exporter_name(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
         if self.exporter.is_some() {
             Some("set by the tool".to_owned())

@@ -33,6 +33,7 @@
 //! | `purge` | deletes all local telemetry data: queue, ledger, install secret, so nothing of this tool's telemetry stays on the machine |
 //! | `flush` | sends the queue now, waiting at most `--timeout-ms` |
 //! | `forget` | asks the collector to delete every event this install sent (`DELETE /v1/installs`, docs/adr/002) |
+//! | `bundle [PATH] [--preview]` | writes a debug bundle for a bug report (one JSON file, 0600): status, the consent layers, versions, the last events as they would be sent (already redacted), delivery diagnostics; nothing else: no install secret, no ingest key, `~` for the home directory. `--preview` lists what would go in and writes nothing |
 
 use std::fs;
 use std::io::{self, Write};
@@ -88,6 +89,19 @@ pub enum TelemetryCommand {
         /// The longest to wait, in milliseconds (at most 60000).
         #[arg(long, default_value_t = 5_000)]
         timeout_ms: u64,
+    },
+    /// Write a debug bundle to attach to a bug report: status, consent layers, versions, the
+    /// last events as they would be sent, delivery diagnostics. No secret, no key, no home path.
+    Bundle {
+        /// The file to write, or a directory to write `<tool>-telemetry-bundle.json` into.
+        /// Default: `<tool>-telemetry-bundle.json` in the current directory.
+        path: Option<std::path::PathBuf>,
+        /// List what would go in, and write nothing.
+        #[arg(long)]
+        preview: bool,
+        /// How many of the last recorded events to include (at most 1000).
+        #[arg(long, default_value_t = crate::bundle::DEFAULT_BUNDLE_EVENTS)]
+        events: usize,
     },
 }
 
@@ -167,7 +181,8 @@ impl TelemetryArgs {
                 // Unsent events are deleted, never sent: disabling touches no network.
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
                 let q = data.join("queue");
-                let n = queued(&data).map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
+                let n = queued(builder, &data)
+                    .map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
                 if q.exists() {
                     fs::remove_dir_all(&q).map_err(io_err("delete", &q))?;
                 }
@@ -190,7 +205,7 @@ impl TelemetryArgs {
             }
             TelemetryCommand::Preview => {
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
-                let batches = queued(&data).unwrap_or_default();
+                let batches = queued(builder, &data).unwrap_or_default();
                 if batches.is_empty() {
                     w(
                         out,
@@ -209,7 +224,9 @@ impl TelemetryArgs {
             }
             TelemetryCommand::Log => {
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
-                let ledger = builder.ledger(&data);
+                let ledger = builder
+                    .ledger(&data)
+                    .sealed(builder.sealer(&data, false).ok().flatten());
                 let lines = ledger.read_lines().unwrap_or_default();
                 if lines.is_empty() {
                     return w(
@@ -242,17 +259,43 @@ impl TelemetryArgs {
             }
             TelemetryCommand::Flush { timeout_ms } => flush(builder, env, *timeout_ms, out),
             TelemetryCommand::Forget { timeout_ms } => forget(builder, env, *timeout_ms, out),
+            TelemetryCommand::Bundle {
+                path,
+                preview,
+                events,
+            } => {
+                let bundle = crate::bundle::Bundle::collect(builder, env, (*events).min(1000));
+                if *preview {
+                    return w(out, &bundle.preview());
+                }
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let path = crate::bundle::target_path(path.as_deref(), &cwd, tool);
+                let text = bundle.to_json();
+                crate::fsutil::write_private_atomic(&path, text.as_bytes())
+                    .map_err(io_err("write", &path))?;
+                w(
+                    out,
+                    &format!(
+                        "wrote the debug bundle {} ({} bytes): read it before attaching it to a bug report\n",
+                        path.display(),
+                        text.len()
+                    ),
+                )
+            }
         }
     }
 }
 
-/// The queued batches, without creating the queue directory.
-fn queued(data: &Path) -> Option<Vec<optel_wire::Batch>> {
+/// The queued batches, without creating the queue directory or the store key.
+pub(crate) fn queued(builder: &TelemetryBuilder, data: &Path) -> Option<Vec<optel_wire::Batch>> {
     let dir = data.join("queue");
     if !dir.is_dir() {
         return None;
     }
-    queue::Queue::open(dir).and_then(|q| q.batches()).ok()
+    let sealer = builder.sealer(data, false).ok().flatten();
+    queue::Queue::open(dir)
+        .and_then(|q| q.sealed(sealer).batches())
+        .ok()
 }
 
 /// What telemetry would do on the next run, and what is queued. Asks nothing, writes nothing.
@@ -269,8 +312,13 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
     {
         s.note = Some(format!("telemetry cannot run: {e}"));
     }
+    if r.consent == Consent::On {
+        s.exporter = builder.exporter_description(env);
+    }
+    s.store_key_file = builder.store_key_file();
     if let Some(data) = builder.resolved_data_dir() {
-        let batches = queued(&data).unwrap_or_default();
+        s.store_counters = Some(crate::store::StoreCounters::read(&data));
+        let batches = queued(builder, &data).unwrap_or_default();
         s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
         // The lifetime total kept in the queue's drop counter: the queued batches carry only
         // the drops not yet reported, and none once they are sent.
@@ -333,7 +381,7 @@ fn flush(
         );
     }
     let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
-    let before: usize = queued(&data)
+    let before: usize = queued(builder, &data)
         .unwrap_or_default()
         .iter()
         .map(|b| b.events.len())
@@ -347,7 +395,10 @@ fn flush(
             format!("{before} events are queued, but no endpoint is configured\n"),
         );
     };
-    let q = queue::Queue::open(data.join("queue")).map_err(io_err("open", &data))?;
+    let sealer = builder.sealer(&data, false).ok().flatten();
+    let q = queue::Queue::open(data.join("queue"))
+        .map_err(io_err("open", &data))?
+        .sealed(sealer);
     let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
     // The user asked for this flush: probe the endpoint even if the breaker is open.
     let breaker = Breaker::new(data.clone());
@@ -356,7 +407,7 @@ fn flush(
         .map_err(io_err("start delivery for", &data))?;
     // The command ends the process: the exporter is flushed and shut down too.
     let in_time = worker.finish(Instant::now() + timeout);
-    let after: usize = queued(&data)
+    let after: usize = queued(builder, &data)
         .unwrap_or_default()
         .iter()
         .map(|b| b.events.len())

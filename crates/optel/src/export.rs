@@ -555,6 +555,7 @@ impl JsonlFileExporter {
 
     /// Deletes every sealed file and returns how many records they held: called when the store
     /// key was just created, so no sealed record can be opened any more.
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     pub(crate) fn drop_sealed(&self) -> u64 {
         let mut records = 0;
         for path in self.files().unwrap_or_default() {

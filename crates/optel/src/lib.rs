@@ -101,6 +101,8 @@ mod attribute;
 mod breaker;
 mod builder;
 #[cfg(feature = "clap")]
+mod bundle;
+#[cfg(feature = "clap")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clap")))]
 pub mod cli;
 mod command;

@@ -370,6 +370,9 @@ pub struct QueueStatus {
     pub consecutive_failures: u32,
     /// The last delivery error since the last success, and when it happened.
     pub last_error: Option<(std::time::SystemTime, String)>,
+    /// What the local store refused to keep or read (tampered or undecryptable records, a
+    /// full ledger, low disk space).
+    pub store: StoreCounters,
 }
 
 /// Reads the queue and delivery state kept in `data_dir` (the directory given to
@@ -414,6 +417,7 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         },
         consecutive_failures: breaker.failures,
         last_error,
+        store: StoreCounters::read(data_dir),
     })
 }
 

@@ -10,6 +10,7 @@ use crate::debug::rfc3339;
 
 use crate::consent::{Consent, ConsentSource};
 use crate::identity::Epoch;
+use crate::store::StoreCounters;
 
 /// What telemetry is doing in this process and why, for a tool's `telemetry status`.
 #[derive(Debug, Clone)]
@@ -44,6 +45,14 @@ pub struct Status {
     pub last_error: Option<(SystemTime, String)>,
     /// Delivery requests made today (UTC) and the daily cap, when known (`telemetry status`).
     pub requests_today: Option<(u32, u32)>,
+    /// The exporter delivery uses and who chose it (the tool, or the user's config file), when
+    /// known (`telemetry status`).
+    pub exporter: Option<String>,
+    /// Whether the local store is encrypted, and the key file, when known (`telemetry status`).
+    pub store_key_file: Option<PathBuf>,
+    /// What the local store refused to keep or read (tampered or undecryptable records, a full
+    /// ledger, low disk space), when known (`telemetry status`).
+    pub store_counters: Option<StoreCounters>,
 }
 
 impl Status {
@@ -67,6 +76,9 @@ impl Status {
             delivery_failures: None,
             last_error: None,
             requests_today: None,
+            exporter: None,
+            store_key_file: None,
+            store_counters: None,
         }
     }
 }
@@ -124,6 +136,22 @@ impl fmt::Display for Status {
             } else {
                 writeln!(f, "requests today: {sent} of {cap} (daily cap)")?;
             }
+        }
+        if let Some(exporter) = &self.exporter {
+            writeln!(f, "exporter: {exporter}")?;
+        }
+        if let Some(key) = &self.store_key_file {
+            writeln!(f, "local store: encrypted (key file {})", key.display())?;
+        }
+        if let Some(c) = &self.store_counters
+            && *c != StoreCounters::default()
+        {
+            writeln!(
+                f,
+                "local store: {} tampered and {} undecryptable records dropped; {} runs not \
+                 written (ledger full), {} runs not kept (low disk space)",
+                c.tampered, c.undecryptable, c.ledger_full, c.low_disk
+            )?;
         }
         if let Some((at, error)) = &self.last_error {
             writeln!(f, "last error: {error} (at {})", rfc3339(*at))?;

@@ -16,6 +16,9 @@
 //! 0700): in the config directory, not beside the data, so a copy of the data directory alone
 //! (a backup, a synced folder) holds nothing readable.
 
+// Without the feature the sealer is never built: what only it uses is unused.
+#![cfg_attr(not(feature = "encryption"), allow(dead_code))]
+
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -146,11 +149,6 @@ impl Sealer {
             tool: tool.to_owned(),
             data_dir: data_dir.to_owned(),
         }
-    }
-
-    /// The data directory rejections are counted in.
-    pub(crate) fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     #[cfg(feature = "encryption")]
