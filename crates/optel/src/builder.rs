@@ -417,15 +417,21 @@ impl TelemetryBuilder {
                 ExporterKind::Optel => return self.http_exporter(env, gzip),
                 ExporterKind::Stderr => return Some(Box::new(export::StderrExporter)),
                 ExporterKind::File => {
-                    let dir = self.data_dir_plan()?.dir.join("exported");
+                    let data_dir = self.data_dir_plan()?.dir;
+                    // Sealed like the ledger when the store is encrypted (init created the key).
+                    let sealer = self.sealer(&data_dir, false).ok().flatten();
                     return Some(Box::new(
-                        export::JsonlFileExporter::new(dir).max_bytes(self.ledger_max_bytes),
+                        export::JsonlFileExporter::new(data_dir.join("exported"))
+                            .max_bytes(self.ledger_max_bytes)
+                            .sealed(sealer),
                     ));
                 }
                 #[cfg(feature = "otlp")]
                 ExporterKind::OtlpHttp => {
                     let endpoint = self.effective_endpoint(env)?;
-                    return Some(Box::new(crate::otlp::OtlpExporter::new(&endpoint).gzip(gzip)));
+                    return Some(Box::new(
+                        crate::otlp::OtlpExporter::new(&endpoint).gzip(gzip),
+                    ));
                 }
                 // Not built in: nothing is sent rather than sending somewhere else.
                 #[cfg(not(feature = "otlp"))]
@@ -737,6 +743,70 @@ mod tests {
         assert_eq!(
             budget(&[("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "99999999")]),
             MAX_EXIT_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn the_user_config_chooses_the_exporter_unless_the_tool_forbids_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = consent::user_config_path(dir.path(), "acme");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let write = |text: &str| std::fs::write(&file, text).unwrap();
+        write(
+            "telemetry = \"on\"\nexporter = \"stdout\"\nlocal_retention_days = 3\n\
+             [upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+        );
+        let b = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .data_dir(dir.path().join("data"))
+            .endpoint("http://tool.example");
+        let none = |_: &str| None;
+        let debug = |b: &TelemetryBuilder| format!("{:?}", b.delivery_exporter(&none));
+        assert_eq!(debug(&b), "Some(StderrExporter)");
+        assert_eq!(
+            b.effective_endpoint(&none).as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert!(format!("{:?}", b.ledger(dir.path())).contains("retention_days: 3"));
+        assert!(
+            b.exporter_description(&none)
+                .unwrap()
+                .contains("user config")
+        );
+        // The environment still wins over the user's endpoint.
+        let env = |k: &str| (k == "ACME_TELEMETRY_ENDPOINT").then(|| "http://env.example".into());
+        assert_eq!(
+            b.effective_endpoint(&env).as_deref(),
+            Some("http://env.example")
+        );
+        // The tool forbids redirection: its exporter and endpoint stay.
+        let forbidden = b.clone().user_exporter_choice(false);
+        assert!(
+            debug(&forbidden).contains("HttpExporter { url: \"http://tool.example/v1/events\"")
+        );
+        assert!(debug(&forbidden).contains("gzip: true"));
+        assert!(
+            forbidden
+                .exporter_description(&none)
+                .unwrap()
+                .contains("does not allow")
+        );
+        // The optel exporter to the user's endpoint, without compression.
+        write(
+            "exporter = \"optel\"\n[upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+        );
+        let d = debug(&b);
+        assert!(
+            d.contains("url: \"http://127.0.0.1:9/v1/events\"") && d.contains("gzip: false"),
+            "{d}"
+        );
+        // An exporter that is not understood sends nothing (and status says why).
+        write("exporter = \"carrier-pigeon\"\n");
+        assert_eq!(debug(&b), "None");
+        assert!(
+            b.exporter_description(&none)
+                .unwrap()
+                .contains("not understood")
         );
     }
 

@@ -246,12 +246,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_home_directory_is_written_as_a_tilde() {
+        let bundle = Bundle {
+            entries: vec![(
+                "status",
+                Value::String("data directory: /home/alice/.local/share/optel/acme".into()),
+            )],
+            home: Some("/home/alice".into()),
+        };
+        let json = bundle.to_json();
+        assert!(json.contains("~/.local/share/optel/acme"), "{json}");
+        assert!(!json.contains("alice"));
+    }
+
+    #[test]
     fn endpoints_lose_credentials_and_queries() {
         assert_eq!(
             safe_endpoint("https://user:pw@t.example:8443/v1/events?key=abc#x"),
             "https://t.example:8443/v1/events"
         );
-        assert_eq!(safe_endpoint("http://127.0.0.1:4318"), "http://127.0.0.1:4318");
+        assert_eq!(
+            safe_endpoint("http://127.0.0.1:4318"),
+            "http://127.0.0.1:4318"
+        );
     }
 
     #[test]

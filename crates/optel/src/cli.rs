@@ -181,8 +181,8 @@ impl TelemetryArgs {
                 // Unsent events are deleted, never sent: disabling touches no network.
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
                 let q = data.join("queue");
-                let n = queued(builder, &data)
-                    .map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
+                let n =
+                    queued(builder, &data).map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
                 if q.exists() {
                     fs::remove_dir_all(&q).map_err(io_err("delete", &q))?;
                 }
@@ -553,6 +553,96 @@ mod tests {
             s.to_string()
                 .contains(&format!("dropped events: {quarter}"))
         );
+    }
+
+    #[test]
+    fn the_bundle_holds_the_listed_entries_and_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"))
+            .ingest_key("ik_do_not_leak_0123456789")
+            .endpoint("https://user:hunter2@telemetry.example/v1/events?token=abc");
+        // One run with consent local: an install secret and a ledger record.
+        let rec = builder
+            .clone()
+            .start(&|_: &str| None, Consent::Local, &|| None)
+            .unwrap();
+        for name in ["build", "test", "lint"] {
+            rec.record(rec.new_event(
+                optel_wire::EventType::Command,
+                name.into(),
+                std::time::SystemTime::now(),
+            ));
+        }
+        rec.shutdown(Instant::now() + Duration::from_secs(5));
+        let secret = fs::read_to_string(data.join("install_secret")).unwrap();
+        let env = |k: &str| (k == "ACME_TELEMETRY").then(|| "on".to_owned());
+        let path = dir.path().join("bundle.json");
+        let run = |command: TelemetryCommand| {
+            let mut out = Vec::new();
+            TelemetryArgs { command }
+                .execute(&builder, &env, &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let listed = run(TelemetryCommand::Bundle {
+            path: Some(path.clone()),
+            preview: true,
+            events: 2,
+        });
+        for entry in [
+            "versions",
+            "status",
+            "consent_layers",
+            "last_events",
+            "delivery",
+        ] {
+            assert!(listed.contains(&format!("  {entry}: ")), "{listed}");
+        }
+        assert!(
+            listed.contains("2 events as they would be sent"),
+            "{listed}"
+        );
+        assert!(!path.exists(), "--preview writes nothing");
+        run(TelemetryCommand::Bundle {
+            path: Some(path.clone()),
+            preview: false,
+            events: 2,
+        });
+        let text = fs::read_to_string(&path).unwrap();
+        let bundle: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut keys: Vec<&String> = bundle.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "consent_layers",
+                "delivery",
+                "last_events",
+                "status",
+                "versions"
+            ]
+        );
+        let names: Vec<&str> = bundle["last_events"][0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["test", "lint"], "the last N events");
+        assert_eq!(bundle["consent_layers"]["decided_by"], "tool_env");
+        for secret in [secret.trim(), "ik_do_not_leak", "hunter2", "token=abc"] {
+            assert!(!text.contains(secret), "{secret:?} in the bundle");
+        }
+        assert!(text.contains("https://telemetry.example/v1/events"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -398,14 +398,24 @@ pub(crate) fn write_user_choice(
     fsutil::write_private_atomic(path, text.as_bytes())
 }
 
+/// Whether an environment layer decides consent for `tool` (it cannot change under a running
+/// process, so no file needs watching).
+pub(crate) fn env_decides(env: &dyn Fn(&str) -> Option<String>, tool: &str) -> bool {
+    env("DO_NOT_TRACK").is_some_and(|v| is_truthy(&v))
+        || env(&format!("{}_TELEMETRY", env_prefix(tool))).is_some()
+}
+
 /// The consent files a running process watches (the project policy wherever it may appear
 /// between the working directory and the root, the user's per-tool file and the shared
 /// file): [`changed`](Self::changed) compares their modification time, size and inode with
 /// the last look, with one `stat` per path and no read, so a check every few seconds costs
-/// next to nothing (BENCHMARKS.md, "consent re-check").
+/// next to nothing (BENCHMARKS.md, "consent re-check"). Creating it touches no file: the first
+/// call to `changed` takes the first look and says `true`, so the caller resolves consent
+/// once then, and only on a change after that.
 #[derive(Debug)]
 pub(crate) struct Watch {
     files: Vec<(PathBuf, Option<Stamp>)>,
+    looked: bool,
 }
 
 type Stamp = (std::time::SystemTime, u64, u64);
@@ -423,13 +433,16 @@ impl Watch {
             paths.push(shared_consent_path(config));
         }
         Self {
-            files: paths.into_iter().map(|p| (stamp(&p), p)).map(|(s, p)| (p, s)).collect(),
+            files: paths.into_iter().map(|p| (p, None)).collect(),
+            looked: false,
         }
     }
 
-    /// Whether a watched file appeared, vanished or changed since the last call.
+    /// Whether a watched file appeared, vanished or changed since the last call; `true` on the
+    /// first call.
     pub(crate) fn changed(&mut self) -> bool {
-        let mut changed = false;
+        let mut changed = !self.looked;
+        self.looked = true;
         for (path, last) in &mut self.files {
             let now = stamp(path);
             if now != *last {

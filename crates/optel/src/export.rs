@@ -559,9 +559,14 @@ impl JsonlFileExporter {
     pub(crate) fn drop_sealed(&self) -> u64 {
         let mut records = 0;
         for path in self.files().unwrap_or_default() {
-            if path.extension().is_some_and(|e| e == crate::store::SEALED_EXT) {
+            if path
+                .extension()
+                .is_some_and(|e| e == crate::store::SEALED_EXT)
+            {
                 let lines = crate::fsutil::read_private(&path, MAX_LEDGER_FILE_BYTES)
-                    .map_or(0, |b| b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count());
+                    .map_or(0, |b| {
+                        b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count()
+                    });
                 if remove(&path).is_ok() {
                     records += lines as u64;
                 }
@@ -611,7 +616,10 @@ impl JsonlFileExporter {
                 .map_err(|e| io_err("read", &path, e))?;
             let text = String::from_utf8_lossy(&bytes);
             let records = text.lines().filter(|l| !l.is_empty());
-            if path.extension().is_some_and(|e| e == crate::store::SEALED_EXT) {
+            if path
+                .extension()
+                .is_some_and(|e| e == crate::store::SEALED_EXT)
+            {
                 // Records that do not open (another key, altered) are left out.
                 let (Some(sealer), Some(day)) = (&self.sealer, day_name(&path)) else {
                     continue;
@@ -677,7 +685,10 @@ impl JsonlFileExporter {
                     .seal(&format!("ledger/{day}"), &json)
                     .map_err(|e| io_err("seal a record for", &self.dir, e))?;
                 let ext = crate::store::SEALED_EXT;
-                (self.dir.join(format!("{day}.{ext}")), hex::encode(sealed).into_bytes())
+                (
+                    self.dir.join(format!("{day}.{ext}")),
+                    hex::encode(sealed).into_bytes(),
+                )
             }
             None => (self.dir.join(format!("{day}.jsonl")), json),
         };

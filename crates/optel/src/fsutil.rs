@@ -440,7 +440,9 @@ pub(crate) fn update_counters<const N: usize>(
     let mut file = open_state(path)?;
     file.lock()?;
     let mut text = String::new();
-    (&mut file).take(64 * (N as u64 + 1)).read_to_string(&mut text)?;
+    (&mut file)
+        .take(64 * (N as u64 + 1))
+        .read_to_string(&mut text)?;
     let mut counters = parse_counters::<N>(&text);
     change(&mut counters);
     let mut record = counters

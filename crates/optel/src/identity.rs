@@ -41,7 +41,10 @@ pub(crate) fn load_or_create_secret_file(path: &Path) -> io::Result<([u8; 32], b
         return Ok((secret, false));
     }
     let secret: [u8; 32] = random_bytes()?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("secret");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("secret");
     let tmp = path.with_file_name(format!(".{name}.{}", hex::encode(random_bytes::<8>()?)));
     {
         let mut f = fsutil::create_private(&tmp)?;

@@ -132,7 +132,8 @@ impl Recorder {
         // run's events are dropped (counted) rather than filling the user's disk.
         if !events.is_empty()
             && self.min_free_disk_bytes > 0
-            && fsutil::free_bytes(&self.data_dir).is_some_and(|free| free < self.min_free_disk_bytes)
+            && fsutil::free_bytes(&self.data_dir)
+                .is_some_and(|free| free < self.min_free_disk_bytes)
         {
             StoreCounters::add(&self.data_dir, Count::LowDisk, 1);
             if let Some(queue) = queue {
@@ -147,14 +148,17 @@ impl Recorder {
             });
             return;
         }
-        let mut batch = self.envelope.clone();
-        batch.events = events;
-        // Drops of this process and those the full queue counted earlier (a batch needs an
-        // event, so drops wait for a run that has some).
-        batch.dropped_events = dropped + queue.map_or(0, queue::Queue::take_unreported_drops);
-        if batch.events.is_empty() {
+        if events.is_empty() {
+            // A batch needs an event: the drops wait in the queue's counter for one.
+            if let Some(queue) = queue {
+                let _ = queue.count_drops(dropped);
+            }
             return;
         }
+        let mut batch = self.envelope.clone();
+        batch.events = events;
+        // Drops of this process and those the full queue counted earlier.
+        batch.dropped_events = dropped + queue.map_or(0, queue::Queue::take_unreported_drops);
         // The queue first: it is what delivery sends, now or on a later run.
         if let Some(queue) = queue {
             let appended = queue.append(&batch);
@@ -271,6 +275,32 @@ mod tests {
         assert_eq!(names.last(), Some(&"shutdown"), "{names:?}");
         assert_eq!(names.iter().filter(|n| **n == "force_flush").count(), 1);
         assert!(s.calls.iter().all(|(_, t)| *t <= budget), "{:?}", s.calls);
+    }
+
+    #[test]
+    fn below_the_free_disk_threshold_nothing_is_kept_and_it_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Telemetry::builder("acme", "1.0.0")
+            .data_dir(dir.path().join("data"))
+            .config_dir(dir.path().join("config"))
+            .min_free_disk_bytes(u64::MAX)
+            .start(&|_: &str| None, Consent::On, &|| None)
+            .unwrap();
+        rec.record(rec.new_event(
+            EventType::Command,
+            "build".into(),
+            std::time::SystemTime::now(),
+        ));
+        rec.shutdown(Instant::now() + Duration::from_secs(5));
+        let data = dir.path().join("data");
+        let status = crate::queue_status(&data).unwrap();
+        assert_eq!(status.pending_events, 0);
+        assert_eq!(status.store.low_disk, 1);
+        assert_eq!(
+            status.dropped_events_unreported, 1,
+            "reported with a later batch"
+        );
+        assert!(rec.ledger.read_lines().unwrap().is_empty());
     }
 
     #[test]

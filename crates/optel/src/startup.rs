@@ -312,15 +312,14 @@ impl TelemetryBuilder {
     /// decided, no file is looked at.
     fn consent_tick(&self, env: &dyn Fn(&str) -> Option<String>) -> delivery::Tick {
         let builder = self.clone();
-        let resolution = self.resolve(env);
-        let mut watch = match resolution.source {
-            ConsentSource::DoNotTrack | ConsentSource::ToolEnv(_) => None,
-            _ => Some(consent::Watch::new(
+        // Nothing is read here: the first tick looks at the files and resolves once.
+        let mut watch = (!consent::env_decides(env, &self.tool)).then(|| {
+            consent::Watch::new(
                 &self.tool,
                 std::env::current_dir().ok().as_deref(),
                 self.config_path().as_deref(),
-            )),
-        };
+            )
+        });
         delivery::Tick {
             interval: self.effective_consent_check_interval(env),
             run: Box::new(move || {

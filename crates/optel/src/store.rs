@@ -193,7 +193,9 @@ impl Sealer {
         #[cfg(not(feature = "encryption"))]
         {
             let _ = (place, plaintext);
-            Err(io::Error::other("optel was built without its `encryption` feature"))
+            Err(io::Error::other(
+                "optel was built without its `encryption` feature",
+            ))
         }
     }
 
@@ -217,7 +219,13 @@ impl Sealer {
             let (nonce, body) = sealed[HEADER_LEN..].split_at(NONCE_LEN);
             let aad = self.aad(place);
             self.cipher
-                .decrypt(nonce.into(), Payload { msg: body, aad: &aad })
+                .decrypt(
+                    nonce.into(),
+                    Payload {
+                        msg: body,
+                        aad: &aad,
+                    },
+                )
                 .map_err(|_| Rejected::Tampered)
         }
         #[cfg(not(feature = "encryption"))]
@@ -259,63 +267,4 @@ pub(crate) fn load_or_create_key(
 }
 
 #[cfg(all(test, feature = "encryption"))]
-mod tests {
-    use super::*;
-
-    fn sealer(dir: &Path, key: u8) -> Sealer {
-        Sealer::new(&[key; 32], "acme", dir)
-    }
-
-    #[test]
-    fn round_trip_and_no_plaintext() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = sealer(dir.path(), 1);
-        let sealed = s.seal("queue/1-ab-1e", b"{\"name\":\"build\"}").unwrap();
-        assert!(!sealed.windows(5).any(|w| w == b"build"));
-        assert_eq!(s.open("queue/1-ab-1e", &sealed).unwrap(), b"{\"name\":\"build\"}");
-        // Two seals of the same text differ (random nonce).
-        assert_ne!(sealed, s.seal("queue/1-ab-1e", b"{\"name\":\"build\"}").unwrap());
-    }
-
-    #[test]
-    fn altered_moved_or_foreign_records_are_rejected_and_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = sealer(dir.path(), 1);
-        let sealed = s.seal("ledger/2026-11-30", b"secret").unwrap();
-        let mut flipped = sealed.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        assert_eq!(s.open("ledger/2026-11-30", &flipped), Err(Rejected::Tampered));
-        assert_eq!(s.open("ledger/2026-11-29", &sealed), Err(Rejected::Tampered));
-        assert_eq!(s.open("ledger/2026-11-30", &sealed[..20]), Err(Rejected::Tampered));
-        let other_tool = Sealer::new(&[1; 32], "other", dir.path());
-        assert_eq!(other_tool.open("ledger/2026-11-30", &sealed), Err(Rejected::Tampered));
-        let other_key = sealer(dir.path(), 2);
-        assert_eq!(
-            other_key.open("ledger/2026-11-30", &sealed),
-            Err(Rejected::Undecryptable)
-        );
-        assert!(s.open_counted("ledger/2026-11-30", &flipped).is_none());
-        assert!(other_key.open_counted("ledger/2026-11-30", &sealed).is_none());
-        let c = StoreCounters::read(dir.path());
-        assert_eq!((c.tampered, c.undecryptable), (1, 1));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_key_file_is_private_and_created_once() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let plan = fsutil::DirPlan::explicit(dir.path().join("optel/keys"));
-        assert!(load_or_create_key(&plan, "acme", false).unwrap().is_none());
-        let (key, created) = load_or_create_key(&plan, "acme", true).unwrap().unwrap();
-        assert!(created);
-        let (again, created) = load_or_create_key(&plan, "acme", true).unwrap().unwrap();
-        assert_eq!((key, created), (again, false));
-        let path = key_path(&dir.path().join("optel"), "acme");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode();
-        assert_eq!(dir_mode & 0o777, 0o700);
-    }
-}
+mod tests;
