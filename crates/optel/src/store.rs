@@ -266,5 +266,6 @@ pub(crate) fn load_or_create_key(
     crate::identity::load_or_create_secret_file(&path).map(Some)
 }
 
-#[cfg(all(test, feature = "encryption"))]
+#[cfg(test)]
+#[cfg(feature = "encryption")]
 mod tests;
