@@ -65,27 +65,9 @@ impl Recorder {
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.closed.store(true, Ordering::Release);
         self.hand_off();
-        if let Some(worker) = &self.worker {
-            let started = Instant::now();
-            let in_time = worker.finish(deadline);
-            self.debug.line(|| {
-                if in_time {
-                    format!(
-                        "exit: delivery finished in {} ms",
-                        started.elapsed().as_millis()
-                    )
-                } else {
-                    format!(
-                        "exit: stopped waiting after {} ms (the exit budget); the rest stays queued",
-                        started.elapsed().as_millis()
-                    )
-                }
-            });
-        }
+        self.finish_delivery(deadline);
     }
-}
 
-impl Recorder {
     /// Hands the events recorded so far over: stamps and checks them, appends them to the
     /// queue as one segment and writes them to the ledger. Called at exit, and by the delivery
     /// thread of a long-running process at each consent check. After consent went `off` while
@@ -98,8 +80,7 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let revoked = self.revoked.load(Ordering::Acquire);
-        if revoked == REVOKED_TO_OFF {
+        if self.revoked.load(Ordering::Acquire) == REVOKED_TO_OFF {
             return;
         }
         let mut dropped = self.dropped.swap(0, Ordering::Relaxed);
@@ -124,55 +105,90 @@ impl Recorder {
                 Some(event)
             })
             .collect();
-        let queue = self.queue.as_ref().filter(|_| revoked != REVOKED_TO_LOCAL);
-        if events.is_empty() && dropped == 0 {
-            return;
+        if !events.is_empty() || dropped > 0 {
+            let mut batch = self.envelope.clone();
+            batch.events = events;
+            // Drops of this process and those the full queue counted earlier (a batch needs an
+            // event, so drops wait for a run that has some).
+            batch.dropped_events = dropped
+                + self
+                    .queue
+                    .as_ref()
+                    .map_or(0, queue::Queue::take_unreported_drops);
+            if !batch.events.is_empty() && self.disk_has_room(&batch) {
+                // The queue first: it is what delivery sends, now or on a later run.
+                if let Some(queue) = self.queue.as_ref().filter(|_| self.may_queue()) {
+                    let appended = queue.append(&batch);
+                    self.debug.line(|| match &appended {
+                        Ok(_) => format!(
+                            "exit: {} events queued ({} dropped)",
+                            batch.events.len(),
+                            batch.dropped_events
+                        ),
+                        Err(e) => format!("exit: cannot queue this run's events: {e}"),
+                    });
+                }
+                // The ledger is what `telemetry log` shows: every event this tool recorded.
+                self.write_ledger(&batch);
+            }
         }
-        // One look at the free space per hand-off, never per event: below the threshold the
-        // run's events are dropped (counted) rather than filling the user's disk.
-        if !events.is_empty()
-            && self.min_free_disk_bytes > 0
+    }
+
+    /// Asks the delivery thread for its last round and waits for it until `deadline`.
+    fn finish_delivery(&self, deadline: Instant) {
+        if let Some(worker) = &self.worker {
+            let started = Instant::now();
+            let in_time = worker.finish(deadline);
+            self.debug.line(|| {
+                if in_time {
+                    format!(
+                        "exit: delivery finished in {} ms",
+                        started.elapsed().as_millis()
+                    )
+                } else {
+                    format!(
+                        "exit: stopped waiting after {} ms (the exit budget); the rest stays queued",
+                        started.elapsed().as_millis()
+                    )
+                }
+            });
+        }
+    }
+}
+
+impl Recorder {
+    /// Whether this hand-off may queue for sending: not after consent went `local` while
+    /// running.
+    fn may_queue(&self) -> bool {
+        self.revoked.load(Ordering::Acquire) != REVOKED_TO_LOCAL
+    }
+
+    /// One look at the free space per hand-off, never per event: below the threshold the
+    /// batch is neither queued nor written (rather than filling the user's disk); its events
+    /// and drops are counted, to be reported with a later batch.
+    fn disk_has_room(&self, batch: &optel_wire::Batch) -> bool {
+        let low = self.min_free_disk_bytes > 0
             && fsutil::free_bytes(&self.data_dir)
-                .is_some_and(|free| free < self.min_free_disk_bytes)
-        {
+                .is_some_and(|free| free < self.min_free_disk_bytes);
+        if low {
             StoreCounters::add(&self.data_dir, Count::LowDisk, 1);
-            if let Some(queue) = queue {
-                let _ = queue.count_drops(events.len() as u64 + dropped);
+            if let Some(queue) = &self.queue {
+                let _ = queue.count_drops(batch.events.len() as u64 + batch.dropped_events);
             }
             self.debug.line(|| {
                 format!(
-                    "exit: less than {} bytes free in the data directory: {} events not kept",
+                    "less than {} bytes free in the data directory: {} events not kept",
                     self.min_free_disk_bytes,
-                    events.len()
+                    batch.events.len()
                 )
             });
-            return;
         }
-        if events.is_empty() {
-            // A batch needs an event: the drops wait in the queue's counter for one.
-            if let Some(queue) = queue {
-                let _ = queue.count_drops(dropped);
-            }
-            return;
-        }
-        let mut batch = self.envelope.clone();
-        batch.events = events;
-        // Drops of this process and those the full queue counted earlier.
-        batch.dropped_events = dropped + queue.map_or(0, queue::Queue::take_unreported_drops);
-        // The queue first: it is what delivery sends, now or on a later run.
-        if let Some(queue) = queue {
-            let appended = queue.append(&batch);
-            self.debug.line(|| match &appended {
-                Ok(_) => format!(
-                    "exit: {} events queued ({} dropped)",
-                    batch.events.len(),
-                    batch.dropped_events
-                ),
-                Err(e) => format!("exit: cannot queue this run's events: {e}"),
-            });
-        }
-        // The ledger is what `telemetry log` shows: every event this tool recorded.
-        if let Ok(export::Appended::Full) = self.ledger.append(&batch) {
+        !low
+    }
+
+    /// Writes the ledger record, counting a run the size bound left out.
+    fn write_ledger(&self, batch: &optel_wire::Batch) {
+        if let Ok(export::Appended::Full) = self.ledger.append(batch) {
             StoreCounters::add(&self.data_dir, Count::LedgerFull, 1);
         }
     }
