@@ -156,6 +156,18 @@ impl Recorder {
     }
 }
 
+/// Checks the event name, attribute keys and error code against the name rules.
+fn check_names(event: &Event) -> Result<(), NameError> {
+    attribute::check("event name", &event.name)?;
+    for key in event.metadata.keys() {
+        attribute::check("attribute key", key)?;
+    }
+    if let Some(code) = &event.error_code {
+        attribute::check("error code", code)?;
+    }
+    Ok(())
+}
+
 impl Recorder {
     /// Whether this hand-off may queue for sending: not after consent went `local` while
     /// running.
@@ -192,18 +204,6 @@ impl Recorder {
             StoreCounters::add(&self.data_dir, Count::LedgerFull, 1);
         }
     }
-}
-
-/// Checks the event name, attribute keys and error code against the name rules.
-fn check_names(event: &Event) -> Result<(), NameError> {
-    attribute::check("event name", &event.name)?;
-    for key in event.metadata.keys() {
-        attribute::check("attribute key", key)?;
-    }
-    if let Some(code) = &event.error_code {
-        attribute::check("error code", code)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
