@@ -364,12 +364,20 @@ pub(crate) fn write_user_choice(
             .strip_prefix(key)
             .is_some_and(|rest| rest.trim_start().starts_with('='))
     };
-    // Top-level keys must come before the first table header.
+    // Top-level keys must come before the first table header. A value may span lines (an
+    // array): its lines go with its key, kept or replaced together.
     let (mut top, mut tables) = (Vec::new(), Vec::new());
+    let (mut replaced, mut depth) = (false, 0i64);
     for line in old.lines() {
-        if !tables.is_empty() || line.trim_start().starts_with('[') {
-            tables.push(line);
-        } else if !is_key(line, "telemetry") && !is_key(line, "notice_shown") {
+        if depth <= 0 {
+            if !tables.is_empty() || line.trim_start().starts_with('[') {
+                tables.push(line);
+                continue;
+            }
+            replaced = WRITTEN_KEYS.iter().any(|key| is_key(line, key));
+        }
+        depth += bracket_depth(line);
+        if !replaced {
             top.push(line);
         }
     }
@@ -461,6 +469,36 @@ fn stamp(path: &Path) -> Option<Stamp> {
     #[cfg(not(unix))]
     let inode = 0;
     Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// The top-level keys of the per-tool file that [`write_user_choice`] writes itself.
+const WRITTEN_KEYS: [&str; 2] = ["telemetry", "notice_shown"];
+
+/// How many brackets a TOML line opens minus how many it closes, outside strings and
+/// comments.
+fn bracket_depth(line: &str) -> i64 {
+    let (mut depth, mut quote, mut escaped) = (0, None, false);
+    for c in line.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '#' => break,
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            },
+        }
+    }
+    depth
 }
 
 /// `DO_NOT_TRACK` counts when set to anything but an empty string, `0` or `false`.
@@ -655,7 +693,7 @@ pub(crate) mod tests {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(
             &path,
-            "# mine\ntelemetry = \"on\"\nexporter = \"stdout\"\nlocal_retention_days = 3\n\n[upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+            "# mine\ntelemetry = \"on\"\nexporter = \"stdout\"\nlocal_retention_days = 3\nmine = [\n  \"[x]\",\n  [1],\n]\n\n[upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
         )
         .unwrap();
         write_user_choice(&path, Some(Consent::Off), true).unwrap();
@@ -666,7 +704,10 @@ pub(crate) mod tests {
         assert_eq!(f.local_retention_days, Some(3));
         assert_eq!(f.upload.endpoint.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(f.upload.compression.as_deref(), Some("none"));
-        assert!(fs::read_to_string(&path).unwrap().starts_with("# mine\n"));
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# mine\n"), "{text}");
+        assert!(text.contains("mine = [\n  \"[x]\",\n  [1],\n]\n"), "{text}");
+        assert_eq!(text.matches("telemetry =").count(), 1, "{text}");
     }
 
     #[test]
