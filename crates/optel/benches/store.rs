@@ -15,23 +15,10 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use optel_wire::{Batch, Event, EventType, Timestamp};
+use optel_wire::Batch;
 
 fn batch(events: usize) -> Batch {
-    let mut b = Batch::new("bench", "1.0.0", "pseudonym", "linux", "x86_64");
-    for i in 0..events {
-        let mut e = Event::new(
-            format!("00000000-0000-4000-8000-{i:012}"),
-            EventType::Command,
-            "build",
-            Timestamp::now(),
-            "00000000-0000-4000-8000-000000000000",
-        );
-        e.duration_ms = Some(12);
-        e.success = Some(true);
-        b.events.push(e);
-    }
-    b
+    optel::__private::bench_batch(events)
 }
 
 fn store_run(c: &mut Criterion) {

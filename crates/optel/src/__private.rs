@@ -103,3 +103,28 @@ impl ConsentWatch {
         self.0.changed()
     }
 }
+
+/// A run's batch of `events` command events, as the queue and store benchmarks persist it.
+pub fn bench_batch(events: usize) -> optel_wire::Batch {
+    use optel_wire::{Event, EventType, Timestamp};
+    let mut b = optel_wire::Batch::new(
+        "bench",
+        "1.0.0",
+        "0123456789abcdef0123456789abcdef",
+        "linux",
+        "x86_64",
+    );
+    for i in 0..events {
+        let mut e = Event::new(
+            format!("00000000-0000-4000-8000-{i:012}"),
+            EventType::Command,
+            "build",
+            Timestamp::now(),
+            "00000000-0000-4000-8000-000000000000",
+        );
+        e.duration_ms = Some(12);
+        e.success = Some(true);
+        b.events.push(e);
+    }
+    b
+}
