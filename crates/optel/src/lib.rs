@@ -101,7 +101,7 @@
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
-//! | `encryption` | [`TelemetryBuilder::encrypt_local_store`]: queue segments and the ledger sealed at rest with XChaCha20-Poly1305 (RustCrypto `chacha20poly1305`), the key in `<config dir>/optel/keys/<tool>.key` (0600). Threat model: `docs/adr/014-encrypted-local-store.md` |
+//! | `encryption` | `TelemetryBuilder::encrypt_local_store`: queue segments and the ledger sealed at rest with XChaCha20-Poly1305 (RustCrypto `chacha20poly1305`), the key in `<config dir>/optel/keys/<tool>.key` (0600). Threat model: `docs/adr/014-encrypted-local-store.md` |
 //! | `miette` | `miette::Diagnostic` for the public errors ([`InitError`], [`NameError`], the export and `cli` errors): a stable code (`optel::init::no_data_directory`) and a help text |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
