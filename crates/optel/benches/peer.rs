@@ -20,7 +20,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use optel_wire::{Batch, Event, EventType, Timestamp};
+use optel_wire::Batch;
 
 #[derive(Debug)]
 struct DiscardExporter;
@@ -90,27 +90,9 @@ fn record(c: &mut Criterion) {
     drop(guard);
 }
 
+/// A run's batch of `events` command events (shared with the store benchmark).
 fn batch(events: usize) -> Batch {
-    let mut b = Batch::new(
-        "bench",
-        "1.0.0",
-        "0123456789abcdef0123456789abcdef",
-        "linux",
-        "x86_64",
-    );
-    for i in 0..events {
-        let mut e = Event::new(
-            format!("00000000-0000-4000-8000-{i:012}"),
-            EventType::Command,
-            "build",
-            Timestamp::now(),
-            "00000000-0000-4000-8000-000000000000",
-        );
-        e.duration_ms = Some(12);
-        e.success = Some(true);
-        b.events.push(e);
-    }
-    b
+    optel::__private::bench_batch(events)
 }
 
 fn queue_append(c: &mut Criterion) {

@@ -46,3 +46,85 @@ pub fn queued_events(data_dir: &Path) -> usize {
         .and_then(|q| q.pending_events())
         .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
+
+/// What one run persists at exit, for the store benchmark: its batch appended to the queue in
+/// `data_dir/queue` as one segment and written to the ledger in `data_dir/ledger`, sealed with
+/// a fixed test key when `sealed` (feature `encryption`).
+///
+/// # Errors
+/// A file cannot be written.
+pub fn store_run(data_dir: &Path, batch: &optel_wire::Batch, sealed: bool) -> std::io::Result<()> {
+    #[cfg(feature = "encryption")]
+    let sealer = sealed.then(|| crate::store::Sealer::new(&[7; 32], "bench", data_dir));
+    #[cfg(not(feature = "encryption"))]
+    let sealer: Option<crate::store::Sealer> = {
+        let _ = sealed;
+        None
+    };
+    Queue::open(data_dir.join("queue"))?
+        .sealed(sealer.clone())
+        .append(batch)?;
+    crate::export::JsonlFileExporter::new(data_dir.join("ledger"))
+        .max_bytes(0)
+        .sealed(sealer)
+        .append(batch)
+        .map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+/// Reads the store key of `tool` under `config_dir` (creating it on first use): what init adds
+/// with the encrypted store on.
+///
+/// # Errors
+/// The key directory or file cannot be created or read.
+pub fn store_key(config_dir: &Path, tool: &str) -> std::io::Result<[u8; 32]> {
+    let plan = crate::fsutil::DirPlan::explicit(config_dir.join("optel").join("keys"));
+    crate::store::load_or_create_key(&plan, tool, true)?
+        .map(|(key, _)| key)
+        .ok_or_else(|| std::io::Error::other("no key"))
+}
+
+/// The consent re-check of a running process, for its benchmark.
+#[derive(Debug)]
+pub struct ConsentWatch(crate::consent::Watch);
+
+impl ConsentWatch {
+    /// Watches the consent files of `tool` from `cwd` and `config_dir`.
+    pub fn new(tool: &str, cwd: &Path, config_dir: &Path) -> Self {
+        Self(crate::consent::Watch::new(
+            tool,
+            Some(cwd),
+            Some(config_dir),
+        ))
+    }
+
+    /// One check: whether a consent file changed since the last.
+    pub fn changed(&mut self) -> bool {
+        self.0.changed()
+    }
+}
+
+/// A run's batch of `events` command events, as the queue and store benchmarks persist it.
+pub fn bench_batch(events: usize) -> optel_wire::Batch {
+    use optel_wire::{Event, EventType, Timestamp};
+    let mut b = optel_wire::Batch::new(
+        "bench",
+        "1.0.0",
+        "0123456789abcdef0123456789abcdef",
+        "linux",
+        "x86_64",
+    );
+    for i in 0..events {
+        let mut e = Event::new(
+            format!("00000000-0000-4000-8000-{i:012}"),
+            EventType::Command,
+            "build",
+            Timestamp::now(),
+            "00000000-0000-4000-8000-000000000000",
+        );
+        e.duration_ms = Some(12);
+        e.success = Some(true);
+        b.events.push(e);
+    }
+    b
+}

@@ -33,6 +33,18 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// storm of retries is already held back by the circuit breaker).
 pub const DEFAULT_DAILY_REQUEST_CAP: u32 = 10_000;
 
+/// Default free-disk threshold: 1 GB (10^9 bytes). Below it on the data directory's file
+/// system, a run neither queues nor writes its events to the ledger (counted, shown by
+/// `status`).
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 1_000_000_000;
+
+/// Default interval at which a running process re-reads the consent files' modification
+/// times: 30 s, so `telemetry disable` stops a daemon's sending within a minute.
+pub const DEFAULT_CONSENT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The longest consent check interval allowed: 60 s.
+pub const MAX_CONSENT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Entry point: [`Telemetry::builder`].
 #[derive(Debug)]
 pub struct Telemetry(());
@@ -61,6 +73,11 @@ impl Telemetry {
             gzip: true,
             root_certificates: None,
             catalog: None,
+            encrypt_local_store: false,
+            ledger_max_bytes: export::DEFAULT_LEDGER_MAX_BYTES,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            user_exporter_choice: true,
+            consent_check_interval: DEFAULT_CONSENT_CHECK_INTERVAL,
         }
     }
 }
@@ -88,6 +105,12 @@ pub struct TelemetryBuilder {
     pub(crate) gzip: bool,
     pub(crate) root_certificates: Option<std::sync::Arc<[u8]>>,
     pub(crate) catalog: Option<fn() -> optel_wire::Catalog>,
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
+    pub(crate) encrypt_local_store: bool,
+    pub(crate) ledger_max_bytes: u64,
+    pub(crate) min_free_disk_bytes: u64,
+    pub(crate) user_exporter_choice: bool,
+    pub(crate) consent_check_interval: Duration,
 }
 
 impl TelemetryBuilder {
@@ -357,18 +380,41 @@ impl TelemetryBuilder {
         Ok(path)
     }
 
+    /// The local ledger: the user's `local_retention_days` replaces the tool's retention.
     pub(crate) fn ledger(&self, data_dir: &Path) -> export::JsonlFileExporter {
+        let days = self
+            .user_settings()
+            .and_then(|u| u.local_retention_days)
+            .unwrap_or(self.ledger_retention_days);
         export::JsonlFileExporter::new(data_dir.join("ledger"))
-            .retention_days(self.ledger_retention_days)
+            .retention_days(days)
+            .max_bytes(self.ledger_max_bytes)
     }
 
-    /// The endpoint after `<TOOL>_TELEMETRY_ENDPOINT`.
+    /// The endpoint: `<TOOL>_TELEMETRY_ENDPOINT`, else the user's `[upload] endpoint` (when
+    /// the tool allows it), else the tool's.
     pub(crate) fn effective_endpoint(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Option<String> {
+        self.endpoint_reading_user_config(env, true)
+    }
+
+    /// [`Self::effective_endpoint`], reading the user's config file only when `read_user` is
+    /// set (with consent off no file is read for it).
+    pub(crate) fn endpoint_reading_user_config(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        read_user: bool,
+    ) -> Option<String> {
         let prefix = consent::env_prefix(&self.tool);
-        env(&format!("{prefix}_TELEMETRY_ENDPOINT")).or(self.endpoint.clone())
+        env(&format!("{prefix}_TELEMETRY_ENDPOINT"))
+            .or_else(|| {
+                read_user
+                    .then(|| self.user_delivery().and_then(|u| u.upload.endpoint))
+                    .flatten()
+            })
+            .or(self.endpoint.clone())
     }
 
     /// The exporter delivery uses: the one set in code, else the HTTP exporter to the
@@ -377,9 +423,51 @@ impl TelemetryBuilder {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Option<Box<dyn export::Exporter>> {
+        let user = self.user_delivery();
+        let gzip = match user.as_ref().and_then(|u| u.upload.compression.as_deref()) {
+            Some(c) if c.eq_ignore_ascii_case("none") => false,
+            Some(c) if c.eq_ignore_ascii_case("gzip") => true,
+            _ => self.gzip,
+        };
+        match user.as_ref().and_then(|u| u.exporter.as_deref()) {
+            None => {}
+            Some(name) => match exporter_kind(name)? {
+                ExporterKind::Optel => return self.http_exporter(env, gzip),
+                ExporterKind::Stderr => return Some(Box::new(export::StderrExporter)),
+                ExporterKind::File => {
+                    let data_dir = self.data_dir_plan()?.dir;
+                    // Sealed like the ledger when the store is encrypted (init created the key).
+                    let sealer = self.sealer(&data_dir, false).ok().flatten();
+                    return Some(Box::new(
+                        export::JsonlFileExporter::new(data_dir.join("exported"))
+                            .max_bytes(self.ledger_max_bytes)
+                            .sealed(sealer),
+                    ));
+                }
+                #[cfg(feature = "otlp")]
+                ExporterKind::OtlpHttp => {
+                    let endpoint = self.effective_endpoint(env)?;
+                    return Some(Box::new(
+                        crate::otlp::OtlpExporter::new(&endpoint).gzip(gzip),
+                    ));
+                }
+                // Not built in: nothing is sent rather than sending somewhere else.
+                #[cfg(not(feature = "otlp"))]
+                ExporterKind::OtlpHttp => return None,
+            },
+        }
         if let Some(e) = &self.exporter {
             return Some(Box::new(e.clone()));
         }
+        self.http_exporter(env, gzip)
+    }
+
+    /// The optel HTTP exporter to the effective endpoint.
+    fn http_exporter(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        gzip: bool,
+    ) -> Option<Box<dyn export::Exporter>> {
         let endpoint = self.effective_endpoint(env)?;
         let prefix = consent::env_prefix(&self.tool);
         let ingest_key = env(&format!("{prefix}_TELEMETRY_KEY")).or(self.ingest_key.clone());
@@ -391,7 +479,7 @@ impl TelemetryBuilder {
         );
         Some(Box::new(
             export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
-                .gzip(self.gzip)
+                .gzip(gzip)
                 .with_roots(self.root_certificates(env))
                 .with_catalog_state(self.resolved_data_dir()),
         ))
@@ -404,6 +492,189 @@ impl TelemetryBuilder {
             daily_request_cap: self.daily_request_cap,
             debug: DebugLog::from_env(env, &self.tool),
         }
+    }
+}
+
+/// The settings of the local store, the user's exporter choice and the consent re-check
+/// (docs/adr/014-encrypted-local-store.md, docs/adr/015-exporter-choice-and-local-bounds.md).
+impl TelemetryBuilder {
+    /// Encrypts the queue segments and the ledger at rest with XChaCha20-Poly1305 (feature
+    /// `encryption`). The key is 32 random bytes in `<config dir>/optel/keys/<tool>.key`
+    /// (0600), created on first use: in the config directory, not beside the data. A lost key
+    /// drops what it sealed (counted in `status`), never fails the tool. What it protects and
+    /// what it does not: docs/adr/014-encrypted-local-store.md. Default: `false`.
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn encrypt_local_store(mut self, encrypt: bool) -> Self {
+        self.encrypt_local_store = encrypt;
+        self
+    }
+
+    /// The most bytes the local ledger (`telemetry log`) may take; the oldest days go first,
+    /// and a run that still does not fit is not written (counted in `status`). `0` sets no
+    /// bound. Default: [`export::DEFAULT_LEDGER_MAX_BYTES`] (1 MiB).
+    pub fn ledger_max_bytes(mut self, bytes: u64) -> Self {
+        self.ledger_max_bytes = bytes;
+        self
+    }
+
+    /// Below this many free bytes on the data directory's file system, a run neither queues
+    /// nor writes its events to the ledger (counted in `status`). Checked once per hand-off (at
+    /// exit, and at most once per consent check interval in a long-running process), never
+    /// per event. `0` turns the check off. Default: [`DEFAULT_MIN_FREE_DISK_BYTES`] (1 GB).
+    pub fn min_free_disk_bytes(mut self, bytes: u64) -> Self {
+        self.min_free_disk_bytes = bytes;
+        self
+    }
+
+    /// Whether the user's per-tool config file (`<config dir>/optel/<tool>.toml`) may choose
+    /// the exporter (`exporter = "optel" | "otlp_http" | "stdout" | "file"`) and the upload
+    /// endpoint and compression (`[upload] endpoint`, `compression`). Consent still applies:
+    /// nothing is sent unless telemetry is `on`. Default: `true`; `false` keeps the tool's
+    /// exporter and endpoint whatever the file says (`status` then says the choice is ignored).
+    pub fn user_exporter_choice(mut self, allow: bool) -> Self {
+        self.user_exporter_choice = allow;
+        self
+    }
+
+    /// How often a running process (a daemon, a language server, a host of library-mode
+    /// events) re-reads the consent files' modification times, on the delivery thread, and
+    /// hands its recorded events to the queue. After `telemetry disable` it sends nothing more
+    /// and drops what it holds. At most [`MAX_CONSENT_CHECK_INTERVAL`] (60 s). Default:
+    /// [`DEFAULT_CONSENT_CHECK_INTERVAL`] (30 s). `<TOOL>_TELEMETRY_CONSENT_CHECK_MS` replaces
+    /// it (for tests; also capped at 60 s).
+    pub fn consent_check_interval(mut self, interval: Duration) -> Self {
+        self.consent_check_interval = interval.min(MAX_CONSENT_CHECK_INTERVAL);
+        self
+    }
+
+    /// The consent check interval after `<TOOL>_TELEMETRY_CONSENT_CHECK_MS`.
+    pub(crate) fn effective_consent_check_interval(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Duration {
+        let prefix = consent::env_prefix(&self.tool);
+        env(&format!("{prefix}_TELEMETRY_CONSENT_CHECK_MS"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(self.consent_check_interval, |ms| {
+                Duration::from_millis(ms.max(1)).min(MAX_CONSENT_CHECK_INTERVAL)
+            })
+    }
+
+    /// The user's per-tool config file, parsed; `None` when missing or unreadable (consent
+    /// resolution reports a broken file).
+    pub(crate) fn user_settings(&self) -> Option<consent::ConsentFile> {
+        consent::read_file(&self.user_config_file()?).ok().flatten()
+    }
+
+    /// The user's delivery settings (exporter, `[upload]`), when the tool allows them.
+    fn user_delivery(&self) -> Option<consent::ConsentFile> {
+        self.user_exporter_choice
+            .then(|| self.user_settings())
+            .flatten()
+    }
+
+    /// The store sealer: `None` without encryption. With `create`, the key is created if
+    /// missing (and a new key drops the ledger records sealed under the lost one, counted);
+    /// without it (`status`, `preview`, `log`) a missing key means no sealer.
+    ///
+    /// # Errors
+    /// The key directory is refused or cannot be written.
+    pub(crate) fn sealer(
+        &self,
+        data_dir: &Path,
+        create: bool,
+    ) -> std::io::Result<Option<crate::store::Sealer>> {
+        #[cfg(feature = "encryption")]
+        if self.encrypt_local_store {
+            let plan = self.config_dir_plan().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no home directory")
+            })?;
+            let Some((key, created)) =
+                crate::store::load_or_create_key(&plan.child("keys"), &self.tool, create)?
+            else {
+                return Ok(None);
+            };
+            let sealer = crate::store::Sealer::new(&key, &self.tool, data_dir);
+            if created {
+                let lost = self.ledger(data_dir).drop_sealed();
+                crate::store::StoreCounters::add(
+                    data_dir,
+                    crate::store::Count::Undecryptable,
+                    lost,
+                );
+            }
+            return Ok(Some(sealer));
+        }
+        let _ = (data_dir, create);
+        Ok(None)
+    }
+
+    /// The store key file, when the local store is encrypted.
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
+    pub(crate) fn store_key_file(&self) -> Option<PathBuf> {
+        (cfg!(feature = "encryption") && self.encrypt_local_store)
+            .then(|| self.config_dir_plan())
+            .flatten()
+            .map(|plan| crate::store::key_path(&plan.dir, &self.tool))
+    }
+
+    /// What delivery uses and who chose it, for `status` (`None`: nothing is sent).
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
+    pub(crate) fn exporter_description(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<String> {
+        let user = self.user_settings();
+        let asked = user.as_ref().and_then(|u| u.exporter.clone());
+        if !self.user_exporter_choice
+            && let Some(asked) = asked
+        {
+            let tool_choice = self.tool_exporter_name(env)?;
+            return Some(format!(
+                "{tool_choice} (the user config asks for {asked:?}, but this tool does not allow \
+                 choosing the exporter)"
+            ));
+        }
+        match asked {
+            Some(name) => match exporter_kind(&name) {
+                Some(_) => Some(format!("{name} (chosen in the user config file)")),
+                None => Some(format!(
+                    "none: the user config asks for exporter {name:?}, which is not understood \
+                     (use optel, otlp_http, stdout or file), so nothing is sent"
+                )),
+            },
+            None => self.tool_exporter_name(env),
+        }
+    }
+
+    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
+    fn tool_exporter_name(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        if self.exporter.is_some() {
+            Some("set by the tool".to_owned())
+        } else {
+            self.effective_endpoint(env).map(|_| "optel".to_owned())
+        }
+    }
+}
+
+/// The exporters a user's config file may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExporterKind {
+    Optel,
+    OtlpHttp,
+    Stderr,
+    File,
+}
+
+/// The exporter a user's `exporter = "..."` names (`stdout` prints on stderr).
+pub(crate) fn exporter_kind(name: &str) -> Option<ExporterKind> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "optel" | "http" => Some(ExporterKind::Optel),
+        "otlp_http" | "otlp" => Some(ExporterKind::OtlpHttp),
+        "stdout" | "stderr" => Some(ExporterKind::Stderr),
+        "file" => Some(ExporterKind::File),
+        _ => None,
     }
 }
 
@@ -491,6 +762,70 @@ mod tests {
         assert_eq!(
             budget(&[("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "99999999")]),
             MAX_EXIT_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn the_user_config_chooses_the_exporter_unless_the_tool_forbids_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = consent::user_config_path(dir.path(), "acme");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let write = |text: &str| std::fs::write(&file, text).unwrap();
+        write(
+            "telemetry = \"on\"\nexporter = \"stdout\"\nlocal_retention_days = 3\n\
+             [upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+        );
+        let b = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .data_dir(dir.path().join("data"))
+            .endpoint("http://tool.example");
+        let none = |_: &str| None;
+        let debug = |b: &TelemetryBuilder| format!("{:?}", b.delivery_exporter(&none));
+        assert_eq!(debug(&b), "Some(StderrExporter)");
+        assert_eq!(
+            b.effective_endpoint(&none).as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert!(format!("{:?}", b.ledger(dir.path())).contains("retention_days: 3"));
+        assert!(
+            b.exporter_description(&none)
+                .unwrap()
+                .contains("user config")
+        );
+        // The environment still wins over the user's endpoint.
+        let env = |k: &str| (k == "ACME_TELEMETRY_ENDPOINT").then(|| "http://env.example".into());
+        assert_eq!(
+            b.effective_endpoint(&env).as_deref(),
+            Some("http://env.example")
+        );
+        // The tool forbids redirection: its exporter and endpoint stay.
+        let forbidden = b.clone().user_exporter_choice(false);
+        assert!(
+            debug(&forbidden).contains("HttpExporter { url: \"http://tool.example/v1/events\"")
+        );
+        assert!(debug(&forbidden).contains("gzip: true"));
+        assert!(
+            forbidden
+                .exporter_description(&none)
+                .unwrap()
+                .contains("does not allow")
+        );
+        // The optel exporter to the user's endpoint, without compression.
+        write(
+            "exporter = \"optel\"\n[upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+        );
+        let d = debug(&b);
+        assert!(
+            d.contains("url: \"http://127.0.0.1:9/v1/events\"") && d.contains("gzip: false"),
+            "{d}"
+        );
+        // An exporter that is not understood sends nothing (and status says why).
+        write("exporter = \"carrier-pigeon\"\n");
+        assert_eq!(debug(&b), "None");
+        assert!(
+            b.exporter_description(&none)
+                .unwrap()
+                .contains("not understood")
         );
     }
 

@@ -33,6 +33,7 @@
 //! | `purge` | deletes all local telemetry data: queue, ledger, install secret, so nothing of this tool's telemetry stays on the machine |
 //! | `flush` | sends the queue now, waiting at most `--timeout-ms` |
 //! | `forget` | asks the collector to delete every event this install sent (`DELETE /v1/installs`, docs/adr/002) |
+//! | `bundle [PATH] [--preview]` | writes a debug bundle for a bug report (one JSON file, 0600): status, the consent layers, versions, the last events as they would be sent (already redacted), delivery diagnostics; nothing else: no install secret, no ingest key, `~` for the home directory. `--preview` lists what would go in and writes nothing |
 
 use std::fs;
 use std::io::{self, Write};
@@ -88,6 +89,19 @@ pub enum TelemetryCommand {
         /// The longest to wait, in milliseconds (at most 60000).
         #[arg(long, default_value_t = 5_000)]
         timeout_ms: u64,
+    },
+    /// Write a debug bundle to attach to a bug report: status, consent layers, versions, the
+    /// last events as they would be sent, delivery diagnostics. No secret, no key, no home path.
+    Bundle {
+        /// The file to write, or a directory to write `<tool>-telemetry-bundle.json` into.
+        /// Default: `<tool>-telemetry-bundle.json` in the current directory.
+        path: Option<std::path::PathBuf>,
+        /// List what would go in, and write nothing.
+        #[arg(long)]
+        preview: bool,
+        /// How many of the last recorded events to include (at most 1000).
+        #[arg(long, default_value_t = crate::bundle::DEFAULT_BUNDLE_EVENTS)]
+        events: usize,
     },
 }
 
@@ -167,7 +181,8 @@ impl TelemetryArgs {
                 // Unsent events are deleted, never sent: disabling touches no network.
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
                 let q = data.join("queue");
-                let n = queued(&data).map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
+                let n =
+                    queued(builder, &data).map_or(0, |b| b.iter().map(|b| b.events.len()).sum());
                 if q.exists() {
                     fs::remove_dir_all(&q).map_err(io_err("delete", &q))?;
                 }
@@ -200,7 +215,7 @@ impl TelemetryArgs {
                         ),
                     )?;
                 }
-                let batches = queued(&data).unwrap_or_default();
+                let batches = queued(builder, &data).unwrap_or_default();
                 if batches.is_empty() {
                     w(
                         out,
@@ -219,7 +234,9 @@ impl TelemetryArgs {
             }
             TelemetryCommand::Log => {
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
-                let ledger = builder.ledger(&data);
+                let ledger = builder
+                    .ledger(&data)
+                    .sealed(builder.sealer(&data, false).ok().flatten());
                 let lines = ledger.read_lines().unwrap_or_default();
                 if lines.is_empty() {
                     return w(
@@ -252,17 +269,43 @@ impl TelemetryArgs {
             }
             TelemetryCommand::Flush { timeout_ms } => flush(builder, env, *timeout_ms, out),
             TelemetryCommand::Forget { timeout_ms } => forget(builder, env, *timeout_ms, out),
+            TelemetryCommand::Bundle {
+                path,
+                preview,
+                events,
+            } => {
+                let bundle = crate::bundle::Bundle::collect(builder, env, (*events).min(1000));
+                if *preview {
+                    return w(out, &bundle.preview());
+                }
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let path = crate::bundle::target_path(path.as_deref(), &cwd, tool);
+                let text = bundle.to_json();
+                crate::fsutil::write_private_atomic(&path, text.as_bytes())
+                    .map_err(io_err("write", &path))?;
+                w(
+                    out,
+                    &format!(
+                        "wrote the debug bundle {} ({} bytes): read it before attaching it to a bug report\n",
+                        path.display(),
+                        text.len()
+                    ),
+                )
+            }
         }
     }
 }
 
-/// The queued batches, without creating the queue directory.
-fn queued(data: &Path) -> Option<Vec<optel_wire::Batch>> {
+/// The queued batches, without creating the queue directory or the store key.
+pub(crate) fn queued(builder: &TelemetryBuilder, data: &Path) -> Option<Vec<optel_wire::Batch>> {
     let dir = data.join("queue");
     if !dir.is_dir() {
         return None;
     }
-    queue::Queue::open(dir).and_then(|q| q.batches()).ok()
+    let sealer = builder.sealer(data, false).ok().flatten();
+    queue::Queue::open(dir)
+        .and_then(|q| q.sealed(sealer).batches())
+        .ok()
 }
 
 /// What telemetry would do on the next run, and what is queued. Asks nothing, writes nothing.
@@ -280,8 +323,13 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
     {
         s.note = Some(format!("telemetry cannot run: {e}"));
     }
+    if r.consent == Consent::On {
+        s.exporter = builder.exporter_description(env);
+    }
+    s.store_key_file = builder.store_key_file();
     if let Some(data) = builder.resolved_data_dir() {
-        let batches = queued(&data).unwrap_or_default();
+        s.store_counters = Some(crate::store::StoreCounters::read(&data));
+        let batches = queued(builder, &data).unwrap_or_default();
         s.queued_events = Some(batches.iter().map(|b| b.events.len()).sum());
         // The lifetime total kept in the queue's drop counter: the queued batches carry only
         // the drops not yet reported, and none once they are sent.
@@ -358,7 +406,7 @@ fn flush(
         );
     }
     let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
-    let before: usize = queued(&data)
+    let before: usize = queued(builder, &data)
         .unwrap_or_default()
         .iter()
         .map(|b| b.events.len())
@@ -372,16 +420,19 @@ fn flush(
             format!("{before} events are queued, but no endpoint is configured\n"),
         );
     };
-    let q = queue::Queue::open(data.join("queue")).map_err(io_err("open", &data))?;
+    let sealer = builder.sealer(&data, false).ok().flatten();
+    let q = queue::Queue::open(data.join("queue"))
+        .map_err(io_err("open", &data))?
+        .sealed(sealer);
     let timeout = Duration::from_millis(timeout_ms).min(MAX_FLUSH);
     // The user asked for this flush: probe the endpoint even if the breaker is open.
     let breaker = Breaker::new(data.clone());
     breaker.allow_probe();
-    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(env), exporter)
+    let worker = delivery::Worker::start(q, breaker, builder.delivery_policy(env), exporter, None)
         .map_err(io_err("start delivery for", &data))?;
     // The command ends the process: the exporter is flushed and shut down too.
     let in_time = worker.finish(Instant::now() + timeout);
-    let after: usize = queued(&data)
+    let after: usize = queued(builder, &data)
         .unwrap_or_default()
         .iter()
         .map(|b| b.events.len())
@@ -556,6 +607,96 @@ mod tests {
             "held back until you have seen them (new data categories): 1 (measurement files ×1)",
         ] {
             assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_bundle_holds_the_listed_entries_and_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"))
+            .ingest_key("ik_do_not_leak_0123456789")
+            .endpoint("https://user:hunter2@telemetry.example/v1/events?token=abc");
+        // One run with consent local: an install secret and a ledger record.
+        let rec = builder
+            .clone()
+            .start(&|_: &str| None, Consent::Local, &|| None)
+            .unwrap();
+        for name in ["build", "test", "lint"] {
+            rec.record(rec.new_event(
+                optel_wire::EventType::Command,
+                name.into(),
+                std::time::SystemTime::now(),
+            ));
+        }
+        rec.shutdown(Instant::now() + Duration::from_secs(5));
+        let secret = fs::read_to_string(data.join("install_secret")).unwrap();
+        let env = |k: &str| (k == "ACME_TELEMETRY").then(|| "on".to_owned());
+        let path = dir.path().join("bundle.json");
+        let run = |command: TelemetryCommand| {
+            let mut out = Vec::new();
+            TelemetryArgs { command }
+                .execute(&builder, &env, &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let listed = run(TelemetryCommand::Bundle {
+            path: Some(path.clone()),
+            preview: true,
+            events: 2,
+        });
+        for entry in [
+            "versions",
+            "status",
+            "consent_layers",
+            "last_events",
+            "delivery",
+        ] {
+            assert!(listed.contains(&format!("  {entry}: ")), "{listed}");
+        }
+        assert!(
+            listed.contains("2 events as they would be sent"),
+            "{listed}"
+        );
+        assert!(!path.exists(), "--preview writes nothing");
+        run(TelemetryCommand::Bundle {
+            path: Some(path.clone()),
+            preview: false,
+            events: 2,
+        });
+        let text = fs::read_to_string(&path).unwrap();
+        let bundle: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut keys: Vec<&String> = bundle.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "consent_layers",
+                "delivery",
+                "last_events",
+                "status",
+                "versions"
+            ]
+        );
+        let names: Vec<&str> = bundle["last_events"][0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["test", "lint"], "the last N events");
+        assert_eq!(bundle["consent_layers"]["decided_by"], "tool_env");
+        for secret in [secret.trim(), "ik_do_not_leak", "hunter2", "token=abc"] {
+            assert!(!text.contains(secret), "{secret:?} in the bundle");
+        }
+        assert!(text.contains("https://telemetry.example/v1/events"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
     }
 

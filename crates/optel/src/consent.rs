@@ -274,6 +274,24 @@ pub(crate) struct ConsentFile {
     /// or `telemetry enable` (per-tool file only; docs/adr/010-event-catalog.md).
     #[serde(default)]
     pub(crate) seen_categories: Vec<String>,
+    /// Where delivery sends, chosen by the user (per-tool file only; the tool may forbid it):
+    /// `optel`, `otlp_http`, `stdout` or `file`.
+    pub(crate) exporter: Option<String>,
+    /// Days the local ledger keeps records, chosen by the user (per-tool file only).
+    pub(crate) local_retention_days: Option<u32>,
+    /// `[upload]`: the endpoint and compression, chosen by the user (per-tool file only; the
+    /// tool may forbid it).
+    #[serde(default)]
+    pub(crate) upload: Upload,
+}
+
+/// The `[upload]` table of the per-tool file.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Upload {
+    /// The collector's base URL or OTLP endpoint, replacing the tool's.
+    pub(crate) endpoint: Option<String>,
+    /// `gzip` (the default) or `none`.
+    pub(crate) compression: Option<String>,
 }
 
 /// Reads a consent file: `Ok(None)` when it does not exist.
@@ -332,7 +350,10 @@ fn from_file(
 }
 
 /// Writes the user's choice to the per-tool config file, with `notice_shown` and the data
-/// categories the user has seen: `seen`, or (when `None`) those the file already lists.
+/// categories the user has seen: `seen`, or (when `None`) those the file already lists. Every
+/// other line of the file (the user's `exporter`, `local_retention_days`, `[upload]`, comments,
+/// a tool's own keys) is kept as it was; only the top-level `telemetry`, `notice_shown` and
+/// `seen_categories` keys are replaced.
 ///
 /// # Errors
 /// When the directory or the file cannot be written.
@@ -342,8 +363,41 @@ pub(crate) fn write_user_choice(
     notice_shown: bool,
     seen: Option<&std::collections::BTreeSet<String>>,
 ) -> io::Result<()> {
-    let mut text =
-        String::from("# optel telemetry settings of this tool (see `<tool> telemetry status`).\n");
+    let old = fsutil::read_private(path, MAX_CONSENT_FILE_BYTES)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    let is_key = |line: &str, key: &str| {
+        line.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    // Top-level keys must come before the first table header. A value may span lines (an
+    // array): its lines go with its key, kept or replaced together.
+    let (mut top, mut tables) = (Vec::new(), Vec::new());
+    let (mut replaced, mut depth) = (false, 0i64);
+    for line in old.lines() {
+        if depth <= 0 {
+            if !tables.is_empty() || line.trim_start().starts_with('[') {
+                tables.push(line);
+                continue;
+            }
+            replaced = WRITTEN_KEYS.iter().any(|key| is_key(line, key))
+                || line.trim() == SEEN_CATEGORIES_COMMENT;
+        }
+        depth += bracket_depth(line);
+        if !replaced {
+            top.push(line);
+        }
+    }
+    while top.last().is_some_and(|l| l.trim().is_empty()) {
+        top.pop();
+    }
+    let mut text = if top.is_empty() {
+        String::from("# optel telemetry settings of this tool (see `<tool> telemetry status`).\n")
+    } else {
+        top.join("\n") + "\n"
+    };
     if let Some(consent) = consent {
         text.push_str(&format!("telemetry = \"{consent}\"\n"));
     }
@@ -359,7 +413,8 @@ pub(crate) fn write_user_choice(
             .unwrap_or_default(),
     };
     if !kept.is_empty() {
-        text.push_str("# Data categories you have been shown (`<tool> telemetry preview`).\n");
+        text.push_str(SEEN_CATEGORIES_COMMENT);
+        text.push('\n');
         text.push_str("seen_categories = [\n");
         // Categories are built from wire names ([A-Za-z0-9_.:-]): no escaping is needed, and
         // anything else is left out rather than written as broken TOML.
@@ -371,10 +426,114 @@ pub(crate) fn write_user_choice(
         }
         text.push_str("]\n");
     }
+    if !tables.is_empty() {
+        text.push('\n');
+        text.push_str(&tables.join("\n"));
+        text.push('\n');
+    }
     if let Some(dir) = path.parent() {
         fsutil::create_private_dir(dir)?;
     }
     fsutil::write_private_atomic(path, text.as_bytes())
+}
+
+/// Whether an environment layer decides consent for `tool` (it cannot change under a running
+/// process, so no file needs watching).
+pub(crate) fn env_decides(env: &dyn Fn(&str) -> Option<String>, tool: &str) -> bool {
+    env("DO_NOT_TRACK").is_some_and(|v| is_truthy(&v))
+        || env(&format!("{}_TELEMETRY", env_prefix(tool))).is_some()
+}
+
+/// The consent files a running process watches (the project policy wherever it may appear
+/// between the working directory and the root, the user's per-tool file and the shared
+/// file): [`changed`](Self::changed) compares their modification time, size and inode with
+/// the last look, with one `stat` per path and no read, so a check every few seconds costs
+/// next to nothing (BENCHMARKS.md, "consent re-check"). Creating it touches no file: the first
+/// call to `changed` takes the first look and says `true`, so the caller resolves consent
+/// once then, and only on a change after that.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    files: Vec<(PathBuf, Option<Stamp>)>,
+    looked: bool,
+}
+
+type Stamp = (std::time::SystemTime, u64, u64);
+
+impl Watch {
+    /// Watches the files consent resolution reads for `tool`, from `cwd` and `config_dir`.
+    pub(crate) fn new(tool: &str, cwd: Option<&Path>, config_dir: Option<&Path>) -> Self {
+        let mut paths: Vec<PathBuf> = cwd
+            .into_iter()
+            .flat_map(|cwd| cwd.ancestors().take(MAX_WALK_UP))
+            .map(|dir| dir.join(PROJECT_POLICY_FILE))
+            .collect();
+        if let Some(config) = config_dir {
+            paths.push(user_config_path(config, tool));
+            paths.push(shared_consent_path(config));
+        }
+        Self {
+            files: paths.into_iter().map(|p| (p, None)).collect(),
+            looked: false,
+        }
+    }
+
+    /// Whether a watched file appeared, vanished or changed since the last call; `true` on the
+    /// first call.
+    pub(crate) fn changed(&mut self) -> bool {
+        let mut changed = !self.looked;
+        self.looked = true;
+        for (path, last) in &mut self.files {
+            let now = stamp(path);
+            if now != *last {
+                *last = now;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// The top-level keys of the per-tool file that [`write_user_choice`] writes itself.
+/// The comment written above `seen_categories`, replaced with it.
+const SEEN_CATEGORIES_COMMENT: &str =
+    "# Data categories you have been shown (`<tool> telemetry preview`).";
+
+const WRITTEN_KEYS: [&str; 3] = ["telemetry", "notice_shown", "seen_categories"];
+
+/// How many brackets a TOML line opens minus how many it closes, outside strings and
+/// comments.
+fn bracket_depth(line: &str) -> i64 {
+    let (mut depth, mut quote, mut escaped) = (0, None, false);
+    for c in line.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '#' => break,
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            },
+        }
+    }
+    depth
 }
 
 /// `DO_NOT_TRACK` counts when set to anything but an empty string, `0` or `false`.
@@ -563,6 +722,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_choice_keeps_the_users_other_settings() {
+        let home = tempfile::tempdir().unwrap();
+        let path = user_config_path(home.path(), "acme");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            "# mine\ntelemetry = \"on\"\nexporter = \"stdout\"\nlocal_retention_days = 3\nmine = [\n  \"[x]\",\n  [1],\n]\n\n[upload]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"none\"\n",
+        )
+        .unwrap();
+        write_user_choice(&path, Some(Consent::Off), true, None).unwrap();
+        let f = read_file(&path).unwrap().unwrap();
+        assert_eq!(f.telemetry.as_deref(), Some("off"));
+        assert!(f.notice_shown);
+        assert_eq!(f.exporter.as_deref(), Some("stdout"));
+        assert_eq!(f.local_retention_days, Some(3));
+        assert_eq!(f.upload.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(f.upload.compression.as_deref(), Some("none"));
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# mine\n"), "{text}");
+        assert!(text.contains("mine = [\n  \"[x]\",\n  [1],\n]\n"), "{text}");
+        assert_eq!(text.matches("telemetry =").count(), 1, "{text}");
+    }
+
+    #[test]
     fn user_choice_round_trips() {
         let home = tempfile::tempdir().unwrap();
         let path = user_config_path(home.path(), "acme");
@@ -576,5 +759,9 @@ pub(crate) mod tests {
         write_user_choice(&path, Some(Consent::On), false, None).unwrap();
         let f = read_file(&path).unwrap().unwrap();
         assert_eq!(f.seen_categories, ["command:build:attribute:profile"]);
+        // Rewritten in place, never twice (the choice keeps the file's other lines).
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("seen_categories =").count(), 1, "{text}");
+        assert_eq!(text.matches(SEEN_CATEGORIES_COMMENT).count(), 1, "{text}");
     }
 }

@@ -65,6 +65,23 @@ pub(crate) struct Policy {
     pub(crate) debug: DebugLog,
 }
 
+/// What the delivery thread of a long-running process does between rounds: every `interval`
+/// it calls `run` (the consent check and the hand-off of recorded events), then sends what is
+/// queued. When `run` returns `false` (consent was withdrawn) nothing is sent any more, at
+/// exit included.
+pub(crate) struct Tick {
+    pub(crate) interval: Duration,
+    pub(crate) run: Box<dyn FnMut() -> bool + Send>,
+}
+
+impl std::fmt::Debug for Tick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tick")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Handle to the delivery thread.
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -78,12 +95,14 @@ struct FlushRequest {
 }
 
 impl Worker {
-    /// Starts the thread; it begins with a round for segments left by earlier runs.
+    /// Starts the thread; it begins with a round for segments left by earlier runs, then
+    /// waits for the exit's request, running `tick` (if any) at its interval meanwhile.
     pub(crate) fn start(
         queue: Queue,
         breaker: Breaker,
         policy: Policy,
         exporter: Box<dyn Exporter>,
+        tick: Option<Tick>,
     ) -> io::Result<Self> {
         // One request: the exit's.
         let (tx, rx) = mpsc::sync_channel::<FlushRequest>(1);
@@ -96,7 +115,7 @@ impl Worker {
                     policy: &policy,
                     exporter: exporter.as_ref(),
                 };
-                sender.run(&rx);
+                sender.run(&rx, tick);
             })?;
         Ok(Self { requests: tx })
     }
@@ -130,9 +149,33 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    fn run(&self, requests: &Receiver<FlushRequest>) {
+    fn run(&self, requests: &Receiver<FlushRequest>, mut tick: Option<Tick>) {
         self.deliver_all(Instant::now() + MAX_RETRY_TIME);
-        if let Ok(request) = requests.recv() {
+        let mut sending = true;
+        let request = loop {
+            let Some(t) = tick.as_mut().filter(|_| sending) else {
+                break requests.recv();
+            };
+            match requests.recv_timeout(t.interval) {
+                Ok(request) => break Ok(request),
+                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    sending = (t.run)();
+                    if sending {
+                        self.deliver_all(Instant::now() + MAX_RETRY_TIME);
+                    } else {
+                        self.policy
+                            .debug
+                            .line(|| "consent withdrawn: nothing more is sent".to_owned());
+                    }
+                }
+            }
+        };
+        if let Ok(request) = request {
+            if !sending {
+                let _ = request.done.try_send(());
+                return;
+            }
             self.deliver_all(request.deadline);
             // A buffering exporter would otherwise lose what it holds: the contract's
             // force_flush and shutdown_with_timeout, never past the exit deadline.

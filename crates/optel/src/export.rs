@@ -77,6 +77,47 @@ impl Exporter for NoopExporter {
     }
 }
 
+/// Prints each event as one JSON object on one line to **stderr**, and sends nothing: for
+/// debugging what a tool records (a user's `exporter = "stdout"` in the per-tool config file
+/// chooses it). stderr, so that the tool's own stdout stays clean for pipes.
+///
+/// # Examples
+/// ```
+/// use optel::export::{Exporter, StderrExporter};
+/// let batch = optel_wire::Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+/// assert!(StderrExporter.export(&batch, std::time::Duration::from_secs(1)).is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StderrExporter;
+
+impl StderrExporter {
+    /// The lines [`Exporter::export`] prints for `batch`: one JSON object per event.
+    pub(crate) fn lines(batch: &Batch) -> String {
+        let mut out = String::new();
+        for event in &batch.events {
+            if let Ok(json) = serde_json::to_string(event) {
+                out.push_str(&json);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Exporter for StderrExporter {
+    fn export(&self, batch: &Batch, _timeout: Duration) -> ExportResult {
+        use std::io::Write;
+        // One write of all lines: the lines of concurrent processes do not interleave.
+        std::io::stderr()
+            .lock()
+            .write_all(Self::lines(batch).as_bytes())
+            .map_err(|e| ExportError::Retryable {
+                reason: format!("cannot write to stderr: {e}"),
+                retry_after: None,
+            })
+    }
+}
+
 /// The default exporter: optel JSON batches to a collector's `POST /v1/events`, with the
 /// project ingest key as `Authorization: Bearer <key>`.
 ///
@@ -491,6 +532,19 @@ const MAX_LEDGER_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// a month of use, short enough that the ledger stays small.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
+/// The default size bound of a [`JsonlFileExporter`]'s directory: 1 MiB of files (a few
+/// thousand runs).
+pub const DEFAULT_LEDGER_MAX_BYTES: u64 = 1024 * 1024;
+
+/// What an append to the ledger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// The record was written.
+    Written,
+    /// The size bound left no room even after older days were deleted: not written.
+    Full,
+}
+
 /// Writes each batch as one JSON object on one line (JSONL) to a file per UTC day,
 /// `<dir>/YYYY-MM-DD.jsonl`, so retention deletes whole files. This is the local ledger of `local`
 /// consent and what `telemetry log` prints.
@@ -501,6 +555,11 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// - After each export, files older than the retention (default [`DEFAULT_RETENTION_DAYS`])
 ///   are deleted; [`purge_all`](Self::purge_all) deletes them all (the user's right to erase
 ///   what was kept about them).
+/// - The files together stay under a size bound (default [`DEFAULT_LEDGER_MAX_BYTES`]): the
+///   oldest days are deleted first; a record that still does not fit is not written, and
+///   [`Exporter::export`] rejects it.
+/// - With the encrypted local store (feature `encryption`), files are `YYYY-MM-DD.sealed`,
+///   one sealed record per line (hex); [`read_lines`](Self::read_lines) opens them.
 /// - Appends are whole lines written with one `write` call, so concurrent processes of the same
 ///   tool do not interleave within a line on local file systems.
 ///
@@ -518,6 +577,8 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub struct JsonlFileExporter {
     dir: std::path::PathBuf,
     retention_days: u32,
+    max_bytes: u64,
+    sealer: Option<crate::store::Sealer>,
 }
 
 impl JsonlFileExporter {
@@ -526,7 +587,44 @@ impl JsonlFileExporter {
         Self {
             dir: dir.into(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            max_bytes: DEFAULT_LEDGER_MAX_BYTES,
+            sealer: None,
         }
+    }
+
+    /// The most bytes the files may take together; `0` sets no bound. Default:
+    /// [`DEFAULT_LEDGER_MAX_BYTES`] (1 MiB).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Seals records with `sealer` (the encrypted local store).
+    pub(crate) fn sealed(mut self, sealer: Option<crate::store::Sealer>) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
+    /// Deletes every sealed file and returns how many records they held: called when the store
+    /// key was just created, so no sealed record can be opened any more.
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
+    pub(crate) fn drop_sealed(&self) -> u64 {
+        let mut records = 0;
+        for path in self.files().unwrap_or_default() {
+            if path
+                .extension()
+                .is_some_and(|e| e == crate::store::SEALED_EXT)
+            {
+                let lines = crate::fsutil::read_private(&path, MAX_LEDGER_FILE_BYTES)
+                    .map_or(0, |b| {
+                        b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count()
+                    });
+                if remove(&path).is_ok() {
+                    records += lines as u64;
+                }
+            }
+        }
+        records
     }
 
     /// How many days files are kept, counting today (`1` keeps today's file only). `0` keeps
@@ -569,7 +667,23 @@ impl JsonlFileExporter {
             let bytes = crate::fsutil::read_private(&path, MAX_LEDGER_FILE_BYTES)
                 .map_err(|e| io_err("read", &path, e))?;
             let text = String::from_utf8_lossy(&bytes);
-            lines.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+            let records = text.lines().filter(|l| !l.is_empty());
+            if path
+                .extension()
+                .is_some_and(|e| e == crate::store::SEALED_EXT)
+            {
+                // Records that do not open (another key, altered) are left out.
+                let (Some(sealer), Some(day)) = (&self.sealer, day_name(&path)) else {
+                    continue;
+                };
+                let place = format!("ledger/{day}");
+                lines.extend(records.filter_map(|r| {
+                    let sealed = hex::decode(r).ok()?;
+                    String::from_utf8(sealer.open(&place, &sealed).ok()?).ok()
+                }));
+            } else {
+                lines.extend(records.map(str::to_owned));
+            }
         }
         Ok(lines)
     }
@@ -608,32 +722,82 @@ impl JsonlFileExporter {
         Ok(files.len())
     }
 
-    fn append(&self, batch: &Batch) -> Result<(), FileExportError> {
+    /// Appends one batch as one record of today's file, after deleting expired files and
+    /// making room under the size bound.
+    pub(crate) fn append(&self, batch: &Batch) -> Result<Appended, FileExportError> {
         use std::io::Write;
-        let mut line = serde_json::to_vec(batch)?;
-        line.push(b'\n');
+        let json = serde_json::to_vec(batch)?;
         crate::fsutil::create_private_dir(&self.dir).map_err(|e| io_err("create", &self.dir, e))?;
         let now = std::time::SystemTime::now();
-        let mut name = humantime::format_rfc3339_seconds(now).to_string();
-        name.truncate(10);
-        let path = self.dir.join(format!("{name}.jsonl"));
+        let mut day = humantime::format_rfc3339_seconds(now).to_string();
+        day.truncate(10);
+        let (path, mut line) = match &self.sealer {
+            Some(sealer) => {
+                let sealed = sealer
+                    .seal(&format!("ledger/{day}"), &json)
+                    .map_err(|e| io_err("seal a record for", &self.dir, e))?;
+                let ext = crate::store::SEALED_EXT;
+                (
+                    self.dir.join(format!("{day}.{ext}")),
+                    hex::encode(sealed).into_bytes(),
+                )
+            }
+            None => (self.dir.join(format!("{day}.jsonl")), json),
+        };
+        line.push(b'\n');
+        self.purge_expired(now)?;
+        if !self.make_room(&path, line.len() as u64)? {
+            return Ok(Appended::Full);
+        }
         let mut file = crate::fsutil::open_append(&path).map_err(|e| io_err("write", &path, e))?;
         file.write_all(&line)
             .map_err(|e| io_err("write", &path, e))?;
-        self.purge_expired(now)?;
-        Ok(())
+        Ok(Appended::Written)
+    }
+
+    /// Deletes the oldest files other than `today` until `need` more bytes fit under the size
+    /// bound; returns whether they fit.
+    fn make_room(&self, today: &std::path::Path, need: u64) -> Result<bool, FileExportError> {
+        if self.max_bytes == 0 {
+            return Ok(true);
+        }
+        let sized: Vec<(std::path::PathBuf, u64)> = self
+            .files()?
+            .into_iter()
+            .map(|p| {
+                let len = std::fs::symlink_metadata(&p).map_or(0, |m| m.len());
+                (p, len)
+            })
+            .collect();
+        let mut total: u64 = sized.iter().map(|(_, len)| len).sum();
+        for (path, len) in &sized {
+            if total.saturating_add(need) <= self.max_bytes {
+                break;
+            }
+            if path != today {
+                remove(path)?;
+                total = total.saturating_sub(*len);
+            }
+        }
+        Ok(total.saturating_add(need) <= self.max_bytes)
     }
 }
 
 impl Exporter for JsonlFileExporter {
     fn export(&self, batch: &Batch, _timeout: Duration) -> ExportResult {
-        self.append(batch).map_err(|e| match e {
-            FileExportError::Encode(e) => ExportError::Rejected(e.to_string()),
-            e => ExportError::Retryable {
+        match self.append(batch) {
+            Ok(Appended::Written) => Ok(()),
+            Ok(Appended::Full) => Err(ExportError::Rejected(format!(
+                "{} is full ({} bytes): the record was not written",
+                self.dir.display(),
+                self.max_bytes
+            ))),
+            Err(FileExportError::Encode(e)) => Err(ExportError::Rejected(e.to_string())),
+            Err(e) => Err(ExportError::Retryable {
                 reason: e.to_string(),
                 retry_after: None,
-            },
-        })
+            }),
+        }
     }
 }
 
@@ -657,17 +821,21 @@ fn unix_day(t: std::time::SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs() / 86_400)
 }
 
-/// The UTC day (days since 1970) of a ledger file named `YYYY-MM-DD.jsonl`.
+/// The UTC day (days since 1970) of a ledger file named `YYYY-MM-DD.jsonl` (or `.sealed`).
 fn day_of(path: &std::path::Path) -> Option<u64> {
-    if path.extension()? != "jsonl" {
+    let stem = day_name(path)?;
+    let t = humantime::parse_rfc3339(&format!("{stem}T00:00:00Z")).ok()?;
+    Some(unix_day(t))
+}
+
+/// The `YYYY-MM-DD` of a ledger file's name.
+fn day_name(path: &std::path::Path) -> Option<&str> {
+    let ext = path.extension()?;
+    if ext != "jsonl" && ext != crate::store::SEALED_EXT {
         return None;
     }
     let stem = path.file_stem()?.to_str()?;
-    if stem.len() != 10 {
-        return None;
-    }
-    let t = humantime::parse_rfc3339(&format!("{stem}T00:00:00Z")).ok()?;
-    Some(unix_day(t))
+    (stem.len() == 10).then_some(stem)
 }
 
 /// Keeps every exported batch in memory, for authors' own tests (feature `testing`): hand a

@@ -73,7 +73,7 @@ impl DirPlan {
 
     /// The same plan for a directory below this one: created from this plan's anchor, checked
     /// from this plan's first checked level.
-    #[cfg(test)]
+    #[cfg_attr(not(any(test, feature = "encryption")), allow(dead_code))]
     pub(crate) fn child(&self, name: &str) -> Self {
         Self {
             dir: self.dir.join(name),
@@ -403,6 +403,74 @@ fn read_bounded(file: File, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+/// Reads a file of `N` counters written by [`update_counters`]; a missing or damaged file
+/// reads as zeros.
+pub(crate) fn read_counters<const N: usize>(path: &Path) -> [u64; N] {
+    let mut text = String::new();
+    if let Ok(file) = open_read(path) {
+        let _ = file.take(64 * (N as u64 + 1)).read_to_string(&mut text);
+    }
+    parse_counters(&text)
+}
+
+fn parse_counters<const N: usize>(text: &str) -> [u64; N] {
+    let mut counters = [0; N];
+    let numbers: Vec<Option<u64>> = text.split_whitespace().map(|n| n.parse().ok()).collect();
+    if numbers.len() == N && numbers.iter().all(Option::is_some) {
+        for (c, n) in counters.iter_mut().zip(numbers) {
+            *c = n.unwrap_or(0);
+        }
+    }
+    counters
+}
+
+/// Read-modify-write of a small file of `N` counters (created 0600) under an exclusive lock,
+/// so concurrent processes never lose each other's counts. The record is written in place with
+/// one `write` of fixed width, so a killed process leaves the old or the new value.
+///
+/// # Errors
+/// The file cannot be opened, locked, read or written.
+pub(crate) fn update_counters<const N: usize>(
+    path: &Path,
+    change: impl FnOnce(&mut [u64; N]),
+) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = open_state(path)?;
+    file.lock()?;
+    let mut text = String::new();
+    (&mut file)
+        .take(64 * (N as u64 + 1))
+        .read_to_string(&mut text)?;
+    let mut counters = parse_counters::<N>(&text);
+    change(&mut counters);
+    let mut record = counters
+        .iter()
+        .map(|c| format!("{c:020}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    record.push('\n');
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(record.as_bytes())?;
+    file.set_len(record.len() as u64)?;
+    Ok(())
+}
+
+/// Free bytes an unprivileged user may still write on the file system holding `dir`
+/// (`statvfs`: available blocks × fragment size). `None` when it cannot be told (the call
+/// failed, or a platform without `statvfs`).
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -27,30 +27,37 @@ pub(crate) fn uuid_v4(b: [u8; 16]) -> String {
     optel_wire::format_uuid_v4(b)
 }
 
-/// Reads the install secret, creating it on first use. Two processes racing to create it end
-/// up with the same secret: the file is written whole under a temporary name and hard-linked
-/// into place, which fails if the other process won.
+/// Reads the install secret, creating it on first use (see [`load_or_create_secret_file`]).
 pub(crate) fn load_or_create_secret(dir: &Path) -> io::Result<[u8; 32]> {
-    let path = dir.join(SECRET_FILE);
-    if let Some(secret) = read_secret(&path)? {
-        return Ok(secret);
+    load_or_create_secret_file(&dir.join(SECRET_FILE)).map(|(secret, _)| secret)
+}
+
+/// Reads a 32-byte secret kept as hex in `path` (the install secret, the store key), creating
+/// it on first use; returns it and whether it was created now. Two processes racing to create
+/// it end up with the same secret: the file is written whole under a temporary name and
+/// hard-linked into place, which fails if the other process won.
+pub(crate) fn load_or_create_secret_file(path: &Path) -> io::Result<([u8; 32], bool)> {
+    if let Some(secret) = read_secret_file(path)? {
+        return Ok((secret, false));
     }
     let secret: [u8; 32] = random_bytes()?;
-    let tmp = dir.join(format!(
-        ".{SECRET_FILE}.{}",
-        hex::encode(random_bytes::<8>()?)
-    ));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("secret");
+    let tmp = path.with_file_name(format!(".{name}.{}", hex::encode(random_bytes::<8>()?)));
     {
         let mut f = fsutil::create_private(&tmp)?;
         f.write_all(hex::encode(secret).as_bytes())?;
         f.sync_all()?;
     }
-    let linked = fs::hard_link(&tmp, &path);
+    let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(secret),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_secret(&path)?
-            .ok_or_else(|| io::Error::other("install secret vanished while being created")),
+        Ok(()) => Ok((secret, true)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_secret_file(path)?
+            .map(|s| (s, false))
+            .ok_or_else(|| io::Error::other("secret vanished while being created")),
         Err(e) => Err(e),
     }
 }
@@ -58,7 +65,7 @@ pub(crate) fn load_or_create_secret(dir: &Path) -> io::Result<[u8; 32]> {
 /// The install secret of `dir` if there is one; never creates it.
 #[cfg_attr(not(feature = "clap"), allow(dead_code))]
 pub(crate) fn existing_secret(dir: &Path) -> io::Result<Option<[u8; 32]>> {
-    read_secret(&dir.join(SECRET_FILE))
+    read_secret_file(&dir.join(SECRET_FILE))
 }
 
 /// The labels of the epochs an install may have sent under, newest first: the current one and
@@ -84,7 +91,8 @@ pub(crate) fn recent_epoch_labels(epoch: Epoch, now: SystemTime, max: usize) -> 
     labels
 }
 
-fn read_secret(path: &Path) -> io::Result<Option<[u8; 32]>> {
+/// Reads a 32-byte hex secret file; `Ok(None)` when missing. A damaged one is deleted.
+pub(crate) fn read_secret_file(path: &Path) -> io::Result<Option<[u8; 32]>> {
     // 64 hex digits and a little room; a FIFO, a device or a link here is refused.
     match fsutil::read_private(path, 256) {
         Ok(bytes) => {

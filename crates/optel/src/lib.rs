@@ -78,6 +78,7 @@
 //! | `SSL_CERT_FILE` | the same, for every tool; [`TelemetryBuilder::tls_root_certificates`] replaces it |
 //! | `<TOOL>_TELEMETRY_DEBUG` | `1`: one line on stderr per decision (consent and its layer, endpoint, each request's size and outcome, the breaker, the daily cap, the exit wait) |
 //! | `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` | replaces the exit budget, at most 10 000 ms |
+//! | `<TOOL>_TELEMETRY_CONSENT_CHECK_MS` | replaces the consent check interval of a running process ([`TelemetryBuilder::consent_check_interval`]), at most 60 000 ms; meant for tests |
 //! | `CI` | set (not empty, `0` or `false`): the exit budget becomes a bounded blocking flush ([`TelemetryBuilder::ci_flush_timeout`], 2 s) |
 //! | `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` | proxy for delivery requests, except hosts in `NO_PROXY` |
 //!
@@ -91,6 +92,13 @@
 //! `Retry-After`, and shares a circuit breaker and a daily request cap with every other process
 //! of the tool through a state file, so a dead endpoint costs new processes nothing.
 //!
+//! The user's per-tool config file may choose the exporter (`exporter = "optel" | "otlp_http" |
+//! "stdout" | "file"`), the endpoint and compression (`[upload] endpoint`, `compression`) and the
+//! ledger's retention (`local_retention_days`), unless the tool forbids it
+//! ([`TelemetryBuilder::user_exporter_choice`]); consent still decides whether anything is
+//! sent. A long-running process re-checks consent and hands its events over every
+//! [`TelemetryBuilder::consent_check_interval`], on the delivery thread.
+//!
 //! # Features
 //! | feature | adds |
 //! |---|---|
@@ -99,6 +107,7 @@
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
+//! | `encryption` | `TelemetryBuilder::encrypt_local_store`: queue segments and the ledger sealed at rest with XChaCha20-Poly1305 (RustCrypto `chacha20poly1305`), the key in `<config dir>/optel/keys/<tool>.key` (0600). Threat model: `docs/adr/014-encrypted-local-store.md` |
 //! | `miette` | `miette::Diagnostic` for the public errors ([`InitError`], [`NameError`], the export and `cli` errors): a stable code (`optel::init::no_data_directory`) and a help text |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -107,6 +116,8 @@ mod attribute;
 mod breaker;
 mod builder;
 mod catalog;
+#[cfg(feature = "clap")]
+mod bundle;
 #[cfg(feature = "clap")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clap")))]
 pub mod cli;
@@ -131,6 +142,7 @@ pub mod redact;
 mod shutdown;
 mod startup;
 mod status;
+mod store;
 
 #[doc(hidden)]
 pub mod __private;
@@ -145,6 +157,9 @@ pub use builder::{
     DEFAULT_REQUEST_TIMEOUT, MAX_EXIT_TIMEOUT, Telemetry, TelemetryBuilder, default_data_dir,
 };
 pub use catalog::CatalogBuilder;
+pub use builder::{
+    DEFAULT_CONSENT_CHECK_INTERVAL, DEFAULT_MIN_FREE_DISK_BYTES, MAX_CONSENT_CHECK_INTERVAL,
+};
 pub use command::{CommandGuard, PhaseGuard};
 pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
 pub use global::{Handle, global, track_command_execution};
@@ -155,6 +170,7 @@ pub use queue::{QueueStatus, queue_status};
 pub use shutdown::TelemetryGuard;
 pub use startup::InitError;
 pub use status::Status;
+pub use store::StoreCounters;
 
 #[doc(hidden)]
 pub use __private::queued_events;

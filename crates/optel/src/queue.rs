@@ -23,7 +23,7 @@
 //! `status`) and a not-yet-reported count that the next batch carries in `dropped_events`.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +31,7 @@ use optel_wire::Batch;
 
 use crate::fsutil;
 use crate::random::random_bytes;
+use crate::store::{Count, SEALED_EXT, Sealer, StoreCounters};
 
 /// Most segment files kept; the oldest go first.
 pub(crate) const MAX_SEGMENTS: usize = 1_000;
@@ -50,6 +51,8 @@ const DROPPED_FILE: &str = "dropped";
 pub(crate) struct Queue {
     dir: PathBuf,
     bounds: Bounds,
+    /// Seals new segments and opens sealed ones (the encrypted local store).
+    sealer: Option<Sealer>,
 }
 
 /// Limits of the queue (the constants above; smaller in tests).
@@ -74,6 +77,8 @@ pub(crate) struct Segment {
     pub(crate) events: u64,
     /// Size of the segment file in bytes.
     pub(crate) bytes: u64,
+    /// Sealed by the encrypted local store (`.sealed`), else plain JSON (`.json`).
+    pub(crate) sealed: bool,
 }
 
 /// A segment this process has locked for sending.
@@ -102,7 +107,15 @@ impl Queue {
         Ok(Self {
             dir,
             bounds: BOUNDS,
+            sealer: None,
         })
+    }
+
+    /// Seals new segments with `sealer` and opens sealed ones with it; without one, sealed
+    /// segments cannot be read and are dropped (counted) when claimed.
+    pub(crate) fn sealed(mut self, sealer: Option<Sealer>) -> Self {
+        self.sealer = sealer;
+        self
     }
 
     /// Opens an existing queue directory without creating anything (for `status`).
@@ -110,6 +123,7 @@ impl Queue {
         Self {
             dir,
             bounds: BOUNDS,
+            sealer: None,
         }
     }
 
@@ -121,12 +135,17 @@ impl Queue {
         let now_ns = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let name = format!(
-            "{now_ns:020}-{}-{}e-{}b.json",
+        let place = format!(
+            "{now_ns:020}-{}-{}e",
             hex::encode(random_bytes::<6>()?),
-            batch.events.len(),
-            json.len()
+            batch.events.len()
         );
+        let (bytes, ext) = match &self.sealer {
+            Some(sealer) => (sealer.seal(&format!("queue/{place}"), &json)?, SEALED_EXT),
+            None => (json, "json"),
+        };
+        let name = format!("{place}-{}b.{ext}", bytes.len());
+        let json = bytes;
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
         let written = (|| {
@@ -170,7 +189,7 @@ impl Queue {
             .filter_map(|seg| {
                 fsutil::open_read(&seg.path)
                     .ok()
-                    .and_then(|f| parse(&f))
+                    .and_then(|f| self.parse(&f, seg, false))
                     .map(|(batch, _)| batch)
             })
             .collect())
@@ -194,7 +213,10 @@ impl Queue {
         if !path.exists() {
             return Ok(None);
         }
-        match parse(&file) {
+        let Some(segment) = segment_of(path.to_owned()) else {
+            return Ok(None);
+        };
+        match self.parse(&file, &segment, true) {
             Some((batch, bytes)) => Ok(Some(Claim {
                 path: path.to_owned(),
                 batch,
@@ -218,48 +240,26 @@ impl Queue {
 
     /// The drop counters.
     pub(crate) fn dropped(&self) -> Dropped {
-        let Ok(mut file) = fsutil::open_read(&self.dir.join(DROPPED_FILE)) else {
-            return Dropped::default();
-        };
-        let mut text = String::new();
-        let _ = (&mut file).take(256).read_to_string(&mut text);
-        parse_dropped(&text)
+        let [unreported, total] = fsutil::read_counters(&self.dir.join(DROPPED_FILE));
+        Dropped { unreported, total }
     }
 
     /// Returns the unreported drop count and resets it to zero (the caller puts it in a batch).
     pub(crate) fn take_unreported_drops(&self) -> u64 {
         let mut taken = 0;
-        let _ = self.update_dropped(|d| {
-            taken = d.unreported;
-            d.unreported = 0;
+        let _ = fsutil::update_counters(&self.dir.join(DROPPED_FILE), |[unreported, _]| {
+            taken = *unreported;
+            *unreported = 0;
         });
         taken
     }
 
     /// Adds `n` dropped events to both counters.
-    fn count_drops(&self, n: u64) -> io::Result<()> {
-        self.update_dropped(|d| {
-            d.unreported = d.unreported.saturating_add(n);
-            d.total = d.total.saturating_add(n);
+    pub(crate) fn count_drops(&self, n: u64) -> io::Result<()> {
+        fsutil::update_counters(&self.dir.join(DROPPED_FILE), |[unreported, total]| {
+            *unreported = unreported.saturating_add(n);
+            *total = total.saturating_add(n);
         })
-    }
-
-    /// Read-modify-write of the drop counters under an exclusive lock of their file, so
-    /// concurrent processes never lose each other's counts. The record is written in place
-    /// with one `write` of fixed width, so a killed process leaves the old or the new value.
-    fn update_dropped(&self, change: impl FnOnce(&mut Dropped)) -> io::Result<()> {
-        let path = self.dir.join(DROPPED_FILE);
-        let mut file = fsutil::open_state(&path)?;
-        file.lock()?;
-        let mut text = String::new();
-        (&mut file).take(256).read_to_string(&mut text)?;
-        let mut dropped = parse_dropped(&text);
-        change(&mut dropped);
-        let record = format!("{:020} {:020}\n", dropped.unreported, dropped.total);
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(record.as_bytes())?;
-        file.set_len(record.len() as u64)?;
-        Ok(())
     }
 
     fn enforce_bounds(&self) -> io::Result<()> {
@@ -289,6 +289,36 @@ impl Queue {
             self.count_drops(dropped)?;
         }
         Ok(())
+    }
+
+    /// Reads a segment: plain JSON, or sealed (opened with the sealer; a rejection is counted
+    /// when `count` is set, so that listing for `preview` does not count what a claim will).
+    fn parse(&self, file: &File, segment: &Segment, count: bool) -> Option<(Batch, u64)> {
+        let mut bytes = Vec::new();
+        file.take(MAX_SEGMENT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        if bytes.len() as u64 > MAX_SEGMENT_BYTES {
+            return None;
+        }
+        let size = bytes.len() as u64;
+        if segment.sealed {
+            let place = format!("queue/{}", segment_place(&segment.path)?);
+            bytes = match (&self.sealer, count) {
+                (Some(sealer), true) => sealer.open_counted(&place, &bytes)?,
+                (Some(sealer), false) => sealer.open(&place, &bytes).ok()?,
+                (None, true) => {
+                    // Sealed by a run with the encrypted store, read by one without it.
+                    if let Some(data_dir) = self.dir.parent() {
+                        StoreCounters::add(data_dir, Count::Undecryptable, 1);
+                    }
+                    return None;
+                }
+                (None, false) => return None,
+            };
+        }
+        let batch = serde_json::from_slice(&bytes).ok()?;
+        Some((batch, size))
     }
 
     /// Removes temporary files left by processes killed while writing a segment.
@@ -340,6 +370,9 @@ pub struct QueueStatus {
     pub consecutive_failures: u32,
     /// The last delivery error since the last success, and when it happened.
     pub last_error: Option<(std::time::SystemTime, String)>,
+    /// What the local store refused to keep or read (tampered or undecryptable records, a
+    /// full ledger, low disk space).
+    pub store: StoreCounters,
 }
 
 /// Reads the queue and delivery state kept in `data_dir` (the directory given to
@@ -384,13 +417,26 @@ pub fn queue_status(data_dir: &Path) -> io::Result<QueueStatus> {
         },
         consecutive_failures: breaker.failures,
         last_error,
+        store: StoreCounters::read(data_dir),
     })
 }
 
-/// The segment a path names, if it is one: `<ns>-<random>-<events>e-<bytes>b.json`.
+/// The place a sealed segment is bound to: its name without the size and extension,
+/// `<ns>-<random>-<events>e`.
+fn segment_place(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".sealed")?;
+    Some(stem.rsplit_once('-')?.0)
+}
+
+/// The segment a path names, if it is one: `<ns>-<random>-<events>e-<bytes>b.json`, or
+/// `.sealed` for a segment of the encrypted store.
 fn segment_of(path: PathBuf) -> Option<Segment> {
     let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".json")?;
+    let (stem, sealed) = match name.strip_suffix(".json") {
+        Some(stem) => (stem, false),
+        None => (name.strip_suffix(".sealed")?, true),
+    };
     if stem.starts_with('.') {
         return None;
     }
@@ -401,27 +447,8 @@ fn segment_of(path: PathBuf) -> Option<Segment> {
         path,
         events,
         bytes,
+        sealed,
     })
-}
-
-fn parse_dropped(text: &str) -> Dropped {
-    let mut numbers = text.split_whitespace().map(|n| n.parse::<u64>().ok());
-    match (numbers.next().flatten(), numbers.next().flatten()) {
-        (Some(unreported), Some(total)) => Dropped { unreported, total },
-        _ => Dropped::default(),
-    }
-}
-
-fn parse(file: &File) -> Option<(Batch, u64)> {
-    let mut bytes = Vec::new();
-    file.take(MAX_SEGMENT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    if bytes.len() as u64 > MAX_SEGMENT_BYTES {
-        return None;
-    }
-    let batch = serde_json::from_slice(&bytes).ok()?;
-    Some((batch, bytes.len() as u64))
 }
 
 #[cfg(test)]

@@ -47,7 +47,17 @@ pub(crate) struct Recorder {
     pub(crate) exit_timeout: Duration,
     /// `<TOOL>_TELEMETRY_DEBUG` lines.
     pub(crate) debug: crate::debug::DebugLog,
+    /// Below this many free bytes in the data directory, hand-offs write nothing (`0`: never).
+    pub(crate) min_free_disk_bytes: u64,
+    /// A consent change noticed while running ([`REVOKED_TO_LOCAL`], [`REVOKED_TO_OFF`]; `0`:
+    /// none), set by the delivery thread's consent check.
+    pub(crate) revoked: std::sync::atomic::AtomicU8,
 }
+
+/// Consent went from `on` to `local` while running: nothing more is queued or sent.
+pub(crate) const REVOKED_TO_LOCAL: u8 = 1;
+/// Consent went to `off` while running: nothing more is recorded, written or sent.
+pub(crate) const REVOKED_TO_OFF: u8 = 2;
 
 impl fmt::Debug for Recorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,9 +12,10 @@ use std::time::Instant;
 use optel_wire::Event;
 
 use crate::attribute::{self, NameError};
-use crate::recorder::Recorder;
+use crate::recorder::{REVOKED_TO_LOCAL, REVOKED_TO_OFF, Recorder};
 use crate::status::Status;
-use crate::{export, queue};
+use crate::store::{Count, StoreCounters};
+use crate::{export, fsutil, queue};
 
 /// Returned by [`TelemetryBuilder::init`](crate::TelemetryBuilder::init); dropping it (or
 /// calling [`shutdown`](Self::shutdown)) queues this run's events and waits at most the exit
@@ -63,6 +64,15 @@ impl Recorder {
     /// round waited for until `deadline`.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.closed.store(true, Ordering::Release);
+        self.hand_off();
+        self.finish_delivery(deadline);
+    }
+
+    /// Hands the events recorded so far over: stamps and checks them, appends them to the
+    /// queue as one segment and writes them to the ledger. Called at exit, and by the delivery
+    /// thread of a long-running process at each consent check. After consent went `off` while
+    /// running, what was recorded is dropped; after it went `local`, nothing is queued.
+    pub(crate) fn hand_off(&self) {
         // A poisoned lock still holds this run's events: hand them over all the same.
         let events = std::mem::take(
             &mut *self
@@ -70,6 +80,9 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        if self.revoked.load(Ordering::Acquire) == REVOKED_TO_OFF {
+            return;
+        }
         let mut dropped = self.dropped.swap(0, Ordering::Relaxed);
         let mut catalog_drops = crate::catalog::Drops::default();
         let events: Vec<Event> = events
@@ -117,9 +130,9 @@ impl Recorder {
                     .queue
                     .as_ref()
                     .map_or(0, queue::Queue::take_unreported_drops);
-            if !batch.events.is_empty() {
+            if !batch.events.is_empty() && self.disk_has_room(&batch) {
                 // The queue first: it is what delivery sends, now or on a later run.
-                if let Some(queue) = &self.queue {
+                if let Some(queue) = self.queue.as_ref().filter(|_| self.may_queue()) {
                     let appended = queue.append(&batch);
                     self.debug.line(|| match &appended {
                         Ok(_) => format!(
@@ -132,12 +145,14 @@ impl Recorder {
                 }
                 // The ledger is what `telemetry log` shows: every event this tool recorded
                 // (the hash names the catalog; `telemetry preview` shows it in words).
-                // Within what is left of the exit deadline, not a budget of its own.
                 batch.catalog = None;
-                let left = deadline.saturating_duration_since(Instant::now());
-                let _ = export::Exporter::export(&self.ledger, &batch, left);
+                self.write_ledger(&batch);
             }
         }
+    }
+
+    /// Asks the delivery thread for its last round and waits for it until `deadline`.
+    fn finish_delivery(&self, deadline: Instant) {
         if let Some(worker) = &self.worker {
             let started = Instant::now();
             let in_time = worker.finish(deadline);
@@ -193,6 +208,44 @@ fn check_names(event: &Event) -> Result<(), NameError> {
         attribute::check("error code", code)?;
     }
     Ok(())
+}
+
+impl Recorder {
+    /// Whether this hand-off may queue for sending: not after consent went `local` while
+    /// running.
+    fn may_queue(&self) -> bool {
+        self.revoked.load(Ordering::Acquire) != REVOKED_TO_LOCAL
+    }
+
+    /// One look at the free space per hand-off, never per event: below the threshold the
+    /// batch is neither queued nor written (rather than filling the user's disk); its events
+    /// and drops are counted, to be reported with a later batch.
+    fn disk_has_room(&self, batch: &optel_wire::Batch) -> bool {
+        let low = self.min_free_disk_bytes > 0
+            && fsutil::free_bytes(&self.data_dir)
+                .is_some_and(|free| free < self.min_free_disk_bytes);
+        if low {
+            StoreCounters::add(&self.data_dir, Count::LowDisk, 1);
+            if let Some(queue) = &self.queue {
+                let _ = queue.count_drops(batch.events.len() as u64 + batch.dropped_events);
+            }
+            self.debug.line(|| {
+                format!(
+                    "less than {} bytes free in the data directory: {} events not kept",
+                    self.min_free_disk_bytes,
+                    batch.events.len()
+                )
+            });
+        }
+        !low
+    }
+
+    /// Writes the ledger record, counting a run the size bound left out.
+    fn write_ledger(&self, batch: &optel_wire::Batch) {
+        if let Ok(export::Appended::Full) = self.ledger.append(batch) {
+            StoreCounters::add(&self.data_dir, Count::LedgerFull, 1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +333,32 @@ mod tests {
         assert_eq!(names.last(), Some(&"shutdown"), "{names:?}");
         assert_eq!(names.iter().filter(|n| **n == "force_flush").count(), 1);
         assert!(s.calls.iter().all(|(_, t)| *t <= budget), "{:?}", s.calls);
+    }
+
+    #[test]
+    fn below_the_free_disk_threshold_nothing_is_kept_and_it_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Telemetry::builder("acme", "1.0.0")
+            .data_dir(dir.path().join("data"))
+            .config_dir(dir.path().join("config"))
+            .min_free_disk_bytes(u64::MAX)
+            .start(&|_: &str| None, Consent::On, &|| None)
+            .unwrap();
+        rec.record(rec.new_event(
+            EventType::Command,
+            "build".into(),
+            std::time::SystemTime::now(),
+        ));
+        rec.shutdown(Instant::now() + Duration::from_secs(5));
+        let data = dir.path().join("data");
+        let status = crate::queue_status(&data).unwrap();
+        assert_eq!(status.pending_events, 0);
+        assert_eq!(status.store.low_disk, 1);
+        assert_eq!(
+            status.dropped_events_unreported, 1,
+            "reported with a later batch"
+        );
+        assert!(rec.ledger.read_lines().unwrap().is_empty());
     }
 
     #[test]

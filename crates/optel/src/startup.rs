@@ -3,7 +3,7 @@
 //! and the delivery thread; then installs the recorder as the process-global one.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use optel_wire::Batch;
@@ -13,7 +13,7 @@ use crate::builder::{TelemetryBuilder, exit_budget};
 use crate::consent::{self, Asking, Consent, ConsentSource};
 use crate::debug::DebugLog;
 use crate::global::GLOBAL;
-use crate::recorder::{Recorder, type_index};
+use crate::recorder::{REVOKED_TO_LOCAL, REVOKED_TO_OFF, Recorder, type_index};
 use crate::shutdown::TelemetryGuard;
 use crate::status::Status;
 use crate::{delivery, identity, queue, random};
@@ -206,7 +206,9 @@ impl TelemetryBuilder {
             self.epoch,
             resolution.note,
         );
-        status.endpoint = self.effective_endpoint(env);
+        // With consent off no file is read for the endpoint either.
+        status.endpoint =
+            self.endpoint_reading_user_config(env, resolution.consent != Consent::Off);
         let debug = DebugLog::from_env(env, &self.tool);
         debug.line(|| {
             let note = status
@@ -322,9 +324,14 @@ impl TelemetryBuilder {
         let session = random::random_bytes::<16>().map_err(io("get random bytes"))?;
         let id_bits = random::random_bytes::<16>().map_err(io("get random bytes"))?;
         let exit_timeout = exit_budget(env, &prefix, self.exit_timeout, self.ci_flush_timeout);
+        // The encrypted local store: its key is created here, on first use.
+        let sealer = self
+            .sealer(&data_dir, true)
+            .map_err(io("read or create the store key"))?;
         let (queue, worker) = if consent == Consent::On {
             let queue = queue::Queue::open(data_dir.join("queue"))
-                .map_err(io("create the queue directory"))?;
+                .map_err(io("create the queue directory"))?
+                .sealed(sealer.clone());
             let worker = match self.delivery_exporter(env) {
                 Some(exporter) => Some(
                     delivery::Worker::start(
@@ -332,6 +339,7 @@ impl TelemetryBuilder {
                         Breaker::new(data_dir.clone()),
                         self.delivery_policy(env),
                         exporter,
+                        Some(self.consent_tick(env)),
                     )
                     .map_err(io("start the delivery thread"))?,
                 ),
@@ -341,7 +349,8 @@ impl TelemetryBuilder {
         } else {
             (None, None)
         };
-        let ledger = self.ledger(&data_dir);
+        let ledger = self.ledger(&data_dir).sealed(sealer);
+        let min_free_disk_bytes = self.min_free_disk_bytes;
         let mut envelope = Batch::new(
             self.tool.clone(),
             self.version,
@@ -370,7 +379,72 @@ impl TelemetryBuilder {
             epoch_label,
             exit_timeout,
             debug: DebugLog::from_env(env, &self.tool),
+            min_free_disk_bytes,
+            revoked: AtomicU8::new(0),
         })
+    }
+
+    /// The delivery thread's periodic work in a long-running process: when a consent file
+    /// changed, resolve consent again and, if it is no longer `on`, withdraw (nothing more is
+    /// sent; with `off` nothing more is recorded either); else hand the recorded events to the
+    /// queue. Environment layers cannot change under a running process, so when one of them
+    /// decided, no file is looked at.
+    fn consent_tick(&self, env: &dyn Fn(&str) -> Option<String>) -> delivery::Tick {
+        let builder = self.clone();
+        // Nothing is read here: the first tick looks at the files and resolves once.
+        let mut watch = (!consent::env_decides(env, &self.tool)).then(|| {
+            consent::Watch::new(
+                &self.tool,
+                std::env::current_dir().ok().as_deref(),
+                self.config_path().as_deref(),
+            )
+        });
+        delivery::Tick {
+            interval: self.effective_consent_check_interval(env),
+            run: Box::new(move || {
+                // Set once init returns; a tick before that has nothing to hand over.
+                let Some(recorder) = GLOBAL.get() else {
+                    return true;
+                };
+                if let Some(watch) = watch.as_mut()
+                    && watch.changed()
+                {
+                    let now = builder.resolve(&|k: &str| std::env::var(k).ok());
+                    let revoked = match now.consent {
+                        Consent::On => 0,
+                        Consent::Local => REVOKED_TO_LOCAL,
+                        _ => REVOKED_TO_OFF,
+                    };
+                    if revoked != 0 {
+                        recorder.revoke(revoked);
+                        return false;
+                    }
+                }
+                recorder.hand_off();
+                true
+            }),
+        }
+    }
+}
+
+impl Recorder {
+    /// Consent changed while running (see [`REVOKED_TO_LOCAL`], [`REVOKED_TO_OFF`]).
+    pub(crate) fn revoke(&self, to: u8) {
+        self.revoked.store(to, Ordering::Release);
+        if to == REVOKED_TO_OFF {
+            // Recording becomes the closed path (an atomic add), and what was recorded goes.
+            self.closed.store(true, Ordering::Release);
+            self.buffer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+        }
+        self.debug.line(|| {
+            format!(
+                "consent changed to {} while running: nothing more is sent",
+                if to == REVOKED_TO_OFF { "off" } else { "local" }
+            )
+        });
     }
 }
 

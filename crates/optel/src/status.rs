@@ -10,6 +10,7 @@ use crate::debug::rfc3339;
 
 use crate::consent::{Consent, ConsentSource};
 use crate::identity::Epoch;
+use crate::store::StoreCounters;
 
 /// What telemetry is doing in this process and why, for a tool's `telemetry status`.
 #[derive(Debug, Clone)]
@@ -49,6 +50,14 @@ pub struct Status {
     /// What the catalog dropped since the data directory was created, one line per kind
     /// (undeclared; held back until seen), with the most frequent names (`telemetry status`).
     pub catalog_drops: Vec<String>,
+    /// The exporter delivery uses and who chose it (the tool, or the user's config file), when
+    /// known (`telemetry status`).
+    pub exporter: Option<String>,
+    /// Whether the local store is encrypted, and the key file, when known (`telemetry status`).
+    pub store_key_file: Option<PathBuf>,
+    /// What the local store refused to keep or read (tampered or undecryptable records, a full
+    /// ledger, low disk space), when known (`telemetry status`).
+    pub store_counters: Option<StoreCounters>,
 }
 
 impl Status {
@@ -74,6 +83,9 @@ impl Status {
             requests_today: None,
             catalog_hash: None,
             catalog_drops: Vec::new(),
+            exporter: None,
+            store_key_file: None,
+            store_counters: None,
         }
     }
 }
@@ -137,6 +149,22 @@ impl fmt::Display for Status {
             } else {
                 writeln!(f, "requests today: {sent} of {cap} (daily cap)")?;
             }
+        }
+        if let Some(exporter) = &self.exporter {
+            writeln!(f, "exporter: {exporter}")?;
+        }
+        if let Some(key) = &self.store_key_file {
+            writeln!(f, "local store: encrypted (key file {})", key.display())?;
+        }
+        if let Some(c) = &self.store_counters
+            && *c != StoreCounters::default()
+        {
+            writeln!(
+                f,
+                "local store: {} tampered and {} undecryptable records dropped; {} runs not \
+                 written (ledger full), {} runs not kept (low disk space)",
+                c.tampered, c.undecryptable, c.ledger_full, c.low_disk
+            )?;
         }
         if let Some((at, error)) = &self.last_error {
             writeln!(f, "last error: {error} (at {})", rfc3339(*at))?;

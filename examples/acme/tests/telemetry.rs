@@ -297,6 +297,38 @@ fn status_names_the_deciding_layer_and_its_file() {
 }
 
 #[test]
+fn exporter_stdout_in_the_user_config_prints_events_and_sends_nothing() {
+    let w = World::new();
+    assert!(w.acme(&["telemetry", "enable"], &[]).status.success());
+    let mut config = fs::read_to_string(w.user_config()).unwrap();
+    config.push_str("exporter = \"stdout\"\n");
+    w.write(&w.user_config(), &config);
+    let s = stdout(&w.acme(&["telemetry", "status"], &[]));
+    assert!(
+        s.contains("exporter: stdout (chosen in the user config file)"),
+        "{s}"
+    );
+    let out = w.acme(&["build", "proj"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    // One JSON line per event on stderr; stdout keeps only the tool's own output.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{stderr}");
+    assert_eq!(events[0]["name"], "build");
+    assert_eq!(events[0]["event_type"], "command");
+    assert!(!stdout(&out).contains('{'), "{}", stdout(&out));
+    assert_eq!(w.connections(), 0, "nothing is sent");
+    // `telemetry enable` again keeps the user's exporter line.
+    assert!(w.acme(&["telemetry", "enable"], &[]).status.success());
+    let config = fs::read_to_string(w.user_config()).unwrap();
+    assert!(config.contains("exporter = \"stdout\""), "{config}");
+}
+
+#[test]
 fn local_keeps_a_ledger_and_sends_nothing() {
     let w = World::new();
     assert!(w.acme(&["telemetry", "local"], &[]).status.success());

@@ -120,3 +120,55 @@ fn jsonl_files_are_private_and_expire() {
     assert_eq!(ledger.purge_all().unwrap(), 2);
     assert!(ledger.files().unwrap().is_empty());
 }
+
+#[test]
+fn the_ledger_stays_under_its_size_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+    let line = serde_json::to_vec(&batch).unwrap().len() as u64 + 1;
+    let ledger = JsonlFileExporter::new(dir.path().join("ledger")).max_bytes(3 * line);
+    std::fs::create_dir_all(ledger.dir()).unwrap();
+    // An older day holding two records: deleted first to make room.
+    let old = ledger.dir().join("2000-01-01.jsonl");
+    std::fs::write(&old, "{}\n".repeat(usize::try_from(line).unwrap())).unwrap();
+    let ledger = ledger.retention_days(0);
+    assert_eq!(ledger.append(&batch).unwrap(), Appended::Written);
+    assert!(!old.exists(), "the oldest day made room");
+    assert_eq!(ledger.append(&batch).unwrap(), Appended::Written);
+    assert_eq!(ledger.append(&batch).unwrap(), Appended::Written);
+    // Today's file alone fills the bound: the record is not written, and export says so.
+    assert_eq!(ledger.append(&batch).unwrap(), Appended::Full);
+    assert!(matches!(
+        ledger.export(&batch, Duration::from_secs(1)),
+        Err(ExportError::Rejected(e)) if e.contains("is full")
+    ));
+    assert_eq!(ledger.read_lines().unwrap().len(), 3);
+    let total: u64 = ledger
+        .files()
+        .unwrap()
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total <= 3 * line);
+}
+
+#[test]
+fn the_stderr_exporter_prints_one_json_line_per_event() {
+    let mut batch = Batch::new("acme", "1.0.0", "p", "linux", "x86_64");
+    for name in ["build", "test"] {
+        batch.events.push(optel_wire::Event::new(
+            "e",
+            optel_wire::EventType::Command,
+            name,
+            optel_wire::Timestamp::from_unix_ms(0),
+            "s",
+        ));
+    }
+    let text = StderrExporter::lines(&batch);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    for (line, name) in lines.iter().zip(["build", "test"]) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["name"], name);
+    }
+}
