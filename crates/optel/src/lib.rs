@@ -115,9 +115,9 @@
 mod attribute;
 mod breaker;
 mod builder;
-mod catalog;
 #[cfg(feature = "clap")]
 mod bundle;
+mod catalog;
 #[cfg(feature = "clap")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clap")))]
 pub mod cli;
@@ -156,10 +156,10 @@ pub use builder::{
     DEFAULT_CI_FLUSH_TIMEOUT, DEFAULT_DAILY_REQUEST_CAP, DEFAULT_EXIT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT, MAX_EXIT_TIMEOUT, Telemetry, TelemetryBuilder, default_data_dir,
 };
-pub use catalog::CatalogBuilder;
 pub use builder::{
     DEFAULT_CONSENT_CHECK_INTERVAL, DEFAULT_MIN_FREE_DISK_BYTES, MAX_CONSENT_CHECK_INTERVAL,
 };
+pub use catalog::CatalogBuilder;
 pub use command::{CommandGuard, PhaseGuard};
 pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
 pub use global::{Handle, global, track_command_execution};

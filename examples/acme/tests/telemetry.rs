@@ -317,9 +317,19 @@ fn exporter_stdout_in_the_user_config_prints_events_and_sends_nothing() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 1, "{stderr}");
-    assert_eq!(events[0]["name"], "build");
-    assert_eq!(events[0]["event_type"], "command");
+    // `build` records its command and the `files` measurement.
+    assert_eq!(events.len(), 2, "{stderr}");
+    let build = events
+        .iter()
+        .find(|e| e["event_type"] == "command")
+        .unwrap();
+    assert_eq!(build["name"], "build");
+    assert_eq!(build["metadata"]["profile"], "debug");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event_type"] == "measurement" && e["name"] == "files")
+    );
     assert!(!stdout(&out).contains('{'), "{}", stdout(&out));
     assert_eq!(w.connections(), 0, "nothing is sent");
     // `telemetry enable` again keeps the user's exporter line.
