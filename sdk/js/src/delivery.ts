@@ -33,7 +33,8 @@ export { type BreakerState, STATE_FILE, formatState, parseState } from './breake
 /**
  * The circuit breaker and daily request counter in `<data dir>/delivery_state`. The Rust SDK
  * updates it under `flock`; Node.js has none, so a Node.js process rewrites the record in place
- * with one write: at worst two processes updating in the same instant lose one count.
+ * with one write under a lock file (`delivery_state.lock`, see `rewriteRecord`), which excludes
+ * other Node.js processes.
  */
 export class Breaker {
   readonly path: string;

@@ -250,8 +250,7 @@ export class Queue {
 
   /**
    * Read-modify-write of the drop counters, rewritten in place with one fixed-width write (the
-   * Rust SDK's record). Node.js cannot take the `flock` the Rust SDK takes; two processes
-   * dropping at the same instant may lose one count (never an event).
+   * Rust SDK's record), under the record's lock file (see {@link rewriteRecord}).
    */
   private updateDropped(change: (d: Dropped) => void): void {
     try {
@@ -313,19 +312,73 @@ export class Queue {
   }
 }
 
-/** Reads a fixed-size record file and rewrites it in place with one write (0600 if created). */
+/** A lock file older than this belonged to a process killed mid-update: it is broken. */
+export const STALE_LOCK_MS = 10_000;
+/**
+ * Tries to take a record's lock, 1 ms apart, before updating without it: a holder may be
+ * descheduled on a loaded machine, but the host is never held longer.
+ */
+const LOCK_ATTEMPTS = 100;
+let sleeper: Int32Array | undefined;
+
+/**
+ * Takes the lock of a record file: `<path>.lock`, created exclusively (`O_EXCL`, atomic on one
+ * file system, as the queue's claims are renames). Node.js has no `flock`; this excludes other
+ * Node.js processes (a Rust process takes `flock` on the record itself). A lock older than
+ * {@link STALE_LOCK_MS} is broken. False when it could not be taken within 100 attempts.
+ */
+function lockRecord(lock: string): boolean {
+  for (let i = 0; i < LOCK_ATTEMPTS; i++) {
+    try {
+      closeSync(openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600));
+      return true;
+    } catch (e) {
+      if (errCode(e) !== 'EEXIST') return false;
+    }
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) {
+        unlinkSync(lock);
+        continue;
+      }
+    } catch {
+      continue; // released meanwhile
+    }
+    // The holder's update takes microseconds: wait 1 ms, synchronously (this also runs at exit).
+    Atomics.wait((sleeper ??= new Int32Array(new SharedArrayBuffer(4))), 0, 0, 1);
+  }
+  return false;
+}
+
+/**
+ * Reads a fixed-size record file and rewrites it in place with one write (0600 if created),
+ * under the record's lock file so that concurrent Node.js processes of one install do not lose
+ * each other's counts. When the lock cannot be had (100 attempts, 1 ms apart), it updates
+ * anyway: the counters are best effort and never hold the host longer.
+ */
 export function rewriteRecord(path: string, change: (text: string) => string): void {
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  const lock = `${path}.lock`;
+  const locked = lockRecord(lock);
   try {
-    const size = Math.min(fstatSync(fd).size, 256);
-    const buf = Buffer.alloc(size);
-    if (size > 0) readSync(fd, buf, 0, size, 0);
-    const record = change(buf.toString('utf8'));
-    const out = Buffer.from(record);
-    writeSync(fd, out, 0, out.length, 0);
-    ftruncateSync(fd, out.length);
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    try {
+      const size = Math.min(fstatSync(fd).size, 256);
+      const buf = Buffer.alloc(size);
+      if (size > 0) readSync(fd, buf, 0, size, 0);
+      const record = change(buf.toString('utf8'));
+      const out = Buffer.from(record);
+      writeSync(fd, out, 0, out.length, 0);
+      ftruncateSync(fd, out.length);
+    } finally {
+      closeSync(fd);
+    }
   } finally {
-    closeSync(fd);
+    if (locked) {
+      try {
+        unlinkSync(lock);
+      } catch {
+        // broken as stale by another process
+      }
+    }
   }
 }
 

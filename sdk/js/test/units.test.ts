@@ -10,7 +10,8 @@ import { type ExportResult, type Exporter, classify, parseRetryAfter } from '../
 import { proxyFor } from '../src/http.js';
 import { runTelemetryCommand } from '../src/cli.js';
 import { newBatch, type Batch } from '../src/wire.js';
-import { tempDir } from './helpers.js';
+import { runProcess, tempDir } from './helpers.js';
+import { PKG } from './paths.js';
 
 function batch(n: number): Batch {
   const b = newBatch('acme', '1.0.0', 'p', 'linux', 'x86_64');
@@ -206,4 +207,23 @@ test('the CI variable list (src/ci-env.ts) matches the installed ci-info', async
   // @ts-expect-error: a plain .mjs script without types
   const { ciEnvNames } = await import('../../scripts/ci-env-names.mjs');
   assert.deepEqual([...CI_ENV_NAMES], ciEnvNames(), 'run node scripts/ci-env.mjs');
+});
+
+test('counter records: concurrent processes of one install lose no count (the lock file), and a stale lock is broken', async () => {
+  const dir = tempDir('optel-race-');
+  const script = join(PKG, 'build', 'test', 'support', 'count-race.js');
+  const runs = [0, 1, 2, 3].map(() => runProcess(process.execPath, [script, dir, '150'], { PATH: process.env.PATH ?? '' }));
+  for (const r of await Promise.all(runs)) assert.equal(r.code, 0, r.stderr);
+  assert.equal(new Breaker(dir).state().requests, 600);
+  assert.deepEqual(readdirSync(dir).sort(), ['delivery_state'], 'every lock was released');
+  // A lock left by a process killed mid-update (older than 10 s) does not stop the next update.
+  const lock = join(dir, 'delivery_state.lock');
+  writeFileSync(lock, '');
+  const old = new Date(Date.now() - 60_000);
+  utimesSync(lock, old, old);
+  new Breaker(dir).update((s) => {
+    s.requests += 1;
+  });
+  assert.equal(new Breaker(dir).state().requests, 601);
+  assert.deepEqual(readdirSync(dir).sort(), ['delivery_state']);
 });
