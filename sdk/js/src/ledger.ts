@@ -3,7 +3,7 @@ import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import { createPrivateDir, errCode } from './fsutil.js';
 import type { ExportResult, Exporter } from './export.js';
-import { type Batch, batchToJson } from './wire.js';
+import { type Batch, batchToJson, isoUtc } from './wire.js';
 
 /** The default ledger retention: 30 days. */
 export const DEFAULT_RETENTION_DAYS = 30;
@@ -20,7 +20,7 @@ export class JsonlFileExporter implements Exporter {
    * created, so that the other runs of the day do not list the directory.
    */
   appendSync(batch: Batch, now: number = Date.now()): void {
-    const path = join(this.dir, `${new Date(now).toISOString().slice(0, 10)}.jsonl`);
+    const path = join(this.dir, `${isoUtc(now).slice(0, 10)}.jsonl`);
     const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
     let fd: number;
     try {

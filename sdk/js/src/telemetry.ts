@@ -26,7 +26,7 @@ import { type Epoch, cachedPseudonym, ciPseudonym, epochLabel } from './identity
 import { Queue, dueForDelivery } from './queue.js';
 import { redact } from './redact.js';
 import { LONG_EXIT_BUDGET_MS, MAX_BATCH_DELAY_MS, TelemetryConfig, type TelemetryOptions, eventsUrl } from './config.js';
-import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, newBatch, validateEvent } from './wire.js';
+import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, isoUtc, newBatch, validateEvent } from './wire.js';
 import { join } from 'node:path';
 
 /** Attribute values accepted by the recording calls: strings are redacted, non-finite numbers dropped. */
@@ -208,7 +208,7 @@ class Recorder {
         event_id: formatUuidV4(randomBytes(16)),
         event_type: p.type,
         name: p.name,
-        timestamp: new Date(p.at).toISOString(),
+        timestamp: isoUtc(p.at),
         session_id: this.sessionId,
       };
       if (p.durationMs !== undefined) e.duration_ms = p.durationMs;

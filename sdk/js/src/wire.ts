@@ -495,6 +495,31 @@ export function formatUuidV4(bytes: Uint8Array): string {
   return s;
 }
 
+/**
+ * `ms` (since the Unix epoch, UTC) as RFC 3339 with milliseconds, `2026-11-21T22:40:00.123Z`:
+ * what `new Date(ms).toISOString()` returns for years 0 to 9999, by arithmetic (days to civil
+ * date, H. Hinnant's algorithm). Why: the first `toISOString()` of a process initialises V8's
+ * date cache, which loads the host's time zone through ICU (`/etc/localtime`), a cost every
+ * run with telemetry on would pay for a UTC string.
+ */
+export function isoUtc(ms: number): string {
+  const t = Math.floor(ms);
+  const days = Math.floor(t / 86_400_000);
+  const inDay = t - days * 86_400_000;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const p2 = (n: number) => (n < 10 ? '0' : '') + n;
+  const msPart = inDay % 1000;
+  return `${String(year).padStart(4, '0')}-${p2(month)}-${p2(day)}T${p2(Math.floor(inDay / 3_600_000))}:${p2(Math.floor(inDay / 60_000) % 60)}:${p2(Math.floor(inDay / 1000) % 60)}.${msPart < 100 ? (msPart < 10 ? '00' : '0') : ''}${msPart}Z`;
+}
+
 /** Lowercase hex of bytes. */
 export function toHex(bytes: Uint8Array): string {
   let s = '';
