@@ -149,13 +149,29 @@ enum Step {
 }
 
 /// What one simulated install does, varied by its number so that the stats show different
-/// usage, including failures with several error codes.
+/// usage, including failures with several error codes, and every part of acme's event
+/// catalog: the `profile` attribute both ways (`build --release` on every other install), the
+/// `resolve` and `compile` phases, the `files` measurement and the `strict` feature
+/// (`check --strict` on every third install).
 fn scenario(install: u32, work: &Path) -> Vec<Step> {
     let acme = |cmd: &str, dir: &Path| Step::Acme(vec![cmd.to_owned(), dir.display().to_string()]);
+    let with_flag = |cmd: &str, dir: &Path, flag: &str| {
+        Step::Acme(vec![
+            cmd.to_owned(),
+            dir.display().to_string(),
+            flag.to_owned(),
+        ])
+    };
     let app = work.join("app");
     let mut steps = vec![acme("init", &app), acme("check", &app)];
+    if install.is_multiple_of(3) {
+        steps.push(with_flag("check", &app, "--strict"));
+    }
     for _ in 0..=(install % 3) {
         steps.push(acme("build", &app));
+    }
+    if install % 2 == 1 {
+        steps.push(with_flag("build", &app, "--release"));
     }
     steps.push(acme("test", &app));
     if install % 2 == 1 {

@@ -124,7 +124,12 @@ fn commands_of_several_installs_reach_stats() {
     let stats = stats_json(data.path(), "acme");
     assert_eq!(command_counts(&stats), expected);
     assert_eq!(stats["active_installs"], 3);
-    assert_eq!(stats["events"], plan.len() as u64);
+    // Each successful build also records its `files` measurement (acme's catalog).
+    let measurements = plan
+        .iter()
+        .filter(|(_, args, ok)| *ok && args[0] == "build")
+        .count();
+    assert_eq!(stats["events"], (plan.len() + measurements) as u64);
     let codes: BTreeMap<(String, String), u64> = stats["error_codes"]
         .as_array()
         .unwrap()
@@ -311,17 +316,18 @@ fn telemetry_forget_deletes_one_install_at_the_collector() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("deleted 2 events"), "{stdout}");
+    // init, build and the build's `files` measurement.
+    assert!(stdout.contains("deleted 3 events"), "{stdout}");
 
     // Only the other install's events remain.
     let stats = stats_json(data.path(), "acme-prod");
     assert_eq!(stats["active_installs"], 1);
-    assert_eq!(stats["events"], 2);
+    assert_eq!(stats["events"], 3);
 
     // Without an install secret there is nothing to prove and nothing is sent.
     let fresh = Install::new();
     let out = fresh.acme(&["telemetry", "forget"], ep, &key, &[]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to forget"));
-    assert_eq!(stats_json(data.path(), "acme-prod")["events"], 2);
+    assert_eq!(stats_json(data.path(), "acme-prod")["events"], 3);
 }

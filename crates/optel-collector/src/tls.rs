@@ -7,9 +7,7 @@
 //! loop, so one slow or silent client cannot stall every other connection. A handshake holds a
 //! place under the connection cap, may be replaced like an idle connection, and must finish
 //! within [`crate::ServerConfig::tls_handshake_timeout`]. The client's address reaches the rate
-//! limiter exactly as on plain HTTP. [`TlsListener`] does the same for a server built on
-//! `axum::serve` (at most [`MAX_HANDSHAKES`] at once, each bounded by [`HANDSHAKE_TIMEOUT`]),
-//! which has no header timeout of its own: prefer [`crate::serve_tls_with_config`].
+//! limiter exactly as on plain HTTP.
 //!
 //! # Renewed certificates
 //! The certificate and key are read again by [`TlsConfig::reload`] (`optel serve` calls it on
@@ -26,7 +24,6 @@
 //! connections.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,17 +38,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-
-/// Most TLS handshakes in progress at once; past that, new connections wait in the kernel's
-/// accept backlog.
-pub const MAX_HANDSHAKES: usize = 1_024;
-/// Longest a client may take to complete its TLS handshake (or to send its first byte).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often `optel serve` checks whether the certificate or key file changed: 60 s.
 pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -327,100 +316,6 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
         reason: e.to_string(),
     })?;
     Ok(pair)
-}
-
-/// An [`axum::serve::Listener`] of TLS connections: accepts TCP on `listener`, completes
-/// handshakes on their own tasks, and yields established connections with the client's
-/// address. Dropping it stops accepting; handshakes in progress are abandoned.
-#[derive(Debug)]
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    acceptor: JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Starts accepting on `listener` with `tls`, on a task of the current tokio runtime.
-    ///
-    /// # Errors
-    /// The listener has no local address.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime (as `tokio::spawn`).
-    pub fn new(listener: TcpListener, tls: &TlsConfig) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(tls.server.clone()),
-            tx,
-        ));
-        Ok(Self {
-            local,
-            ready,
-            acceptor,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop never ends while this listener lives; should it, wait for the
-            // shutdown signal rather than spin.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (tcp, addr) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // As axum's own loop: out of file descriptors and the like pass; back off.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, &acceptor)).await {
-                Ok(Ok(Some(tls))) => {
-                    // Fails only when the server is shutting down: the connection is dropped.
-                    let _ = ready.send((tls, addr)).await;
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
-        });
-    }
 }
 
 /// Completes the handshake, or answers a plain-HTTP client with 400 and returns `None`.

@@ -7,6 +7,10 @@
 //!   (budget ≤ 200 ns). The buffer is drained outside the timed section every few thousand
 //!   events, so every timed call is a real hand-off, never the cheaper "buffer full" drop.
 //!
+//! - `phases`: a command with four phases (two nested) vs the bare command, in the same run:
+//!   the difference divided by four is the cost of one phase (budget ≤ 250 ns on; off, the
+//!   phase guard is empty: a branch).
+//!
 //! Run: `cargo bench -p optel --bench record`.
 
 // A benchmark is a test harness: failing loudly on a broken setup is the point.
@@ -30,6 +34,10 @@ fn record(c: &mut Criterion) {
     group.bench_function("command/off", |b| {
         b.iter(|| drop(optel::track_command_execution(black_box("build"))));
     });
+    group.bench_function("command+4phases/off", |b| b.iter(command_with_phases));
+    group.bench_function("measure/off", |b| {
+        b.iter(|| optel::global().measure(black_box("files"), black_box(3.0)));
+    });
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let guard = optel::Telemetry::builder("bench", "1.0.0")
@@ -48,9 +56,34 @@ fn record(c: &mut Criterion) {
             })
         });
     });
+    group.bench_function("command+4phases/on", |b| {
+        b.iter_custom(|iters| timed_chunks(iters, command_with_phases));
+    });
+    group.bench_function("measure/on", |b| {
+        b.iter_custom(|iters| {
+            timed_chunks(iters, || {
+                optel::global().measure(black_box("files"), black_box(3.0));
+            })
+        });
+    });
     group.finish();
     optel::__private::bench_drain();
     drop(guard);
+}
+
+/// A command with four phases: `resolve` holding a nested `fetch`, then `compile` holding a
+/// nested `link`.
+fn command_with_phases() {
+    let command = optel::track_command_execution(black_box("build"));
+    {
+        let _resolve = command.phase(black_box("resolve"));
+        drop(command.phase(black_box("fetch")));
+    }
+    {
+        let _compile = command.phase(black_box("compile"));
+        drop(command.phase(black_box("link")));
+    }
+    drop(command);
 }
 
 fn timed_chunks(iters: u64, mut f: impl FnMut()) -> Duration {

@@ -60,6 +60,7 @@ impl Telemetry {
             daily_request_cap: DEFAULT_DAILY_REQUEST_CAP,
             gzip: true,
             root_certificates: None,
+            catalog: None,
         }
     }
 }
@@ -86,6 +87,7 @@ pub struct TelemetryBuilder {
     pub(crate) daily_request_cap: u32,
     pub(crate) gzip: bool,
     pub(crate) root_certificates: Option<std::sync::Arc<[u8]>>,
+    pub(crate) catalog: Option<fn() -> optel_wire::Catalog>,
 }
 
 impl TelemetryBuilder {
@@ -146,6 +148,22 @@ impl TelemetryBuilder {
         };
         self.samples.retain(|(t, _)| *t != event_type);
         self.samples.push((event_type, ratio));
+        self
+    }
+
+    /// Declares the tool's event catalog (docs/adr/010-event-catalog.md): `catalog` returns
+    /// it, usually built with [`CatalogBuilder`](crate::CatalogBuilder). It is called only
+    /// when telemetry is on, or to ask the user or render `telemetry preview`; never on the
+    /// off path. With a catalog the SDK is strict: undeclared events, attributes, enum values
+    /// and phases are dropped before anything is stored (counted, shown by `telemetry
+    /// status`, and in debug builds warned about once on stderr), integers are sent only as
+    /// their bucket label, and each batch carries the catalog's hash. A new attribute or
+    /// measurement is sent only once the user has seen it: an opt-in tool asks again on a
+    /// terminal, a notice tool shows its notice again. Default: none, and nothing is dropped
+    /// for being undeclared (the behaviour before catalogs). An invalid catalog turns
+    /// telemetry off for the run, and `status` says why.
+    pub fn catalog(mut self, catalog: fn() -> optel_wire::Catalog) -> Self {
+        self.catalog = Some(catalog);
         self
     }
 
@@ -285,7 +303,6 @@ impl TelemetryBuilder {
             .map(|c| consent::user_config_path(&c, &self.tool))
     }
 
-    #[cfg_attr(not(feature = "clap"), allow(dead_code))]
     pub(crate) fn resolved_data_dir(&self) -> Option<PathBuf> {
         self.data_dir
             .clone()
@@ -329,13 +346,14 @@ impl TelemetryBuilder {
         &self,
         consent: Option<Consent>,
         notice_shown: bool,
+        seen: Option<&std::collections::BTreeSet<String>>,
     ) -> std::io::Result<PathBuf> {
         let plan = self.config_dir_plan().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no home directory")
         })?;
         plan.ensure()?;
         let path = plan.dir.join(format!("{}.toml", self.tool));
-        consent::write_user_choice(&path, consent, notice_shown)?;
+        consent::write_user_choice(&path, consent, notice_shown, seen)?;
         Ok(path)
     }
 
@@ -374,7 +392,8 @@ impl TelemetryBuilder {
         Some(Box::new(
             export::HttpExporter::new(events_url(&endpoint), ingest_key, &user_agent)
                 .gzip(self.gzip)
-                .with_roots(self.root_certificates(env)),
+                .with_roots(self.root_certificates(env))
+                .with_catalog_state(self.resolved_data_dir()),
         ))
     }
 
@@ -442,7 +461,7 @@ mod tests {
         // it the question or notice) is never reached again.
         let dir = tempfile::tempdir().unwrap();
         let file = consent::user_config_path(dir.path(), "acme");
-        consent::write_user_choice(&file, Some(Consent::Off), true).unwrap();
+        consent::write_user_choice(&file, Some(Consent::Off), true, None).unwrap();
         let b = Telemetry::builder("acme", "1.0.0")
             .config_dir(dir.path())
             .asking(Asking::Notice);

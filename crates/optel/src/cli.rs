@@ -25,10 +25,10 @@
 //!
 //! | command | effect |
 //! |---|---|
-//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, queued and dropped counts, circuit breaker, last delivery error, requests today and the daily cap, and why telemetry cannot run if its directory is refused |
+//! | `status` | state, deciding layer and its file, endpoint, pseudonym epoch, the catalog's hash, queued and dropped counts (and what the catalog dropped as undeclared or held back as not yet seen), circuit breaker, last delivery error, requests today and the daily cap, and why telemetry cannot run if its directory is refused |
 //! | `enable` / `local` / `disable` | writes the choice to the user config file; `disable` also deletes unsent events, and sends nothing, not even an opt-out event |
 //! | `reset` | rotates the install secret: the next run uses a new, unlinkable pseudonym |
-//! | `preview` | prints the JSON of the queued batches, exactly as they would be sent, without sending |
+//! | `preview` | prints the tool's event catalog in plain words (what it records and why), then the JSON of the queued batches, exactly as they would be sent, without sending |
 //! | `log` | prints the local ledger (one JSON batch per line) |
 //! | `purge` | deletes all local telemetry data: queue, ledger, install secret, so nothing of this tool's telemetry stays on the machine |
 //! | `flush` | sends the queue now, waiting at most `--timeout-ms` |
@@ -190,6 +190,16 @@ impl TelemetryArgs {
             }
             TelemetryCommand::Preview => {
                 let data = builder.resolved_data_dir().ok_or(CliError::NoHome)?;
+                if let Some(catalog) = builder.catalog.map(|f| f()) {
+                    w(
+                        out,
+                        &format!(
+                            "{}\ncatalog hash: {}\n\n",
+                            crate::catalog::describe(tool, &catalog),
+                            catalog.hash()
+                        ),
+                    )?;
+                }
                 let batches = queued(&data).unwrap_or_default();
                 if batches.is_empty() {
                     w(
@@ -260,6 +270,7 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
     let r = builder.resolve(env);
     let mut s = Status::new(r.consent, r.source, builder.epoch, r.note);
     s.endpoint = builder.effective_endpoint(env);
+    s.catalog_hash = builder.catalog.map(|f| f().hash());
     if r.consent != Consent::Off {
         s.pseudonym_epoch_label = Some(builder.epoch.label(std::time::SystemTime::now()));
     }
@@ -282,6 +293,8 @@ pub(crate) fn status(builder: &TelemetryBuilder, env: &dyn Fn(&str) -> Option<St
             s.requests_today = Some((q.requests_today, builder.daily_request_cap));
         }
         if data.exists() {
+            let state = crate::catalog::CatalogState::load(&data);
+            s.catalog_drops = crate::catalog::drops_summary(&state.drops);
             s.data_dir = Some(data);
         }
     }
@@ -299,10 +312,22 @@ fn choose(
         .ok()
         .flatten()
         .is_some_and(|f| f.notice_shown);
+    // Enabling is a choice made knowing what is sent: `preview` shows it, and this command
+    // says where to look. What is declared now counts as seen (docs/adr/010).
+    let seen = builder
+        .catalog
+        .filter(|_| choice == Consent::On)
+        .map(|f| f().data_categories());
     builder
-        .save_user_choice(Some(choice), notice_shown)
+        .save_user_choice(Some(choice), notice_shown, seen.as_ref())
         .map_err(io_err("write", &path))?;
     let mut text = format!("telemetry is now {choice} (saved in {})\n", path.display());
+    if seen.is_some() {
+        text.push_str(&format!(
+            "what is sent: `{} telemetry preview`\n",
+            builder.tool
+        ));
+    }
     let r = builder.resolve(env);
     if r.consent != choice && !matches!(r.source, ConsentSource::UserConfig(_)) {
         text.push_str(&format!(
@@ -502,6 +527,36 @@ mod tests {
             s.to_string()
                 .contains(&format!("dropped events: {quarter}"))
         );
+    }
+
+    #[test]
+    fn status_shows_the_catalog_and_what_it_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let mut drops = crate::catalog::Drops::default();
+        drops
+            .undeclared
+            .insert("attribute command:build:typo".into(), 2);
+        drops.withheld.insert("measurement files".into(), 1);
+        crate::catalog::CatalogState::add_drops(&data, &drops).unwrap();
+        fn catalog() -> optel_wire::Catalog {
+            crate::CatalogBuilder::new()
+                .command("build", "Builds.")
+                .build()
+        }
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .data_dir(&data)
+            .config_dir(dir.path().join("config"))
+            .catalog(catalog);
+        let text = status(&builder, &|_: &str| None).to_string();
+        for want in [
+            format!("event catalog: {}", catalog().hash()).as_str(),
+            "dropped as undeclared in the catalog: 2 (attribute command:build:typo ×2)",
+            "held back until you have seen them (new data categories): 1 (measurement files ×1)",
+        ] {
+            assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
     }
 
     #[test]

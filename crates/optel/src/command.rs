@@ -1,10 +1,12 @@
 //! The command guard: [`CommandGuard`] times one command and records it when dropped, as a
-//! success, a failure with an error code, or a panic.
+//! success, a failure with an error code, or a panic; [`PhaseGuard`] times one phase of it
+//! (`resolve`, `compile`), and phases nest.
 
 use std::borrow::Cow;
-use std::time::{Instant, SystemTime};
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant, SystemTime};
 
-use optel_wire::EventType;
+use optel_wire::{EventType, Phase};
 
 use crate::attribute::Value;
 use crate::recorder::{Recorder, add_attributes};
@@ -28,6 +30,77 @@ pub(crate) struct ActiveCommand {
     started_at: SystemTime,
     error_code: Option<Cow<'static, str>>,
     attributes: Vec<(&'static str, Value)>,
+    /// Phases in the order they started; at most `optel_wire::limits::MAX_PHASES`.
+    phases: RefCell<Vec<PhaseRecord>>,
+    /// Index of the innermost phase still open: the parent of the next one.
+    open: Cell<Option<u32>>,
+}
+
+#[derive(Debug)]
+struct PhaseRecord {
+    name: &'static str,
+    parent: Option<u32>,
+    started: Instant,
+    /// Set when its guard drops.
+    duration: Option<Duration>,
+    success: bool,
+}
+
+/// Times one phase of a command; records its duration (and failure) under the command when
+/// dropped. Created by [`CommandGuard::phase`]. With telemetry off it holds nothing.
+#[derive(Debug)]
+#[must_use = "the phase ends when this guard is dropped"]
+pub struct PhaseGuard<'a> {
+    active: Option<(&'a ActiveCommand, u32)>,
+}
+
+impl PhaseGuard<'_> {
+    /// Ends the phase now, as failed. (Dropping the guard while the thread panics also
+    /// records a failure.)
+    pub fn fail(mut self) {
+        if let Some((command, index)) = self.active.take() {
+            end_phase(command, index, false);
+        }
+    }
+}
+
+impl Drop for PhaseGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some((command, index)) = self.active.take() {
+            end_phase(command, index, !std::thread::panicking());
+        }
+    }
+}
+
+#[inline(never)]
+fn start_phase(command: &ActiveCommand, name: &'static str) -> Option<u32> {
+    let mut phases = command.phases.try_borrow_mut().ok()?;
+    if phases.len() >= optel_wire::limits::MAX_PHASES {
+        return None;
+    }
+    let index = u32::try_from(phases.len()).ok()?;
+    phases.push(PhaseRecord {
+        name,
+        parent: command.open.get(),
+        started: Instant::now(),
+        duration: None,
+        success: true,
+    });
+    command.open.set(Some(index));
+    Some(index)
+}
+
+#[inline(never)]
+fn end_phase(command: &ActiveCommand, index: u32, success: bool) {
+    let Ok(mut phases) = command.phases.try_borrow_mut() else {
+        return;
+    };
+    if let Some(phase) = phases.get_mut(index as usize) {
+        phase.duration = Some(phase.started.elapsed());
+        phase.success = success;
+        command.open.set(phase.parent);
+    }
 }
 
 impl CommandGuard {
@@ -44,6 +117,31 @@ impl CommandGuard {
     pub fn attr(&mut self, key: &'static str, value: impl Into<Value>) {
         if let Some(active) = &mut self.active {
             active.attributes.push((key, value.into()));
+        }
+    }
+
+    /// Starts phase `name` of this command (declared in the catalog under the command, e.g.
+    /// `"resolve"`); the phase ends when the returned guard drops. A phase started while
+    /// another is open is nested in it. At most 64 phases per command are kept. A no-op,
+    /// without allocation, when telemetry is off.
+    ///
+    /// # Examples
+    /// ```
+    /// let command = optel::track_command_execution("build");
+    /// {
+    ///     let _resolve = command.phase("resolve");
+    ///     // read the manifest
+    /// }
+    /// let compile = command.phase("compile");
+    /// compile.fail(); // or drop it: a success
+    /// ```
+    #[inline]
+    pub fn phase(&self, name: &'static str) -> PhaseGuard<'_> {
+        PhaseGuard {
+            active: self
+                .active
+                .as_deref()
+                .and_then(|command| start_phase(command, name).map(|index| (command, index))),
         }
     }
 
@@ -79,6 +177,8 @@ pub(crate) fn start_command(
         started_at: SystemTime::now(),
         error_code: None,
         attributes: Vec::new(),
+        phases: RefCell::new(Vec::new()),
+        open: Cell::new(None),
     })
 }
 
@@ -96,5 +196,22 @@ fn record_command(active: ActiveCommand) {
     event.success = Some(code.is_none());
     event.error_code = code.map(Cow::into_owned);
     add_attributes(&mut event, active.attributes);
+    event.phases = active
+        .phases
+        .into_inner()
+        .into_iter()
+        .map(|p| {
+            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            // A phase still open (its guard was forgotten) ends with the command, failed.
+            let duration = p.duration.unwrap_or_else(|| p.started.elapsed());
+            Phase {
+                name: p.name.to_owned(),
+                parent: p.parent,
+                start_us: micros(p.started.saturating_duration_since(active.started)),
+                duration_us: micros(duration),
+                success: p.duration.is_some() && p.success,
+            }
+        })
+        .collect();
     inner.record(event);
 }

@@ -269,6 +269,11 @@ pub(crate) struct ConsentFile {
     /// Whether the notice was printed (per-tool file only).
     #[serde(default)]
     pub(crate) notice_shown: bool,
+    /// The data categories of the catalog (attributes and measurements,
+    /// `Catalog::data_categories`) the user has been shown by the opt-in question, the notice
+    /// or `telemetry enable` (per-tool file only; docs/adr/010-event-catalog.md).
+    #[serde(default)]
+    pub(crate) seen_categories: Vec<String>,
 }
 
 /// Reads a consent file: `Ok(None)` when it does not exist.
@@ -326,7 +331,8 @@ fn from_file(
     })
 }
 
-/// Writes the user's choice to the per-tool config file, keeping `notice_shown`.
+/// Writes the user's choice to the per-tool config file, with `notice_shown` and the data
+/// categories the user has seen: `seen`, or (when `None`) those the file already lists.
 ///
 /// # Errors
 /// When the directory or the file cannot be written.
@@ -334,6 +340,7 @@ pub(crate) fn write_user_choice(
     path: &Path,
     consent: Option<Consent>,
     notice_shown: bool,
+    seen: Option<&std::collections::BTreeSet<String>>,
 ) -> io::Result<()> {
     let mut text =
         String::from("# optel telemetry settings of this tool (see `<tool> telemetry status`).\n");
@@ -342,6 +349,27 @@ pub(crate) fn write_user_choice(
     }
     if notice_shown {
         text.push_str("notice_shown = true\n");
+    }
+    let kept: Vec<String> = match seen {
+        Some(seen) => seen.iter().cloned().collect(),
+        None => read_file(path)
+            .ok()
+            .flatten()
+            .map(|f| f.seen_categories)
+            .unwrap_or_default(),
+    };
+    if !kept.is_empty() {
+        text.push_str("# Data categories you have been shown (`<tool> telemetry preview`).\n");
+        text.push_str("seen_categories = [\n");
+        // Categories are built from wire names ([A-Za-z0-9_.:-]): no escaping is needed, and
+        // anything else is left out rather than written as broken TOML.
+        for c in kept.iter().filter(|c| {
+            c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_.:-".contains(ch))
+        }) {
+            text.push_str(&format!("  \"{c}\",\n"));
+        }
+        text.push_str("]\n");
     }
     if let Some(dir) = path.parent() {
         fsutil::create_private_dir(dir)?;
@@ -538,9 +566,15 @@ pub(crate) mod tests {
     fn user_choice_round_trips() {
         let home = tempfile::tempdir().unwrap();
         let path = user_config_path(home.path(), "acme");
-        write_user_choice(&path, Some(Consent::Local), true).unwrap();
+        let seen = ["command:build:attribute:profile".to_owned()].into();
+        write_user_choice(&path, Some(Consent::Local), true, Some(&seen)).unwrap();
         let f = read_file(&path).unwrap().unwrap();
         assert_eq!(f.telemetry.as_deref(), Some("local"));
         assert!(f.notice_shown);
+        assert_eq!(f.seen_categories, ["command:build:attribute:profile"]);
+        // `None` keeps what the file lists.
+        write_user_choice(&path, Some(Consent::On), false, None).unwrap();
+        let f = read_file(&path).unwrap().unwrap();
+        assert_eq!(f.seen_categories, ["command:build:attribute:profile"]);
     }
 }

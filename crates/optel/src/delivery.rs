@@ -286,6 +286,7 @@ fn same_envelope(a: &Batch, b: &Batch) -> bool {
         && a.pseudonym == b.pseudonym
         && a.os == b.os
         && a.arch == b.arch
+        && a.catalog_hash == b.catalog_hash
 }
 
 /// Exponential backoff with jitter: the n-th delay is drawn uniformly from

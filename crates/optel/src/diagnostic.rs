@@ -22,6 +22,7 @@ impl Diagnostic for InitError {
             Self::NoDataDirectory => "optel::init::no_data_directory",
             Self::TlsUnavailable { .. } => "optel::init::tls_unavailable",
             Self::Io { .. } => "optel::init::io",
+            Self::InvalidCatalog { .. } => "optel::init::invalid_catalog",
         })
     }
 
@@ -34,6 +35,9 @@ impl Diagnostic for InitError {
             Self::NoDataDirectory => "set HOME, or TelemetryBuilder::data_dir",
             Self::TlsUnavailable { .. } => "enable optel's `tls` feature (a default feature)",
             Self::Io { .. } => "telemetry is off for this run; `<tool> telemetry status` says why",
+            Self::InvalidCatalog { .. } => {
+                "fix the catalog and check it in a test with `Catalog::validate`"
+            }
         })
     }
 }

@@ -101,6 +101,9 @@ pub struct HttpExporter {
     roots: Option<RootCertificates>,
     /// Built on first use, on the delivery thread: reading a CA file never delays init.
     agent: std::sync::OnceLock<Result<ureq::Agent, String>>,
+    /// The data directory whose catalog state remembers which catalog hash this endpoint
+    /// acknowledged (`catalog_known`), so the catalog is sent only until then.
+    catalog_state: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for HttpExporter {
@@ -143,6 +146,7 @@ impl HttpExporter {
             gzip: true,
             roots: None,
             agent: std::sync::OnceLock::new(),
+            catalog_state: None,
         }
     }
 
@@ -168,6 +172,13 @@ impl HttpExporter {
 
     pub(crate) fn with_roots(mut self, roots: Option<RootCertificates>) -> Self {
         self.roots = roots;
+        self
+    }
+
+    /// Remembers in `data_dir` which catalog hash the endpoint acknowledged. Without it the
+    /// catalog goes with every batch that carries one.
+    pub(crate) fn with_catalog_state(mut self, data_dir: Option<std::path::PathBuf>) -> Self {
+        self.catalog_state = data_dir;
         self
     }
 
@@ -305,12 +316,16 @@ pub(crate) struct Post<'a> {
     pub(crate) timeout: Duration,
 }
 
-/// Sends one POST and classifies the answer with `classify`.
+/// Largest answer body read after a successful POST: 64 KiB.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+
+/// Sends one POST and classifies the answer with `classify`; on success returns the answer's
+/// body (empty when it cannot be read: the request succeeded all the same).
 pub(crate) fn post(
     agent: &ureq::Agent,
     post: &Post<'_>,
     classify: fn(u16, Option<Duration>) -> ExportResult,
-) -> ExportResult {
+) -> Result<String, ExportError> {
     let Post {
         url,
         content_type,
@@ -339,13 +354,19 @@ pub(crate) fn post(
         request = request.header(name, value);
     }
     match request.send(body) {
-        Ok(response) => {
+        Ok(mut response) => {
             let retry_after = response
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            classify(response.status().as_u16(), retry_after)
+            classify(response.status().as_u16(), retry_after)?;
+            Ok(response
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER_BYTES)
+                .read_to_string()
+                .unwrap_or_default())
         }
         Err(e) => Err(ExportError::Retryable {
             reason: e.to_string(),
@@ -362,6 +383,26 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 
 impl Exporter for HttpExporter {
     fn export(&self, batch: &Batch, timeout: Duration) -> ExportResult {
+        let hash = batch.catalog_hash.as_deref();
+        let state = self
+            .catalog_state
+            .as_deref()
+            .filter(|_| hash.is_some())
+            .map(crate::catalog::CatalogState::load);
+        let known = state
+            .as_ref()
+            .zip(hash)
+            .is_some_and(|(s, h)| s.knows(&self.url, h));
+        let stripped;
+        let batch = if known && batch.catalog.is_some() {
+            stripped = Batch {
+                catalog: None,
+                ..batch.clone()
+            };
+            &stripped
+        } else {
+            batch
+        };
         let body = serde_json::to_vec(batch).map_err(|e| ExportError::Rejected(e.to_string()))?;
         let auth = self.ingest_key.as_ref().map(|key| format!("Bearer {key}"));
         let headers: Vec<(&str, &str)> = auth
@@ -377,7 +418,18 @@ impl Exporter for HttpExporter {
             gzip: self.gzip,
             timeout,
         };
-        post(self.agent()?, &request, classify)
+        let answer = post(self.agent()?, &request, classify)?;
+        if let (Some(dir), Some(hash), false) = (&self.catalog_state, hash, known) {
+            let acknowledged = serde_json::from_str::<optel_wire::IngestResponse>(&answer)
+                .is_ok_and(|r| r.catalog_known == Some(true));
+            if acknowledged {
+                // Losing this write only means sending the catalog once more.
+                let _ = crate::catalog::CatalogState::update(dir, |s| {
+                    s.acknowledged.insert(self.url.clone(), hash.to_owned());
+                });
+            }
+        }
+        Ok(())
     }
 }
 

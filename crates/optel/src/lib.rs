@@ -16,6 +16,12 @@
 //! // the exit budget (40 ms by default); what is not sent goes on a later run.
 //! ```
 //!
+//! To say exactly what the tool records, declare an event catalog with [`CatalogBuilder`] and
+//! [`TelemetryBuilder::catalog`]: undeclared events, attributes and phases are then dropped
+//! before anything is stored, and `telemetry preview` shows the catalog in plain words
+//! (docs/adr/010-event-catalog.md). Commands have phases ([`CommandGuard::phase`]); numbers
+//! are recorded with [`Handle::measure`].
+//!
 //! `init` never fails: on any problem telemetry is off for the run and `status` says why;
 //! [`TelemetryBuilder::try_init`] returns the reason as an [`InitError`] instead.
 //!
@@ -100,6 +106,7 @@
 mod attribute;
 mod breaker;
 mod builder;
+mod catalog;
 #[cfg(feature = "clap")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clap")))]
 pub mod cli;
@@ -137,7 +144,8 @@ pub use builder::{
     DEFAULT_CI_FLUSH_TIMEOUT, DEFAULT_DAILY_REQUEST_CAP, DEFAULT_EXIT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT, MAX_EXIT_TIMEOUT, Telemetry, TelemetryBuilder, default_data_dir,
 };
-pub use command::CommandGuard;
+pub use catalog::CatalogBuilder;
+pub use command::{CommandGuard, PhaseGuard};
 pub use consent::{Asking, Consent, ConsentSource, PROJECT_POLICY_FILE};
 pub use global::{Handle, global, track_command_execution};
 pub use identity::{Epoch, MachineId};

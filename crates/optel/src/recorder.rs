@@ -21,8 +21,11 @@ const MAX_BUFFERED_EVENTS: usize = 10_000;
 /// The recorder installed by [`TelemetryBuilder::init`](crate::TelemetryBuilder::init) when
 /// consent is on.
 pub(crate) struct Recorder {
-    /// Envelope fields shared by every event of this process (events empty).
+    /// Envelope fields shared by every event of this process (events empty; `catalog_hash`
+    /// set when the tool declares a catalog, the catalog itself added at exit).
     pub(crate) envelope: Batch,
+    /// The tool's event catalog, applied to this run's events at exit.
+    pub(crate) catalog: Option<crate::catalog::ActiveCatalog>,
     pub(crate) session_id: String,
     /// Random bits from which event ids are derived: `bits XOR sequence number`, formatted as
     /// UUID v4. Unique within the process, unpredictable across processes, and cheap.

@@ -71,11 +71,19 @@ impl Recorder {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let mut dropped = self.dropped.swap(0, Ordering::Relaxed);
+        let mut catalog_drops = crate::catalog::Drops::default();
         let events: Vec<Event> = events
             .into_iter()
             .filter_map(|mut event| {
                 event.event_id = self.event_id();
                 event.session_id.clone_from(&self.session_id);
+                // Undeclared events, attributes, values and phases never leave the process.
+                if let Some(catalog) = &self.catalog
+                    && !catalog.apply(&mut event, &mut catalog_drops)
+                {
+                    dropped += 1;
+                    return None;
+                }
                 if let Err(e) = check_names(&event) {
                     // A misspelt name is a bug of the tool: say so loudly while it is
                     // developed, and never disturb its users (counted drop in release builds).
@@ -92,9 +100,16 @@ impl Recorder {
                 Some(event)
             })
             .collect();
+        if !catalog_drops.is_empty() {
+            self.report_catalog_drops(&catalog_drops);
+        }
         if !events.is_empty() || dropped > 0 {
             let mut batch = self.envelope.clone();
             batch.events = events;
+            // The queued segment carries the catalog, so that whichever run sends it can
+            // give the collector a catalog it does not know yet; the exporter leaves it out
+            // once the endpoint acknowledged the hash.
+            batch.catalog = self.catalog.as_ref().map(|c| c.catalog.clone());
             // Drops of this process and those the full queue counted earlier (a batch needs an
             // event, so drops wait for a run that has some).
             batch.dropped_events = dropped
@@ -115,8 +130,10 @@ impl Recorder {
                         Err(e) => format!("exit: cannot queue this run's events: {e}"),
                     });
                 }
-                // The ledger is what `telemetry log` shows: every event this tool recorded.
+                // The ledger is what `telemetry log` shows: every event this tool recorded
+                // (the hash names the catalog; `telemetry preview` shows it in words).
                 // Within what is left of the exit deadline, not a budget of its own.
+                batch.catalog = None;
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _ = export::Exporter::export(&self.ledger, &batch, left);
             }
@@ -138,6 +155,31 @@ impl Recorder {
                 }
             });
         }
+    }
+}
+
+impl Recorder {
+    /// Counts what the catalog dropped in the state file (`telemetry status`) and, in debug
+    /// builds, warns once per name on stderr: an undeclared name is a bug of the tool.
+    #[cold]
+    fn report_catalog_drops(&self, drops: &crate::catalog::Drops) {
+        if cfg!(debug_assertions) {
+            for label in drops.undeclared.keys() {
+                eprintln!(
+                    "optel: dropped {label}: it is not declared in the event catalog \
+                     (TelemetryBuilder::catalog)"
+                );
+            }
+        }
+        let saved = crate::catalog::CatalogState::add_drops(&self.data_dir, drops);
+        self.debug.line(|| match saved {
+            Ok(()) => format!(
+                "catalog: {} undeclared and {} withheld items dropped",
+                drops.undeclared.values().sum::<u64>(),
+                drops.withheld.values().sum::<u64>()
+            ),
+            Err(e) => format!("catalog: cannot count its drops: {e}"),
+        });
     }
 }
 

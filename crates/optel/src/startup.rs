@@ -60,6 +60,21 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
+    /// The catalog given to [`TelemetryBuilder::catalog`] breaks a rule
+    /// (`optel_wire::Catalog::validate`).
+    #[error("the event catalog is not valid: {reason}")]
+    InvalidCatalog {
+        /// The field and the rule it breaks.
+        reason: String,
+    },
+}
+
+impl InitError {
+    fn invalid_catalog(e: &optel_wire::Invalid) -> Self {
+        Self::InvalidCatalog {
+            reason: e.to_string(),
+        }
+    }
 }
 
 fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> InitError {
@@ -143,10 +158,48 @@ impl TelemetryBuilder {
         ci: &dyn Fn() -> Option<String>,
     ) -> Result<TelemetryGuard, (InitError, Box<Status>)> {
         let mut resolution = self.resolve(env);
-        if resolution.source == ConsentSource::AuthorDefault && self.asking != Asking::Silent {
-            resolution =
-                consent::prompt::ask_or_tell(resolution, &self, (stdin_tty, stderr_tty), ci);
+        let may_ask = self.asking != Asking::Silent
+            && matches!(
+                resolution.source,
+                ConsentSource::AuthorDefault | ConsentSource::UserConfig(_)
+            );
+        // The catalog is built only when it can matter: never on the off path.
+        let catalog = match self.catalog {
+            Some(f) if may_ask || resolution.consent != Consent::Off => Some(f()),
+            _ => None,
+        };
+        if let Some(Err(e)) = catalog.as_ref().map(optel_wire::Catalog::validate) {
+            let e = InitError::invalid_catalog(&e);
+            let mut status = Status::new(Consent::Off, resolution.source, self.epoch, None);
+            status.note = Some(e.to_string());
+            if cfg!(debug_assertions) {
+                eprintln!("optel: telemetry is off: {e}");
+            }
+            return Err((e, Box::new(status)));
         }
+        if may_ask {
+            resolution = consent::prompt::ask_or_tell(
+                resolution,
+                &self,
+                (stdin_tty, stderr_tty),
+                ci,
+                catalog.as_ref(),
+            );
+        }
+        // What this install may send of the catalog: everything, unless consent comes from
+        // the prompt or notice layers, which send only the data categories the user was shown
+        // (docs/adr/010-event-catalog.md).
+        let allowed = (may_ask
+            && matches!(
+                resolution.source,
+                ConsentSource::AuthorDefault | ConsentSource::UserConfig(_)
+            ))
+        .then(|| {
+            self.user_config_file()
+                .and_then(|f| consent::read_file(&f).ok().flatten())
+                .map(|f| f.seen_categories.into_iter().collect())
+                .unwrap_or_default()
+        });
         let mut status = Status::new(
             resolution.consent,
             resolution.source,
@@ -178,7 +231,7 @@ impl TelemetryBuilder {
             (None, Some(endpoint)) => format!("endpoint {endpoint}"),
             (None, None) => "no endpoint: events are only queued locally".to_owned(),
         });
-        match self.start(env, resolution.consent, ci) {
+        match self.start_with_catalog(env, resolution.consent, ci, catalog, allowed) {
             Ok(inner) => {
                 debug.line(|| {
                     format!(
@@ -203,12 +256,32 @@ impl TelemetryBuilder {
         }
     }
 
-    #[cold]
+    /// [`start_with_catalog`](Self::start_with_catalog) with the builder's catalog (if any),
+    /// every declared category allowed (tests start recorders without installing them).
+    #[cfg(test)]
     pub(crate) fn start(
         self,
         env: &dyn Fn(&str) -> Option<String>,
         consent: Consent,
         ci: &dyn Fn() -> Option<String>,
+    ) -> Result<Recorder, InitError> {
+        let catalog = self.catalog.map(|f| f());
+        if let Some(Err(e)) = catalog.as_ref().map(optel_wire::Catalog::validate) {
+            return Err(InitError::invalid_catalog(&e));
+        }
+        self.start_with_catalog(env, consent, ci, catalog, None)
+    }
+
+    /// Starts the recorder with a validated `catalog`, of which only the data categories in
+    /// `allowed` are sent (`None`: all).
+    #[cold]
+    fn start_with_catalog(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        consent: Consent,
+        ci: &dyn Fn() -> Option<String>,
+        catalog: Option<optel_wire::Catalog>,
+        allowed: Option<std::collections::BTreeSet<String>>,
     ) -> Result<Recorder, InitError> {
         if !optel_wire::is_valid_name(&self.tool) {
             return Err(InitError::InvalidToolName {
@@ -269,14 +342,20 @@ impl TelemetryBuilder {
             (None, None)
         };
         let ledger = self.ledger(&data_dir);
+        let mut envelope = Batch::new(
+            self.tool.clone(),
+            self.version,
+            pseudonym,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+        );
+        let catalog = catalog.map(|c| crate::catalog::ActiveCatalog::new(c, allowed));
+        if let Some(c) = &catalog {
+            envelope.catalog_hash = Some(c.hash.clone());
+        }
         Ok(Recorder {
-            envelope: Batch::new(
-                self.tool.clone(),
-                self.version,
-                pseudonym,
-                std::env::consts::OS,
-                std::env::consts::ARCH,
-            ),
+            envelope,
+            catalog,
             session_id: identity::uuid_v4(session),
             id_bits,
             next_seq: AtomicU64::new(0),

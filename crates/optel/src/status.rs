@@ -44,6 +44,11 @@ pub struct Status {
     pub last_error: Option<(SystemTime, String)>,
     /// Delivery requests made today (UTC) and the daily cap, when known (`telemetry status`).
     pub requests_today: Option<(u32, u32)>,
+    /// The hash of the tool's event catalog (SHA-256, 64 hex digits), when it declares one.
+    pub catalog_hash: Option<String>,
+    /// What the catalog dropped since the data directory was created, one line per kind
+    /// (undeclared; held back until seen), with the most frequent names (`telemetry status`).
+    pub catalog_drops: Vec<String>,
 }
 
 impl Status {
@@ -67,6 +72,8 @@ impl Status {
             delivery_failures: None,
             last_error: None,
             requests_today: None,
+            catalog_hash: None,
+            catalog_drops: Vec::new(),
         }
     }
 }
@@ -100,6 +107,12 @@ impl fmt::Display for Status {
         }
         if let Some(n) = self.dropped_events {
             writeln!(f, "dropped events: {n}")?;
+        }
+        if let Some(hash) = &self.catalog_hash {
+            writeln!(f, "event catalog: {hash} (`telemetry preview` shows it)")?;
+        }
+        for line in &self.catalog_drops {
+            writeln!(f, "{line}")?;
         }
         match (self.breaker_open_until, self.delivery_failures) {
             (Some(until), failures) => writeln!(

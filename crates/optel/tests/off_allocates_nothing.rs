@@ -31,8 +31,16 @@ fn allocations_while_recording() -> usize {
         h.feature_with("export", [("format", Value::Enum("csv"))]);
         let mut build = optel::track_command_execution("build");
         build.attr("jobs", 4_i64);
+        {
+            // Phases, nested, and a failed one (schema version 2).
+            let resolve = build.phase("resolve");
+            drop(build.phase("fetch"));
+            drop(resolve);
+            build.phase("compile").fail();
+        }
         build.set_error_code("E_NO_MANIFEST");
         drop(build);
+        h.measure("files", 12.0);
         optel::track_command_execution("check").fail("E_NO_MANIFEST");
         drop(h.command("test"));
         LIB.method("Client::get");
@@ -40,6 +48,14 @@ fn allocations_while_recording() -> usize {
         LIB.event_with("retry", [("attempt", Value::Int(2))]);
     }
     region.change().allocations
+}
+
+/// A catalog: with consent off it is never built (the builder only keeps the function).
+fn catalog() -> optel::wire::Catalog {
+    optel::CatalogBuilder::new()
+        .command("build", "Builds.")
+        .phase("resolve", "Reads.")
+        .build()
 }
 
 #[test]
@@ -52,6 +68,7 @@ fn recording_allocates_nothing_before_init_and_with_consent_off() {
         .data_dir(dir.path().join("data"))
         .config_dir(dir.path().join("config"))
         .default_consent(Consent::Off)
+        .catalog(catalog)
         .init();
     assert!(!guard.is_enabled(), "{}", guard.status());
     assert!(!optel::global().is_enabled());

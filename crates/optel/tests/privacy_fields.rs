@@ -6,14 +6,14 @@ use std::collections::BTreeSet;
 
 use optel_wire::{AttributeValue, Batch, Event, EventType, Timestamp};
 
-/// Every JSON key of `v`, except the keys inside `metadata` (author-declared attributes, which
-/// PRIVACY.md describes as a whole).
+/// Every JSON key of `v`, except the keys inside `metadata` (author-declared attributes) and
+/// `catalog` (the author's declaration of them), which PRIVACY.md describes as a whole.
 fn keys(v: &serde_json::Value, out: &mut BTreeSet<String>) {
     match v {
         serde_json::Value::Object(map) => {
             for (k, child) in map {
                 out.insert(k.clone());
-                if k != "metadata" {
+                if k != "metadata" && k != "catalog" {
                     keys(child, out);
                 }
             }
@@ -48,7 +48,28 @@ fn every_wire_field_is_listed_in_privacy_md() {
     event
         .metadata
         .insert("flag".into(), AttributeValue::Bool(true));
+    event.phases.push(optel_wire::Phase {
+        name: "resolve".into(),
+        parent: Some(0),
+        start_us: 1,
+        duration_us: 2,
+        success: true,
+    });
     batch.events.push(event);
+    let mut measurement = Event::new(
+        "0b6c8a4e-2f1d-4c3b-9a8e-7d6c5f1d3c2c",
+        EventType::Measurement,
+        "files",
+        Timestamp::from_unix_ms(0),
+        "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+    );
+    measurement.value = Some(3.0);
+    batch.events.push(measurement);
+    let catalog = optel::CatalogBuilder::new()
+        .command("build", "Builds.")
+        .build();
+    batch.catalog_hash = Some(catalog.hash());
+    batch.catalog = Some(catalog);
     let json = serde_json::to_value(&batch).unwrap();
     let mut found = BTreeSet::new();
     keys(&json, &mut found);

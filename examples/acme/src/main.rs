@@ -12,13 +12,18 @@
 //! ```
 //!
 //! - `acme init DIR` writes a new project;
-//! - `acme check DIR` validates the manifest and that every source exists;
-//! - `acme build DIR` concatenates the sources into `DIR/target/<name>.out`;
+//! - `acme check DIR [--strict]` validates the manifest and that every source exists; with
+//!   `--strict`, also that there is at least one source and that none is empty;
+//! - `acme build DIR [--release]` concatenates the sources into `DIR/target/<name>.out`
+//!   (with `--release`, `DIR/target/release/<name>.out`);
 //! - `acme test DIR` builds, then checks that every line of every `DIR/tests/*.expect` file
 //!   appears in the output.
 //!
 //! Failures exit with status 1 and print `error[CODE]: message`; the code (e.g. `E_NO_MANIFEST`)
 //! is what telemetry records, never the message, which can hold a path.
+//!
+//! Everything acme records is declared in its event catalog ([`catalog`]): the SDK drops
+//! anything else, and `acme telemetry preview` shows the catalog in plain words.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,9 +45,19 @@ enum Cmd {
     /// Create a new project in DIR.
     Init { dir: PathBuf },
     /// Build the project in DIR into DIR/target.
-    Build { dir: PathBuf },
+    Build {
+        dir: PathBuf,
+        /// Build into DIR/target/release.
+        #[arg(long)]
+        release: bool,
+    },
     /// Validate the manifest of the project in DIR.
-    Check { dir: PathBuf },
+    Check {
+        dir: PathBuf,
+        /// Also require at least one source, and no empty source.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Build, then check the output against DIR/tests/*.expect.
     Test { dir: PathBuf },
     /// See and change what telemetry acme records and sends.
@@ -98,6 +113,54 @@ struct BuildSection {
     sources: Vec<String>,
 }
 
+/// Everything acme's telemetry records, with why: the one place to audit it. The SDK drops
+/// whatever is not declared here.
+fn catalog() -> optel::wire::Catalog {
+    use optel::wire::catalog::Unit;
+    optel::CatalogBuilder::new()
+        .command(
+            "init",
+            "Creates a new project: how often projects are started.",
+        )
+        .command(
+            "build",
+            "Builds a project: how long builds take and how often they fail.",
+        )
+        .enum_attribute(
+            "profile",
+            "Whether the build is a debug or a release build.",
+            &["debug", "release"],
+        )
+        .phase(
+            "resolve",
+            "Reads the manifest and checks the sources exist.",
+        )
+        .phase("compile", "Concatenates the sources and writes the output.")
+        .command(
+            "check",
+            "Validates a manifest: how often manifests are wrong.",
+        )
+        .command(
+            "test",
+            "Builds and checks the output against the expectations.",
+        )
+        .phase(
+            "resolve",
+            "Reads the manifest and checks the sources exist.",
+        )
+        .phase("compile", "Concatenates the sources and writes the output.")
+        .feature(
+            "strict",
+            "`acme check --strict` was used: whether strict checks are wanted.",
+        )
+        .measurement(
+            "files",
+            "How many source files one `acme build` built.",
+            Unit::Count,
+        )
+        .build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The optel integration: a builder (opt-in: asked once on an interactive terminal, never
@@ -106,13 +169,21 @@ fn main() -> ExitCode {
     // command guard, and a failure code.
     let telemetry = optel::Telemetry::builder("acme", env!("CARGO_PKG_VERSION"))
         .endpoint("http://127.0.0.1:4318")
-        .asking(optel::Asking::OptIn);
+        .asking(optel::Asking::OptIn)
+        .catalog(catalog);
     if let Cmd::Telemetry(args) = &cli.command {
         return args.run(&telemetry);
     }
     let _telemetry = telemetry.init();
-    let command = optel::track_command_execution(cli.command.name());
-    match run(&cli.command) {
+    let mut command = optel::track_command_execution(cli.command.name());
+    match &cli.command {
+        Cmd::Build { release, .. } => {
+            command.attr("profile", if *release { "release" } else { "debug" });
+        }
+        Cmd::Check { strict: true, .. } => optel::global().feature("strict"),
+        _ => {}
+    }
+    match run(&cli.command, &command) {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS
@@ -125,18 +196,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cmd: &Cmd) -> Result<String, Failure> {
+fn run(cmd: &Cmd, command: &optel::CommandGuard) -> Result<String, Failure> {
     match cmd {
         Cmd::Init { dir } => init(dir),
-        Cmd::Check { dir } => {
+        Cmd::Check { dir, strict } => {
             let m = load(dir)?;
+            if *strict {
+                strict_check(dir, &m)?;
+            }
             Ok(format!(
                 "{} {}: manifest ok",
                 m.package.name, m.package.version
             ))
         }
-        Cmd::Build { dir } => {
-            let (m, out) = build(dir)?;
+        Cmd::Build { dir, release } => {
+            let (m, out) = build(dir, *release, command)?;
+            // Counted only once the build succeeded.
+            optel::global().measure("files", m.build.sources.len() as f64);
             Ok(format!(
                 "built {} {} into {}",
                 m.package.name,
@@ -144,7 +220,7 @@ fn run(cmd: &Cmd) -> Result<String, Failure> {
                 out.display()
             ))
         }
-        Cmd::Test { dir } => test(dir),
+        Cmd::Test { dir } => test(dir, command),
         Cmd::Telemetry(_) => Ok(String::new()),
     }
 }
@@ -231,22 +307,68 @@ fn load(dir: &Path) -> Result<Manifest, Failure> {
     Ok(m)
 }
 
-fn build(dir: &Path) -> Result<(Manifest, PathBuf), Failure> {
-    let m = load(dir)?;
+/// `check --strict`: at least one source, and none empty.
+fn strict_check(dir: &Path, m: &Manifest) -> Result<(), Failure> {
+    if m.build.sources.is_empty() {
+        return Err(fail("E_STRICT", "build.sources is empty (--strict)"));
+    }
+    for source in &m.build.sources {
+        let path = dir.join(source);
+        let len = fs::metadata(&path)
+            .map_err(|e| io_fail("read", &path, &e))?
+            .len();
+        if len == 0 {
+            return Err(fail(
+                "E_STRICT",
+                format!("source {source:?} is empty (--strict)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn build(
+    dir: &Path,
+    release: bool,
+    command: &optel::CommandGuard,
+) -> Result<(Manifest, PathBuf), Failure> {
+    let m = {
+        let resolve = command.phase("resolve");
+        match load(dir) {
+            Ok(m) => m,
+            Err(f) => {
+                resolve.fail();
+                return Err(f);
+            }
+        }
+    };
+    let compile = command.phase("compile");
+    let result = compile_sources(dir, &m, release);
+    if result.is_err() {
+        compile.fail();
+    }
+    result.map(|out| (m, out))
+}
+
+fn compile_sources(dir: &Path, m: &Manifest, release: bool) -> Result<PathBuf, Failure> {
     let mut output = String::new();
     for source in &m.build.sources {
         let path = dir.join(source);
         output.push_str(&fs::read_to_string(&path).map_err(|e| io_fail("read", &path, &e))?);
     }
-    let target = dir.join("target");
+    let target = if release {
+        dir.join("target").join("release")
+    } else {
+        dir.join("target")
+    };
     fs::create_dir_all(&target).map_err(|e| io_fail("create", &target, &e))?;
     let out = target.join(format!("{}.out", m.package.name));
     fs::write(&out, output).map_err(|e| io_fail("write", &out, &e))?;
-    Ok((m, out))
+    Ok(out)
 }
 
-fn test(dir: &Path) -> Result<String, Failure> {
-    let (_, out) = build(dir)?;
+fn test(dir: &Path, command: &optel::CommandGuard) -> Result<String, Failure> {
+    let (_, out) = build(dir, false, command)?;
     let output = fs::read_to_string(&out).map_err(|e| io_fail("read", &out, &e))?;
     let tests = dir.join("tests");
     let mut expectations = Vec::new();
@@ -279,4 +401,12 @@ fn test(dir: &Path) -> Result<String, Failure> {
         ));
     }
     Ok(format!("{} expectations met", expectations.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_catalog_is_valid() {
+        assert_eq!(super::catalog().validate(), Ok(()));
+    }
 }

@@ -359,11 +359,16 @@ fn ci_runs_share_one_pseudonym_per_vendor_and_keep_no_secret() {
     assert!(!w.data_dir().join("install_secret").exists());
 }
 
-/// Runs acme under a real pseudo-terminal (util-linux `script`), feeding `input` to it.
+/// Runs `acme check proj` under a real pseudo-terminal, feeding `input` to it.
 fn acme_on_a_terminal(w: &World, vars: &[(&str, &str)], input: &str) -> String {
+    acme_args_on_a_terminal(w, "check proj", vars, input)
+}
+
+/// Runs `acme ARGS` under a real pseudo-terminal (util-linux `script`), feeding `input` to it.
+fn acme_args_on_a_terminal(w: &World, args: &str, vars: &[(&str, &str)], input: &str) -> String {
     use std::io::Write;
     let mut cmd = Command::new("script");
-    cmd.args(["-qec", &format!("{ACME} check proj"), "/dev/null"])
+    cmd.args(["-qec", &format!("{ACME} {args}"), "/dev/null"])
         .current_dir(w.root.path())
         .env_clear()
         .env("HOME", w.home())
@@ -487,7 +492,8 @@ fn flush_sends_the_queue_within_its_deadline() {
         ],
     );
     let text = stdout(&out);
-    assert!(text.contains("sent 2 of 2 queued events"), "{text} {out:?}");
+    // check, build and the build's `files` measurement.
+    assert!(text.contains("sent 3 of 3 queued events"), "{text} {out:?}");
     let bodies = server.join().unwrap();
     assert!(bodies[0].contains("\"name\":\"check\"") && bodies[0].contains("\"name\":\"build\""));
     let status = stdout(&w.acme(&["telemetry", "status"], &[("ACME_TELEMETRY", "on")]));
@@ -538,4 +544,166 @@ fn debug_lines_and_status_explain_delivery_trouble() {
     assert!(text.contains("last error: will retry: "), "{text}");
     assert!(text.contains("failed attempts in a row"), "{text}");
     assert!(text.contains("requests today: "), "{text}");
+}
+
+/// The user config of someone who opted in to an earlier acme whose catalog had no `profile`
+/// attribute: they saw the `files` measurement only.
+const OPTED_IN_BEFORE_PROFILE: &str =
+    "telemetry = \"on\"\nseen_categories = [\"measurement:files\"]\n";
+
+#[test]
+fn a_catalog_with_a_new_attribute_asks_again_on_a_terminal_never_in_ci() {
+    // In CI, on a terminal: not asked, and the new attribute is held back (the rest is sent).
+    let w = World::new();
+    w.write(&w.user_config(), OPTED_IN_BEFORE_PROFILE);
+    let ci = [("CI", "true"), ("GITHUB_ACTIONS", "true")];
+    let text = acme_args_on_a_terminal(&w, "build proj", &ci, "");
+    assert!(text.contains("built proj"), "{text}");
+    assert!(!text.contains("not been shown"), "asked in CI: {text}");
+    assert_eq!(
+        fs::read_to_string(w.user_config()).unwrap(),
+        OPTED_IN_BEFORE_PROFILE
+    );
+    // Our listener never answers: the batch stays queued, and the preview shows it.
+    let preview = stdout(&w.acme(&["telemetry", "preview"], &[]));
+    assert!(
+        preview.contains("\"start_us\""),
+        "phases are sent: {preview}"
+    );
+    assert!(
+        preview.contains("\"event_type\": \"measurement\""),
+        "{preview}"
+    );
+    assert!(!preview.contains("\"profile\": \"debug\""), "{preview}");
+    let status = stdout(&w.acme(&["telemetry", "status"], &[]));
+    assert!(
+        status.contains("held back until you have seen them (new data categories): 1 (attribute command:build:profile ×1)"),
+        "{status}"
+    );
+
+    // Outside CI on a terminal: asked again, naming what is new; "y" keeps telemetry on and
+    // records the new category as seen, so the next run neither asks nor holds it back.
+    let text = acme_args_on_a_terminal(&w, "build proj", &[], "y\n");
+    assert!(text.contains("not been shown yet"), "{text}");
+    assert!(
+        text.contains("the profile attribute of command build"),
+        "{text}"
+    );
+    assert!(text.contains("built proj"), "{text}");
+    let saved = fs::read_to_string(w.user_config()).unwrap();
+    assert!(saved.contains("telemetry = \"on\""), "{saved}");
+    assert!(saved.contains("command:build:attribute:profile"), "{saved}");
+    let text = acme_args_on_a_terminal(&w, "build proj", &[], "");
+    assert!(!text.contains("not been shown"), "asked twice: {text}");
+    let preview = stdout(&w.acme(&["telemetry", "preview"], &[]));
+    assert_eq!(
+        preview.matches("\"profile\": \"debug\"").count(),
+        2,
+        "{preview}"
+    );
+
+    // Answering "n" to the new question turns telemetry off.
+    let w = World::new();
+    w.write(&w.user_config(), OPTED_IN_BEFORE_PROFILE);
+    let text = acme_args_on_a_terminal(&w, "build proj", &[], "n\n");
+    assert!(text.contains("not been shown yet"), "{text}");
+    let saved = fs::read_to_string(w.user_config()).unwrap();
+    assert!(saved.contains("telemetry = \"off\""), "{saved}");
+}
+
+#[test]
+fn three_builds_from_two_installs_send_exactly_the_catalog() {
+    // Two debug builds (one per install) and one release build: what the collector receives
+    // is profile debug 2 / release 1, phases resolve and compile 3 each, files 3, and nothing
+    // undeclared. Each run is one request to the capture server.
+    let (url, server) = http_200(3);
+    let on = [
+        ("ACME_TELEMETRY", "on"),
+        ("ACME_TELEMETRY_ENDPOINT", url.as_str()),
+        ("ACME_TELEMETRY_EXIT_TIMEOUT_MS", "10000"),
+    ];
+    let a = World::new();
+    let b = World::new();
+    for (w, args) in [
+        (&a, &["build", "proj"][..]),
+        (&b, &["build", "proj"][..]),
+        (&a, &["build", "proj", "--release"][..]),
+    ] {
+        let out = w.acme(args, &on);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(a.project().join("target/release/proj.out").exists());
+    let bodies = server.join().unwrap();
+    let mut profiles = std::collections::BTreeMap::new();
+    let mut phases = std::collections::BTreeMap::new();
+    let mut files = Vec::new();
+    let mut pseudonyms = std::collections::BTreeSet::new();
+    let mut hashes = std::collections::BTreeSet::new();
+    for body in &bodies {
+        let batch: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(batch["schema_version"], 2);
+        assert!(
+            batch["catalog"]["commands"].is_array(),
+            "no catalog yet acknowledged"
+        );
+        hashes.insert(batch["catalog_hash"].as_str().unwrap().to_owned());
+        pseudonyms.insert(batch["pseudonym"].as_str().unwrap().to_owned());
+        for e in batch["events"].as_array().unwrap() {
+            match (
+                e["event_type"].as_str().unwrap(),
+                e["name"].as_str().unwrap(),
+            ) {
+                ("command", "build") => {
+                    let p = e["metadata"]["profile"].as_str().unwrap().to_owned();
+                    *profiles.entry(p).or_insert(0) += 1;
+                    assert_eq!(e["metadata"].as_object().unwrap().len(), 1, "{e}");
+                    for phase in e["phases"].as_array().unwrap() {
+                        assert_eq!(phase["success"], true);
+                        let name = phase["name"].as_str().unwrap().to_owned();
+                        *phases.entry(name).or_insert(0) += 1;
+                    }
+                }
+                ("measurement", "files") => files.push(e["value"].as_f64().unwrap()),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+    assert_eq!(pseudonyms.len(), 2, "two installs");
+    assert_eq!(hashes.len(), 1, "one catalog version");
+    assert_eq!(
+        profiles,
+        [("debug".to_owned(), 2), ("release".to_owned(), 1)].into()
+    );
+    assert_eq!(
+        phases,
+        [("compile".to_owned(), 3), ("resolve".to_owned(), 3)].into()
+    );
+    assert_eq!(files, [1.0, 1.0, 1.0], "one source per build");
+}
+
+#[test]
+fn check_strict_records_the_strict_feature_and_keeps_error_codes() {
+    let w = World::new();
+    let local = [("ACME_TELEMETRY", "local")];
+    assert!(
+        w.acme(&["check", "proj", "--strict"], &local)
+            .status
+            .success()
+    );
+    fs::write(w.root.path().join("proj/src/main.txt"), "").unwrap();
+    let out = w.acme(&["check", "proj", "--strict"], &local);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[E_STRICT]"));
+    assert!(
+        w.acme(&["check", "proj"], &local).status.success(),
+        "not strict: fine"
+    );
+    let log = stdout(&w.acme(&["telemetry", "log"], &[]));
+    assert_eq!(log.matches("\"name\":\"strict\"").count(), 2, "{log}");
+    assert!(log.contains("\"error_code\":\"E_STRICT\""), "{log}");
 }

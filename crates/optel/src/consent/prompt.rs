@@ -2,9 +2,10 @@
 //! reached ([`Asking`]), only on an interactive terminal and never in CI, with a sample of what
 //! one run sends.
 
+use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Write};
 
-use optel_wire::{Batch, Event, EventType, Timestamp};
+use optel_wire::{Batch, Catalog, Event, EventType, Timestamp};
 
 use super::{Asking, Consent, ConsentSource, Resolution, read_file};
 use crate::builder::TelemetryBuilder;
@@ -12,27 +13,58 @@ use crate::identity::Epoch;
 
 /// Opt-in question or notice, when the author's default was reached. `user_file` is the
 /// tool's user config file, where the answer (or that the notice was shown) is kept.
+/// With a catalog, a user who saw an earlier version's data categories and not all of the
+/// current ones is asked again (opt-in) or shown the notice again (notice), on a terminal
+/// only.
 #[cold]
 pub(crate) fn ask_or_tell(
     mut resolution: Resolution,
     builder: &TelemetryBuilder,
     (stdin_tty, stderr_tty): (bool, bool),
     ci: &dyn Fn() -> Option<String>,
+    catalog: Option<&Catalog>,
 ) -> Resolution {
     let (tool, version, asking) = (&*builder.tool, &*builder.version, builder.asking);
     let user_file = builder.user_config_file();
-    let can_ask = can_ask(stdin_tty, stderr_tty, || ci().is_some());
     let Some(user_file) = user_file else {
         return resolution;
     };
-    let notice_shown = read_file(&user_file)
-        .ok()
-        .flatten()
-        .is_some_and(|f| f.notice_shown);
+    let file = read_file(&user_file).ok().flatten().unwrap_or_default();
+    let notice_shown = file.notice_shown;
+    let categories = catalog.map(Catalog::data_categories).unwrap_or_default();
+    let seen: BTreeSet<String> = file.seen_categories.into_iter().collect();
+    let unseen: Vec<&String> = categories.difference(&seen).collect();
+    let decided_by_user = matches!(resolution.source, ConsentSource::UserConfig(_));
+    if decided_by_user {
+        // Asked again only when an opt-in user said yes and the catalog grew since.
+        if asking != Asking::OptIn || resolution.consent != Consent::On || unseen.is_empty() {
+            return resolution;
+        }
+        if !can_ask(stdin_tty, stderr_tty, || ci().is_some()) {
+            return resolution;
+        }
+        let intro = new_categories(tool, &unseen);
+        let answer = ask(
+            tool,
+            builder.epoch,
+            &intro,
+            &show_data(tool, version, catalog),
+        );
+        if let Err(e) = builder.save_user_choice(Some(answer), notice_shown, Some(&categories)) {
+            resolution.note = Some(format!(
+                "cannot keep your answer in {}: {e}; you will be asked again",
+                user_file.display()
+            ));
+        }
+        resolution.consent = answer;
+        return resolution;
+    }
+    let can_ask = can_ask(stdin_tty, stderr_tty, || ci().is_some());
     match asking {
         Asking::OptIn if can_ask => {
-            let answer = ask(tool, builder.epoch, &sample_payload(tool, version));
-            if let Err(e) = builder.save_user_choice(Some(answer), notice_shown) {
+            let answer = ask(tool, builder.epoch, "", &show_data(tool, version, catalog));
+            if let Err(e) = builder.save_user_choice(Some(answer), notice_shown, Some(&categories))
+            {
                 resolution.note = Some(format!(
                     "cannot keep your answer in {}: {e}; you will be asked again",
                     user_file.display()
@@ -50,11 +82,49 @@ pub(crate) fn ask_or_tell(
         }
         Asking::Notice if can_ask && !notice_shown => {
             eprint!("{}", notice(tool));
-            let _ = builder.save_user_choice(None, true);
+            let _ = builder.save_user_choice(None, true, Some(&categories));
+        }
+        Asking::Notice if can_ask && !unseen.is_empty() => {
+            eprint!("{}{}", new_categories(tool, &unseen), notice(tool));
+            let _ = builder.save_user_choice(None, true, Some(&categories));
         }
         _ => {}
     }
     resolution
+}
+
+/// What "show me the data" prints: the catalog in plain words, if the tool declares one, and
+/// a sample payload.
+pub(crate) fn show_data(tool: &str, version: &str, catalog: Option<&Catalog>) -> String {
+    let described = catalog
+        .map(|c| format!("{}\n", crate::catalog::describe(tool, c)))
+        .unwrap_or_default();
+    format!(
+        "{described}This is what one run sends (an example):\n{}",
+        sample_payload(tool, version)
+    )
+}
+
+/// The lines that tell a user which data categories are new since they were last asked.
+fn new_categories(tool: &str, unseen: &[&String]) -> String {
+    let mut text = format!(
+        "\nThis version of {tool} records data you have not been shown yet; it is not sent \
+         until you have seen it:\n"
+    );
+    for c in unseen {
+        text.push_str(&format!("  - {}\n", category_in_words(c)));
+    }
+    text
+}
+
+/// `command:build:attribute:profile` → `the profile attribute of command build`.
+fn category_in_words(category: &str) -> String {
+    let parts: Vec<&str> = category.split(':').collect();
+    match parts.as_slice() {
+        ["measurement", name] => format!("the measurement {name}"),
+        [kind, entry, "attribute", attr] => format!("the {attr} attribute of {kind} {entry}"),
+        _ => category.to_owned(),
+    }
 }
 
 /// An example of what one run sends, with this tool's name, version and platform.
@@ -94,10 +164,10 @@ pub(crate) fn interactive() -> (bool, bool) {
 /// The opt-in question: what is collected, what never is, a real sample payload; yes / no /
 /// show me the data, so that the user decides knowing exactly what is sent. Returns the answer;
 /// anything unreadable means no.
-pub(crate) fn ask(tool: &str, epoch: Epoch, sample: &str) -> Consent {
+pub(crate) fn ask(tool: &str, epoch: Epoch, intro: &str, data: &str) -> Consent {
     let stdin = io::stdin();
     let mut err = io::stderr().lock();
-    let _ = write!(err, "{}", question(tool, epoch));
+    let _ = write!(err, "{intro}{}", question(tool, epoch));
     loop {
         let _ = write!(
             err,
@@ -113,10 +183,7 @@ pub(crate) fn ask(tool: &str, epoch: Epoch, sample: &str) -> Consent {
             "y" | "yes" => return Consent::On,
             "n" | "no" | "" => return Consent::Off,
             "s" | "?" | "show" => {
-                let _ = writeln!(
-                    err,
-                    "\nThis is what one run sends (an example):\n{sample}\n"
-                );
+                let _ = writeln!(err, "\n{data}\n");
             }
             _ => {}
         }
@@ -175,7 +242,7 @@ mod tests {
             .config_dir(dir.path())
             .asking(Asking::Notice);
         let tell = |terminals: (bool, bool), ci: &dyn Fn() -> Option<String>| {
-            ask_or_tell(author_default(), &builder, terminals, ci)
+            ask_or_tell(author_default(), &builder, terminals, ci, None)
         };
         // CI on a terminal, or no terminal: nothing shown, so nothing recorded as shown.
         let r = tell((true, true), &|| Some("github-actions".into()));
@@ -191,6 +258,64 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_tool_shows_its_notice_again_when_the_catalog_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = user_config_path(dir.path(), "acme");
+        let builder = Telemetry::builder("acme", "1.0.0")
+            .config_dir(dir.path())
+            .asking(Asking::Notice);
+        let v1 = crate::CatalogBuilder::new()
+            .command("build", "Builds.")
+            .measurement("files", "Files.", optel_wire::catalog::Unit::Count)
+            .build();
+        let mut v2 = v1.clone();
+        v2.commands[0]
+            .attributes
+            .push(optel_wire::catalog::AttributeSpec::new(
+                "profile",
+                "Debug or release.",
+                optel_wire::catalog::AttributeKind::Bool,
+            ));
+        let seen = || read_file(&file).unwrap().unwrap().seen_categories;
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (true, true),
+            &|| None,
+            Some(&v1),
+        );
+        assert_eq!(seen(), ["measurement:files"]);
+        // Not on a terminal or in CI: nothing new is recorded as seen.
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (false, false),
+            &|| None,
+            Some(&v2),
+        );
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (true, true),
+            &|| Some("ci".into()),
+            Some(&v2),
+        );
+        assert_eq!(seen(), ["measurement:files"]);
+        // On a terminal the notice is shown again, and the new category is then seen.
+        ask_or_tell(
+            author_default(),
+            &builder,
+            (true, true),
+            &|| None,
+            Some(&v2),
+        );
+        assert_eq!(
+            seen(),
+            ["command:build:attribute:profile", "measurement:files"]
+        );
+    }
+
+    #[test]
     fn opt_in_without_a_terminal_is_off_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let b = Telemetry::builder("acme", "1.0.0")
@@ -202,7 +327,7 @@ mod tests {
             (r.consent, r.source.layer()),
             (Consent::Off, "author_default")
         );
-        let r = ask_or_tell(r, &b, (false, false), &|| None);
+        let r = ask_or_tell(r, &b, (false, false), &|| None, None);
         assert_eq!(r.consent, Consent::Off);
         assert!(r.note.unwrap().contains("acme telemetry enable"));
         assert!(!dir.path().join("optel").exists());
