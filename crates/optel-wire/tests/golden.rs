@@ -415,3 +415,68 @@ fn unknown_event_type_is_refused() {
     let err = serde_json::from_str::<Batch>(&text).unwrap_err();
     assert!(err.to_string().contains("keystroke"), "{err}");
 }
+
+/// Walks `path` (object keys and array indexes) to the parent of its last step.
+fn parent_of<'a>(
+    root: &'a mut serde_json::Value,
+    path: &[serde_json::Value],
+) -> &'a mut serde_json::Value {
+    let mut cur = root;
+    for step in &path[..path.len() - 1] {
+        cur = match step {
+            serde_json::Value::String(k) => &mut cur[k.as_str()],
+            serde_json::Value::Number(i) => &mut cur[usize::try_from(i.as_u64().unwrap()).unwrap()],
+            other => panic!("bad path step {other}"),
+        };
+    }
+    cur
+}
+
+/// The validation cases shared with the JavaScript SDK (`sdk/fixtures/wire-validation.json`):
+/// each mutates `batch_v2.json` and names the first field `Batch::validate` must refuse.
+#[test]
+fn shared_validation_cases_name_the_same_field_as_the_javascript_validator() {
+    let path = format!(
+        "{}/../../sdk/fixtures/wire-validation.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let golden_batch: serde_json::Value = serde_json::from_str(&golden("batch_v2.json")).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let mut batch = golden_batch.clone();
+        for p in case["delete"].as_array().into_iter().flatten() {
+            let p = p.as_array().unwrap();
+            let last = p.last().unwrap().as_str().unwrap();
+            parent_of(&mut batch, p)
+                .as_object_mut()
+                .unwrap()
+                .remove(last);
+        }
+        for pair in case["set"].as_array().into_iter().flatten() {
+            let (p, value) = (pair[0].as_array().unwrap(), pair[1].clone());
+            let parent = parent_of(&mut batch, p);
+            match p.last().unwrap() {
+                serde_json::Value::String(k) => parent[k.as_str()] = value,
+                serde_json::Value::Number(i) => {
+                    let (i, list) = (
+                        usize::try_from(i.as_u64().unwrap()).unwrap(),
+                        parent.as_array_mut().unwrap(),
+                    );
+                    if i == list.len() {
+                        list.push(value);
+                    } else {
+                        list[i] = value;
+                    }
+                }
+                other => panic!("bad path step {other}"),
+            }
+        }
+        let batch: Batch = serde_json::from_value(batch).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = batch.validate().err().map(|e| e.field);
+        assert_eq!(got.as_deref(), case["expect_field"].as_str(), "{name}");
+    }
+}

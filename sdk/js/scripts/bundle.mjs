@@ -28,7 +28,7 @@ const common = {
   external: ['smol-toml', 'ci-info'],
   minifyWhitespace: true,
   minifySyntax: true,
-  minifyIdentifiers: true,
+  minifyIdentifiers: !process.env.OPTEL_BUNDLE_READABLE,
   legalComments: 'none',
   logLevel: 'warning',
   plugins: [splitDynamicImports],

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The circuit breaker's persisted record (the Rust SDK's `delivery_state` file): read by `status` without loading delivery. */
@@ -9,9 +9,29 @@ export const DAY_MS = 86_400_000;
 /** Whether the circuit breaker of `dataDir` holds every process back now (read without loading delivery). */
 export function breakerOpen(dataDir: string, now: number = Date.now()): boolean {
   try {
-    return parseState(readFileSync(join(dataDir, STATE_FILE), 'utf8').slice(0, 256)).openUntilMs > now;
+    return parseState(readSmallFile(join(dataDir, STATE_FILE))).openUntilMs > now;
   } catch {
     return false;
+  }
+}
+
+/**
+ * The first 256 bytes of a small record file, `''` when it does not exist. No exception on a
+ * missing file (they cost more than the read): most runs have no drop counter, for one.
+ */
+export function readSmallFile(path: string): string {
+  let fd: number;
+  try {
+    if (!statSync(path, { throwIfNoEntry: false })) return '';
+    fd = openSync(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const buf = Buffer.alloc(256);
+    return buf.toString('utf8', 0, readSync(fd, buf, 0, 256, 0));
+  } finally {
+    closeSync(fd);
   }
 }
 

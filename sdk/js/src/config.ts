@@ -24,6 +24,15 @@ export const DEFAULT_CI_FLUSH_TIMEOUT_MS = 2_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
 /** Default cap on delivery requests per UTC day and install. */
 export const DEFAULT_DAILY_REQUEST_CAP = 10_000;
+/** Default batch size: a run sends once this many events are queued (its own included). */
+export const DEFAULT_BATCH_EVENTS = 16;
+/** A run sends whatever is queued once the oldest queued segment is older than this (1 h), whatever the batch size. */
+export const MAX_BATCH_DELAY_MS = 3_600_000;
+/**
+ * Exit budgets at least this long mean waiting at exit is accepted (CI, or asked for): every run
+ * sends, and after `process.exit()` a flush child (a Node.js start costs ~40 ms) is run within it.
+ */
+export const LONG_EXIT_BUDGET_MS = 250;
 
 /** Options of {@link Telemetry.init}; every one documents its default and variable. */
 export interface TelemetryOptions {
@@ -47,6 +56,16 @@ export interface TelemetryOptions {
   pseudonymEpoch?: Epoch;
   /** The longest a natural exit waits for delivery, in ms. Default: 40. `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` replaces it (at most 10,000). */
   exitTimeoutMs?: number;
+  /**
+   * How many queued events (this run's included) make a run send them, in one request, at its
+   * natural end; runs before that only write their segment, so most runs pay no network round
+   * trip and load no delivery code. A run also sends when the oldest queued segment is older
+   * than 1 hour. 1 sends at the end of every run. Default: 16, or 1 when the exit budget is at
+   * least 250 ms (CI, or a long `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS`: waiting is then accepted).
+   * `<TOOL>_TELEMETRY_BATCH_EVENTS` replaces it (at least 1). {@link Telemetry.shutdown} and
+   * `telemetry flush` always send.
+   */
+  batchEvents?: number;
   /** The exit budget when `CI` is set. Default: 2,000 ms. */
   ciFlushTimeoutMs?: number;
   /** Timeout of one delivery request. Default: 2,000 ms. */
@@ -154,6 +173,14 @@ export class TelemetryConfig {
     const v = this.env(`${this.prefix}_TELEMETRY_EXIT_TIMEOUT_MS`);
     if (v !== undefined && /^\s*\d+\s*$/.test(v)) return Math.min(Number(v.trim()), MAX_EXIT_TIMEOUT_MS);
     return Math.min(budget, MAX_EXIT_TIMEOUT_MS);
+  }
+
+  /** How many queued events make a run send at its natural end (see {@link TelemetryOptions.batchEvents}). */
+  batchEvents(): number {
+    const v = this.env(`${this.prefix}_TELEMETRY_BATCH_EVENTS`);
+    if (v !== undefined && /^\s*\d+\s*$/.test(v)) return Math.max(1, Number(v.trim()));
+    if (this.options.batchEvents !== undefined) return Math.max(1, Math.floor(this.options.batchEvents));
+    return this.exitBudgetMs() >= LONG_EXIT_BUDGET_MS ? 1 : DEFAULT_BATCH_EVENTS;
   }
 
   /** An example of what one run sends (the prompt's "show me the data", and `preview`). */

@@ -166,9 +166,9 @@ export function findProjectPolicy(cwd: string): string | undefined {
   for (let i = 0; i < MAX_WALK_UP; i++) {
     const p = join(dir, PROJECT_POLICY_FILE);
     try {
-      if (statSync(p).isFile()) return p;
+      if (statSync(p, { throwIfNoEntry: false })?.isFile()) return p;
     } catch {
-      // not here
+      // not here (ENOTDIR, EACCES)
     }
     const parent = dirname(dir);
     if (parent === dir) return undefined;
@@ -190,7 +190,10 @@ let toml: { parse(text: string): Record<string, unknown> } | undefined;
 export function readConsentFile(path: string): ConsentFile | undefined {
   let size: number;
   try {
-    size = statSync(path).size;
+    // No exception for a missing file (the common case): they cost more than the lookup.
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st === undefined) return undefined;
+    size = st.size;
   } catch (e) {
     if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return undefined;
     throw new Error(`cannot read ${path}: ${(e as Error).message}`);

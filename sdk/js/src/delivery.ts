@@ -33,7 +33,8 @@ export { type BreakerState, STATE_FILE, formatState, parseState } from './breake
 /**
  * The circuit breaker and daily request counter in `<data dir>/delivery_state`. The Rust SDK
  * updates it under `flock`; Node.js has none, so a Node.js process rewrites the record in place
- * with one write: at worst two processes updating in the same instant lose one count.
+ * with one write under a lock file (`delivery_state.lock`, see `rewriteRecord`), which excludes
+ * other Node.js processes.
  */
 export class Breaker {
   readonly path: string;
@@ -125,8 +126,17 @@ export interface Policy {
   dailyRequestCap: number;
 }
 
+/** Whether two segments may go in one request: the same envelope, schema version and catalog (a queue shared with a Rust tool may hold version 2 segments). */
 function sameEnvelope(a: Batch, b: Batch): boolean {
-  return a.service_name === b.service_name && a.service_version === b.service_version && a.pseudonym === b.pseudonym && a.os === b.os && a.arch === b.arch;
+  return (
+    a.schema_version === b.schema_version &&
+    (a.catalog_hash ?? undefined) === (b.catalog_hash ?? undefined) &&
+    a.service_name === b.service_name &&
+    a.service_version === b.service_version &&
+    a.pseudonym === b.pseudonym &&
+    a.os === b.os &&
+    a.arch === b.arch
+  );
 }
 
 const sleep = (ms: number) =>
@@ -223,6 +233,8 @@ export class Sender {
     for (const c of group) {
       batch.events.push(...c.batch.events);
       batch.dropped_events += c.batch.dropped_events ?? 0;
+      // One catalog of the hash is enough, whichever segment carried it.
+      if (!batch.catalog && c.batch.catalog) batch.catalog = c.batch.catalog;
     }
     const backoff = new Backoff();
     const roundEnd = Math.min(deadline, Date.now() + MAX_RETRY_TIME_MS);

@@ -12,6 +12,7 @@ import { crypto } from './lazy.js';
 import { linkSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errCode, writeNewPrivate, writePrivateAtomic } from './fsutil.js';
+import { isoUtc } from './wire.js';
 
 const SECRET_FILE = 'install_secret';
 
@@ -125,12 +126,12 @@ const DAY_MS = 86_400_000;
 export function epochLabel(epoch: Epoch, nowMs: number = Date.now()): string {
   switch (epoch) {
     case 'monthly':
-      return new Date(nowMs).toISOString().slice(0, 7);
+      return isoUtc(nowMs).slice(0, 7);
     case 'weekly': {
       const days = Math.floor(nowMs / DAY_MS);
       // 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays.
       const monday = days - ((days + 3) % 7);
-      return `week-${new Date(monday * DAY_MS).toISOString().slice(0, 10)}`;
+      return `week-${isoUtc(monday * DAY_MS).slice(0, 10)}`;
     }
     case 'never':
       return 'all';

@@ -1,9 +1,9 @@
 /** The local ledger: what `telemetry log` prints (the Rust SDK's `JsonlFileExporter` files). */
-import { appendFileSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateDir, errCode } from './fsutil.js';
 import type { ExportResult, Exporter } from './export.js';
-import { type Batch, batchToJson } from './wire.js';
+import { type Batch, batchToJson, isoUtc } from './wire.js';
 
 /** The default ledger retention: 30 days. */
 export const DEFAULT_RETENTION_DAYS = 30;
@@ -15,12 +15,29 @@ export const DEFAULT_RETENTION_DAYS = 30;
 export class JsonlFileExporter implements Exporter {
   constructor(readonly dir: string, readonly retentionDays: number = DEFAULT_RETENTION_DAYS) {}
 
-  /** Appends synchronously (runs at exit). */
+  /**
+   * Appends synchronously (runs at exit). Expired files are purged when a day's file is
+   * created, so that the other runs of the day do not list the directory.
+   */
   appendSync(batch: Batch, now: number = Date.now()): void {
-    createPrivateDir(this.dir);
-    const name = new Date(now).toISOString().slice(0, 10);
-    appendFileSync(join(this.dir, `${name}.jsonl`), batchToJson(batch) + '\n', { mode: 0o600 });
-    this.purgeExpired(now);
+    const path = join(this.dir, `${isoUtc(now).slice(0, 10)}.jsonl`);
+    const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
+    let fd: number;
+    try {
+      fd = openSync(path, flags, 0o600);
+    } catch (e) {
+      if (errCode(e) !== 'ENOENT') throw e;
+      createPrivateDir(this.dir);
+      fd = openSync(path, flags, 0o600);
+    }
+    let created: boolean;
+    try {
+      created = fstatSync(fd).size === 0;
+      writeSync(fd, batchToJson(batch) + '\n');
+    } finally {
+      closeSync(fd);
+    }
+    if (created) this.purgeExpired(now);
   }
 
   async export(batch: Batch): Promise<ExportResult> {

@@ -18,6 +18,7 @@
  */
 import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
 import { randomHex } from './lazy.js';
+import { readSmallFile } from './breaker-state.js';
 import { join } from 'node:path';
 import { createPrivateDir, errCode, writeNewPrivate } from './fsutil.js';
 import { type Batch, batchToJson } from './wire.js';
@@ -57,6 +58,23 @@ export interface Dropped {
 
 let seq = 0;
 const DIGITS = /^\d+$/;
+const byName = (a: Segment, b: Segment) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/** When a segment was written, in ms since the Unix epoch (from its name). */
+export function segmentTimeMs(s: Segment): number {
+  return Number(s.name.slice(0, 20)) / 1e6;
+}
+
+/**
+ * Whether queued segments (oldest first) are due for delivery: at least `batchEvents` events, or
+ * the oldest older than `maxDelayMs`.
+ */
+export function dueForDelivery(segments: Segment[], batchEvents: number, maxDelayMs: number, now: number = Date.now()): boolean {
+  if (segments.length === 0) return false;
+  let events = 0;
+  for (const s of segments) events += s.events;
+  return events >= batchEvents || now - segmentTimeMs(segments[0]!) >= maxDelayMs;
+}
 
 /** The segment a file name denotes, if it is one: `<ns>-<random>-<events>e-<bytes>b.json`, not hidden. */
 export function segmentOf(dir: string, name: string): Segment | undefined {
@@ -74,6 +92,8 @@ export function segmentOf(dir: string, name: string): Segment | undefined {
 /** The queue directory of one tool: `<data dir>/queue`. */
 export class Queue {
   bounds = { segments: MAX_SEGMENTS, events: MAX_QUEUE_EVENTS, bytes: MAX_QUEUE_BYTES };
+  /** The segments after this process's last {@link append}, oldest first (one listing serves the bounds and the decision to send). */
+  lastListing: Segment[] | undefined;
 
   constructor(readonly dir: string) {}
 
@@ -112,7 +132,7 @@ export class Queue {
       const s = segmentOf(this.dir, name);
       if (s) out.push(s);
     }
-    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return out.sort(byName);
   }
 
   /** Segments, or none when the directory is missing. */
@@ -203,7 +223,7 @@ export class Queue {
   /** The drop counters. */
   dropped(): Dropped {
     try {
-      return parseDropped(readFileSync(join(this.dir, DROPPED_FILE), 'utf8').slice(0, 256));
+      return parseDropped(readSmallFile(join(this.dir, DROPPED_FILE)));
     } catch {
       return { unreported: 0, total: 0 };
     }
@@ -230,8 +250,7 @@ export class Queue {
 
   /**
    * Read-modify-write of the drop counters, rewritten in place with one fixed-width write (the
-   * Rust SDK's record). Node.js cannot take the `flock` the Rust SDK takes; two processes
-   * dropping at the same instant may lose one count (never an event).
+   * Rust SDK's record), under the record's lock file (see {@link rewriteRecord}).
    */
   private updateDropped(change: (d: Dropped) => void): void {
     try {
@@ -245,15 +264,39 @@ export class Queue {
     }
   }
 
+  /**
+   * Removes stale temporary files and drops the oldest segments beyond the bounds, from one
+   * listing of the directory, which it keeps in {@link lastListing}.
+   */
   private enforceBounds(): void {
-    this.removeStaleTmp();
-    const segments = this.segments();
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    const now = Date.now();
+    const segments: Segment[] = [];
+    for (const name of names) {
+      if (name.startsWith('.') && name.endsWith('.tmp')) {
+        const p = join(this.dir, name);
+        try {
+          if (now - statSync(p).mtimeMs > STALE_TMP_MS) unlinkSync(p);
+        } catch {
+          // gone
+        }
+        continue;
+      }
+      const s = segmentOf(this.dir, name);
+      if (s) segments.push(s);
+    }
+    segments.sort(byName);
     let bytes = segments.reduce((n, s) => n + s.bytes, 0);
     let events = segments.reduce((n, s) => n + s.events, 0);
     let count = segments.length;
     let dropped = 0;
-    for (const s of segments) {
-      if (count <= this.bounds.segments && bytes <= this.bounds.bytes && events <= this.bounds.events) break;
+    while (segments.length > 0 && (count > this.bounds.segments || bytes > this.bounds.bytes || events > this.bounds.events)) {
+      const s = segments.shift()!;
       try {
         unlinkSync(s.path);
         dropped += s.events;
@@ -264,42 +307,78 @@ export class Queue {
       bytes -= s.bytes;
       events -= s.events;
     }
+    this.lastListing = segments;
     if (dropped > 0) this.countDrops(dropped);
-  }
-
-  private removeStaleTmp(): void {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return;
-    }
-    const now = Date.now();
-    for (const name of names) {
-      if (!(name.startsWith('.') && name.endsWith('.tmp'))) continue;
-      const p = join(this.dir, name);
-      try {
-        if (now - statSync(p).mtimeMs > STALE_TMP_MS) unlinkSync(p);
-      } catch {
-        // gone
-      }
-    }
   }
 }
 
-/** Reads a fixed-size record file and rewrites it in place with one write (0600 if created). */
+/** A lock file older than this belonged to a process killed mid-update: it is broken. */
+export const STALE_LOCK_MS = 10_000;
+/**
+ * Tries to take a record's lock, 1 ms apart, before updating without it: a holder may be
+ * descheduled on a loaded machine, but the host is never held longer.
+ */
+const LOCK_ATTEMPTS = 100;
+let sleeper: Int32Array | undefined;
+
+/**
+ * Takes the lock of a record file: `<path>.lock`, created exclusively (`O_EXCL`, atomic on one
+ * file system, as the queue's claims are renames). Node.js has no `flock`; this excludes other
+ * Node.js processes (a Rust process takes `flock` on the record itself). A lock older than
+ * {@link STALE_LOCK_MS} is broken. False when it could not be taken within 100 attempts.
+ */
+function lockRecord(lock: string): boolean {
+  for (let i = 0; i < LOCK_ATTEMPTS; i++) {
+    try {
+      closeSync(openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600));
+      return true;
+    } catch (e) {
+      if (errCode(e) !== 'EEXIST') return false;
+    }
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) {
+        unlinkSync(lock);
+        continue;
+      }
+    } catch {
+      continue; // released meanwhile
+    }
+    // The holder's update takes microseconds: wait 1 ms, synchronously (this also runs at exit).
+    Atomics.wait((sleeper ??= new Int32Array(new SharedArrayBuffer(4))), 0, 0, 1);
+  }
+  return false;
+}
+
+/**
+ * Reads a fixed-size record file and rewrites it in place with one write (0600 if created),
+ * under the record's lock file so that concurrent Node.js processes of one install do not lose
+ * each other's counts. When the lock cannot be had (100 attempts, 1 ms apart), it updates
+ * anyway: the counters are best effort and never hold the host longer.
+ */
 export function rewriteRecord(path: string, change: (text: string) => string): void {
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  const lock = `${path}.lock`;
+  const locked = lockRecord(lock);
   try {
-    const size = Math.min(fstatSync(fd).size, 256);
-    const buf = Buffer.alloc(size);
-    if (size > 0) readSync(fd, buf, 0, size, 0);
-    const record = change(buf.toString('utf8'));
-    const out = Buffer.from(record);
-    writeSync(fd, out, 0, out.length, 0);
-    ftruncateSync(fd, out.length);
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    try {
+      const size = Math.min(fstatSync(fd).size, 256);
+      const buf = Buffer.alloc(size);
+      if (size > 0) readSync(fd, buf, 0, size, 0);
+      const record = change(buf.toString('utf8'));
+      const out = Buffer.from(record);
+      writeSync(fd, out, 0, out.length, 0);
+      ftruncateSync(fd, out.length);
+    } finally {
+      closeSync(fd);
+    }
   } finally {
-    closeSync(fd);
+    if (locked) {
+      try {
+        unlinkSync(lock);
+      } catch {
+        // broken as stale by another process
+      }
+    }
   }
 }
 

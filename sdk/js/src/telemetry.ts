@@ -23,10 +23,10 @@ import { rustArch, rustOs } from './dirs.js';
 import type { JsonlFileExporter } from './ledger.js';
 import { createPrivateDir } from './fsutil.js';
 import { type Epoch, cachedPseudonym, ciPseudonym, epochLabel } from './identity.js';
-import { Queue } from './queue.js';
+import { Queue, dueForDelivery } from './queue.js';
 import { redact } from './redact.js';
-import { TelemetryConfig, type TelemetryOptions, eventsUrl } from './config.js';
-import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, newBatch, validateEvent } from './wire.js';
+import { LONG_EXIT_BUDGET_MS, MAX_BATCH_DELAY_MS, TelemetryConfig, type TelemetryOptions, eventsUrl } from './config.js';
+import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, isoUtc, newBatch, validateEvent } from './wire.js';
 import { join } from 'node:path';
 
 /** Attribute values accepted by the recording calls: strings are redacted, non-finite numbers dropped. */
@@ -34,8 +34,8 @@ export type Attributes = Record<string, AttributeValue | null | undefined>;
 
 /** Most events kept in memory by one process; more are dropped and counted. */
 const MAX_BUFFERED_EVENTS = 10_000;
-/** A `process.exit()` flush child is started only for budgets at least this long (a Node.js start costs ~40 ms). */
-const MIN_SYNC_FLUSH_MS = 250;
+/** How long a run must last before it sends, in the background, a batch earlier runs left. */
+const BACKGROUND_ROUND_AFTER_MS = 1_000;
 
 /** What telemetry is doing and why, for `telemetry status`. */
 export interface Status {
@@ -159,7 +159,19 @@ class Recorder {
     readonly queue: Queue | undefined,
     /** Whether there is somewhere to send (consent on, and an endpoint or an exporter). */
     readonly delivers: boolean,
+    /** How many queued events make a run send (`TelemetryConfig.batchEvents`). */
+    readonly batchEvents: number,
   ) {}
+
+  /**
+   * Whether this run sends at its end: a round is already in flight (the run joins it), or the
+   * queue — as listed when this run's segment was written — holds a full batch or an old segment.
+   */
+  due(): boolean {
+    if (this.sender?.busy) return true;
+    if (!this.queue) return false;
+    return dueForDelivery(this.queue.lastListing ?? this.queue.segmentsOrEmpty(), this.batchEvents, MAX_BATCH_DELAY_MS);
+  }
 
   /** The sender, once its code is loaded (a separate chunk: see {@link loadSender}). */
   sender: Sender | undefined;
@@ -196,7 +208,7 @@ class Recorder {
         event_id: formatUuidV4(randomBytes(16)),
         event_type: p.type,
         name: p.name,
-        timestamp: new Date(p.at).toISOString(),
+        timestamp: isoUtc(p.at),
         session_id: this.sessionId,
       };
       if (p.durationMs !== undefined) e.duration_ms = p.durationMs;
@@ -238,8 +250,9 @@ class Recorder {
     if (this.exitRoundStarted) return;
     this.exitRoundStarted = true;
     this.persist();
-    // An open breaker (a dead endpoint) costs nothing: not even loading the delivery code.
-    if (!this.delivers || breakerOpen(this.dataDir)) {
+    // Most runs only write their segment: the queue holds less than a batch. An open breaker (a
+    // dead endpoint) costs nothing either: not even loading the delivery code.
+    if (!this.delivers || !this.due() || breakerOpen(this.dataDir)) {
       this.exitRoundDone = true;
       return;
     }
@@ -261,7 +274,7 @@ class Recorder {
     this.sender?.releaseAll();
     // The flush child speaks HTTP only: not for an exporter given in code.
     const endpoint = this.config.endpoint();
-    if (this.delivers && !this.exitRoundDone && this.exitBudgetMs >= MIN_SYNC_FLUSH_MS && !this.config.options.exporter && endpoint && !breakerOpen(this.dataDir)) {
+    if (this.delivers && !this.exitRoundDone && this.exitBudgetMs >= LONG_EXIT_BUDGET_MS && !this.config.options.exporter && endpoint && this.due() && !breakerOpen(this.dataDir)) {
       flushInChild(eventsUrl(endpoint), this.dataDir, this.config, this.exitBudgetMs);
     }
   }
@@ -507,6 +520,7 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
     config.ledger(dataDir),
     queue,
     delivers,
+    config.batchEvents(),
   );
   process.on('exit', () => recorder.onExit());
   process.on('beforeExit', () => recorder.onBeforeExit());
@@ -514,14 +528,15 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
     recorder.uncaught = true;
   });
   if (delivers) {
-    // What earlier runs left goes now, while the host works; nothing here holds the process.
-    // The delivery code is loaded here too, so that it is ready when the process ends.
-    const kick = setImmediate(() => {
-      if (breakerOpen(dataDir) || !queue || queue.segmentsOrEmpty().length === 0) return;
+    // A command still running after a second sends what earlier runs left, if it makes a batch,
+    // while the host works (short runs never list the queue for it); nothing here holds the
+    // process. The delivery code is loaded here too, so that it is ready at the end.
+    const kick = setTimeout(() => {
+      if (!queue || !dueForDelivery(queue.segmentsOrEmpty(), recorder.batchEvents, MAX_BATCH_DELAY_MS) || breakerOpen(dataDir)) return;
       void recorder.loadSender().then((sender) => {
         if (sender && !recorder.closed && sender.breaker.maySend()) void sender.round(Date.now() + 10_000);
       });
-    });
+    }, BACKGROUND_ROUND_AFTER_MS);
     kick.unref();
   }
   return recorder;

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { redact } from '../src/redact.js';
 import { type Consent, envPrefix, resolveConsent, slug } from '../src/consent.js';
 import { epochLabel, forgetProof, pseudonym, recentEpochLabels } from '../src/identity.js';
-import { batchToJson, formatUuidV4, validateBatch, type Batch, type IngestResponse, type ErrorBody, canonicalBatch } from '../src/wire.js';
+import { createHash } from 'node:crypto';
+import { batchToJson, catalogJson, formatUuidV4, validateBatch, type Batch, type IngestResponse, type ErrorBody, type WireEvent, canonicalBatch, Invalid } from '../src/wire.js';
 import { FIXTURES, GOLDEN } from './paths.js';
 
 const load = (name: string) => JSON.parse(readFileSync(join(FIXTURES, name), 'utf8'));
@@ -76,7 +77,7 @@ test('pseudonym vectors (sdk/fixtures/pseudonym-vectors.json)', () => {
 
 test('wire golden files (crates/optel-wire/tests/golden/) are what the JS SDK writes and reads', () => {
   const names = readdirSync(GOLDEN).sort();
-  assert.deepEqual(names, ['batch_v1.json', 'error_v1.json', 'response_v1.json'], 'a new golden file needs a JS check here');
+  assert.deepEqual(names, ['batch_v1.json', 'batch_v2.json', 'error_v1.json', 'response_v1.json', 'response_v2.json'], 'a new golden file needs a JS check here');
   const text = readFileSync(join(GOLDEN, 'batch_v1.json'), 'utf8');
   const golden = JSON.parse(text) as Batch;
   validateBatch(golden);
@@ -104,4 +105,58 @@ test('wire golden files (crates/optel-wire/tests/golden/) are what the JS SDK wr
   const bad = structuredClone(golden);
   bad.events[0]!.name = 'bad name';
   assert.throws(() => validateBatch(bad), (e: Error & { field?: string }) => e.field === 'events[0].name' && e.message.includes("' '"));
+});
+
+const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
+
+test('wire schema version 2 (batch_v2.json, response_v2.json): read, validated and written back whole', () => {
+  const text = readFileSync(join(GOLDEN, 'batch_v2.json'), 'utf8');
+  const golden = JSON.parse(text) as Batch;
+  validateBatch(golden, sha256Hex);
+  // The catalog hashes as the Rust SDK's serializer writes it.
+  assert.equal(sha256Hex(catalogJson(golden.catalog!)), golden.catalog_hash);
+  // Serialized back (queue segments, request bodies) in the Rust field order, nothing dropped:
+  // a queue shared with a Rust tool may hold version 2 segments, which a Node.js sender sends.
+  // (Compared after parsing: serde_json writes the f64 12 as `12.0`, JSON.stringify as `12`.)
+  assert.equal(batchToJson(golden), JSON.stringify(JSON.parse(text)));
+  // Fields in another order (as a reader that rebuilt the objects might hold them): the same bytes.
+  const shuffled = Object.fromEntries(Object.entries(golden).reverse()) as unknown as Batch;
+  shuffled.events = golden.events.map((e) => Object.fromEntries(Object.entries(e).reverse()) as unknown as WireEvent);
+  assert.equal(batchToJson(shuffled), JSON.stringify(JSON.parse(text)));
+  const response = JSON.parse(readFileSync(join(GOLDEN, 'response_v2.json'), 'utf8')) as IngestResponse;
+  assert.deepEqual(Object.keys(response), ['accepted', 'duplicates', 'catalog_known']);
+  assert.equal(response.catalog_known, true);
+});
+
+/** Sets `value` at `path` (object keys and array indexes; an index equal to the length appends). */
+function setPath(root: unknown, path: (string | number)[], value: unknown): void {
+  let cur = root as Record<string | number, unknown>;
+  for (const k of path.slice(0, -1)) cur = cur[k] as Record<string | number, unknown>;
+  cur[path[path.length - 1]!] = value;
+}
+function deletePath(root: unknown, path: (string | number)[]): void {
+  let cur = root as Record<string | number, unknown>;
+  for (const k of path.slice(0, -1)) cur = cur[k] as Record<string | number, unknown>;
+  delete cur[path[path.length - 1]!];
+}
+
+test('wire validation cases (sdk/fixtures/wire-validation.json): the field the Rust validator names', () => {
+  const f = load('wire-validation.json') as { cases: { name: string; set?: [(string | number)[], unknown][]; delete?: (string | number)[][]; expect_field: string | null }[] };
+  assert.ok(f.cases.length >= 20);
+  const golden = JSON.parse(readFileSync(join(GOLDEN, 'batch_v2.json'), 'utf8')) as Batch;
+  const failures: string[] = [];
+  for (const c of f.cases) {
+    const b = structuredClone(golden);
+    for (const p of c.delete ?? []) deletePath(b, p);
+    for (const [p, v] of c.set ?? []) setPath(b, p, v);
+    let field: string | null = null;
+    try {
+      validateBatch(b, sha256Hex);
+    } catch (e) {
+      if (!(e instanceof Invalid)) throw e;
+      field = e.field;
+    }
+    if (field !== c.expect_field) failures.push(`${c.name}: got ${field}, want ${c.expect_field}`);
+  }
+  assert.deepEqual(failures, []);
 });

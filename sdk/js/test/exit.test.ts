@@ -3,6 +3,7 @@
 // unfinished commands and uncaught exceptions are recorded as failures.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { PKG } from './paths.js';
 import { dataDirOf, installEnv, recorder, runProcess, tempDir } from './helpers.js';
@@ -59,4 +60,43 @@ test('an uncaught exception and an unfinished command at process.exit(3) are rec
     ['throw', false, 'uncaught_exception'],
     ['unfinished-exit', false, 'exit_3'],
   ]);
+});
+
+test('runs send only once a batch is queued: earlier runs just write their segment', async () => {
+  const fake = await recorder();
+  try {
+    const home = tempDir();
+    // A batch of 3 (default 16), and a long budget so that a loaded machine still delivers at exit.
+    const env = installEnv(home, { EXIT_TOOL_TELEMETRY_ENDPOINT: fake.url, EXIT_TOOL_TELEMETRY_BATCH_EVENTS: '3', EXIT_TOOL_TELEMETRY_EXIT_TIMEOUT_MS: '5000' });
+    for (let i = 0; i < 2; i++) assert.equal((await run('natural', env)).code, 0);
+    assert.equal(fake.requests.length, 0, 'two events: less than a batch, nothing sent');
+    assert.equal(queued(home).length, 2);
+    assert.equal((await run('natural', env)).code, 0);
+    assert.equal(fake.requests.length, 1, 'the third run sends the batch in one request');
+    assert.equal(JSON.parse(fake.requests[0]!.body).events.length, 3);
+    assert.deepEqual(queued(home), []);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('a segment queued more than an hour ago is sent by the next run, whatever the batch size', async () => {
+  const fake = await recorder();
+  try {
+    const home = tempDir();
+    const env = installEnv(home, { EXIT_TOOL_TELEMETRY_ENDPOINT: fake.url, EXIT_TOOL_TELEMETRY_BATCH_EVENTS: '100', EXIT_TOOL_TELEMETRY_EXIT_TIMEOUT_MS: '5000' });
+    assert.equal((await run('natural', env)).code, 0);
+    assert.equal(fake.requests.length, 0);
+    // Age the segment: its name starts with the time it was written, in ns.
+    const dir = join(dataDirOf(home, 'exit-tool'), 'queue');
+    const [name] = readdirSync(dir).filter((n) => n.endsWith('b.json'));
+    const old = (BigInt(Date.now() - 2 * 3_600_000) * 1_000_000n).toString().padStart(20, '0');
+    renameSync(join(dir, name!), join(dir, old + name!.slice(20)));
+    assert.equal((await run('natural', env)).code, 0);
+    assert.equal(fake.requests.length, 1);
+    assert.equal(JSON.parse(fake.requests[0]!.body).events.length, 2);
+    assert.deepEqual(queued(home), []);
+  } finally {
+    await fake.close();
+  }
 });

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PKG } from './paths.js';
-import { dataDirOf, installEnv, refusingAddr, runProcess, tempDir } from './helpers.js';
+import { HAVE_OPTEL, OPTEL_BIN, PKG } from './paths.js';
+import { dataDirOf, installEnv, refusingAddr, runProcess, startCollector, tempDir } from './helpers.js';
 
 const ACME_BIN = process.env.ACME_BIN || resolve(PKG, '..', '..', 'target', 'debug', 'acme');
 const skip = existsSync(ACME_BIN) ? false : `no Rust acme binary at ${ACME_BIN}: build it (cargo build -p acme) or set ACME_BIN`;
@@ -59,7 +59,8 @@ test('one queue: each tool\'s status and preview read what the other queued', { 
   const env = installEnv(home, { ACME_TELEMETRY: 'on', ACME_TELEMETRY_ENDPOINT: dead });
   assert.equal((await rust(['check', app], env)).code, 0);
   assert.match((await node(['telemetry', 'status'], env)).stdout, /queued events: 1\n/);
-  assert.equal((await node(['build'], env)).code, 0);
+  // (a batch of one: this run tries to send, and so writes the breaker record checked below)
+  assert.equal((await node(['build'], { ...env, ACME_TELEMETRY_BATCH_EVENTS: '1' })).code, 0);
   assert.match((await rust(['telemetry', 'status'], env)).stdout, /queued events: 2\n/);
   const preview = (await rust(['telemetry', 'preview'], env)).stdout;
   assert.ok(preview.includes('"0.1.0-node"'), 'the Rust tool parses the Node.js segment');
@@ -68,4 +69,35 @@ test('one queue: each tool\'s status and preview read what the other queued', { 
   // Both wrote the breaker record in one format: the Rust tool's status still reads it.
   const state = readFileSync(join(dataDirOf(home, 'acme'), 'delivery_state'), 'utf8');
   assert.match(state, /^\d{10} \d{20} \d{10} \d{10}\n$/);
+});
+
+test('a Node.js sender delivers a Rust tool\'s schema version 2 segment whole (catalog, phases, measurement)', { skip: skip || (HAVE_OPTEL ? false : `no optel binary at ${OPTEL_BIN}`) }, async () => {
+  const collector = await startCollector(['acme']);
+  try {
+    const home = tempDir('optel-interop-');
+    const app = join(home, 'app');
+    await rust(['init', app], installEnv(home, { ACME_TELEMETRY: 'off' }));
+    // The Rust tool queues a version 2 batch (its build has phases and a measurement) while the
+    // endpoint is down...
+    const down = installEnv(home, { ACME_TELEMETRY: 'on', ACME_TELEMETRY_ENDPOINT: await refusingAddr() });
+    assert.equal((await rust(['build', app, '--release'], down)).code, 0);
+    const queue = join(dataDirOf(home, 'acme'), 'queue');
+    const [segment] = readdirSync(queue).filter((n) => n.endsWith('b.json'));
+    const queued = JSON.parse(readFileSync(join(queue, segment!), 'utf8'));
+    assert.equal(queued.schema_version, 2);
+    assert.ok(queued.catalog && queued.catalog_hash, 'the Rust SDK sends its catalog');
+    // ...and the Node.js tool of the same name sends it: the collector takes it only whole.
+    // (Regression: the SDK before wire version 2 support rewrote the segment without its value
+    // and catalog fields, the collector refused it (400, not retried), `flush` said "sent 2 of 2
+    // queued events" and 0 were stored.)
+    const up = installEnv(home, { ACME_TELEMETRY: 'on', ACME_TELEMETRY_ENDPOINT: collector.url, ACME_TELEMETRY_KEY: collector.keys.acme! });
+    const flush = await node(['telemetry', 'flush'], up);
+    assert.equal(flush.code, 0, flush.stderr);
+    assert.deepEqual(readdirSync(queue).filter((n) => n.endsWith('b.json')), []);
+    const s = collector.stats('acme');
+    assert.equal(s.events, queued.events.length, 'every event stored, the measurement included');
+    assert.equal(s.invocations, 1);
+  } finally {
+    await collector.stop();
+  }
 });

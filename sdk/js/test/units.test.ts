@@ -9,8 +9,9 @@ import { ask, canAsk, question } from '../src/consent.js';
 import { type ExportResult, type Exporter, classify, parseRetryAfter } from '../src/export.js';
 import { proxyFor } from '../src/http.js';
 import { runTelemetryCommand } from '../src/cli.js';
-import { newBatch, type Batch } from '../src/wire.js';
-import { tempDir } from './helpers.js';
+import { isoUtc, newBatch, type Batch } from '../src/wire.js';
+import { runProcess, tempDir } from './helpers.js';
+import { PKG } from './paths.js';
 
 function batch(n: number): Batch {
   const b = newBatch('acme', '1.0.0', 'p', 'linux', 'x86_64');
@@ -206,4 +207,33 @@ test('the CI variable list (src/ci-env.ts) matches the installed ci-info', async
   // @ts-expect-error: a plain .mjs script without types
   const { ciEnvNames } = await import('../../scripts/ci-env-names.mjs');
   assert.deepEqual([...CI_ENV_NAMES], ciEnvNames(), 'run node scripts/ci-env.mjs');
+});
+
+test('counter records: concurrent processes of one install lose no count (the lock file), and a stale lock is broken', async () => {
+  const dir = tempDir('optel-race-');
+  const script = join(PKG, 'build', 'test', 'support', 'count-race.js');
+  const runs = [0, 1, 2, 3].map(() => runProcess(process.execPath, [script, dir, '150'], { PATH: process.env.PATH ?? '' }));
+  for (const r of await Promise.all(runs)) assert.equal(r.code, 0, r.stderr);
+  assert.equal(new Breaker(dir).state().requests, 600);
+  assert.deepEqual(readdirSync(dir).sort(), ['delivery_state'], 'every lock was released');
+  // A lock left by a process killed mid-update (older than 10 s) does not stop the next update.
+  const lock = join(dir, 'delivery_state.lock');
+  writeFileSync(lock, '');
+  const old = new Date(Date.now() - 60_000);
+  utimesSync(lock, old, old);
+  new Breaker(dir).update((s) => {
+    s.requests += 1;
+  });
+  assert.equal(new Breaker(dir).state().requests, 601);
+  assert.deepEqual(readdirSync(dir).sort(), ['delivery_state']);
+});
+
+test('isoUtc is toISOString without the time zone: leap days, century years, day edges, before 1970', () => {
+  const cases = [0, -1, 1, 86_399_999, 86_400_000, Date.UTC(2000, 1, 29, 23, 59, 59, 999), Date.UTC(2100, 2, 1), Date.UTC(1900, 1, 28, 12), Date.UTC(2024, 11, 31, 23, 59, 59, 5), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(1, 0, 1), 1_796_022_320_878.9];
+  // and a deterministic spread over 0001..9999
+  for (let i = 0, x = 12345; i < 5000; i++) {
+    x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
+    cases.push(Date.UTC(1, 0, 1) + Math.floor((x / 2_147_483_648) * (Date.UTC(9999, 11, 31) - Date.UTC(1, 0, 1))));
+  }
+  for (const ms of cases) assert.equal(isoUtc(ms), new Date(Math.floor(ms)).toISOString(), String(ms));
 });

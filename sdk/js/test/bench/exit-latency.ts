@@ -1,16 +1,23 @@
 // Exit-latency and delivery harness of the Node.js SDK, the twin of the Rust SDK's
 // `crates/optel-cli/examples/exit_latency.rs`:
 //
-//   npm run build && OPTEL_BIN=... [ACME_BIN=...] node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200] [--import-runs 200] [--only-import] [--rust]
+//   npm run build && OPTEL_BIN=... [ACME_BIN=...] node build/test/bench/exit-latency.js [--runs 200] [--flap-runs 200]
+//     [--import-runs 200] [--only-import] [--rust] [--peer] [--baseline OTHER/acme-node.js]
 //
 // 1. Runs `acme-node check APP` as a real process --runs times in each mode, interleaved: telemetry
-//    off; on with a healthy collector; refusing connections; a blackhole (accepts, never answers);
-//    a listener that answers after 10 s; HTTPS_PROXY at a dead port. Prints median and p99 wall
-//    time and what each adds to the off case. Then drains every queue and checks the collector
-//    holds exactly one event per run with telemetry on.
+//    off; on with a healthy collector (default batching, and sending every run); refusing
+//    connections; a blackhole (accepts, never answers; default and sending every run); a listener
+//    that answers after 10 s; HTTPS_PROXY at a dead port. With --rust, the Rust SDK's `acme`
+//    (ACME_BIN) off/healthy/blackhole; with --peer, the same command with Astro's telemetry module
+//    (peer-astro.ts) off/healthy/refused; with --baseline, another build of acme-node (e.g. with
+//    the previous SDK) off/healthy/refused/blackhole. Prints median and p99 wall time, CPU time
+//    (user + system, µs rusage through rusage.c), and what each adds to its program's off case.
+//    Then drains every queue and checks the collector holds exactly one event per run with
+//    telemetry on.
 // 2. Flapping: --flap-runs runs over 2 installs, two processes at a time, the collector stopped
 //    and restarted every 25 runs; after a drain every event must be stored exactly once.
 // 3. Import time: --import-runs fresh processes each timing `await import('optel')`.
+import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -18,27 +25,42 @@ import { pathToFileURL } from 'node:url';
 import { acmeNode, blackhole, dataDirOf, ensureAcmeNode, installEnv, percentile, recorder, refusingAddr, runProcess, sleep, startCollector, tempDir, type Collector } from '../helpers.js';
 import { ACME_NODE, OPTEL_BIN, PKG } from '../paths.js';
 
-const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 import { queueStatus } from '../../src/status.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
+function argText(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
 const ONLY_IMPORT = process.argv.includes('--only-import');
 const RUNS = ONLY_IMPORT ? 0 : arg('--runs', 200);
 const FLAP_RUNS = ONLY_IMPORT ? 0 : arg('--flap-runs', 200);
 const IMPORT_RUNS = arg('--import-runs', 200);
+/** Another build of acme-node (e.g. the previous version of the SDK), measured in the same run. */
+const BASELINE = argText('--baseline');
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(1)} ms`;
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 
 if (!existsSync(OPTEL_BIN)) {
   console.error(`no optel binary at ${OPTEL_BIN}: set OPTEL_BIN`);
   process.exit(2);
 }
 ensureAcmeNode();
-console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model}), load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model}), load average at start ${load()}`);
 const scratch = tempDir('optel-bench-');
+
+// CPU time (user + system) of each run, in µs from wait4's rusage, through a 30-line C wrapper
+// (test/bench/rusage.c) when a C compiler is there: /usr/bin/time rounds to 10 ms, and Node.js
+// cannot read a child's rusage. CPU time is the load-robust figure on a shared machine.
+const RUSAGE = join(scratch, 'rusage');
+const haveRusage = spawnSync('cc', ['-O2', '-o', RUSAGE, join(PKG, 'test', 'bench', 'rusage.c')], { stdio: 'ignore' }).status === 0;
+const TIME = haveRusage ? undefined : existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+console.log(`CPU time from ${haveRusage ? 'wait4 rusage (µs)' : TIME ? '/usr/bin/time (10 ms resolution)' : 'nowhere (no cc, no /usr/bin/time)'}`);
+
 const app = join(scratch, 'app');
 await acmeNode(['init', app], installEnv(join(scratch, 'init'), { ACME_NODE_TELEMETRY: 'off' }));
 // (the Rust acme reads the same manifest)
@@ -48,66 +70,96 @@ const key = collector.keys['acme-node']!;
 const rustKey = collector.keys.acme!;
 const hole = await blackhole();
 const slow = await recorder(200, 10_000);
+const peerSink = await recorder(200, 0);
 const refusing = await refusingAddr();
 const deadProxy = await refusingAddr();
 
 interface Mode {
   name: string;
-  /** The Rust example `acme` (ACME_BIN) instead of acme-node: the peer, measured in the same run. */
-  rust?: boolean;
-  endpoint?: string;
-  proxy?: string;
+  /** Which program: acme-node with this SDK, the baseline build of it, the Rust `acme`, or the peer. */
+  kind: 'node' | 'baseline' | 'rust' | 'peer';
+  /** The mode's telemetry settings (none: off). */
+  on?: Record<string, string | undefined>;
   home: string;
   times: number[];
   cpu: number[];
 }
-const mode = (name: string, endpoint?: string, proxy?: string): Mode => ({ name, endpoint, proxy, home: join(scratch, `home-${name}`), times: [], cpu: [] });
+const mode = (kind: Mode['kind'], name: string, on?: Record<string, string | undefined>): Mode => ({ kind, name, on, home: join(scratch, `home-${kind}-${name.replace(/[^a-z0-9]+/gi, '-')}`), times: [], cpu: [] });
+const sdk = (endpoint: string, extra: Record<string, string> = {}) => ({ ENDPOINT: endpoint, ...extra });
 const modes: Mode[] = [
-  mode('off'),
-  mode('healthy', collector.url),
-  mode('refused', refusing),
-  mode('blackhole', hole.url),
-  mode('answers-after-10s', slow.url),
-  mode('dead-https-proxy', collector.url, deadProxy),
+  mode('node', 'telemetry off'),
+  mode('node', 'on, healthy collector', sdk(collector.url)),
+  mode('node', 'on, healthy, every run sends (batch of 1)', sdk(collector.url, { BATCH_EVENTS: '1' })),
+  mode('node', 'on, endpoint refusing connections', sdk(refusing)),
+  mode('node', 'on, blackhole (accepts, never answers)', sdk(hole.url)),
+  mode('node', 'on, blackhole, every run sends (batch of 1)', sdk(hole.url, { BATCH_EVENTS: '1' })),
+  mode('node', 'on, answers after 10 s', sdk(slow.url)),
+  mode('node', 'on, HTTPS_PROXY at a dead port', sdk(collector.url, { HTTPS_PROXY: deadProxy })),
 ];
+const baselineModes: Mode[] =
+  BASELINE && existsSync(BASELINE)
+    ? [mode('baseline', 'telemetry off'), mode('baseline', 'on, healthy collector', sdk(collector.url)), mode('baseline', 'on, endpoint refusing connections', sdk(refusing)), mode('baseline', 'on, blackhole', sdk(hole.url))]
+    : [];
 // The Rust SDK's example in the same run, when its binary is there (--rust): the same machine load.
 const ACME_BIN = process.env.ACME_BIN;
 const rustModes: Mode[] =
   process.argv.includes('--rust') && ACME_BIN && existsSync(ACME_BIN)
-    ? [{ ...mode('rust off'), rust: true }, { ...mode('rust healthy', collector.url), rust: true }, { ...mode('rust blackhole', hole.url), rust: true }]
+    ? [mode('rust', 'telemetry off'), mode('rust', 'on, healthy collector', sdk(collector.url)), mode('rust', 'on, blackhole', sdk(hole.url))]
     : [];
+// The peer (--peer): the same command with Astro's telemetry module instead of optel.
+const PEER = join(PKG, 'build', 'test', 'bench', 'peer-astro.js');
+const peerModes: Mode[] = process.argv.includes('--peer') ? [mode('peer', 'telemetry off'), mode('peer', 'on, healthy endpoint', { PEER: peerSink.url }), mode('peer', 'on, endpoint refusing connections', { PEER: refusing })] : [];
+const all = [...modes, ...baselineModes, ...rustModes, ...peerModes];
 
-const envFor = (m: Mode, extra: Record<string, string> = {}) => {
-  const p = m.rust ? 'ACME' : 'ACME_NODE';
-  return installEnv(m.home.replace(/ /g, '-'), m.endpoint ? { [`${p}_TELEMETRY`]: 'on', [`${p}_TELEMETRY_ENDPOINT`]: m.endpoint, [`${p}_TELEMETRY_KEY`]: m.rust ? rustKey : key, HTTPS_PROXY: m.proxy, ...extra } : { [`${p}_TELEMETRY`]: 'off' });
-};
-
-console.log(`running acme-node check ${RUNS} times in each of ${modes.length} modes...`);
-for (let i = 0; i < RUNS; i++) {
-  for (const m of [...modes, ...rustModes]) {
-    // /usr/bin/time adds the CPU time (user + system) of the run: wall time on a shared machine
-    // swings with its load, CPU time much less.
-    const cmd = m.rust ? [ACME_BIN!, 'check', app] : [process.execPath, ACME_NODE, 'check', app];
-    const r = TIME ? await runProcess(TIME, ['-f', 'cpu %U %S', ...cmd], envFor(m)) : await runProcess(cmd[0]!, cmd.slice(1), envFor(m));
-    if (r.code !== 0) throw new Error(`acme-node failed in mode ${m.name}: ${r.stderr}`);
-    m.times.push(r.ms);
-    const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
-    if (cpu) m.cpu.push((Number(cpu[1]) + Number(cpu[2])) * 1000);
+function envFor(m: Mode): NodeJS.ProcessEnv {
+  const home = m.home;
+  if (m.kind === 'peer') return installEnv(home, m.on ? { PEER_TELEMETRY_URL: m.on.PEER } : { ASTRO_TELEMETRY_DISABLED: '1' });
+  const p = m.kind === 'rust' ? 'ACME' : 'ACME_NODE';
+  if (!m.on) return installEnv(home, { [`${p}_TELEMETRY`]: 'off' });
+  const { HTTPS_PROXY, ...vars } = m.on;
+  const env: Record<string, string | undefined> = { [`${p}_TELEMETRY`]: 'on', [`${p}_TELEMETRY_KEY`]: m.kind === 'rust' ? rustKey : key, HTTPS_PROXY };
+  for (const [k, v] of Object.entries(vars)) env[`${p}_TELEMETRY_${k}`] = v;
+  return installEnv(home, env);
+}
+function commandOf(m: Mode): string[] {
+  switch (m.kind) {
+    case 'rust':
+      return [ACME_BIN!, 'check', app];
+    case 'peer':
+      return [process.execPath, PEER, 'check', app];
+    case 'baseline':
+      return [process.execPath, BASELINE!, 'check', app];
+    default:
+      return [process.execPath, ACME_NODE, 'check', app];
   }
 }
-const offMedian = percentile(modes[0]!.times, 50);
-const offCpu = percentile(modes[0]!.cpu, 50);
-console.log(`load average after the runs ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-console.log('\n| mode | median | p99 | added median | added p99 | CPU median | added CPU median |\n|---|---|---|---|---|---|---|');
-const rustOff = rustModes[0] ? percentile(rustModes[0].times, 50) : 0;
-const rustOffCpu = rustModes[0] ? percentile(rustModes[0].cpu, 50) : 0;
-for (const m of [...modes, ...rustModes]) {
-  const base = m.rust ? rustOff : offMedian;
-  const baseCpu = m.rust ? rustOffCpu : offCpu;
+
+console.log(`running check ${RUNS} times in each of ${all.length} modes, interleaved...`);
+for (let i = 0; i < RUNS; i++) {
+  for (const m of all) {
+    const cmd = commandOf(m);
+    const r = haveRusage ? await runProcess(RUSAGE, cmd, envFor(m)) : TIME ? await runProcess(TIME, ['-f', 'cpu %U %S', ...cmd], envFor(m)) : await runProcess(cmd[0]!, cmd.slice(1), envFor(m));
+    if (r.code !== 0) throw new Error(`${m.kind} failed in mode ${m.name}: ${r.stderr}`);
+    const ru = /rusage (\d+) (\d+) (\d+)\s*$/.exec(r.stderr);
+    const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
+    // The wrapper's wall time is the child's alone (fork to wait4).
+    m.times.push(ru ? Number(ru[3]) / 1000 : r.ms);
+    if (ru) m.cpu.push((Number(ru[1]) + Number(ru[2])) / 1000);
+    else if (cpu) m.cpu.push((Number(cpu[1]) + Number(cpu[2])) * 1000);
+  }
+}
+console.log(`load average after the runs ${load()}`);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const label = { node: 'acme-node', baseline: 'acme-node, previous SDK', rust: 'Rust acme', peer: 'peer: Astro telemetry' } as const;
+console.log('\n| program | mode | median | p99 | added median | added p99 | CPU median | added CPU median | added CPU mean |\n|---|---|---|---|---|---|---|---|---|');
+for (const m of all) {
+  const off = all.find((o) => o.kind === m.kind && !o.on)!;
   const med = percentile(m.times, 50);
   const p99 = percentile(m.times, 99);
   const cpu = m.cpu.length ? percentile(m.cpu, 50) : Number.NaN;
-  console.log(`| ${m.name} | ${fmt(med)} | ${fmt(p99)} | ${signed(med - base)} | ${signed(p99 - base)} | ${fmt(cpu)} | ${signed(cpu - baseCpu)} |`);
+  const offMed = percentile(off.times, 50);
+  const offCpu = off.cpu.length ? percentile(off.cpu, 50) : Number.NaN;
+  console.log(`| ${label[m.kind]} | ${m.name} | ${fmt(med)} | ${fmt(p99)} | ${signed(med - offMed)} | ${signed(p99 - offMed)} | ${fmt(cpu)} | ${signed(cpu - offCpu)} | ${signed(mean(m.cpu) - mean(off.cpu))} |`);
 }
 
 /** Sends what is queued in each home to the healthy collector (`telemetry flush`), once breakers allow it. */
@@ -131,7 +183,7 @@ async function drain(c: Collector, homes: string[]): Promise<void> {
   throw new Error('queues still not empty after 10 drain rounds');
 }
 
-const onModes = modes.slice(1);
+const onModes = [...modes, ...baselineModes].filter((m) => m.on);
 await drain(collector, onModes.map((m) => m.home));
 const expected = RUNS * onModes.length;
 let stored = collector.stats('acme-node').events;
@@ -190,9 +242,10 @@ for (const k of ['empty', 'optel'] as const) {
   console.log(`| ${k === 'optel' ? "import 'optel'" : 'import of an empty module'} | ${fmt(percentile(samples[k].wall, 50))} | ${fmt(percentile(samples[k].wall, 99))} | ${fmt(percentile(samples[k].cpu, 50))} |`);
 }
 console.log(`| **cost of importing optel** | **${signed(percentile(samples.optel.wall, 50) - percentile(samples.empty.wall, 50))}** | ${signed(percentile(samples.optel.wall, 99) - percentile(samples.empty.wall, 99))} | **${signed(percentile(samples.optel.cpu, 50) - percentile(samples.empty.cpu, 50))}** |`);
-console.log(`load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`load average at the end ${load()}`);
 
 await hole.close();
 await slow.close();
+await peerSink.close();
 await collector.stop();
 process.exitCode = deliveryOk && flapOk ? 0 : 1;
