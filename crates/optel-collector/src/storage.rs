@@ -19,7 +19,7 @@ use optel_wire::{Batch, EventType};
 use serde::Serialize;
 
 use crate::query::{Stats, TimeRange};
-use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow};
+use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow, VersionHistRow};
 
 /// Errors of a storage backend.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ pub struct InsertOutcome {
 pub struct PurgeOutcome {
     /// Raw events deleted.
     pub events: u64,
-    /// Rollup rows deleted (all three tables).
+    /// Rollup rows deleted (all rollup tables).
     pub rollup_rows: u64,
 }
 
@@ -384,6 +384,17 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Database errors.
     fn durations(&self, project_id: i64, days: DayRange) -> Result<Vec<HistRow>>;
+    /// `rollup_version_durations` rows of a project's `versions` summed over a day range: the
+    /// duration histogram of each command of each of those tool versions.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn version_durations(
+        &self,
+        project_id: i64,
+        days: DayRange,
+        versions: &[&str],
+    ) -> Result<Vec<VersionHistRow>>;
     /// `rollup_installs` rows of some kinds of a project over a day range.
     ///
     /// # Errors

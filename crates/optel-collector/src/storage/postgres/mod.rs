@@ -42,7 +42,8 @@ use super::{
     StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
-    CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
+    CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, VersionHistRow,
+    day_of,
 };
 
 /// Migrations of the PostgreSQL schema, applied in order; table `optel_schema` records how many
@@ -52,6 +53,7 @@ const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_lean_events.sql"),
     include_str!("../../../migrations/postgres/0003_otlp_cumulative.sql"),
     include_str!("../../../migrations/postgres/0004_browser_keys.sql"),
+    include_str!("../../../migrations/postgres/0006_alerts.sql"),
 ];
 
 /// Key of the advisory lock held while migrating.
@@ -733,6 +735,35 @@ impl Store for PgStore {
         })
     }
 
+    fn version_durations(
+        &self,
+        project_id: i64,
+        days: DayRange,
+        versions: &[&str],
+    ) -> Result<Vec<VersionHistRow>> {
+        let versions: Vec<String> = versions.iter().map(|&v| v.to_owned()).collect();
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT name, version, bucket, SUM(count)::int8 FROM rollup_version_durations
+                     WHERE project_id = $1 AND version = ANY($2) AND day >= $3 AND day <= $4
+                     GROUP BY name, version, bucket",
+                    &[&project_id, &versions, &days.first, &days.last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| VersionHistRow {
+                    name: r.get(0),
+                    version: r.get(1),
+                    bucket: r.get(2),
+                    count: r.get(3),
+                })
+                .collect())
+        })
+    }
+
     fn installs(
         &self,
         project_id: i64,
@@ -780,7 +811,12 @@ impl Store for PgStore {
             )
             .await?;
             let mut rollup_rows = 0;
-            for table in ["rollup_cells", "rollup_durations", "rollup_installs"] {
+            for table in [
+                "rollup_cells",
+                "rollup_durations",
+                "rollup_version_durations",
+                "rollup_installs",
+            ] {
                 rollup_rows += tx
                     .execute(&format!("DELETE FROM {table} WHERE day < $1"), &[&day])
                     .await?;

@@ -23,7 +23,8 @@ use super::{
     StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow,
+    VersionHistRow, day_of,
 };
 
 /// Deletes the raw events before a cutoff (`?2`, ms) through the day index (`?1`: its day).
@@ -50,6 +51,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_uploads.sql"),
     include_str!("../../../migrations/sqlite/0005_otlp_cumulative.sql"),
     include_str!("../../../migrations/sqlite/0006_browser_keys.sql"),
+    include_str!("../../../migrations/sqlite/0008_alerts.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -575,6 +577,38 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn version_durations(
+        &self,
+        project_id: i64,
+        days: DayRange,
+        versions: &[&str],
+    ) -> Result<Vec<VersionHistRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, bucket, SUM(count) FROM rollup_version_durations
+             WHERE project_id = ?1 AND version = ?2 AND day >= ?3 AND day <= ?4
+             GROUP BY name, bucket",
+        )?;
+        let mut out = Vec::new();
+        for &version in versions {
+            let rows = stmt.query_map(
+                params![project_id, version, days.first, days.last],
+                |r| {
+                    Ok(VersionHistRow {
+                        name: r.get(0)?,
+                        version: version.to_owned(),
+                        bucket: r.get(1)?,
+                        count: r.get(2)?,
+                    })
+                },
+            )?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
     fn installs(
         &self,
         project_id: i64,
@@ -614,7 +648,12 @@ impl Store for SqliteStore {
         let events = tx.execute(PURGE_EVENTS, params![day, cutoff_ms])? as u64;
         tx.execute(PURGE_UPLOADS, [cutoff_ms - crate::rollup::DAY_MS])?;
         let mut rollup_rows = 0;
-        for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
+        for table in [
+            "rollup_counts",
+            "rollup_durations",
+            "rollup_version_durations",
+            "rollup_installs",
+        ] {
             rollup_rows +=
                 tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [day])? as u64;
         }
