@@ -182,9 +182,10 @@ async fn run_view(
         .map_err(|m| invalid_query("granularity", m))?;
     let store = state.store.clone();
     for (name, value) in [("version", &params.version), ("previous", &params.previous)] {
-        if value.as_ref().is_some_and(|v| {
-            v.is_empty() || v.len() > optel_wire::limits::MAX_VERSION_BYTES
-        }) {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > optel_wire::limits::MAX_VERSION_BYTES)
+        {
             return Err(invalid_query(
                 name,
                 format!(

@@ -706,6 +706,10 @@ macro_rules! suite {
                 super::release_health_compares_a_version_with_the_previous($make);
             }
             #[test]
+            fn alert_webhook_fires_once_for_a_new_error_code() {
+                super::alert_webhook_fires_once_for_a_new_error_code($make);
+            }
+            #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
             }

@@ -165,7 +165,10 @@ pub fn order_versions(counts: &[CountRow]) -> (Vec<String>, &'static str) {
     match parsed {
         Some(mut vs) if !vs.is_empty() => {
             vs.sort();
-            (vs.into_iter().map(|(_, v)| v.to_owned()).collect(), "semver")
+            (
+                vs.into_iter().map(|(_, v)| v.to_owned()).collect(),
+                "semver",
+            )
         }
         _ => {
             let mut vs: Vec<(i64, &str)> = first_seen.into_iter().map(|(v, d)| (d, v)).collect();
@@ -269,17 +272,17 @@ fn compare(name: &str, cur: &Tally, prev: Option<&Tally>, rule: &NoiseRule) -> C
         current.failures,
         current.invocations,
     );
-    let failure_rate_change =
-        if current.invocations < rule.min_invocations || previous.invocations < rule.min_invocations
-        {
-            Change::TooFew
-        } else {
-            match z {
-                Some(z) if z >= rule.z => Change::Up,
-                Some(z) if z <= -rule.z => Change::Down,
-                _ => Change::Unchanged,
-            }
-        };
+    let failure_rate_change = if current.invocations < rule.min_invocations
+        || previous.invocations < rule.min_invocations
+    {
+        Change::TooFew
+    } else {
+        match z {
+            Some(z) if z >= rule.z => Change::Up,
+            Some(z) if z <= -rule.z => Change::Down,
+            _ => Change::Unchanged,
+        }
+    };
     let p95_change = match (current.p95_ms, previous.p95_ms) {
         (None, _) | (_, None) => Change::TooFew,
         _ if current.timed < rule.min_durations || previous.timed < rule.min_durations => {
@@ -404,7 +407,11 @@ pub fn release_health<S: Store + ?Sized>(
             *t.hist.entry(h.bucket).or_default() += h.count;
         }
     }
-    let names: BTreeSet<&str> = tallies[0].keys().chain(tallies[1].keys()).copied().collect();
+    let names: BTreeSet<&str> = tallies[0]
+        .keys()
+        .chain(tallies[1].keys())
+        .copied()
+        .collect();
     let empty = Tally::default();
     let mut commands: Vec<CommandHealth> = names
         .into_iter()
@@ -432,7 +439,11 @@ pub fn release_health<S: Store + ?Sized>(
                 count,
             })
             .collect();
-        new.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.command.cmp(&b.command)));
+        new.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.command.cmp(&b.command))
+        });
         new.truncate(super::MAX_ROWS);
         answer.new_error_codes = new;
     }
@@ -466,7 +477,10 @@ mod tests {
         let rows = [row(5, "1.10.0"), row(1, "1.9.0"), row(9, "v1.2.0")];
         assert_eq!(
             order_versions(&rows),
-            (vec!["v1.2.0".into(), "1.9.0".into(), "1.10.0".into()], "semver")
+            (
+                vec!["v1.2.0".into(), "1.9.0".into(), "1.10.0".into()],
+                "semver"
+            )
         );
         let rows = [row(5, "nightly-b"), row(1, "1.9.0"), row(3, "nightly-a")];
         assert_eq!(

@@ -108,3 +108,117 @@ fn release_health_compares_a_version_with_the_previous(t: TestStore) {
         .sum();
     assert_eq!(build, 0, "{rows:?}");
 }
+
+/// A webhook receiver on a real socket: answers each request with the next of `statuses`
+/// (then 200), and hands over each request's signature header and body.
+fn receiver(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/optel", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut statuses = statuses.into_iter();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut len, mut signature) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("optel-signature:") {
+                    signature = line["optel-signature:".len()..].trim().to_owned();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = statuses.next().unwrap_or(200);
+            let _ = conn.write_all(
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            if tx.send((signature, body)).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn alert_webhook_fires_once_for_a_new_error_code(t: TestStore) {
+    use optel_collector::alerts::{self, AlertKind, AlertPayload, AlertSettings};
+    let key = project(&*t.store, "acme");
+    let st = state(&t.store);
+    // The receiver fails the first delivery (503): the collector retries.
+    let (url, received) = receiver(vec![503]);
+    let secret = alerts::generate_secret().unwrap();
+    let hook = t
+        .store
+        .add_alert_hook(
+            "acme",
+            &url,
+            &secret,
+            &[AlertKind::NewErrorCode, AlertKind::IngestStopped],
+            true,
+            now_ms(),
+        )
+        .unwrap();
+    assert_eq!(t.store.alert_hooks(Some("acme")).unwrap(), [hook.clone()]);
+    let settings = AlertSettings {
+        first_retry: std::time::Duration::from_millis(10),
+        ..AlertSettings::default()
+    };
+    rt().block_on(async {
+        for b in [
+            version_batch(1, "1.0.0", "build", 50, 5, "E_OLD", 100),
+            version_batch(2, "1.1.0", "build", 50, 5, "E_NEW", 100),
+        ] {
+            let (s, v) = post_batch(&st, &key, &b).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+        let now = now_ms();
+        let done = alerts::evaluate(&t.store, &st.activity, &settings, now).await.unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].delivered, "{done:?}");
+        assert_eq!(done[0].attempts, 2);
+        // Two requests reached the receiver, each signed with the hook's secret.
+        for _ in 0..2 {
+            let (signature, body) = received.recv().unwrap();
+            let now_s = now_ms() / 1000;
+            assert!(
+                alerts::verify(&secret, &signature, &body, now_s, alerts::SIGNATURE_TOLERANCE_S),
+                "{signature}"
+            );
+            assert!(!alerts::verify("optel_whsec_wrong", &signature, &body, now_s, 300));
+            let p: AlertPayload = serde_json::from_slice(&body).unwrap();
+            assert_eq!(p.kind, AlertKind::NewErrorCode);
+            assert_eq!(p.version, "1.1.0");
+            assert_eq!(p.previous.as_deref(), Some("1.0.0"));
+            assert_eq!(p.command, "build");
+            assert_eq!(p.error_code.as_deref(), Some("E_NEW"));
+        }
+        // More events of the same version: the condition fired already, nothing is sent.
+        let (s, _) = post_batch(&st, &key, &version_batch(3, "1.1.0", "build", 5, 5, "E_NEW", 100)).await;
+        assert_eq!(s, StatusCode::OK);
+        let done = alerts::evaluate(&t.store, &st.activity, &settings, now + 1).await.unwrap();
+        assert!(done.is_empty(), "{done:?}");
+        // Two hours without events: ingest stopped, once.
+        let later = now + 2 * 3_600_000;
+        let done = alerts::evaluate(&t.store, &st.activity, &settings, later).await.unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert_eq!(done[0].kind, AlertKind::IngestStopped);
+        let (_, body) = received.recv().unwrap();
+        let p: AlertPayload = serde_json::from_slice(&body).unwrap();
+        assert_eq!(p.kind, AlertKind::IngestStopped);
+        let done = alerts::evaluate(&t.store, &st.activity, &settings, later + 1).await.unwrap();
+        assert!(done.is_empty(), "{done:?}");
+    });
+    assert!(t.store.remove_alert_hook(hook.id).unwrap());
+    assert!(!t.store.remove_alert_hook(hook.id).unwrap());
+    assert!(t.store.alert_hooks(None).unwrap().is_empty());
+}

@@ -99,14 +99,8 @@ pub(super) async fn apply_delta_and_commit(
         durs.3.push(bucket);
         durs.4.push(count);
     }
-    let mut vdurs: (
-        Vec<i64>,
-        Vec<i64>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<i64>,
-        Vec<i64>,
-    ) = Default::default();
+    let mut vdurs: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>) =
+        Default::default();
     for (p, day, name, version, bucket, count) in delta.sorted_version_durations() {
         vdurs.0.push(p);
         vdurs.1.push(day);
