@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use optel_collector::query::{Overview, SeriesBucket, Stats, Timeseries};
+use optel_collector::query::{Change, Overview, ReleaseHealth, SeriesBucket, Stats, Timeseries};
 use serde::Serialize;
 
 use super::source::Source;
@@ -417,6 +417,9 @@ impl Report {
             &["OS/ARCH", "INSTALLS", "SHARE", "EVENTS"],
             &rows,
         );
+        if let Some(h) = &s.release_health {
+            release_health(&mut out, st, width, h);
+        }
         for (title, list) in [("FEATURE", &s.features), ("METHOD", &s.methods)] {
             if !list.is_empty() {
                 out.push('\n');
@@ -435,6 +438,101 @@ impl Report {
         }
         out
     }
+}
+
+/// The release-health table: each command of the latest version against the previous one,
+/// a change outside the noise marked `▲`/`▼`, then the error codes new in the version.
+fn release_health(out: &mut String, st: &Style, width: usize, h: &ReleaseHealth) {
+    let (Some(version), Some(previous)) = (&h.version, &h.previous) else {
+        return;
+    };
+    if h.commands.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{}",
+        st.bold(&fit(
+            &format!("RELEASE HEALTH {version} vs {previous}"),
+            width
+        ))
+    );
+    let mark = |c: Change| match c {
+        Change::Up => ("▲", Paint::Bad),
+        Change::Down => ("▼", Paint::Plain),
+        Change::Unchanged => ("=", Paint::Plain),
+        Change::TooFew => ("?", Paint::Plain),
+        Change::NoPrevious => ("new", Paint::Plain),
+    };
+    let rows: Vec<Vec<Cell>> = h
+        .commands
+        .iter()
+        .map(|c| {
+            let (fm, fp) = mark(c.failure_rate_change);
+            let (pm, pp) = mark(c.p95_change);
+            let rate = |r: f64| format!("{:.1}%", r * 100.0);
+            let p95 = |p: Option<u64>| p.map_or("-".into(), human_ms);
+            vec![
+                Cell::text(&c.name),
+                Cell::num(group(c.current.invocations)),
+                Cell::num(format!(
+                    "{} ← {}",
+                    rate(c.current.failure_rate),
+                    c.previous
+                        .as_ref()
+                        .map_or("-".into(), |p| rate(p.failure_rate))
+                )),
+                Cell::text(fm).paint(fp),
+                Cell::num(format!(
+                    "{} ← {}",
+                    p95(c.current.p95_ms),
+                    c.previous.as_ref().map_or("-".into(), |p| p95(p.p95_ms))
+                )),
+                Cell::text(pm).paint(pp),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        st,
+        width,
+        &[
+            "COMMAND",
+            "RUNS",
+            "FAIL% NOW ← BEFORE",
+            "",
+            "P95 NOW ← BEFORE",
+            "",
+        ],
+        &rows,
+    );
+    for e in &h.new_error_codes {
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(
+                &format!(
+                    "new error code {} in {}: {} failures",
+                    e.error_code,
+                    e.command,
+                    group(e.count)
+                ),
+                width
+            )
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        st.dim(&fit(
+            &format!(
+                "▲/▼ outside the noise (99 %, at least {} runs; p95 at least {} timed runs and ×{})",
+                h.noise.min_invocations, h.noise.min_durations, h.noise.p95_min_ratio
+            ),
+            width
+        ))
+    );
 }
 
 /// Percent-encodes a path segment (project names are `[A-Za-z0-9_.:-]`, but a typo may not be).
