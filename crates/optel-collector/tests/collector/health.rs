@@ -168,7 +168,7 @@ fn alert_webhook_fires_once_for_a_new_error_code(t: TestStore) {
             now_ms(),
         )
         .unwrap();
-    assert_eq!(t.store.alert_hooks(Some("acme")).unwrap(), [hook.clone()]);
+    assert_eq!(t.store.alert_hooks(Some("acme")).unwrap(), std::slice::from_ref(&hook));
     let settings = AlertSettings {
         first_retry: std::time::Duration::from_millis(10),
         ..AlertSettings::default()
