@@ -655,6 +655,36 @@ mod tests {
     }
 
     #[test]
+    fn release_health_renders_changes_and_new_error_codes() {
+        let mut r = report();
+        r.stats.release_health = Some(
+            serde_json::from_value(serde_json::json!({
+                "project": "acme", "from": "2026-11-14T00:00:00.000Z",
+                "to": "2026-11-21T00:00:00.000Z", "versions": ["0.1.0", "0.2.0"],
+                "order": "semver", "version": "0.2.0", "previous": "0.1.0",
+                "noise": {"z": 2.576, "min_invocations": 30, "min_durations": 50, "p95_min_ratio": 1.2},
+                "commands": [{"name": "build",
+                    "current": {"invocations": 1000, "failures": 150, "failure_rate": 0.15, "timed": 1000, "p95_ms": 4200},
+                    "previous": {"invocations": 900, "failures": 20, "failure_rate": 0.022, "timed": 900, "p95_ms": 1000},
+                    "failure_rate_delta": 0.128, "failure_rate_z": 9.8, "failure_rate_change": "up",
+                    "p95_ms_delta": 3200, "p95_change": "up"}],
+                "new_error_codes": [{"command": "build", "error_code": "E_NO_MANIFEST", "count": 150}]
+            }))
+            .unwrap(),
+        );
+        let out = r.render(&Style::new(false), 100);
+        assert!(out.contains("RELEASE HEALTH 0.2.0 vs 0.1.0"), "{out}");
+        assert!(out.contains("15.0% ← 2.2%"), "{out}");
+        assert!(out.contains('▲'), "{out}");
+        assert!(
+            out.contains("new error code E_NO_MANIFEST in build: 150 failures"),
+            "{out}"
+        );
+        let v = serde_json::to_value(r.to_json()).unwrap();
+        assert_eq!(v["release_health"]["commands"][0]["p95_change"], "up");
+    }
+
+    #[test]
     fn report_json_keeps_the_stats_shape_and_adds_trends() {
         let v = serde_json::to_value(report().to_json()).unwrap();
         assert_eq!(v["active_installs"], 40);
