@@ -1,7 +1,7 @@
 //! The analytics a tool author reads, computed from the daily rollups: the answer types of the
 //! query API (`docs/query-api.md`: `/overview`, `/timeseries`, `/commands`, `/errors`,
 //! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
-//! prints), `/release-health` ([`health`]), and the functions that compute them.
+//! prints), `/release-health` ([`release_health`]), and the functions that compute them.
 
 mod health;
 mod public;
