@@ -591,7 +591,7 @@ async fn blocking<T: Send + 'static>(
 ) -> crate::storage::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| crate::storage::StorageError::Postgres(format!("task failed: {e}")))?
+        .map_err(|e| crate::storage::StorageError::Task(e.to_string()))?
 }
 
 /// Evaluates alerts for ever, every [`AlertSettings::every`] of what `settings` returns at the
