@@ -3,6 +3,8 @@
 //!
 //! - `store_run/{plain,sealed}/{1,20}`: what a run persists at exit (one queue segment and one
 //!   ledger record) with 1 and 20 events, plain JSON against XChaCha20-Poly1305-sealed.
+//! - `store_seal/{json,json_sealed}/{1,20}`: the batch encoded as JSON, and sealed, in memory:
+//!   what sealing adds without the file system's noise.
 //! - `store_key/read`: reading the store key file, which init adds with the store on.
 //! - `consent_check/{unchanged,changed}`: one look at the consent files' modification times
 //!   by the delivery thread (a `stat` per path: the project policy from the working directory
@@ -27,15 +29,34 @@ fn store_run(c: &mut Criterion) {
         let b = batch(events);
         for (name, sealed) in [("plain", false), ("sealed", true)] {
             let dir = tempfile::tempdir().unwrap();
+            optel::__private::store_run(dir.path(), &b, sealed).unwrap();
             group.bench_with_input(BenchmarkId::new(name, events), &b, |bench, b| {
-                bench.iter(|| {
-                    optel::__private::store_run(dir.path(), black_box(b), sealed).unwrap();
-                    // Keep the directories small: the cost of one run into a near-empty store.
-                    let _ = std::fs::remove_dir_all(dir.path().join("queue"));
-                    let _ = std::fs::remove_dir_all(dir.path().join("ledger"));
-                });
+                bench.iter_batched(
+                    // Not timed: empty the directories (kept), so that each run writes into a
+                    // store holding nothing but itself.
+                    || {
+                        for sub in ["queue", "ledger"] {
+                            for entry in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+                                std::fs::remove_file(entry.unwrap().path()).unwrap();
+                            }
+                        }
+                    },
+                    |()| optel::__private::store_run(dir.path(), black_box(b), sealed).unwrap(),
+                    criterion::BatchSize::PerIteration,
+                );
             });
         }
+    }
+    group.finish();
+    let mut group = c.benchmark_group("store_seal");
+    for events in [1, 20] {
+        let b = batch(events);
+        group.bench_with_input(BenchmarkId::new("json", events), &b, |bench, b| {
+            bench.iter(|| optel::__private::store_encode(black_box(b), false));
+        });
+        group.bench_with_input(BenchmarkId::new("json_sealed", events), &b, |bench, b| {
+            bench.iter(|| optel::__private::store_encode(black_box(b), true));
+        });
     }
     group.finish();
     let dir = tempfile::tempdir().unwrap();

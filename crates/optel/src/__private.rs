@@ -128,3 +128,19 @@ pub fn bench_batch(events: usize) -> optel_wire::Batch {
     }
     b
 }
+
+/// A batch encoded as a queue segment holds it: JSON, sealed with a fixed test key when
+/// `sealed` (feature `encryption`). Returns the size, for the store benchmark.
+pub fn store_encode(batch: &optel_wire::Batch, sealed: bool) -> usize {
+    let json = serde_json::to_vec(batch).unwrap_or_default();
+    #[cfg(feature = "encryption")]
+    if sealed {
+        thread_local! {
+            static SEALER: crate::store::Sealer =
+                crate::store::Sealer::new(&[7; 32], "bench", Path::new("."));
+        }
+        return SEALER.with(|s| s.seal("queue/1-a-1e", &json).map_or(0, |v| v.len()));
+    }
+    let _ = sealed;
+    json.len()
+}

@@ -215,6 +215,21 @@ mod end_to_end {
         assert!(!segment.exists());
         let counters = StoreCounters::read(&root.path().join("data"));
         assert_eq!((counters.tampered, counters.undecryptable), (1, 0));
+        // `telemetry status` says so.
+        #[cfg(feature = "clap")]
+        {
+            let b = Telemetry::builder("acme", "1.0.0")
+                .data_dir(root.path().join("data"))
+                .config_dir(root.path().join("config"))
+                .encrypt_local_store(true);
+            let on = |k: &str| (k == "ACME_TELEMETRY").then(|| "on".to_owned());
+            let text = crate::cli::status(&b, &on).to_string();
+            assert!(text.contains("local store: encrypted (key file "), "{text}");
+            assert!(
+                text.contains("1 tampered and 0 undecryptable records dropped"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
