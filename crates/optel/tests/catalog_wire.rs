@@ -109,6 +109,10 @@ fn undeclared_data_never_reaches_the_collector() {
     let stderr = run_child(&url, dir.path());
     let body = bodies.recv_timeout(Duration::from_secs(30)).unwrap();
     let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // What the SDK sends is a valid schema version 2 batch, catalog and hash included (the
+    // collector's own check).
+    let typed: optel::wire::Batch = serde_json::from_str(&body).unwrap();
+    assert_eq!(typed.validate(), Ok(()), "{body}");
 
     for secret in [
         "typo",
