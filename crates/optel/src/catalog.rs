@@ -486,6 +486,7 @@ impl CatalogState {
 }
 
 /// A line per kind of drop for `telemetry status`, the most frequent labels first.
+#[cfg(feature = "clap")]
 pub(crate) fn drops_summary(drops: &Drops) -> Vec<String> {
     let line = |what: &str, map: &BTreeMap<String, u64>| {
         let total: u64 = map.values().sum();

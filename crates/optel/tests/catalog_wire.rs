@@ -7,14 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use optel::wire::catalog::Unit;
 use optel::{CatalogBuilder, Consent, Value};
+
+mod support;
 
 /// Set in the child process that records; its value is the endpoint.
 const CHILD: &str = "OPTEL_CATALOG_WIRE_ENDPOINT";
@@ -33,43 +32,6 @@ fn catalog() -> optel::wire::Catalog {
         .feature("strict", "Strict checks.")
         .measurement("files", "Files built.", Unit::Count)
         .build()
-}
-
-/// Serves HTTP/1.1 requests (one per connection), answering 200 with `answer`, and reports
-/// each body.
-fn capture(answer: &'static str) -> (String, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let lower = h.trim_end().to_ascii_lowercase();
-                if lower.is_empty() {
-                    break;
-                }
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let mut stream = reader.into_inner();
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                answer.len()
-            )
-            .unwrap();
-            let _ = tx.send(String::from_utf8(body).unwrap());
-        }
-    });
-    (url, rx)
 }
 
 /// Runs the recording body in a child process; returns its stderr.
@@ -105,10 +67,19 @@ fn undeclared_data_never_reaches_the_collector() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (url, bodies) = capture(r#"{"accepted":5,"duplicates":0,"catalog_known":true}"#);
+    let (url, requests) =
+        support::capture(|_| (200, r#"{"accepted":5,"duplicates":0,"catalog_known":true}"#));
+    let next_body = || {
+        let r = requests.recv_timeout(Duration::from_secs(30)).unwrap();
+        String::from_utf8(r.body).unwrap()
+    };
     let stderr = run_child(&url, dir.path());
-    let body = bodies.recv_timeout(Duration::from_secs(30)).unwrap();
+    let body = next_body();
     let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // What the SDK sends is a valid schema version 2 batch, catalog and hash included (the
+    // collector's own check).
+    let typed: optel::wire::Batch = serde_json::from_str(&body).unwrap();
+    assert_eq!(typed.validate(), Ok(()), "{body}");
 
     for secret in [
         "typo",
@@ -163,7 +134,7 @@ fn undeclared_data_never_reaches_the_collector() {
 
     // The collector acknowledged the catalog: the next run sends its hash only.
     run_child(&url, dir.path());
-    let body = bodies.recv_timeout(Duration::from_secs(30)).unwrap();
+    let body = next_body();
     let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(batch["catalog_hash"], hash.as_str());
     assert!(batch.get("catalog").is_none(), "{body}");

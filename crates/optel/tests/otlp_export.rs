@@ -5,26 +5,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg(feature = "otlp")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-#[derive(Debug)]
-struct Received {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+mod support;
+
+use support::{Received, capture};
 
 fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    r.header(name)
 }
 
 /// Serves HTTP/1.1 requests (one per connection), answering 200, and reports each.
@@ -34,47 +27,7 @@ fn recorder() -> (String, mpsc::Receiver<Received>) {
 
 /// [`recorder`] answering each path with the status `status(path)`.
 fn recorder_answering(status: fn(&str) -> u16) -> (String, mpsc::Receiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-            let mut headers = Vec::new();
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                headers.push((k.trim().to_owned(), v.trim().to_owned()));
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map_or(0, |(_, v)| v.parse().unwrap());
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let mut stream = reader.into_inner();
-            let answer = format!(
-                "HTTP/1.1 {} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                status(&path)
-            );
-            stream.write_all(answer.as_bytes()).unwrap();
-            let _ = tx.send(Received {
-                path,
-                headers,
-                body,
-            });
-        }
-    });
-    (url, rx)
+    capture(move |path| (status(path), ""))
 }
 
 #[test]
