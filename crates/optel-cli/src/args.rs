@@ -147,7 +147,7 @@ pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
     /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key, header_timeout,
     /// body_timeout, body_memory_mib, tls_handshake_timeout, max_connections, shutdown_timeout,
-    /// durability.
+    /// durability, otlp_grpc_listen.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].
@@ -218,6 +218,11 @@ pub struct ServeArgs {
     /// (survives a crash of the collector, not of the OS) [default: crash-safe].
     #[arg(long, value_enum, env = "OPTEL_DURABILITY")]
     pub durability: Option<Durability>,
+    /// Also serve OTLP/gRPC ingest on this address (4317 is the OTLP/gRPC port), plain HTTP/2
+    /// with the same ingest keys, limits and mapping; needs a binary built with the
+    /// `otlp-grpc` feature [default: off].
+    #[arg(long, value_name = "ADDR", env = "OPTEL_OTLP_GRPC_LISTEN")]
+    pub otlp_grpc_listen: Option<SocketAddr>,
 }
 
 /// A duration such as `10s`, `500ms` or `2m`.

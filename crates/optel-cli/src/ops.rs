@@ -171,6 +171,7 @@ struct FileConfig {
     body_memory_mib: Option<u64>,
     shutdown_timeout: Option<String>,
     durability: Option<crate::args::Durability>,
+    otlp_grpc_listen: Option<SocketAddr>,
 }
 
 /// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
@@ -193,6 +194,8 @@ pub(crate) struct ServeConfig {
     pub tls: Option<TlsFiles>,
     pub server: optel_collector::ServerConfig,
     pub durability: crate::args::Durability,
+    /// Where OTLP/gRPC ingest listens, if anywhere.
+    pub otlp_grpc_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -273,6 +276,7 @@ impl ServeConfig {
         Ok(Self {
             server,
             durability: args.durability.or(file.durability).unwrap_or_default(),
+            otlp_grpc_listen: args.otlp_grpc_listen.or(file.otlp_grpc_listen),
             listen: args
                 .listen
                 .or(file.listen)

@@ -93,6 +93,7 @@
 //! | `clap` | `cli`: the ready `telemetry` subcommand |
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
+//! | `otlp-grpc` | OTLP/gRPC for `otlp::OtlpExporter` (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`): tonic on a current-thread tokio runtime started by the first export; see `docs/adr/016-otlp-grpc.md` for its size and build cost |
 //! | `miette` | `miette::Diagnostic` for the public errors ([`InitError`], [`NameError`], the export and `cli` errors): a stable code (`optel::init::no_data_directory`) and a help text |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
