@@ -30,7 +30,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `tls` | off (on in the `optel` binary) | HTTPS: `serve_tls` and the `tls` module (rustls, `ring` provider) |
-//! | `otlp-grpc` | off | OTLP/gRPC ingest on a second port ([`grpc::serve_otlp_grpc`], tonic): same keys, limits, mapping and privacy filter as OTLP/HTTP |
+//! | `otlp-grpc` | off | OTLP/gRPC ingest on a second port (`grpc::serve_otlp_grpc`, tonic): same keys, limits, mapping and privacy filter as OTLP/HTTP |
 //!
 //! Connections are bounded too ([`ServerConfig`]): the request head must arrive within the
 //! header timeout, the body within the body timeout (408), a TLS handshake within its own; a

@@ -51,7 +51,7 @@
 //! success are counted ([`OtlpExporter::rejected_items`]).
 //!
 //! # OTLP/gRPC (feature `otlp-grpc`)
-//! With [`OtlpProtocol::Grpc`] a signal is sent as the unary `Export` call of its OTLP service
+//! With `OtlpProtocol::Grpc` a signal is sent as the unary `Export` call of its OTLP service
 //! (tonic), with the same requests, so the same data, as over HTTP. The exporter starts a
 //! current-thread tokio runtime on the delivery thread at its first export, never before (no
 //! runtime and no socket without consent), and keeps one connection per endpoint. Every call
