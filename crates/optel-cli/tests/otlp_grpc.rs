@@ -13,39 +13,9 @@ use std::time::Duration;
 
 use optel::export::{ExportError, Exporter};
 use optel::otlp::OtlpExporter;
-use optel_wire::{Batch, Event, EventType, Timestamp};
-
-use support::{Server, command_counts, create_project, stats_json};
+use support::{Server, command_counts, create_project, otlp_batch, stats_json};
 
 const ADMIN: &str = "otlp-grpc-test-admin";
-const SESSION: &str = "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b";
-
-/// Two successful `build`s, a failed `check`, a `cache` feature, from install `pseudonym`.
-fn batch(pseudonym: &str, first_id: u32) -> Batch {
-    let mut b = Batch::new("acme", "1.4.0", pseudonym, "linux", "x86_64");
-    let now = Timestamp::now();
-    let mut event = |kind, name: &str, ok: Option<bool>, code: Option<&str>| {
-        let id = format!(
-            "00000000-0000-4000-8000-{:012}",
-            first_id + b.events.len() as u32
-        );
-        let mut e = Event::new(id, kind, name, now, SESSION);
-        e.success = ok;
-        e.error_code = code.map(str::to_owned);
-        b.events.push(e);
-    };
-    event(EventType::Command, "build", Some(true), None);
-    event(EventType::Command, "build", Some(true), None);
-    event(
-        EventType::Command,
-        "check",
-        Some(false),
-        Some("E_NO_MANIFEST"),
-    );
-    event(EventType::Feature, "cache", None, None);
-    b
-}
-
 /// `optel serve` with an admin token and OTLP/gRPC on a free port, plus `args`.
 fn serve(dir: &std::path::Path, args: &[&str]) -> Server {
     let mut all: Vec<&OsStr> = vec![
@@ -87,14 +57,14 @@ fn sdk_grpc_exports_arrive_once_with_and_without_gzip() {
     let server = serve(dir.path(), &[]);
     let grpc = server.grpc_url.clone().unwrap();
     let gzip = exporter(&grpc, &key, &[]);
-    let sent = batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
+    let sent = otlp_batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
     gzip.export(&sent, Duration::from_secs(20)).unwrap();
     // A retried export (the same events) counts once.
     gzip.export(&sent, Duration::from_secs(20)).unwrap();
     let plain = exporter(&grpc, &key, &[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]);
     plain
         .export(
-            &batch("0a1b2c3d4e5f60718293a4b5c6d7e8f9", 100),
+            &otlp_batch("0a1b2c3d4e5f60718293a4b5c6d7e8f9", 100),
             Duration::from_secs(20),
         )
         .unwrap();
@@ -119,7 +89,7 @@ fn grpc_refusals_follow_the_http_routes() {
     let key = create_project(dir.path(), "acme");
     let server = serve(dir.path(), &["--rate-per-key", "1"]);
     let grpc = server.grpc_url.clone().unwrap();
-    let sent = batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
+    let sent = otlp_batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
 
     // A key the collector does not know: refused for good (UNAUTHENTICATED), never retried.
     let stranger = exporter(&grpc, "optel_ik_not-a-real-key", &[]);
@@ -168,7 +138,7 @@ fn an_unreachable_grpc_endpoint_is_retryable() {
         .unwrap()
         .port();
     let e = exporter(&format!("http://127.0.0.1:{port}"), "optel_ik_x", &[]);
-    let sent = batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
+    let sent = otlp_batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
     assert!(matches!(
         e.export(&sent, Duration::from_secs(5)),
         Err(ExportError::Retryable { .. })

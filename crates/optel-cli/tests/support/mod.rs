@@ -439,3 +439,38 @@ pub fn run_otel_exporter(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The session of [`otlp_batch`].
+pub const OTLP_SESSION: &str = "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b";
+
+/// An optel batch for the OTLP tests: two successful `build`s and a failed `check`
+/// (`E_NO_MANIFEST`) of 12 ms each, and a `cache` feature, from install `pseudonym`, with event
+/// ids from `first_id` on, all in one session.
+pub fn otlp_batch(pseudonym: &str, first_id: u32) -> optel_wire::Batch {
+    use optel_wire::{Batch, Event, EventType, Timestamp};
+    let mut b = Batch::new("acme", "1.4.0", pseudonym, "linux", "x86_64");
+    let now = Timestamp::now();
+    let mut event = |kind, name: &str, ok: Option<bool>, code: Option<&str>| {
+        let id = format!(
+            "00000000-0000-4000-8000-{:012}",
+            first_id + b.events.len() as u32
+        );
+        let mut e = Event::new(id, kind, name, now, OTLP_SESSION);
+        if kind == EventType::Command {
+            e.duration_ms = Some(12);
+        }
+        e.success = ok;
+        e.error_code = code.map(str::to_owned);
+        b.events.push(e);
+    };
+    event(EventType::Command, "build", Some(true), None);
+    event(EventType::Command, "build", Some(true), None);
+    event(
+        EventType::Command,
+        "check",
+        Some(false),
+        Some("E_NO_MANIFEST"),
+    );
+    event(EventType::Feature, "cache", None, None);
+    b
+}
