@@ -151,7 +151,8 @@ pub struct ServeArgs {
     /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key,
     /// header_timeout, body_timeout, body_memory_mib, tls_handshake_timeout, max_connections,
     /// shutdown_timeout, durability, log_level (a filter such as `info` or `debug`; OPTEL_LOG
-    /// wins), alert_every [default: 60s], alert_ingest_stopped_after [default: 1h].
+    /// wins), alert_every [default: 60s], alert_ingest_stopped_after [default: 1h],
+    /// otlp_grpc_listen.
     ///
     /// Live reload: on SIGHUP and when the file changes (checked every 5 s) the collector
     /// reads it again and applies rate_per_key, rate_per_addr, rate_per_browser_key,
@@ -230,6 +231,11 @@ pub struct ServeArgs {
     /// (survives a crash of the collector, not of the OS) [default: crash-safe].
     #[arg(long, value_enum, env = "OPTEL_DURABILITY")]
     pub durability: Option<Durability>,
+    /// Also serve OTLP/gRPC ingest on this address (4317 is the OTLP/gRPC port), plain HTTP/2
+    /// with the same ingest keys, limits and mapping; needs a binary built with the
+    /// `otlp-grpc` feature [default: off].
+    #[arg(long, value_name = "ADDR", env = "OPTEL_OTLP_GRPC_LISTEN")]
+    pub otlp_grpc_listen: Option<SocketAddr>,
 }
 
 /// A duration such as `10s`, `500ms` or `2m`.

@@ -174,6 +174,7 @@ struct FileConfig {
     log_level: Option<String>,
     alert_every: Option<String>,
     alert_ingest_stopped_after: Option<String>,
+    otlp_grpc_listen: Option<SocketAddr>,
 }
 
 /// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
@@ -194,6 +195,8 @@ pub(crate) struct ServeConfig {
     pub tls: Option<TlsFiles>,
     pub server: optel_collector::ServerConfig,
     pub durability: crate::args::Durability,
+    /// Where OTLP/gRPC ingest listens, if anywhere.
+    pub otlp_grpc_listen: Option<SocketAddr>,
     pub live: LiveSettings,
 }
 
@@ -235,6 +238,10 @@ impl ServeConfig {
             "timeouts/body_memory_mib/max_connections",
         );
         check(self.durability != next.durability, "durability");
+        check(
+            self.otlp_grpc_listen != next.otlp_grpc_listen,
+            "otlp_grpc_listen",
+        );
         out
     }
 }
@@ -361,6 +368,7 @@ impl ServeConfig {
             },
             server,
             durability: args.durability.or(file.durability).unwrap_or_default(),
+            otlp_grpc_listen: args.otlp_grpc_listen.or(file.otlp_grpc_listen),
             listen: args
                 .listen
                 .or(file.listen)

@@ -3,7 +3,7 @@
 //! on SIGHUP and when their files change. The runtime, the log and the shutdown signal are
 //! shared with `demo` and `bench`, which run a collector too.
 
-#[cfg(not(feature = "tls"))]
+#[cfg(any(not(feature = "tls"), not(feature = "otlp-grpc")))]
 use anyhow::bail;
 use anyhow::{Context, Result};
 
@@ -45,6 +45,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 )
             })?;
         let addr = listener.local_addr()?;
+        // Bound before the HTTP port is announced: a client told the collector is up finds
+        // both ports open.
+        let grpc = match config.otlp_grpc_listen {
+            Some(at) => Some(start_otlp_grpc(at, &state, &config.server).await?),
+            None => None,
+        };
         let live = Arc::new(Mutex::new(config.live.clone()));
         let current = {
             let live = live.clone();
@@ -77,6 +83,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         tracing::info!(%addr, db = %described, scheme, max_connections, durability, "optel collector listening");
         eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
         serve_with(listener, tls, state, server_config).await?;
+        if let Some(grpc) = grpc {
+            grpc.await
+                .context("the OTLP/gRPC server task failed")?
+                .context("the OTLP/gRPC server failed")?;
+        }
         tracing::info!("optel collector stopped");
         Ok(())
     })
@@ -166,6 +177,43 @@ async fn watch_config(
             "configuration reloaded"
         );
     }
+}
+
+/// Binds `at` and serves OTLP/gRPC ingest there until Ctrl-C or SIGTERM, on a task of its own.
+#[cfg(feature = "otlp-grpc")]
+async fn start_otlp_grpc(
+    at: std::net::SocketAddr,
+    state: &optel_collector::AppState,
+    server: &optel_collector::ServerConfig,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen for OTLP/gRPC on {at}: is the port taken?"))?;
+    let addr = listener.local_addr()?;
+    let mut config = optel_collector::grpc::GrpcConfig::default();
+    config.request_timeout = server.body_timeout;
+    config.shutdown_timeout = server.shutdown_timeout;
+    tracing::info!(%addr, "OTLP/gRPC listening");
+    eprintln!("optel collector OTLP/gRPC listening on http://{addr}");
+    Ok(tokio::spawn(optel_collector::grpc::serve_otlp_grpc(
+        listener,
+        state.clone(),
+        config,
+        shutdown_signal(),
+    )))
+}
+
+#[cfg(not(feature = "otlp-grpc"))]
+async fn start_otlp_grpc(
+    at: std::net::SocketAddr,
+    _: &optel_collector::AppState,
+    _: &optel_collector::ServerConfig,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    bail!(
+        "cannot serve OTLP/gRPC on {at}: this optel binary was built without the `otlp-grpc` \
+         feature; rebuild it with `cargo install --path crates/optel-cli --features otlp-grpc`, \
+         or send OTLP/HTTP to the main port"
+    )
 }
 
 #[cfg(feature = "tls")]

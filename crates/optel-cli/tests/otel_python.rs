@@ -1,6 +1,8 @@
 //! The official OpenTelemetry Python SDK (`opentelemetry-sdk` and
 //! `opentelemetry-exporter-otlp-proto-http`, pinned in `tests/python/requirements.txt`) against
 //! a real `optel serve`: traces, metrics (cumulative, the SDK's default, and delta) and logs,
+//! over OTLP/HTTP and, with the `otlp-grpc` feature, over OTLP/gRPC
+//! (`opentelemetry-exporter-otlp-proto-grpc` to `optel serve --otlp-grpc-listen`),
 //! configured only by the standard `OTEL_*` variables, with every sensitive attribute of the
 //! issue attached; exact counts read back through the query API (`optel stats --server`), and
 //! the bytes of the database files (`optel.db`, `-wal`, `-shm`) searched for every sensitive
@@ -63,7 +65,8 @@ fn python() -> Result<PathBuf, String> {
         Command::new(py)
             .args([
                 "-c",
-                "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
+                "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, \
+                 opentelemetry.exporter.otlp.proto.grpc",
             ])
             .output()
             .is_ok_and(|o| o.status.success())
@@ -98,6 +101,17 @@ fn python() -> Result<PathBuf, String> {
 
 #[test]
 fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
+    python_sdk_exports(false);
+}
+
+/// The same exports over OTLP/gRPC, to the collector's gRPC port.
+#[cfg(feature = "otlp-grpc")]
+#[test]
+fn python_sdk_grpc_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
+    python_sdk_exports(true);
+}
+
+fn python_sdk_exports(grpc: bool) {
     let py = match python() {
         Ok(py) => py,
         Err(why) if std::env::var_os("OPTEL_REQUIRE_OTEL_PY").is_none() => {
@@ -116,13 +130,36 @@ fn python_sdk_exports_are_counted_exactly_and_nothing_sensitive_is_stored() {
         .iter()
         .map(|(project, _)| create_project(dir.path(), project))
         .collect();
-    let mut server = serve_with_admin(dir.path(), ADMIN);
+    let mut server = if grpc {
+        let args: [&std::ffi::OsStr; 6] = [
+            "--admin-token".as_ref(),
+            ADMIN.as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+            "--otlp-grpc-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ];
+        support::Server::start(&args, &[])
+    } else {
+        serve_with_admin(dir.path(), ADMIN)
+    };
+    let endpoint = if grpc {
+        server
+            .grpc_url
+            .clone()
+            .expect("no OTLP/gRPC port announced")
+    } else {
+        server.url.clone()
+    };
     for ((project, temporality), key) in cases.iter().zip(&keys) {
         let mut script = Command::new(&py);
         script.arg(python_dir().join("otel_export.py"));
+        if grpc {
+            script.arg("grpc");
+        }
         run_otel_exporter(
             script,
-            &server.url,
+            &endpoint,
             key,
             temporality,
             "pyapp",

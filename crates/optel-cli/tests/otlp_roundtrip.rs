@@ -12,36 +12,7 @@ use optel::export::Exporter;
 use optel::otlp::OtlpExporter;
 use optel_test_support::LocalCollector;
 use optel_wire::{Batch, Event, EventType, Timestamp};
-
-const SESSION: &str = "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b";
-
-fn batch(pseudonym: &str, first_id: u32) -> Batch {
-    let mut b = Batch::new("acme", "1.4.0", pseudonym, "linux", "x86_64");
-    let now = Timestamp::now();
-    let mut event = |kind, name: &str, ok: Option<bool>, code: Option<&str>| {
-        let id = format!(
-            "00000000-0000-4000-8000-{:012}",
-            first_id + b.events.len() as u32
-        );
-        let mut e = Event::new(id, kind, name, now, SESSION);
-        if kind == EventType::Command {
-            e.duration_ms = Some(12);
-        }
-        e.success = ok;
-        e.error_code = code.map(str::to_owned);
-        b.events.push(e);
-    };
-    event(EventType::Command, "build", Some(true), None);
-    event(EventType::Command, "build", Some(true), None);
-    event(
-        EventType::Command,
-        "check",
-        Some(false),
-        Some("E_NO_MANIFEST"),
-    );
-    event(EventType::Feature, "cache", None, None);
-    b
-}
+use support::{OTLP_SESSION as SESSION, otlp_batch};
 
 fn exporter(collector: &LocalCollector, protocol: &str) -> OtlpExporter {
     let endpoint = collector.endpoint();
@@ -61,7 +32,7 @@ fn otlp_from_the_sdk_arrives_as_the_same_events() {
         let dir = tempfile::tempdir().unwrap();
         let collector = LocalCollector::start(dir.path(), "acme").unwrap();
         let exporter = exporter(&collector, protocol);
-        let sent = batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
+        let sent = otlp_batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 1);
         exporter.export(&sent, Duration::from_secs(10)).unwrap();
         // A retried export (same events) must not count twice.
         exporter.export(&sent, Duration::from_secs(10)).unwrap();
@@ -238,7 +209,7 @@ fn upload_over_otlp_exits_non_zero_when_anything_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let collector = LocalCollector::start(dir.path(), "acme").unwrap();
     let ledger = tempfile::tempdir().unwrap();
-    let mut b = batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 300);
+    let mut b = otlp_batch("5f1d3c2b9a8e7d6c5f1d3c2b9a8e7d6c", 300);
     let upload = |b: &Batch, protocol: &str, compression: &str| {
         std::fs::write(
             ledger.path().join("ledger.jsonl"),

@@ -30,6 +30,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `tls` | off (on in the `optel` binary) | HTTPS: `serve_tls` and the `tls` module (rustls, `ring` provider) |
+//! | `otlp-grpc` | off | OTLP/gRPC ingest on a second port (`grpc::serve_otlp_grpc`, tonic): same keys, limits, mapping and privacy filter as OTLP/HTTP |
 //!
 //! Connections are bounded too ([`ServerConfig`]): the request head must arrive within the
 //! header timeout, the body within the body timeout (408), a TLS handshake within its own; a
@@ -84,3 +85,12 @@ pub use server::{
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use server::{serve_tls, serve_tls_with_config};
 pub use writer::DEFAULT_QUEUE;
+
+/// OTLP/gRPC ingest on a port of its own (feature `otlp-grpc`, `docs/adr/016-otlp-grpc.md`).
+#[cfg(feature = "otlp-grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp-grpc")))]
+pub mod grpc {
+    pub use crate::otlp::grpc::{
+        GrpcConfig, LOGS_METHOD, METRICS_METHOD, TRACES_METHOD, serve_otlp_grpc,
+    };
+}

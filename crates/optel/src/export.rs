@@ -266,15 +266,7 @@ pub(crate) fn agent_with_roots(
     let Some(roots) = roots else {
         return Ok(agent(user_agent));
     };
-    let (pem, source): (std::borrow::Cow<'_, [u8]>, String) = match roots {
-        RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
-        RootCertificates::File(path) => (
-            crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
-                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
-                .into(),
-            format!("the CA file {}", path.display()),
-        ),
-    };
+    let (pem, source) = root_pem(roots)?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
@@ -293,6 +285,23 @@ pub(crate) fn agent_with_roots(
         .tls_config(tls_config(Some(roots)))
         .build()
         .into())
+}
+
+/// The PEM text of `roots` (a file is read here, at most 1 MiB) and a description of where it
+/// came from, for error messages.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+pub(crate) fn root_pem(
+    roots: &RootCertificates,
+) -> Result<(std::borrow::Cow<'_, [u8]>, String), String> {
+    Ok(match roots {
+        RootCertificates::Pem(pem) => (pem[..].into(), "the root certificates given".into()),
+        RootCertificates::File(path) => (
+            crate::fsutil::read_system_file(path, MAX_CA_FILE_BYTES)
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
+                .into(),
+            format!("the CA file {}", path.display()),
+        ),
+    })
 }
 
 /// The TLS settings of every agent: rustls with the compiled-in webpki roots when the `rustls`

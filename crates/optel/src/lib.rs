@@ -108,6 +108,7 @@
 //! | `testing` | `export::MemoryExporter` with assertion helpers, for authors' own tests |
 //! | `otlp` | `otlp::OtlpExporter`: OTLP/HTTP export (protobuf or JSON) via `opentelemetry-proto` |
 //! | `encryption` | `TelemetryBuilder::encrypt_local_store`: queue segments and the ledger sealed at rest with XChaCha20-Poly1305 (RustCrypto `chacha20poly1305`), the key in `<config dir>/optel/keys/<tool>.key` (0600). Threat model: `docs/adr/014-encrypted-local-store.md` |
+//! | `otlp-grpc` | OTLP/gRPC for `otlp::OtlpExporter` (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`): tonic on a current-thread tokio runtime started by the first export; see `docs/adr/016-otlp-grpc.md` for its size and build cost |
 //! | `miette` | `miette::Diagnostic` for the public errors ([`InitError`], [`NameError`], the export and `cli` errors): a stable code (`optel::init::no_data_directory`) and a help text |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

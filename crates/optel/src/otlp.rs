@@ -1,6 +1,6 @@
-//! OTLP/HTTP export (feature `otlp`): optel batches as OpenTelemetry signals, for teams that
-//! already run an OpenTelemetry Collector or an OTLP backend and want usage next to their
-//! other signals.
+//! OTLP export (feature `otlp`: OTLP/HTTP; feature `otlp-grpc`: OTLP/gRPC too): optel batches
+//! as OpenTelemetry signals, for teams that already run an OpenTelemetry Collector or an OTLP
+//! backend and want usage next to their other signals.
 //!
 //! # Mapping
 //! One mapping, shared with optel's collector (`docs/otlp.md` has the full table), so that an
@@ -33,11 +33,11 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; signals go to `<base>/v1/traces`, `/v1/metrics`, `/v1/logs` (default `http://localhost:4318`) |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; signals go to `<base>/v1/traces`, `/v1/metrics`, `/v1/logs` (default `http://localhost:4318`); with `grpc`, every signal goes to the base URL itself (default `http://localhost:4317`) |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT` | the URL of one signal, used as is |
-//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_PROTOCOL` | `http/protobuf` (default) or `http/json` |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_PROTOCOL` | `http/protobuf` (default), `http/json`, or `grpc` (feature `otlp-grpc`) |
 //! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_COMPRESSION` | `gzip` (default here) or `none` |
-//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_HEADERS` | `key=value,key2=value2` sent with every request; keys and values are percent-decoded (`Authorization=Bearer%20KEY`) |
+//! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_HEADERS` | `key=value,key2=value2` sent with every request (gRPC: as metadata, keys lowercased); keys and values are percent-decoded (`Authorization=Bearer%20KEY`) |
 //! | `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of the root certificates trusted for HTTPS instead of the default roots (features `tls`, `rustls`), read on the delivery thread |
 //! | `OTEL_EXPORTER_OTLP[_{SIGNAL}]_TIMEOUT` | most milliseconds one request may take (default: the caller's deadline) |
 //!
@@ -49,7 +49,18 @@
 //! may see a signal twice (optel's own collector derives event ids and stores each once); any
 //! other non-2xx answer drops the batch. Items an endpoint refuses in a 2xx answer's partial
 //! success are counted ([`OtlpExporter::rejected_items`]).
-
+//!
+//! # OTLP/gRPC (feature `otlp-grpc`)
+//! With `OtlpProtocol::Grpc` a signal is sent as the unary `Export` call of its OTLP service
+//! (tonic), with the same requests, so the same data, as over HTTP. The exporter starts a
+//! current-thread tokio runtime on the delivery thread at its first export, never before (no
+//! runtime and no socket without consent), and keeps one connection per endpoint. Every call
+//! is bounded by the caller's deadline. Retries follow the OTLP/gRPC spec: `UNAVAILABLE`,
+//! `DEADLINE_EXCEEDED`, `CANCELLED`, `ABORTED`, `OUT_OF_RANGE`, `DATA_LOSS`, and
+//! `RESOURCE_EXHAUSTED` when it carries a retry delay; `UNIMPLEMENTED` is treated like a 404.
+//! `https://` endpoints use rustls (`ring`) with the platform's roots (feature `tls`) or the
+//! webpki roots (feature `rustls`), or the PEM of `OTEL_EXPORTER_OTLP_CERTIFICATE`; proxies
+//! (`HTTPS_PROXY`) are not used. `docs/adr/016-otlp-grpc.md` has the reasons.
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -68,6 +79,12 @@ use optel_wire::{AttributeValue, Batch, EventType};
 
 use crate::export::{ExportError, ExportResult, Exporter};
 
+#[cfg(feature = "otlp-grpc")]
+mod grpc;
+#[cfg(feature = "otlp-grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp-grpc")))]
+pub use grpc::DEFAULT_OTLP_GRPC_ENDPOINT;
+
 /// Default OTLP/HTTP endpoint (the spec's default).
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4318";
 
@@ -85,6 +102,11 @@ pub enum OtlpProtocol {
     HttpProtobuf,
     /// `http/json`: the OTLP JSON mapping, `application/json`.
     HttpJson,
+    /// `grpc`: the unary `Export` calls of OTLP/gRPC (feature `otlp-grpc`), protobuf over
+    /// HTTP/2. The endpoint is the base URL, without the `/v1/…` paths.
+    #[cfg(feature = "otlp-grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp-grpc")))]
+    Grpc,
 }
 
 /// A configuration value the exporter cannot use.
@@ -116,6 +138,9 @@ impl Signal {
 /// Where and how one signal is sent.
 struct Target {
     url: String,
+    /// The endpoint of OTLP/gRPC calls: the base URL, or the signal's own URL.
+    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
+    grpc_endpoint: String,
     headers: Vec<(String, String)>,
     protocol: OtlpProtocol,
     gzip: bool,
@@ -130,6 +155,7 @@ impl std::fmt::Debug for Target {
         let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("Target")
             .field("url", &self.url)
+            .field("grpc_endpoint", &self.grpc_endpoint)
             .field("header_names", &header_names)
             .field("protocol", &self.protocol)
             .field("gzip", &self.gzip)
@@ -142,6 +168,7 @@ impl Target {
     fn new(base: &str, signal: Signal) -> Self {
         Self {
             url: format!("{}/{}", base.trim_end_matches('/'), signal.names().1),
+            grpc_endpoint: base.to_owned(),
             headers: Vec::new(),
             protocol: OtlpProtocol::HttpProtobuf,
             gzip: true,
@@ -161,6 +188,9 @@ pub struct OtlpExporter {
     targets: [Target; 3],
     /// Items refused in partial-success answers so far.
     rejected: std::sync::atomic::AtomicU64,
+    /// The OTLP/gRPC runtime and channels, started by the first gRPC export.
+    #[cfg(feature = "otlp-grpc")]
+    grpc: grpc::GrpcTransport,
 }
 
 /// Percent-decodes `s` (`%20` → space); a `%` not followed by two hex digits stays as is.
@@ -195,6 +225,8 @@ impl OtlpExporter {
             roots: None,
             targets: Signal::ALL.map(|s| Target::new(base, s)),
             rejected: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(feature = "otlp-grpc")]
+            grpc: grpc::GrpcTransport::default(),
         }
     }
 
@@ -203,12 +235,14 @@ impl OtlpExporter {
     /// each signal, the per-signal variable, else the generic one, else the default.
     ///
     /// # Errors
-    /// An unknown protocol or compression, a header without `=`, a timeout that is not a
-    /// number of milliseconds.
+    /// An unknown protocol or compression (`grpc` without the `otlp-grpc` feature), a header
+    /// without `=`, a timeout that is not a number of milliseconds.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, OtlpConfigError> {
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let base =
-            var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| DEFAULT_OTLP_ENDPOINT.to_owned());
+        let base_var = var("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let base = base_var
+            .clone()
+            .unwrap_or_else(|| DEFAULT_OTLP_ENDPOINT.to_owned());
         let mut exporter = Self::new(base.trim());
         if let Some(path) = var("OTEL_EXPORTER_OTLP_CERTIFICATE") {
             exporter.roots = Some(crate::export::RootCertificates::File(path.trim().into()));
@@ -226,19 +260,17 @@ impl OtlpExporter {
                     }
                 }
             };
+            if let Some((name, p)) = setting("PROTOCOL") {
+                target.protocol = parse_protocol(&name, p.trim())?;
+            }
+            // The spec's gRPC default port differs from HTTP's.
+            #[cfg(feature = "otlp-grpc")]
+            if base_var.is_none() && target.protocol == OtlpProtocol::Grpc {
+                DEFAULT_OTLP_GRPC_ENDPOINT.clone_into(&mut target.grpc_endpoint);
+            }
             if let Some(url) = var(&format!("OTEL_EXPORTER_OTLP_{infix}_ENDPOINT")) {
                 url.trim().clone_into(&mut target.url);
-            }
-            if let Some((name, p)) = setting("PROTOCOL") {
-                target.protocol = match p.trim() {
-                    "http/protobuf" => OtlpProtocol::HttpProtobuf,
-                    "http/json" => OtlpProtocol::HttpJson,
-                    other => {
-                        return Err(OtlpConfigError(format!(
-                            "{name} {other:?} is not supported: use http/protobuf or http/json"
-                        )));
-                    }
-                };
+                url.trim().clone_into(&mut target.grpc_endpoint);
             }
             if let Some((name, c)) = setting("COMPRESSION") {
                 target.gzip = match c.trim() {
@@ -328,7 +360,7 @@ impl OtlpExporter {
         self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn send<T: prost::Message + serde::Serialize>(
+    fn send<T: OtlpRequest>(
         &self,
         signal: Signal,
         message: &T,
@@ -339,14 +371,28 @@ impl OtlpExporter {
         if target.unsupported.load(Ordering::Relaxed) {
             return Ok(());
         }
+        #[cfg(feature = "otlp-grpc")]
+        if target.protocol == OtlpProtocol::Grpc {
+            let rejected = self.grpc.send(
+                signal,
+                target,
+                self.roots.as_ref(),
+                message.grpc(),
+                deadline,
+            )?;
+            if rejected > 0 {
+                self.rejected.fetch_add(rejected, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let timeout = target.timeout.map_or(left, |t| t.min(left));
         let (body, content_type) = match target.protocol {
-            OtlpProtocol::HttpProtobuf => (message.encode_to_vec(), "application/x-protobuf"),
             OtlpProtocol::HttpJson => (
                 serde_json::to_vec(message).map_err(|e| ExportError::Rejected(e.to_string()))?,
                 "application/json",
             ),
+            _ => (message.encode_to_vec(), "application/x-protobuf"),
         };
         let compressed;
         let body = if target.gzip {
@@ -412,6 +458,23 @@ impl OtlpExporter {
     }
 }
 
+/// The protocol named by the variable `name`.
+fn parse_protocol(name: &str, value: &str) -> Result<OtlpProtocol, OtlpConfigError> {
+    match value {
+        "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+        "http/json" => Ok(OtlpProtocol::HttpJson),
+        #[cfg(feature = "otlp-grpc")]
+        "grpc" => Ok(OtlpProtocol::Grpc),
+        #[cfg(not(feature = "otlp-grpc"))]
+        "grpc" => Err(OtlpConfigError(format!(
+            "{name} \"grpc\" needs optel's `otlp-grpc` feature: enable it, or use http/protobuf"
+        ))),
+        other => Err(OtlpConfigError(format!(
+            "{name} {other:?} is not supported: use http/protobuf, http/json or grpc"
+        ))),
+    }
+}
+
 /// Items refused in an OTLP answer body (`partial_success`), 0 when there is none.
 fn rejected_in(signal: Signal, protocol: OtlpProtocol, body: &[u8]) -> u64 {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
@@ -423,8 +486,8 @@ fn rejected_in(signal: Signal, protocol: OtlpProtocol, body: &[u8]) -> u64 {
         body: &[u8],
     ) -> Option<T> {
         match protocol {
-            OtlpProtocol::HttpProtobuf => T::decode(body).ok(),
             OtlpProtocol::HttpJson => serde_json::from_slice(body).ok(),
+            _ => T::decode(body).ok(),
         }
     }
     let n = match signal {
@@ -470,6 +533,34 @@ impl Exporter for OtlpExporter {
             }
         }
         outcome
+    }
+}
+
+/// An OTLP export request, sent over HTTP as protobuf or JSON, or over gRPC.
+trait OtlpRequest: prost::Message + serde::Serialize {
+    /// The request for the gRPC transport.
+    #[cfg(feature = "otlp-grpc")]
+    fn grpc(&self) -> grpc::Request<'_>;
+}
+
+impl OtlpRequest for ExportTraceServiceRequest {
+    #[cfg(feature = "otlp-grpc")]
+    fn grpc(&self) -> grpc::Request<'_> {
+        grpc::Request::Traces(self)
+    }
+}
+
+impl OtlpRequest for ExportMetricsServiceRequest {
+    #[cfg(feature = "otlp-grpc")]
+    fn grpc(&self) -> grpc::Request<'_> {
+        grpc::Request::Metrics(self)
+    }
+}
+
+impl OtlpRequest for ExportLogsServiceRequest {
+    #[cfg(feature = "otlp-grpc")]
+    fn grpc(&self) -> grpc::Request<'_> {
+        grpc::Request::Logs(self)
     }
 }
 

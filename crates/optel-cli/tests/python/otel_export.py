@@ -1,19 +1,28 @@
 """Exports traces, metrics and logs with the official OpenTelemetry Python SDK, configured only
 by the standard OTEL_* environment variables (endpoint, headers, temporality, resource), as a
 CLI program instrumented by the semantic conventions would: driven by tests/otel_python.rs.
+Over OTLP/HTTP protobuf, or OTLP/gRPC with the argument `grpc`.
 
 Every sensitive value of the issue is attached where real instrumentation puts it; none of
 them may reach the collector's database.
 """
 
 import os
+import sys
 import time
 
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+# `otel_export.py grpc`: the OTLP/gRPC exporters (the same OTEL_* variables), else OTLP/HTTP.
+if sys.argv[1:] == ["grpc"]:
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+else:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider

@@ -16,6 +16,8 @@ pub const OPTEL: &str = env!("CARGO_BIN_EXE_optel");
 
 /// What `optel serve` prints to stderr once its socket is bound, followed by its base URL.
 const LISTENING: &str = "optel collector listening on ";
+/// What `optel serve --otlp-grpc-listen` prints before [`LISTENING`].
+const GRPC_LISTENING: &str = "optel collector OTLP/gRPC listening on ";
 
 /// How long `optel serve` may take to announce its URL, and to exit after SIGTERM. Only a guard
 /// against a hang, not a performance figure.
@@ -125,6 +127,8 @@ pub struct Server {
     pub child: Child,
     /// Its base URL as it announced it (`http://127.0.0.1:PORT` or `https://…`).
     pub url: String,
+    /// The URL of its OTLP/gRPC port, when it announced one (`--otlp-grpc-listen`).
+    pub grpc_url: Option<String>,
 }
 
 impl Server {
@@ -154,7 +158,13 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || announced_url(stderr, &tx));
         let exited = match rx.recv_timeout(PATIENCE) {
-            Ok(Ok(url)) => return Self { child, url },
+            Ok(Ok((url, grpc_url))) => {
+                return Self {
+                    child,
+                    url,
+                    grpc_url,
+                };
+            }
             Ok(Err(printed)) => Some(printed),
             Err(_) => None,
         };
@@ -224,8 +234,9 @@ impl Drop for Server {
 /// Reads the collector's stderr to its end: sends the URL of the first [`LISTENING`] line on `tx`,
 /// or, if stderr ends before one, what it printed. Reading on keeps the collector from ever
 /// blocking on a full pipe.
-fn announced_url(stderr: ChildStderr, tx: &mpsc::Sender<Result<String, String>>) {
+fn announced_url(stderr: ChildStderr, tx: &mpsc::Sender<Result<(String, Option<String>), String>>) {
     let mut before = Some(String::new());
+    let mut grpc = None;
     for line in BufReader::new(stderr).lines() {
         let line = match line {
             Ok(line) => line,
@@ -235,13 +246,16 @@ fn announced_url(stderr: ChildStderr, tx: &mpsc::Sender<Result<String, String>>)
         let Some(printed) = before.as_mut() else {
             continue;
         };
-        if let Some(rest) = line.strip_prefix(LISTENING) {
-            let url = rest
-                .split_whitespace()
+        let first_word = |rest: &str| {
+            rest.split_whitespace()
                 .next()
                 .unwrap_or_default()
-                .to_owned();
-            let _ = tx.send(Ok(url));
+                .to_owned()
+        };
+        if let Some(rest) = line.strip_prefix(GRPC_LISTENING) {
+            grpc = Some(first_word(rest));
+        } else if let Some(rest) = line.strip_prefix(LISTENING) {
+            let _ = tx.send(Ok((first_word(rest), grpc.take())));
             before = None;
         } else {
             printed.push_str(&line);
@@ -424,4 +438,39 @@ pub fn run_otel_exporter(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The session of [`otlp_batch`].
+pub const OTLP_SESSION: &str = "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b";
+
+/// An optel batch for the OTLP tests: two successful `build`s and a failed `check`
+/// (`E_NO_MANIFEST`) of 12 ms each, and a `cache` feature, from install `pseudonym`, with event
+/// ids from `first_id` on, all in one session.
+pub fn otlp_batch(pseudonym: &str, first_id: u32) -> optel_wire::Batch {
+    use optel_wire::{Batch, Event, EventType, Timestamp};
+    let mut b = Batch::new("acme", "1.4.0", pseudonym, "linux", "x86_64");
+    let now = Timestamp::now();
+    let mut event = |kind, name: &str, ok: Option<bool>, code: Option<&str>| {
+        let id = format!(
+            "00000000-0000-4000-8000-{:012}",
+            first_id + b.events.len() as u32
+        );
+        let mut e = Event::new(id, kind, name, now, OTLP_SESSION);
+        if kind == EventType::Command {
+            e.duration_ms = Some(12);
+        }
+        e.success = ok;
+        e.error_code = code.map(str::to_owned);
+        b.events.push(e);
+    };
+    event(EventType::Command, "build", Some(true), None);
+    event(EventType::Command, "build", Some(true), None);
+    event(
+        EventType::Command,
+        "check",
+        Some(false),
+        Some("E_NO_MANIFEST"),
+    );
+    event(EventType::Feature, "cache", None, None);
+    b
 }

@@ -25,6 +25,8 @@
 //! messages the body would allocate and refuses it past its bounds.
 
 mod codec;
+#[cfg(feature = "otlp-grpc")]
+pub(crate) mod grpc;
 mod limit;
 mod logs;
 mod map;
@@ -185,9 +187,48 @@ pub(crate) async fn post_traces(
     State(state): State<AppState>,
     export: OtlpExport<ExportTraceServiceRequest>,
 ) -> Result<Response, OtlpRejection> {
+    let answer = export_traces(&state, export.project, export.request).await;
+    respond(answer, export.encoding)
+}
+
+/// Handler of `POST /v1/metrics`.
+pub(crate) async fn post_metrics(
+    State(state): State<AppState>,
+    export: OtlpExport<ExportMetricsServiceRequest>,
+) -> Result<Response, OtlpRejection> {
+    let answer = export_metrics(&state, export.project, export.request).await;
+    respond(answer, export.encoding)
+}
+
+/// Handler of `POST /v1/logs`.
+pub(crate) async fn post_logs(
+    State(state): State<AppState>,
+    export: OtlpExport<ExportLogsServiceRequest>,
+) -> Result<Response, OtlpRejection> {
+    let answer = export_logs(&state, export.project, export.request).await;
+    respond(answer, export.encoding)
+}
+
+/// An OTLP/HTTP answer in the request's `encoding`.
+fn respond<T: Message + Serialize>(
+    answer: Result<T, ApiError>,
+    encoding: Encoding,
+) -> Result<Response, OtlpRejection> {
+    answer
+        .map(|a| ok_response(&a, encoding))
+        .map_err(|error| OtlpRejection { error, encoding })
+}
+
+/// Maps and stores a decoded trace export of `project` (OTLP/HTTP and OTLP/gRPC alike).
+pub(crate) async fn export_traces(
+    state: &AppState,
+    project: Project,
+    request: ExportTraceServiceRequest,
+) -> Result<ExportTraceServiceResponse, ApiError> {
     handle(
-        &state,
-        export,
+        state,
+        project,
+        request,
         |r, p, _, t| Ok(map_traces(r, &p.name, t)),
         |m| ExportTraceServiceResponse {
             partial_success: (m.rejected > 0 || !m.message.is_empty()).then_some(
@@ -201,12 +242,13 @@ pub(crate) async fn post_traces(
     .await
 }
 
-/// Handler of `POST /v1/metrics`.
-pub(crate) async fn post_metrics(
-    State(state): State<AppState>,
-    export: OtlpExport<ExportMetricsServiceRequest>,
-) -> Result<Response, OtlpRejection> {
-    handle(&state, export, map_cumulative, |m| {
+/// Maps and stores a decoded metrics export of `project` (OTLP/HTTP and OTLP/gRPC alike).
+pub(crate) async fn export_metrics(
+    state: &AppState,
+    project: Project,
+    request: ExportMetricsServiceRequest,
+) -> Result<ExportMetricsServiceResponse, ApiError> {
+    handle(state, project, request, map_cumulative, |m| {
         ExportMetricsServiceResponse {
             partial_success: (m.rejected > 0 || !m.message.is_empty()).then_some(
                 ExportMetricsPartialSuccess {
@@ -219,14 +261,16 @@ pub(crate) async fn post_metrics(
     .await
 }
 
-/// Handler of `POST /v1/logs`.
-pub(crate) async fn post_logs(
-    State(state): State<AppState>,
-    export: OtlpExport<ExportLogsServiceRequest>,
-) -> Result<Response, OtlpRejection> {
+/// Maps and stores a decoded logs export of `project` (OTLP/HTTP and OTLP/gRPC alike).
+pub(crate) async fn export_logs(
+    state: &AppState,
+    project: Project,
+    request: ExportLogsServiceRequest,
+) -> Result<ExportLogsServiceResponse, ApiError> {
     handle(
-        &state,
-        export,
+        state,
+        project,
+        request,
         |r, p, _, t| Ok(map_logs(r, &p.name, t)),
         |m| ExportLogsServiceResponse {
             partial_success: (m.rejected > 0 || !m.message.is_empty()).then_some(
@@ -264,18 +308,13 @@ fn map_cumulative(
 /// What the three signals share once their request is decoded: map it to batches (off the
 /// async workers), store them, move the marks of cumulative series, and answer with the
 /// partial success `respond` makes of what was refused.
-async fn handle<Req: Send + 'static, Resp: Message + Serialize>(
+async fn handle<Req: Send + 'static, Resp>(
     state: &AppState,
-    export: OtlpExport<Req>,
+    project: Project,
+    request: Req,
     map: fn(Req, &Project, &dyn crate::storage::Store, i64) -> Result<Mapped, ApiError>,
     respond: impl FnOnce(Mapped) -> Resp,
-) -> Result<Response, OtlpRejection> {
-    let OtlpExport {
-        project,
-        encoding,
-        request,
-    } = export;
-    let reject = |error| OtlpRejection { error, encoding };
+) -> Result<Resp, ApiError> {
     let received = now_ms();
     let store = state.store.clone();
     let for_map = project.clone();
@@ -286,14 +325,10 @@ async fn handle<Req: Send + 'static, Resp: Message + Serialize>(
         dropped,
         advances,
         ..
-    } = bounded(move || map(request, &for_map, &*store, received))
-        .await
-        .map_err(reject)?;
+    } = bounded(move || map(request, &for_map, &*store, received)).await?;
     dropped.record(&state.metrics);
     for batch in batches {
-        store_batch(state, &project, batch, received)
-            .await
-            .map_err(reject)?;
+        store_batch(state, &project, batch, received).await?;
     }
     if !advances.is_empty() {
         // After the commit: a mark never runs ahead of what is stored. Should this fail, the
@@ -307,10 +342,9 @@ async fn handle<Req: Send + 'static, Resp: Message + Serialize>(
             tracing::warn!(error = ?e, "cumulative marks not updated");
         }
     }
-    let answer = respond(Mapped {
+    Ok(respond(Mapped {
         rejected,
         message,
         ..Mapped::default()
-    });
-    Ok(ok_response(&answer, encoding))
+    }))
 }

@@ -195,8 +195,56 @@ fn endpoint_rules() {
             .all(|t| t.protocol == OtlpProtocol::HttpJson)
     );
     assert_eq!(e.targets[0].headers.len(), 2);
-    let err = OtlpExporter::from_env(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap_err();
-    assert!(err.to_string().contains("\"grpc\""));
+    let err =
+        OtlpExporter::from_env(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")])).unwrap_err();
+    assert!(err.to_string().contains("\"thrift\""));
+    #[cfg(not(feature = "otlp-grpc"))]
+    {
+        let err =
+            OtlpExporter::from_env(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap_err();
+        assert!(err.to_string().contains("otlp-grpc"), "{err}");
+    }
+}
+
+/// With `grpc`, every signal goes to the base URL itself (default port 4317), a signal's own
+/// variable wins, and nothing is started before the first export.
+#[cfg(feature = "otlp-grpc")]
+#[test]
+fn grpc_endpoints_and_nothing_started_before_an_export() {
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://traces.example:4317",
+        ),
+    ];
+    let e = OtlpExporter::from_env(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    let [traces, metrics, logs] = &e.targets;
+    assert_eq!(traces.protocol, OtlpProtocol::Grpc);
+    assert_eq!(traces.grpc_endpoint, "http://traces.example:4317");
+    assert_eq!(metrics.grpc_endpoint, DEFAULT_OTLP_GRPC_ENDPOINT);
+    assert_eq!(logs.url, "http://localhost:4318/v1/logs");
+    let e = OtlpExporter::from_env(|k| match k {
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".into()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:5317".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert!(
+        e.targets
+            .iter()
+            .all(|t| t.grpc_endpoint == "http://collector:5317")
+    );
+    assert!(!e.grpc.started());
+    let e = OtlpExporter::new("http://127.0.0.1:4317").protocol(OtlpProtocol::Grpc);
+    assert_eq!(e.targets[0].grpc_endpoint, "http://127.0.0.1:4317");
+    assert!(!e.grpc.started());
 }
 
 /// Per-signal variables win over the generic ones, for that signal only; header keys and
@@ -243,7 +291,7 @@ fn per_signal_settings_win_and_headers_are_percent_decoded() {
     assert_eq!(metrics.timeout, None);
     assert_eq!(percent_decode("100%"), "100%");
     let err = OtlpExporter::from_env(|k| {
-        (k == "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL").then(|| "grpc".to_owned())
+        (k == "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL").then(|| "thrift".to_owned())
     })
     .unwrap_err();
     assert!(
