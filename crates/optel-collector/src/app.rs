@@ -38,6 +38,8 @@ pub struct AppState {
     /// k of the public view (default [`DEFAULT_K_ANONYMITY`]).
     pub k_anonymity: u64,
     pub(crate) key_cache: Arc<KeyCache>,
+    /// Fixed differential-privacy noise, for tests ([`AppState::with_dp_noise_seed`]).
+    pub(crate) dp_noise_seed: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -86,11 +88,21 @@ impl AppState {
             limits: Arc::new(RateLimits::new(rates)),
             k_anonymity: DEFAULT_K_ANONYMITY,
             key_cache: Arc::new(KeyCache::default()),
+            dp_noise_seed: None,
         })
     }
 }
 
 impl AppState {
+    /// Draws the differential-privacy noise of public views from a generator seeded with
+    /// `seed` and the question, instead of the OS: the same question gets the same noise.
+    /// For tests only: with a known seed, the noise can be subtracted.
+    #[doc(hidden)]
+    pub fn with_dp_noise_seed(mut self, seed: [u8; 32]) -> Self {
+        self.dp_noise_seed = Some(seed);
+        self
+    }
+
     /// Forgets the ingest keys validated recently, so that the next request of each is checked
     /// against the store again. Call it after deleting a project or revoking a key through
     /// [`AppState::store`] in this process; other processes sharing the database are seen

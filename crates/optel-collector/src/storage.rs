@@ -18,7 +18,7 @@ use std::sync::Arc;
 use optel_wire::{Batch, EventType};
 use serde::Serialize;
 
-use crate::query::{Stats, TimeRange};
+use crate::query::{DpSettings, Stats, TimeRange};
 use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow};
 
 /// Errors of a storage backend.
@@ -223,6 +223,78 @@ pub(crate) fn origins_of_column(column: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A noisy answer of a public view in differential-privacy mode, as the day's ledger keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpAnswer {
+    /// First UTC day (days since the epoch) the answer covers.
+    pub first_day: i64,
+    /// Last UTC day it covers.
+    pub last_day: i64,
+    /// The answer's JSON, noise included.
+    pub body: String,
+}
+
+/// What the day's differential-privacy ledger of a project holds for one question
+/// ([`Store::dp_lookup`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DpLookup {
+    /// ε spent on the day so far.
+    pub spent: f64,
+    /// The answer given to the same question earlier that day.
+    pub same: Option<DpAnswer>,
+    /// The latest answer of the same view that day (any range).
+    pub latest: Option<DpAnswer>,
+}
+
+/// What [`Store::dp_record`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DpRecorded {
+    /// The answer was stored and its ε spent; ε spent on the day, this answer included.
+    Stored {
+        /// ε spent on the day.
+        spent: f64,
+    },
+    /// Another request answered the same question first: serve its answer.
+    Raced {
+        /// ε spent on the day.
+        spent: f64,
+        /// The answer stored first.
+        answer: DpAnswer,
+    },
+    /// The day's budget cannot pay for the answer: nothing was stored.
+    Spent {
+        /// ε spent on the day.
+        spent: f64,
+        /// The latest answer of the same view that day, if any.
+        latest: Option<DpAnswer>,
+    },
+}
+
+/// One fresh noisy answer to record ([`Store::dp_record`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DpEntry<'a> {
+    /// Project id.
+    pub project_id: i64,
+    /// The UTC day of the budget (days since the epoch).
+    pub day: i64,
+    /// The view (`overview`, `commands`, …).
+    pub view: &'a str,
+    /// The question: view, range and granularity, as the API spells it.
+    pub query: &'a str,
+    /// First UTC day the answer covers.
+    pub first_day: i64,
+    /// Last UTC day it covers.
+    pub last_day: i64,
+    /// ε the answer spends.
+    pub epsilon: f64,
+    /// The day's budget.
+    pub daily_budget: f64,
+    /// The answer's JSON.
+    pub body: &'a str,
+    /// Now, ms since the epoch (orders the day's answers).
+    pub now_ms: i64,
+}
+
 /// A storage backend. Methods block: async callers run them on a blocking thread.
 pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
@@ -247,6 +319,29 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StorageError::NoProject`]; database errors.
     fn set_public(&self, name: &str, public: bool) -> Result<()>;
+    /// The differential-privacy settings of a project's public views; `None` when off.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn public_dp(&self, project_id: i64) -> Result<Option<DpSettings>>;
+    /// Switches the differential-privacy mode of a project's public views on (with these
+    /// settings) or off. The day's ledger is kept either way.
+    ///
+    /// # Errors
+    /// [`StorageError::NoProject`]; database errors.
+    fn set_public_dp(&self, name: &str, dp: Option<DpSettings>) -> Result<()>;
+    /// The day's differential-privacy ledger of a project for one question of one view.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn dp_lookup(&self, project_id: i64, day: i64, view: &str, query: &str) -> Result<DpLookup>;
+    /// Records a fresh noisy answer and spends its ε, in one transaction, if the day's budget
+    /// allows and no other request answered the same question first; deletes the ledger rows
+    /// of the project's days before yesterday.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn dp_record(&self, entry: &DpEntry<'_>) -> Result<DpRecorded>;
     /// All projects, by name.
     ///
     /// # Errors

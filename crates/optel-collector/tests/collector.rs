@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use optel_collector::RateConfig;
+use optel_collector::query::DpSettings;
 use optel_collector::storage::{PgStore, SqliteStore, Store};
 use optel_collector::{AppState, app, now_ms};
 use optel_wire::{Batch, Event, EventType, Timestamp};
@@ -704,6 +705,14 @@ macro_rules! suite {
             #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
+            }
+            #[test]
+            fn public_views_resist_subtraction_with_dp() {
+                super::public_views_resist_subtraction_with_dp(|| $make);
+            }
+            #[test]
+            fn dp_budget_is_spent_then_answers_are_cached() {
+                super::dp_budget_is_spent_then_answers_are_cached($make);
             }
         }
     };

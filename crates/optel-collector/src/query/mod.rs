@@ -3,9 +3,13 @@
 //! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
 //! prints), and the functions that compute them.
 
+mod dp;
 mod public;
 mod range;
 mod views;
+
+pub use dp::{DpInfo, DpSettings, MAX_DAILY_BUDGET, MAX_EPSILON, MIN_EPSILON};
+pub(crate) use dp::{Noise, Private, privatize};
 
 pub use range::{MAX_RANGE_MS, TimeRange, now_ms, parse_lookback, parse_range};
 pub use views::{commands, errors, features, overview, platforms, stats, timeseries, versions};
@@ -174,6 +178,10 @@ pub struct Overview {
     /// Public view: the k-anonymity threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<u64>,
+    /// Public view of a project in differential-privacy mode: the noise's parameters and the
+    /// day's budget ([`DpInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpInfo>,
 }
 
 /// One bucket of `/timeseries`.
@@ -204,6 +212,10 @@ pub struct Timeseries {
     /// Public view: the k-anonymity threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<u64>,
+    /// Public view of a project in differential-privacy mode: the noise's parameters and the
+    /// day's budget ([`DpInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpInfo>,
 }
 
 /// A row of `/commands`.
@@ -307,6 +319,10 @@ pub struct Listed<T> {
     /// Public view: the k-anonymity threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<u64>,
+    /// Public view of a project in differential-privacy mode: the noise's parameters and the
+    /// day's budget ([`DpInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpInfo>,
 }
 
 /// Rows of `/commands`.

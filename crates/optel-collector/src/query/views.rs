@@ -60,6 +60,7 @@ fn listed<T>(rows: T, suppressed_rows: Option<u64>, audience: Audience) -> Liste
         rows,
         suppressed_rows,
         k: audience.k(),
+        dp: None,
     }
 }
 
@@ -117,6 +118,7 @@ pub fn overview<S: Store + ?Sized>(
         mau: show(distinct(last - 29)),
         suppressed: audience.k().map(|_| hide),
         k: audience.k(),
+        dp: None,
     })
 }
 
@@ -174,6 +176,7 @@ pub fn timeseries<S: Store + ?Sized>(
         granularity,
         buckets,
         k: audience.k(),
+        dp: None,
     })
 }
 

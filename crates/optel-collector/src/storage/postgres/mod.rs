@@ -21,6 +21,7 @@
 //! concurrent group commits, [`Store::concurrent_commits`]) wait for each other rather than
 //! deadlock, and upserts add to what another transaction committed: no lost update.
 
+mod dp;
 mod keys;
 mod write;
 
@@ -38,8 +39,8 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checke
 use foldhash::HashMap;
 
 use super::{
-    Durability, InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result,
-    StorageError, Store, StoredEvent,
+    DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
+    PurgeOutcome, Result, StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
     CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
@@ -52,6 +53,7 @@ const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_lean_events.sql"),
     include_str!("../../../migrations/postgres/0003_otlp_cumulative.sql"),
     include_str!("../../../migrations/postgres/0004_browser_keys.sql"),
+    include_str!("../../../migrations/postgres/0007_public_dp.sql"),
 ];
 
 /// Key of the advisory lock held while migrating.
@@ -491,6 +493,22 @@ impl Store for PgStore {
             }
             Ok(())
         })
+    }
+
+    fn public_dp(&self, project_id: i64) -> Result<Option<crate::query::DpSettings>> {
+        self.run(|pool| async move { dp::settings(&pool, project_id).await })
+    }
+
+    fn set_public_dp(&self, name: &str, settings: Option<crate::query::DpSettings>) -> Result<()> {
+        self.run(|pool| async move { dp::set(&pool, name, settings).await })
+    }
+
+    fn dp_lookup(&self, project_id: i64, day: i64, view: &str, query: &str) -> Result<DpLookup> {
+        self.run(|pool| async move { dp::lookup(&pool, project_id, day, view, query).await })
+    }
+
+    fn dp_record(&self, entry: &DpEntry<'_>) -> Result<DpRecorded> {
+        self.run(|pool| async move { dp::record(&pool, entry).await })
     }
 
     fn list_projects(&self) -> Result<Vec<Project>> {

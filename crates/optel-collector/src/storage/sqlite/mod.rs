@@ -2,6 +2,7 @@
 //! writer of [`crate::writer`] is its only writer during ingest), every batch committed in one
 //! transaction with its rollups before the HTTP answer.
 
+mod dp;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -19,8 +20,8 @@ use optel_wire::EventType;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Durability, InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result,
-    StorageError, Store, StoredEvent,
+    DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
+    PurgeOutcome, Result, StorageError, Store, StoredEvent,
 };
 use crate::rollup::{
     CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
@@ -50,6 +51,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_uploads.sql"),
     include_str!("../../../migrations/sqlite/0005_otlp_cumulative.sql"),
     include_str!("../../../migrations/sqlite/0006_browser_keys.sql"),
+    include_str!("../../../migrations/sqlite/0009_public_dp.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -363,6 +365,22 @@ impl Store for SqliteStore {
             return Err(StorageError::NoProject(name.to_owned()));
         }
         Ok(())
+    }
+
+    fn public_dp(&self, project_id: i64) -> Result<Option<crate::query::DpSettings>> {
+        dp::settings(&self.conn(), project_id)
+    }
+
+    fn set_public_dp(&self, name: &str, settings: Option<crate::query::DpSettings>) -> Result<()> {
+        dp::set(&mut self.conn(), name, settings)
+    }
+
+    fn dp_lookup(&self, project_id: i64, day: i64, view: &str, query: &str) -> Result<DpLookup> {
+        dp::lookup(&self.conn(), project_id, day, view, query)
+    }
+
+    fn dp_record(&self, entry: &DpEntry<'_>) -> Result<DpRecorded> {
+        dp::record(&mut self.conn(), entry)
     }
 
     fn list_projects(&self) -> Result<Vec<Project>> {
