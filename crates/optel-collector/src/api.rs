@@ -51,6 +51,10 @@ pub struct ViewParams {
     from: Option<String>,
     to: Option<String>,
     granularity: Option<String>,
+    /// `/release-health`: the version examined (default: the latest).
+    version: Option<String>,
+    /// `/release-health`: the version compared with (default: the one before `version`).
+    previous: Option<String>,
 }
 
 fn invalid_query(param: &str, message: String) -> ApiError {
@@ -83,7 +87,7 @@ pub async fn public_view(
     Path((name, view)): Path<(String, String)>,
     params: Result<Query<ViewParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if View::parse(&view)? == View::Stats {
+    if matches!(View::parse(&view)?, View::Stats | View::ReleaseHealth) {
         return Err(not_found());
     }
     let params = params
@@ -107,10 +111,12 @@ enum View {
     Features,
     /// Every list at once (`optel stats`); admin only.
     Stats,
+    /// One version against the previous one; admin only.
+    ReleaseHealth,
 }
 
 impl View {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Overview,
         Self::Timeseries,
         Self::Commands,
@@ -119,6 +125,7 @@ impl View {
         Self::Platforms,
         Self::Features,
         Self::Stats,
+        Self::ReleaseHealth,
     ];
 
     fn name(self) -> &'static str {
@@ -131,6 +138,7 @@ impl View {
             Self::Platforms => "platforms",
             Self::Features => "features",
             Self::Stats => "stats",
+            Self::ReleaseHealth => "release-health",
         }
     }
 
@@ -162,8 +170,13 @@ async fn run_view(
 ) -> Result<Response, ApiError> {
     let view = View::parse(view)?;
     let now = now_ms();
-    // `/stats` keeps its historical default of the last 24 hours.
-    let default_since = if view == View::Stats { "24h" } else { "7d" };
+    // `/stats` keeps its historical default of the last 24 hours; release health compares
+    // versions over their whole recent life.
+    let default_since = match view {
+        View::Stats => "24h",
+        View::ReleaseHealth => "30d",
+        _ => "7d",
+    };
     let range = query::parse_range(
         Some(params.since.as_deref().unwrap_or(default_since)),
         params.from.as_deref(),
@@ -175,6 +188,20 @@ async fn run_view(
         .map_err(|m| invalid_query("granularity", m))?;
     let store = state.store.clone();
     let seed = state.dp_noise_seed;
+    for (name, value) in [("version", &params.version), ("previous", &params.previous)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > optel_wire::limits::MAX_VERSION_BYTES)
+        {
+            return Err(invalid_query(
+                name,
+                format!(
+                    "{name} must be a tool version of 1 to {} bytes",
+                    optel_wire::limits::MAX_VERSION_BYTES
+                ),
+            ));
+        }
+    }
     let body = blocking(move || {
         let Some(project): Option<Project> = store.project_by_name(&name)? else {
             return Ok(Err(not_found()));
@@ -204,6 +231,13 @@ async fn run_view(
             View::Platforms => answer(s, p, dp, || query::platforms(s, p, range, audience)),
             View::Features => answer(s, p, dp, || query::features(s, p, range, audience)),
             View::Stats => Ok(Ok(to_json(s.stats(p, range)?))),
+            View::ReleaseHealth => Ok(Ok(to_json(query::release_health(
+                s,
+                p,
+                range,
+                params.version.as_deref(),
+                params.previous.as_deref(),
+            )?))),
         }
     })
     .await??;

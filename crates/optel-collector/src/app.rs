@@ -37,6 +37,8 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// k of the public view (default [`DEFAULT_K_ANONYMITY`]).
     pub k_anonymity: u64,
+    /// When each project last had events stored ([`crate::alerts::run`] reads it).
+    pub activity: Arc<crate::alerts::IngestActivity>,
     pub(crate) key_cache: Arc<KeyCache>,
     /// Fixed differential-privacy noise, for tests ([`AppState::with_dp_noise_seed`]).
     pub(crate) dp_noise_seed: Option<[u8; 32]>,
@@ -87,6 +89,7 @@ impl AppState {
             metrics,
             limits: Arc::new(RateLimits::new(rates)),
             k_anonymity: DEFAULT_K_ANONYMITY,
+            activity: Arc::default(),
             key_cache: Arc::new(KeyCache::default()),
             dp_noise_seed: None,
         })

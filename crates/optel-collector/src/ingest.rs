@@ -270,6 +270,9 @@ pub async fn store(
             ApiError::storage_message(&e)
         })?;
     state.metrics.accepted(outcome.inserted, outcome.duplicates);
+    if outcome.inserted > 0 {
+        state.activity.record(project.id, crate::now_ms());
+    }
     tracing::debug!(project = %project.name, inserted = outcome.inserted, duplicates = outcome.duplicates, "batch stored");
     Ok(outcome)
 }

@@ -27,7 +27,7 @@ pub fn generate_browser_key() -> std::io::Result<String> {
     generate_key(BROWSER_KEY_PREFIX)
 }
 
-fn generate_key(prefix: &str) -> std::io::Result<String> {
+pub(crate) fn generate_key(prefix: &str) -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(format!("{prefix}{}", hex::encode(bytes)))

@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod alerts;
 mod api;
 mod app;
 mod dashboard;

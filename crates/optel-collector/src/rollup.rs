@@ -1,11 +1,13 @@
 //! Daily rollups: what every analytics query reads instead of raw events.
 //!
-//! Each committed batch updates, in the same transaction as the raw insert, three tables per
+//! Each committed batch updates, in the same transaction as the raw insert, four tables per
 //! UTC day and project (see `migrations/*/0002_rollups.sql`):
 //! - `rollup_counts`: events and summed command durations per event type, name, version, OS,
 //!   architecture, outcome and error code ([`CountRow`]);
 //! - `rollup_durations`: a log-linear histogram of command durations per command name
 //!   ([`HistRow`], [`duration_bucket`]), from which p50/p95 are read;
+//! - `rollup_version_durations`: the same histogram per command name and tool version
+//!   ([`VersionHistRow`]), from which release health reads each version's p95;
 //! - `rollup_installs`: the distinct install pseudonyms per day and dimension (all events, each
 //!   command, error, version, platform, feature, method) as an [`InstallSketch`], mergeable
 //!   across days.
@@ -119,6 +121,20 @@ pub struct HistRow {
     pub day: i64,
     /// Command name.
     pub name: String,
+    /// [`duration_bucket`] index.
+    pub bucket: i64,
+    /// Invocations.
+    pub count: i64,
+}
+
+/// A `rollup_version_durations` row summed over a day range: command `name` of tool `version`
+/// had `count` invocations in `bucket` ([`duration_bucket`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionHistRow {
+    /// Command name.
+    pub name: String,
+    /// Tool version.
+    pub version: String,
     /// [`duration_bucket`] index.
     pub bucket: i64,
     /// Invocations.
@@ -437,6 +453,9 @@ pub struct Delta {
     pub durations: HashMap<(i64, i64, String, i64), i64>,
     /// `(project_id, day, kind, value)` → install hashes.
     pub installs: HashMap<(i64, i64, SketchKind, String), BTreeSet<u64>>,
+    /// `(project_id, day, name, version, bucket)` → count: the duration histogram per tool
+    /// version that release health reads ([`VersionHistRow`]).
+    pub version_durations: HashMap<(i64, i64, String, String, i64), i64>,
 }
 
 /// The facts of one stored event that rollups need (from a batch or from a stored row).
@@ -507,9 +526,20 @@ impl Delta {
         if f.event_type == EventType::Command
             && let Some(d) = f.duration_ms
         {
+            let bucket = duration_bucket(d);
             *self
                 .durations
-                .entry((f.project_id, day, f.name.to_owned(), duration_bucket(d)))
+                .entry((f.project_id, day, f.name.to_owned(), bucket))
+                .or_default() += sign;
+            *self
+                .version_durations
+                .entry((
+                    f.project_id,
+                    day,
+                    f.name.to_owned(),
+                    f.version.to_owned(),
+                    bucket,
+                ))
                 .or_default() += sign;
         }
         let error = f.error_code.unwrap_or_default();
@@ -590,6 +620,17 @@ impl Delta {
                 .durations
                 .entry((project_id, day, name.to_owned(), bucket))
                 .or_default() += count;
+            // One batch is one install of one version: its histogram per version is the same.
+            *self
+                .version_durations
+                .entry((
+                    project_id,
+                    day,
+                    name.to_owned(),
+                    batch.service_version.clone(),
+                    bucket,
+                ))
+                .or_default() += count;
         }
         for (day, kind, a, b) in sketches {
             self.installs
@@ -620,6 +661,14 @@ impl Delta {
                 }
             }
         }
+        for (k, &count) in &other.version_durations {
+            match self.version_durations.get_mut(k) {
+                Some(slot) => *slot += count,
+                None => {
+                    self.version_durations.insert(k.clone(), count);
+                }
+            }
+        }
         for (k, hashes) in &other.installs {
             match self.installs.get_mut(k) {
                 Some(set) => set.extend(hashes),
@@ -632,7 +681,10 @@ impl Delta {
 
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.durations.is_empty() && self.installs.is_empty()
+        self.counts.is_empty()
+            && self.durations.is_empty()
+            && self.version_durations.is_empty()
+            && self.installs.is_empty()
     }
 
     /// Count rows, sorted by key (so concurrent writers lock rows in the same order).
@@ -652,6 +704,17 @@ impl Delta {
             .durations
             .iter()
             .map(|((p, d, n, b), &c)| (*p, *d, n.as_str(), *b, c))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Duration rows per version, sorted by key.
+    pub fn sorted_version_durations(&self) -> Vec<(i64, i64, &str, &str, i64, i64)> {
+        let mut v: Vec<_> = self
+            .version_durations
+            .iter()
+            .map(|((p, d, n, ver, b), &c)| (*p, *d, n.as_str(), ver.as_str(), *b, c))
             .collect();
         v.sort_unstable();
         v
@@ -713,6 +776,8 @@ mod tests {
         together.add_batch(7, &batch, install, &batch.events);
         assert_eq!(together.counts, one_by_one.counts);
         assert_eq!(together.durations, one_by_one.durations);
+        assert_eq!(together.version_durations, one_by_one.version_durations);
+        assert!(!together.version_durations.is_empty());
         assert_eq!(together.installs, one_by_one.installs);
         assert!(together.installs.len() > 10);
 
@@ -726,6 +791,7 @@ mod tests {
         }
         assert_eq!(merged.counts, one_by_one.counts);
         assert_eq!(merged.durations, one_by_one.durations);
+        assert_eq!(merged.version_durations, one_by_one.version_durations);
         assert_eq!(merged.installs, one_by_one.installs);
     }
 

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use optel_wire::{Batch, EventType};
 use serde::Serialize;
 
+use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::query::{DpSettings, Stats, TimeRange};
-use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow};
+use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow, VersionHistRow};
 
 /// Errors of a storage backend.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +157,23 @@ impl PreparedBatch {
     }
 }
 
+/// The stored form of alert kinds: comma-separated names.
+pub(crate) fn kinds_column(kinds: &[AlertKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The alert kinds of a stored column (unknown names, from a newer collector, are skipped).
+pub(crate) fn kinds_of_column(column: &str) -> Vec<AlertKind> {
+    column
+        .split(',')
+        .filter_map(|k| AlertKind::parse(k).ok())
+        .collect()
+}
+
 /// What [`Store::insert_batches`] did with one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InsertOutcome {
@@ -170,7 +188,7 @@ pub struct InsertOutcome {
 pub struct PurgeOutcome {
     /// Raw events deleted.
     pub events: u64,
-    /// Rollup rows deleted (all three tables).
+    /// Rollup rows deleted (all rollup tables).
     pub rollup_rows: u64,
 }
 
@@ -479,6 +497,17 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Database errors.
     fn durations(&self, project_id: i64, days: DayRange) -> Result<Vec<HistRow>>;
+    /// `rollup_version_durations` rows of a project's `versions` summed over a day range: the
+    /// duration histogram of each command of each of those tool versions.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn version_durations(
+        &self,
+        project_id: i64,
+        days: DayRange,
+        versions: &[&str],
+    ) -> Result<Vec<VersionHistRow>>;
     /// `rollup_installs` rows of some kinds of a project over a day range.
     ///
     /// # Errors
@@ -500,6 +529,41 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Database errors.
     fn forget(&self, project_id: Option<i64>, pseudonyms: &[String]) -> Result<u64>;
+
+    /// Adds a webhook to a project ([`crate::alerts`]); `url` checked by
+    /// [`crate::alerts::check_url`], `secret` from [`crate::alerts::generate_secret`].
+    ///
+    /// # Errors
+    /// [`StorageError::NoProject`]; database errors.
+    fn add_alert_hook(
+        &self,
+        project: &str,
+        url: &str,
+        secret: &str,
+        kinds: &[AlertKind],
+        log: bool,
+        now_ms: i64,
+    ) -> Result<AlertHook>;
+    /// The webhooks of one project, or of all with `None`, by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn alert_hooks(&self, project: Option<&str>) -> Result<Vec<AlertHook>>;
+    /// Removes a webhook; `false` if there was none with that id.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn remove_alert_hook(&self, id: i64) -> Result<bool>;
+    /// Records that an alert condition fired; `false` if it had fired before (deliver nothing).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn mark_alert(&self, project_id: i64, key: &AlertKey, now_ms: i64) -> Result<bool>;
+    /// Forgets that an alert condition fired, so it can fire again.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn clear_alert(&self, project_id: i64, key: &AlertKey) -> Result<()>;
 
     /// Stores one batch: [`Store::insert_batches`] of one.
     ///

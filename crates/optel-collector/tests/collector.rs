@@ -703,6 +703,14 @@ macro_rules! suite {
                 super::browser_keys_ingest_only_from_their_origins($make);
             }
             #[test]
+            fn release_health_compares_a_version_with_the_previous() {
+                super::release_health_compares_a_version_with_the_previous($make);
+            }
+            #[test]
+            fn alert_webhook_fires_once_for_a_new_error_code() {
+                super::alert_webhook_fires_once_for_a_new_error_code($make);
+            }
+            #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
             }
@@ -727,3 +735,4 @@ include!("collector/browser.rs");
 include!("collector/otlp.rs");
 include!("collector/storage.rs");
 include!("collector/connections.rs");
+include!("collector/health.rs");

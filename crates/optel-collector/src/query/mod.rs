@@ -1,9 +1,10 @@
 //! The analytics a tool author reads, computed from the daily rollups: the answer types of the
 //! query API (`docs/query-api.md`: `/overview`, `/timeseries`, `/commands`, `/errors`,
 //! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
-//! prints), and the functions that compute them.
+//! prints), `/release-health` ([`health`]), and the functions that compute them.
 
 mod dp;
+mod health;
 mod public;
 mod range;
 mod views;
@@ -11,6 +12,11 @@ mod views;
 pub use dp::{DpInfo, DpSettings, MAX_DAILY_BUDGET, MAX_EPSILON, MIN_EPSILON};
 pub(crate) use dp::{Noise, Private, privatize};
 
+pub use health::{
+    Change, CommandHealth, CommandSide, MIN_DURATIONS, MIN_INVOCATIONS, NewErrorCode, NoiseRule,
+    P95_MIN_RATIO, ReleaseHealth, Z_99, order_versions, quantile_interval, release_health,
+    two_proportion_z,
+};
 pub use range::{MAX_RANGE_MS, TimeRange, now_ms, parse_lookback, parse_range};
 pub use views::{commands, errors, features, overview, platforms, stats, timeseries, versions};
 
@@ -48,6 +54,10 @@ pub struct Stats {
     pub features: Vec<NamedRow>,
     /// Library methods called, most called first (at most 100).
     pub methods: Vec<NamedRow>,
+    /// The latest version against the previous one over the same range
+    /// ([`release_health`]); `None` when an older collector, which lacked it, answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_health: Option<ReleaseHealth>,
 }
 
 /// A project as `GET /v1/projects` lists it.

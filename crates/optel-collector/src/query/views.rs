@@ -481,6 +481,9 @@ pub fn stats<S: Store + ?Sized>(
         platforms: plats,
         features: feats.features,
         methods: feats.methods,
+        release_health: Some(super::health::release_health(
+            store, project, range, None, None,
+        )?),
     })
 }
 

@@ -40,10 +40,12 @@ use foldhash::HashMap;
 
 use super::{
     DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
-    PurgeOutcome, Result, StorageError, Store, StoredEvent,
+    PurgeOutcome, Result, StorageError, Store, StoredEvent, kinds_column, kinds_of_column,
 };
+use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
+    CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, VersionHistRow,
+    day_of,
 };
 
 /// Migrations of the PostgreSQL schema, applied in order; table `optel_schema` records how many
@@ -53,6 +55,7 @@ const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_lean_events.sql"),
     include_str!("../../../migrations/postgres/0003_otlp_cumulative.sql"),
     include_str!("../../../migrations/postgres/0004_browser_keys.sql"),
+    include_str!("../../../migrations/postgres/0006_alerts.sql"),
     include_str!("../../../migrations/postgres/0007_public_dp.sql"),
 ];
 
@@ -751,6 +754,35 @@ impl Store for PgStore {
         })
     }
 
+    fn version_durations(
+        &self,
+        project_id: i64,
+        days: DayRange,
+        versions: &[&str],
+    ) -> Result<Vec<VersionHistRow>> {
+        let versions: Vec<String> = versions.iter().map(|&v| v.to_owned()).collect();
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT name, version, bucket, SUM(count)::int8 FROM rollup_version_durations
+                     WHERE project_id = $1 AND version = ANY($2) AND day >= $3 AND day <= $4
+                     GROUP BY name, version, bucket",
+                    &[&project_id, &versions, &days.first, &days.last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| VersionHistRow {
+                    name: r.get(0),
+                    version: r.get(1),
+                    bucket: r.get(2),
+                    count: r.get(3),
+                })
+                .collect())
+        })
+    }
+
     fn installs(
         &self,
         project_id: i64,
@@ -781,6 +813,121 @@ impl Store for PgStore {
         })
     }
 
+    fn add_alert_hook(
+        &self,
+        project: &str,
+        url: &str,
+        secret: &str,
+        kinds: &[AlertKind],
+        log: bool,
+        now_ms: i64,
+    ) -> Result<AlertHook> {
+        let kinds_text = kinds_column(kinds);
+        self.run(|pool| async move {
+            let row = get(&pool)
+                .await?
+                .query_opt(
+                    "INSERT INTO alert_hooks (project_id, url, secret, kinds, log, created_ms)
+                     SELECT id, $2, $3, $4, $5, $6 FROM projects WHERE name = $1
+                     RETURNING id, project_id",
+                    &[&project, &url, &secret, &kinds_text, &log, &now_ms],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Err(StorageError::NoProject(project.to_owned()));
+            };
+            Ok(AlertHook {
+                id: row.get(0),
+                project_id: row.get(1),
+                project: project.to_owned(),
+                url: url.to_owned(),
+                secret: secret.to_owned(),
+                kinds: kinds.to_vec(),
+                log,
+                created_ms: now_ms,
+            })
+        })
+    }
+
+    fn alert_hooks(&self, project: Option<&str>) -> Result<Vec<AlertHook>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT h.id, h.project_id, p.name, h.url, h.secret, h.kinds, h.log,
+                            h.created_ms
+                     FROM alert_hooks h JOIN projects p ON p.id = h.project_id
+                     WHERE $1::text IS NULL OR p.name = $1 ORDER BY h.id",
+                    &[&project],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| AlertHook {
+                    id: r.get(0),
+                    project_id: r.get(1),
+                    project: r.get(2),
+                    url: r.get(3),
+                    secret: r.get(4),
+                    kinds: kinds_of_column(r.get(5)),
+                    log: r.get(6),
+                    created_ms: r.get(7),
+                })
+                .collect())
+        })
+    }
+
+    fn remove_alert_hook(&self, id: i64) -> Result<bool> {
+        self.run(|pool| async move {
+            let n = get(&pool)
+                .await?
+                .execute("DELETE FROM alert_hooks WHERE id = $1", &[&id])
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn mark_alert(&self, project_id: i64, key: &AlertKey, now_ms: i64) -> Result<bool> {
+        self.run(|pool| async move {
+            let n = get(&pool)
+                .await?
+                .execute(
+                    "INSERT INTO alert_fired (project_id, kind, version, command, detail, fired_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    &[
+                        &project_id,
+                        &key.kind.as_str(),
+                        &key.version,
+                        &key.command,
+                        &key.detail,
+                        &now_ms,
+                    ],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn clear_alert(&self, project_id: i64, key: &AlertKey) -> Result<()> {
+        self.run(|pool| async move {
+            get(&pool)
+                .await?
+                .execute(
+                    "DELETE FROM alert_fired WHERE project_id = $1 AND kind = $2
+                       AND version = $3 AND command = $4 AND detail = $5",
+                    &[
+                        &project_id,
+                        &key.kind.as_str(),
+                        &key.version,
+                        &key.command,
+                        &key.detail,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
     fn purge_before(&self, cutoff_ms: i64) -> Result<PurgeOutcome> {
         self.run(|pool| async move {
             let mut client = get(&pool).await?;
@@ -798,7 +945,12 @@ impl Store for PgStore {
             )
             .await?;
             let mut rollup_rows = 0;
-            for table in ["rollup_cells", "rollup_durations", "rollup_installs"] {
+            for table in [
+                "rollup_cells",
+                "rollup_durations",
+                "rollup_version_durations",
+                "rollup_installs",
+            ] {
                 rollup_rows += tx
                     .execute(&format!("DELETE FROM {table} WHERE day < $1"), &[&day])
                     .await?;

@@ -23,6 +23,11 @@ const UPSERT_DURATIONS: &str = "INSERT INTO rollup_durations (project_id, day, n
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])
      ON CONFLICT (project_id, day, name, bucket)
      DO UPDATE SET count = rollup_durations.count + excluded.count";
+const UPSERT_VERSION_DURATIONS: &str = "INSERT INTO rollup_version_durations
+        (project_id, day, name, version, bucket, count)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[])
+     ON CONFLICT (project_id, day, name, version, bucket)
+     DO UPDATE SET count = rollup_version_durations.count + excluded.count";
 
 const CREATE_SKETCHES: &str = "INSERT INTO rollup_installs (project_id, day, kind, value, sketch)
      SELECT p, d, kd, v, $5 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[])
@@ -94,6 +99,16 @@ pub(super) async fn apply_delta_and_commit(
         durs.3.push(bucket);
         durs.4.push(count);
     }
+    let mut vdurs: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>) =
+        Default::default();
+    for (p, day, name, version, bucket, count) in delta.sorted_version_durations() {
+        vdurs.0.push(p);
+        vdurs.1.push(day);
+        vdurs.2.push(name);
+        vdurs.3.push(version);
+        vdurs.4.push(bucket);
+        vdurs.5.push(count);
+    }
     let installs = delta.sorted_installs();
     let mut k: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
     for (p, day, kind, value, _) in &installs {
@@ -104,11 +119,12 @@ pub(super) async fn apply_delta_and_commit(
     }
     let upsert_cells = client.prepare_cached(UPSERT_CELLS).await?;
     let upsert_durations = client.prepare_cached(UPSERT_DURATIONS).await?;
+    let upsert_version_durations = client.prepare_cached(UPSERT_VERSION_DURATIONS).await?;
     let create_sketches = client.prepare_cached(CREATE_SKETCHES).await?;
     let lock_sketches = client.prepare_cached(LOCK_SKETCHES).await?;
     let empty = InstallSketch::default().encode();
     // `biased`: each future sends its statement when first polled, so this is the wire order.
-    let (_, _, _, locked) = tokio::try_join!(
+    let (_, _, _, _, locked) = tokio::try_join!(
         biased;
         async {
             if cols.0.is_empty() {
@@ -131,6 +147,19 @@ pub(super) async fn apply_delta_and_commit(
                 .execute(
                     &upsert_durations,
                     &[&durs.0, &durs.1, &durs.2, &durs.3, &durs.4],
+                )
+                .await
+        },
+        async {
+            if vdurs.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &upsert_version_durations,
+                    &[
+                        &vdurs.0, &vdurs.1, &vdurs.2, &vdurs.3, &vdurs.4, &vdurs.5,
+                    ],
                 )
                 .await
         },

@@ -21,10 +21,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
-    PurgeOutcome, Result, StorageError, Store, StoredEvent,
+    PurgeOutcome, Result, StorageError, Store, StoredEvent, kinds_column, kinds_of_column,
 };
+use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow, day_of,
+    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow,
+    VersionHistRow, day_of,
 };
 
 /// Deletes the raw events before a cutoff (`?2`, ms) through the day index (`?1`: its day).
@@ -51,6 +53,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_uploads.sql"),
     include_str!("../../../migrations/sqlite/0005_otlp_cumulative.sql"),
     include_str!("../../../migrations/sqlite/0006_browser_keys.sql"),
+    include_str!("../../../migrations/sqlite/0008_alerts.sql"),
     include_str!("../../../migrations/sqlite/0009_public_dp.sql"),
 ];
 
@@ -593,6 +596,36 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn version_durations(
+        &self,
+        project_id: i64,
+        days: DayRange,
+        versions: &[&str],
+    ) -> Result<Vec<VersionHistRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, bucket, SUM(count) FROM rollup_version_durations
+             WHERE project_id = ?1 AND version = ?2 AND day >= ?3 AND day <= ?4
+             GROUP BY name, bucket",
+        )?;
+        let mut out = Vec::new();
+        for &version in versions {
+            let rows =
+                stmt.query_map(params![project_id, version, days.first, days.last], |r| {
+                    Ok(VersionHistRow {
+                        name: r.get(0)?,
+                        version: version.to_owned(),
+                        bucket: r.get(1)?,
+                        count: r.get(2)?,
+                    })
+                })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
     fn installs(
         &self,
         project_id: i64,
@@ -624,6 +657,100 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn add_alert_hook(
+        &self,
+        project: &str,
+        url: &str,
+        secret: &str,
+        kinds: &[AlertKind],
+        log: bool,
+        now_ms: i64,
+    ) -> Result<AlertHook> {
+        let conn = self.conn();
+        let Some(project_id) = conn
+            .query_row("SELECT id FROM projects WHERE name = ?1", [project], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+        else {
+            return Err(StorageError::NoProject(project.to_owned()));
+        };
+        conn.execute(
+            "INSERT INTO alert_hooks (project_id, url, secret, kinds, log, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![project_id, url, secret, kinds_column(kinds), log, now_ms],
+        )?;
+        Ok(AlertHook {
+            id: conn.last_insert_rowid(),
+            project_id,
+            project: project.to_owned(),
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            kinds: kinds.to_vec(),
+            log,
+            created_ms: now_ms,
+        })
+    }
+
+    fn alert_hooks(&self, project: Option<&str>) -> Result<Vec<AlertHook>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT h.id, h.project_id, p.name, h.url, h.secret, h.kinds, h.log, h.created_ms
+             FROM alert_hooks h JOIN projects p ON p.id = h.project_id
+             WHERE ?1 IS NULL OR p.name = ?1 ORDER BY h.id",
+        )?;
+        let rows = stmt.query_map([project], |r| {
+            Ok(AlertHook {
+                id: r.get(0)?,
+                project_id: r.get(1)?,
+                project: r.get(2)?,
+                url: r.get(3)?,
+                secret: r.get(4)?,
+                kinds: kinds_of_column(&r.get::<_, String>(5)?),
+                log: r.get(6)?,
+                created_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn remove_alert_hook(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM alert_hooks WHERE id = ?1", [id])?
+            > 0)
+    }
+
+    fn mark_alert(&self, project_id: i64, key: &AlertKey, now_ms: i64) -> Result<bool> {
+        Ok(self.conn().execute(
+            "INSERT OR IGNORE INTO alert_fired (project_id, kind, version, command, detail, fired_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                project_id,
+                key.kind.as_str(),
+                key.version,
+                key.command,
+                key.detail,
+                now_ms
+            ],
+        )? > 0)
+    }
+
+    fn clear_alert(&self, project_id: i64, key: &AlertKey) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM alert_fired
+             WHERE project_id = ?1 AND kind = ?2 AND version = ?3 AND command = ?4 AND detail = ?5",
+            params![
+                project_id,
+                key.kind.as_str(),
+                key.version,
+                key.command,
+                key.detail
+            ],
+        )?;
+        Ok(())
+    }
+
     fn purge_before(&self, cutoff_ms: i64) -> Result<PurgeOutcome> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -632,7 +759,12 @@ impl Store for SqliteStore {
         let events = tx.execute(PURGE_EVENTS, params![day, cutoff_ms])? as u64;
         tx.execute(PURGE_UPLOADS, [cutoff_ms - crate::rollup::DAY_MS])?;
         let mut rollup_rows = 0;
-        for table in ["rollup_counts", "rollup_durations", "rollup_installs"] {
+        for table in [
+            "rollup_counts",
+            "rollup_durations",
+            "rollup_version_durations",
+            "rollup_installs",
+        ] {
             rollup_rows +=
                 tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [day])? as u64;
         }

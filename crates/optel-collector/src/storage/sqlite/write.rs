@@ -79,6 +79,15 @@ pub(super) fn apply_delta(
     for (p, day, name, bucket, count) in delta.sorted_durations() {
         stmt.execute(params![p, day, name, bucket, count])?;
     }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO rollup_version_durations (project_id, day, name, version, bucket, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (project_id, day, name, version, bucket)
+         DO UPDATE SET count = count + excluded.count",
+    )?;
+    for (p, day, name, version, bucket, count) in delta.sorted_version_durations() {
+        stmt.execute(params![p, day, name, version, bucket, count])?;
+    }
     let mut get = tx.prepare_cached(
         "SELECT sketch FROM rollup_installs
          WHERE project_id = ?1 AND day = ?2 AND kind = ?3 AND value = ?4",
