@@ -430,6 +430,39 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
     Ok("ready")
 }
 
+/// Query parameters of `/v1/metrics/usage`.
+#[derive(Debug, Default, Deserialize)]
+pub struct UsageParams {
+    /// Only this project (default: every project).
+    project: Option<String>,
+}
+
+/// `GET /v1/metrics/usage` (admin token): every project's usage in the Prometheus text format
+/// ([`query::usage_metrics`]); `?project=NAME` for one project (404 if there is none).
+pub async fn usage_metrics(
+    State(state): State<AppState>,
+    _: AdminToken,
+    params: Result<Query<UsageParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = params
+        .map(|q| q.0)
+        .map_err(|e| invalid_query("query", format!("query string is not understood: {e}")))?;
+    let store = state.store.clone();
+    let text = blocking(move || {
+        let projects = match &params.project {
+            Some(name) => match store.project_by_name(name)? {
+                Some(p) => vec![p],
+                None => return Ok(None),
+            },
+            None => store.list_projects()?,
+        };
+        query::usage_metrics(&*store, &projects, now_ms()).map(Some)
+    })
+    .await?
+    .ok_or_else(not_found)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (

@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
+        .route("/v1/metrics/usage", get(api::usage_metrics))
         .merge(dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -7,6 +7,7 @@ mod dp;
 mod health;
 mod public;
 mod range;
+mod usage;
 mod views;
 
 pub use dp::{DpInfo, DpSettings, MAX_DAILY_BUDGET, MAX_EPSILON, MIN_EPSILON};
@@ -18,6 +19,7 @@ pub use health::{
     two_proportion_z,
 };
 pub use range::{MAX_RANGE_MS, TimeRange, now_ms, parse_lookback, parse_range};
+pub use usage::{MAX_USAGE_COMMANDS, MAX_USAGE_VERSIONS, OTHER, USAGE_WINDOW_DAYS, usage_metrics};
 pub use views::{commands, errors, features, overview, platforms, stats, timeseries, versions};
 
 use optel_wire::Timestamp;
