@@ -38,6 +38,9 @@ pub enum Command {
     /// Create and revoke ingest keys.
     #[command(subcommand)]
     Keys(ops::KeysCommand),
+    /// Webhooks posted when a project's release health changes: add, list, remove, test.
+    #[command(subcommand)]
+    Alerts(crate::alerts::AlertsCommand),
     /// Delete events older than a retention period (and their daily rollups).
     Purge(ops::PurgeArgs),
     /// Delete every event of install pseudonyms (a user's deletion request).
@@ -142,12 +145,21 @@ impl From<Durability> for optel_collector::storage::Durability {
 
 /// Flags of `optel serve`. Each may also come from the `--config` TOML file (same names, with
 /// underscores); flags and env vars win over the file.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, database, admin_token, k_anonymity,
-    /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key, header_timeout,
-    /// body_timeout, body_memory_mib, tls_handshake_timeout, max_connections, shutdown_timeout,
-    /// durability.
+    /// rate_per_key, rate_per_addr, rate_per_browser_key, queue, retention, tls_cert, tls_key,
+    /// header_timeout, body_timeout, body_memory_mib, tls_handshake_timeout, max_connections,
+    /// shutdown_timeout, durability, log_level (a filter such as `info` or `debug`; OPTEL_LOG
+    /// wins), alert_every [default: 60s], alert_ingest_stopped_after [default: 1h].
+    ///
+    /// Live reload: on SIGHUP and when the file changes (checked every 5 s) the collector
+    /// reads it again and applies rate_per_key, rate_per_addr, rate_per_browser_key,
+    /// retention, log_level, alert_every and alert_ingest_stopped_after to the next request or
+    /// round, without dropping a connection; a file that does not parse is logged and the
+    /// previous configuration stays. The other keys need a restart (a reload that changes them
+    /// logs which). The TLS pair reloads on its own (see --tls-cert); browser-key origins and
+    /// alert hooks are read from the database and apply without a reload.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address and port to listen on (4318 is the OTLP/HTTP port) [default: 127.0.0.1:4318].

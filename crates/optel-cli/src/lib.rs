@@ -1,10 +1,11 @@
-//! The `optel` command: `serve`, `projects`, `keys`, `stats`, `purge`, `forget`, `upload`,
-//! `bench`, `demo`.
+//! The `optel` command: `serve`, `projects`, `keys`, `alerts`, `stats`, `purge`, `forget`,
+//! `upload`, `bench`, `demo`.
 //!
 //! Raw flags are parsed by clap ([`Cli`]), then each command turns them into validated settings
 //! and runs. [`main_exit_code`] maps the result to an exit code: 0 on success, 1 on error (the
 //! whole cause chain printed to stderr), 2 on a usage error.
 
+mod alerts;
 mod args;
 mod bench;
 mod demo;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
+pub use self::alerts::AlertsCommand;
 pub use self::args::{
     Cli, Command, DemoArgs, Format, ProjectsCommand, ServeArgs, StatsArgs, StoreArgs,
 };
@@ -66,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(*args),
         Command::Projects(cmd) => projects::run(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
+        Command::Alerts(cmd) => alerts::run(cmd),
         Command::Purge(args) => ops::purge(args),
         Command::Forget(args) => ops::forget(args),
         Command::Bench(cmd) => bench::run(cmd),

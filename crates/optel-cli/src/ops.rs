@@ -171,10 +171,13 @@ struct FileConfig {
     body_memory_mib: Option<u64>,
     shutdown_timeout: Option<String>,
     durability: Option<crate::args::Durability>,
+    log_level: Option<String>,
+    alert_every: Option<String>,
+    alert_ingest_stopped_after: Option<String>,
 }
 
 /// The certificate chain and key files of `optel serve --tls-cert --tls-key`.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -187,15 +190,60 @@ pub(crate) struct ServeConfig {
     pub store: StoreArgs,
     pub admin_token: Option<String>,
     pub k_anonymity: u64,
-    pub rates: RateConfig,
     pub queue: usize,
-    pub retention: Option<Duration>,
     pub tls: Option<TlsFiles>,
     pub server: optel_collector::ServerConfig,
     pub durability: crate::args::Durability,
+    pub live: LiveSettings,
+}
+
+/// The settings of `optel serve` that a reload (SIGHUP, a change of the `--config` file)
+/// applies without a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LiveSettings {
+    /// Ingest rate limits.
+    pub rates: RateConfig,
+    /// Retention of the hourly purge; `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// Log filter (`OPTEL_LOG` wins over the file's `log_level`), default `info`.
+    pub log_level: String,
+    /// Alert evaluation.
+    pub alerts: optel_collector::alerts::AlertSettings,
 }
 
 impl ServeConfig {
+    /// The settings a reload to `next` would change but cannot (they need a restart).
+    pub(crate) fn restart_only_changes(&self, next: &Self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |changed: bool, key| {
+            if changed {
+                out.push(key);
+            }
+        };
+        check(self.listen != next.listen, "listen");
+        check(
+            self.store.data_dir != next.store.data_dir
+                || self.store.database != next.store.database,
+            "data_dir/database",
+        );
+        check(self.admin_token != next.admin_token, "admin_token");
+        check(self.k_anonymity != next.k_anonymity, "k_anonymity");
+        check(self.queue != next.queue, "queue");
+        check(self.tls != next.tls, "tls_cert/tls_key");
+        check(
+            self.server != next.server,
+            "timeouts/body_memory_mib/max_connections",
+        );
+        check(self.durability != next.durability, "durability");
+        out
+    }
+}
+
+impl ServeConfig {
+    /// Merges flags and env vars over the `--config` file over defaults.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed, or a value is invalid.
     pub(crate) fn resolve(args: ServeArgs) -> Result<Self> {
         let file = match &args.config {
             Some(path) => {
@@ -231,6 +279,26 @@ impl ServeConfig {
                  --tls-cert, OPTEL_TLS_CERT or `tls_cert` in the config file"
             ),
         };
+        let mut alerts = optel_collector::alerts::AlertSettings::default();
+        for (key, text, slot) in [
+            ("alert_every", file.alert_every, &mut alerts.every),
+            (
+                "alert_ingest_stopped_after",
+                file.alert_ingest_stopped_after,
+                &mut alerts.ingest_stopped_after,
+            ),
+        ] {
+            if let Some(text) = text {
+                *slot = crate::args::parse_duration(&text)
+                    .map_err(|e| anyhow::anyhow!("config file key `{key}`: {e}"))?;
+            }
+        }
+        let log_level = std::env::var("OPTEL_LOG")
+            .ok()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .with_context(|| format!("log level {log_level:?} is not a valid filter: use e.g. info, debug, or optel_collector=debug,info"))?;
         let mut server = optel_collector::ServerConfig::default();
         let duration =
             |flag: Option<Duration>, file: Option<String>, key: &str, default| match (flag, file) {
@@ -270,7 +338,27 @@ impl ServeConfig {
             .max_connections
             .or(file.max_connections)
             .unwrap_or(server.max_connections);
+        let rates = RateConfig {
+            per_key: args
+                .rate_per_key
+                .or(file.rate_per_key)
+                .unwrap_or(defaults.per_key),
+            per_addr: args
+                .rate_per_addr
+                .or(file.rate_per_addr)
+                .unwrap_or(defaults.per_addr),
+            per_browser_key: args
+                .rate_per_browser_key
+                .or(file.rate_per_browser_key)
+                .unwrap_or(defaults.per_browser_key),
+        };
         Ok(Self {
+            live: LiveSettings {
+                rates,
+                retention,
+                log_level,
+                alerts,
+            },
             server,
             durability: args.durability.or(file.durability).unwrap_or_default(),
             listen: args
@@ -287,35 +375,27 @@ impl ServeConfig {
                 .or(file.k_anonymity)
                 .unwrap_or(optel_collector::DEFAULT_K_ANONYMITY)
                 .max(1),
-            rates: RateConfig {
-                per_key: args
-                    .rate_per_key
-                    .or(file.rate_per_key)
-                    .unwrap_or(defaults.per_key),
-                per_addr: args
-                    .rate_per_addr
-                    .or(file.rate_per_addr)
-                    .unwrap_or(defaults.per_addr),
-                per_browser_key: args
-                    .rate_per_browser_key
-                    .or(file.rate_per_browser_key)
-                    .unwrap_or(defaults.per_browser_key),
-            },
             queue: args
                 .queue
                 .or(file.queue)
                 .unwrap_or(optel_collector::DEFAULT_QUEUE),
-            retention,
             tls,
         })
     }
 }
 
-/// Purges events older than `retention` now and then every hour.
-pub(crate) async fn retention_task(store: Arc<dyn Store>, retention: Duration) {
+/// Purges events older than the retention `retention()` returns at each round (`None`: keep
+/// everything), now and then every hour.
+pub(crate) async fn retention_task(
+    store: Arc<dyn Store>,
+    retention: impl Fn() -> Option<Duration> + Send + 'static,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(3_600));
     loop {
         tick.tick().await;
+        let Some(retention) = retention() else {
+            continue;
+        };
         let store = store.clone();
         let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         match tokio::task::spawn_blocking(move || store.purge_before(cutoff)).await {

@@ -1,10 +1,14 @@
 //! `optel serve`: the collector over HTTP or HTTPS until Ctrl-C or SIGTERM, with its
-//! certificate reloaded on SIGHUP and when its files change. The runtime, the log and the
-//! shutdown signal are shared with `demo` and `bench`, which run a collector too.
+//! certificate, and the live settings of its `--config` file ([`ops::LiveSettings`]), reloaded
+//! on SIGHUP and when their files change. The runtime, the log and the shutdown signal are
+//! shared with `demo` and `bench`, which run a collector too.
 
 #[cfg(not(feature = "tls"))]
 use anyhow::bail;
 use anyhow::{Context, Result};
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::args::ServeArgs;
 use crate::ops;
@@ -16,15 +20,16 @@ use crate::ops;
 /// cannot be bound.
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     init_logging();
-    let config = ops::ServeConfig::resolve(args)?;
+    let config = ops::ServeConfig::resolve(args.clone())?;
+    set_log_filter(&config.live.log_level);
     // Certificate problems are reported before anything is opened or created.
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let store = config.store.open_with(config.durability)?;
     let described = config.store.describe();
     let mut state = optel_collector::AppState::with_config(
         store.clone(),
-        config.admin_token.map(Into::into),
-        config.rates,
+        config.admin_token.clone().map(Into::into),
+        config.live.rates,
         config.queue,
     )
     .context("cannot start the writer thread")?;
@@ -40,8 +45,26 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 )
             })?;
         let addr = listener.local_addr()?;
-        if let Some(retention) = config.retention {
-            tokio::spawn(ops::retention_task(store, retention));
+        let live = Arc::new(Mutex::new(config.live.clone()));
+        let current = {
+            let live = live.clone();
+            move || {
+                live.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            }
+        };
+        tokio::spawn(ops::retention_task(store.clone(), {
+            let current = current.clone();
+            move || current().retention
+        }));
+        tokio::spawn(optel_collector::alerts::run(
+            store,
+            state.activity.clone(),
+            move || current().alerts,
+        ));
+        if let Some(path) = args.config.clone() {
+            tokio::spawn(watch_config(path, args, live, state.clone()));
         }
         #[cfg(feature = "tls")]
         if let Some(tls) = &tls {
@@ -49,13 +72,100 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let max_connections = config.server.connection_cap();
+        let server_config = config.server.clone();
         let durability = optel_collector::storage::Durability::from(config.durability).as_str();
         tracing::info!(%addr, db = %described, scheme, max_connections, durability, "optel collector listening");
         eprintln!("optel collector listening on {scheme}://{addr} (database {described})");
-        serve_with(listener, tls, state, config.server).await?;
+        serve_with(listener, tls, state, server_config).await?;
         tracing::info!("optel collector stopped");
         Ok(())
     })
+}
+
+/// How often the `--config` file is checked for a change (its modification time and size).
+pub(crate) const CONFIG_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reloads the live settings on SIGHUP and when the `--config` file changes: the file is
+/// resolved again with the same flags and env vars (which still win over it); a file that
+/// fails is logged and counted, and the previous settings stay. Settings that need a restart
+/// are compared with those the collector started with, and a change of them is logged.
+async fn watch_config(
+    path: PathBuf,
+    args: ServeArgs,
+    live: Arc<Mutex<ops::LiveSettings>>,
+    state: optel_collector::AppState,
+) {
+    let Ok(started) = ops::ServeConfig::resolve(args.clone()) else {
+        return;
+    };
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    #[cfg(unix)]
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP: config reload by file change only"))
+        .ok();
+    let mut tick = tokio::time::interval(CONFIG_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hangups.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = hangup => "SIGHUP",
+            _ = tick.tick() => {
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                "file changed"
+            }
+        };
+        seen = stamp(&path);
+        let next = match ops::ServeConfig::resolve(args.clone()) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(
+                    why,
+                    error = format!("{e:#}"),
+                    "configuration not reloaded: the previous configuration stays"
+                );
+                state.metrics.config_reloaded(false);
+                continue;
+            }
+        };
+        let ignored = started.restart_only_changes(&next);
+        if !ignored.is_empty() {
+            tracing::warn!(
+                keys = ignored.join(", "),
+                "changed settings apply only after a restart"
+            );
+        }
+        state.limits.reconfigure(next.live.rates);
+        set_log_filter(&next.live.log_level);
+        *live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next.live.clone();
+        state.metrics.config_reloaded(true);
+        tracing::info!(
+            why,
+            rate_per_key = next.live.rates.per_key,
+            rate_per_addr = next.live.rates.per_addr,
+            rate_per_browser_key = next.live.rates.per_browser_key,
+            retention = ?next.live.retention,
+            log_level = %next.live.log_level,
+            "configuration reloaded"
+        );
+    }
 }
 
 #[cfg(feature = "tls")]
@@ -163,12 +273,33 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Logs to stderr at the level of `OPTEL_LOG` (default `info`).
+/// Replaces the log filter of [`init_logging`]'s subscriber.
+type SetFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+static LOG_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
+/// Logs to stderr at the level of `OPTEL_LOG` (default `info`); [`set_log_filter`] changes it.
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPTEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    if builder.try_init().is_ok() {
+        let _ = LOG_FILTER.set(Box::new(move |f: &str| {
+            let filter = tracing_subscriber::EnvFilter::try_new(f).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        }));
+    }
+}
+
+/// Sets the log filter (`info`, `debug`, `optel_collector=debug,info`); a bad one is logged.
+pub(crate) fn set_log_filter(filter: &str) {
+    if let Some(set) = LOG_FILTER.get()
+        && let Err(error) = set(filter)
+    {
+        tracing::warn!(filter, %error, "log filter not changed");
+    }
 }

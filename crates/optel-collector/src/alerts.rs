@@ -531,31 +531,28 @@ pub async fn evaluate(
             command: String::new(),
             detail: String::new(),
         };
-        match activity.take(project_id) {
-            Some((last, fresh)) => {
-                if now_ms.saturating_sub(last) >= stopped_after {
-                    found.push(ingest_stopped(&project, last, now_ms));
-                } else {
-                    // Receiving again: a later stop fires again.
-                    let (s, k) = (store.clone(), stop_key.clone());
-                    blocking(move || s.clear_alert(project_id, &k)).await?;
-                }
-                if fresh {
-                    let lookback = i64::try_from(settings.lookback.as_millis())
-                        .unwrap_or(DAY_MS)
-                        .max(DAY_MS);
-                    let range = TimeRange {
-                        since_ms: now_ms - lookback,
-                        until_ms: now_ms + 1,
-                    };
-                    let (s, p) = (store.clone(), project.clone());
-                    let health =
-                        blocking(move || crate::query::release_health(&*s, &p, range, None, None))
-                            .await?;
-                    found.extend(conditions(&health, now_ms));
-                }
+        if let Some((last, fresh)) = activity.take(project_id) {
+            if now_ms.saturating_sub(last) >= stopped_after {
+                found.push(ingest_stopped(&project, last, now_ms));
+            } else {
+                // Receiving again: a later stop fires again.
+                let (s, k) = (store.clone(), stop_key);
+                blocking(move || s.clear_alert(project_id, &k)).await?;
             }
-            None => {}
+            if fresh {
+                let lookback = i64::try_from(settings.lookback.as_millis())
+                    .unwrap_or(DAY_MS)
+                    .max(DAY_MS);
+                let range = TimeRange {
+                    since_ms: now_ms - lookback,
+                    until_ms: now_ms + 1,
+                };
+                let (s, p) = (store.clone(), project.clone());
+                let health =
+                    blocking(move || crate::query::release_health(&*s, &p, range, None, None))
+                        .await?;
+                found.extend(conditions(&health, now_ms));
+            }
         }
         for payload in found {
             let wanted: Vec<&AlertHook> = hooks

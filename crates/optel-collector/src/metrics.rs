@@ -39,6 +39,8 @@ pub struct Metrics {
     connections_open: AtomicU64,
     connections_replaced: AtomicU64,
     connections_refused: AtomicU64,
+    config_reloads: AtomicU64,
+    config_reload_failures: AtomicU64,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -52,6 +54,17 @@ impl Metrics {
     /// Counts one answered request of a route (its matched path, e.g. `/v1/events`).
     pub fn request(&self, route: &str, status: u16) {
         bump(&self.requests, (route.to_owned(), status));
+    }
+
+    /// Counts one configuration reload: applied (`ok`) or refused (a bad file; the previous
+    /// configuration stays).
+    pub fn config_reloaded(&self, ok: bool) {
+        let counter = if ok {
+            &self.config_reloads
+        } else {
+            &self.config_reload_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one rejected ingest request by error code.
@@ -215,6 +228,18 @@ impl Metrics {
                 "counter",
                 "Connections refused at the connection cap (every connection busy).",
                 &self.connections_refused,
+            ),
+            (
+                "optel_config_reloads_total",
+                "counter",
+                "Configuration reloads applied (SIGHUP or a change of the --config file).",
+                &self.config_reloads,
+            ),
+            (
+                "optel_config_reload_failures_total",
+                "counter",
+                "Configuration reloads refused (a bad file; the previous configuration stays).",
+                &self.config_reload_failures,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

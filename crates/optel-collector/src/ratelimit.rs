@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
 
 use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
@@ -35,40 +36,100 @@ impl Default for RateConfig {
     }
 }
 
-/// The limiters.
+/// The limiters, replaceable while requests run ([`RateLimits::reconfigure`]): each check
+/// reads the current set under a read lock held for the check only.
 pub struct RateLimits {
-    per_key: Option<Keyed<String>>,
-    per_browser_key: Option<Keyed<String>>,
-    per_addr: Option<Keyed<IpAddr>>,
+    current: RwLock<Arc<Limiters>>,
     clock: DefaultClock,
+}
+
+/// One set of limiters and the configuration they enforce.
+struct Limiters {
+    config: RateConfig,
+    per_key: Option<Arc<Keyed<String>>>,
+    per_browser_key: Option<Arc<Keyed<String>>>,
+    per_addr: Option<Arc<Keyed<IpAddr>>>,
 }
 
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimits")
-            .field("per_key", &self.per_key.is_some())
-            .field("per_addr", &self.per_addr.is_some())
+            .field("config", &self.config())
             .finish()
     }
 }
 
-fn limiter<K: std::hash::Hash + Eq + Clone>(rps: u32) -> Option<Keyed<K>> {
+fn limiter<K: std::hash::Hash + Eq + Clone>(rps: u32) -> Option<Arc<Keyed<K>>> {
     let rate = NonZeroU32::new(rps)?;
     let burst = NonZeroU32::new(rps.saturating_mul(2)).unwrap_or(rate);
-    Some(RateLimiter::keyed(
+    Some(Arc::new(RateLimiter::keyed(
         Quota::per_second(rate).allow_burst(burst),
-    ))
+    )))
+}
+
+/// The limiter of a limit that may have changed: the old one (with its state) when unchanged.
+fn keep_or_new<K: std::hash::Hash + Eq + Clone>(
+    old: &Option<Arc<Keyed<K>>>,
+    old_rps: u32,
+    rps: u32,
+) -> Option<Arc<Keyed<K>>> {
+    if old_rps == rps {
+        old.clone()
+    } else {
+        limiter(rps)
+    }
 }
 
 impl RateLimits {
     /// Limiters for `config`.
     pub fn new(config: RateConfig) -> Self {
         Self {
-            per_key: limiter(config.per_key),
-            per_browser_key: limiter(config.per_browser_key),
-            per_addr: limiter(config.per_addr),
+            current: RwLock::new(Arc::new(Limiters {
+                config,
+                per_key: limiter(config.per_key),
+                per_browser_key: limiter(config.per_browser_key),
+                per_addr: limiter(config.per_addr),
+            })),
             clock: DefaultClock::default(),
         }
+    }
+
+    fn limiters(&self) -> Arc<Limiters> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> RateConfig {
+        self.limiters().config
+    }
+
+    /// Enforces `config` from the next request on (a configuration reload). A limit that
+    /// changed starts afresh (every key and address with a full burst); the others keep their
+    /// state. Returns whether anything changed.
+    pub fn reconfigure(&self, config: RateConfig) -> bool {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = &current.config;
+        if *old == config {
+            return false;
+        }
+        let next = Limiters {
+            config,
+            per_key: keep_or_new(&current.per_key, old.per_key, config.per_key),
+            per_browser_key: keep_or_new(
+                &current.per_browser_key,
+                old.per_browser_key,
+                config.per_browser_key,
+            ),
+            per_addr: keep_or_new(&current.per_addr, old.per_addr, config.per_addr),
+        };
+        *current = Arc::new(next);
+        true
     }
 
     fn refuse(&self, wait: std::time::Duration, what: &str) -> ApiError {
@@ -88,7 +149,7 @@ impl RateLimits {
     /// # Errors
     /// 429 `rate_limited` with `Retry-After`.
     pub fn check_addr(&self, addr: Option<IpAddr>) -> Result<(), ApiError> {
-        if let (Some(l), Some(a)) = (&self.per_addr, addr) {
+        if let (Some(l), Some(a)) = (&self.limiters().per_addr, addr) {
             l.check_key(&a)
                 .map_err(|n| self.refuse(n.wait_time_from(self.clock.now()), "address"))?;
         }
@@ -100,7 +161,7 @@ impl RateLimits {
     /// # Errors
     /// 429 `rate_limited` with `Retry-After`.
     pub fn check_key(&self, key_hash: &str) -> Result<(), ApiError> {
-        if let Some(l) = &self.per_key {
+        if let Some(l) = &self.limiters().per_key {
             l.check_key(&key_hash.to_owned())
                 .map_err(|n| self.refuse(n.wait_time_from(self.clock.now()), "ingest key"))?;
         }
@@ -112,7 +173,7 @@ impl RateLimits {
     /// # Errors
     /// 429 `rate_limited` with `Retry-After`.
     pub fn check_browser_key(&self, key_hash: &str) -> Result<(), ApiError> {
-        if let Some(l) = &self.per_browser_key {
+        if let Some(l) = &self.limiters().per_browser_key {
             l.check_key(&key_hash.to_owned())
                 .map_err(|n| self.refuse(n.wait_time_from(self.clock.now()), "browser key"))?;
         }
@@ -121,10 +182,14 @@ impl RateLimits {
 
     /// Drops the state of keys and addresses that are back to a full allowance.
     pub fn forget_idle(&self) {
-        for l in [&self.per_key, &self.per_browser_key].into_iter().flatten() {
+        let current = self.limiters();
+        for l in [&current.per_key, &current.per_browser_key]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
         }
-        if let Some(l) = &self.per_addr {
+        if let Some(l) = &current.per_addr {
             l.retain_recent();
         }
     }
@@ -149,5 +214,40 @@ mod tests {
         assert_eq!(e.retry_after_s, Some(1));
         limits.check_key("other").unwrap();
         limits.check_addr(Some([127, 0, 0, 1].into())).unwrap();
+    }
+
+    #[test]
+    fn reconfigure_applies_to_the_next_request() {
+        let limits = RateLimits::new(RateConfig {
+            per_key: 1,
+            per_addr: 0,
+            per_browser_key: 0,
+        });
+        for _ in 0..2 {
+            limits.check_key("k").unwrap();
+        }
+        assert!(limits.check_key("k").is_err());
+        let unlimited = RateConfig {
+            per_key: 0,
+            per_addr: 0,
+            per_browser_key: 0,
+        };
+        assert!(limits.reconfigure(unlimited));
+        assert!(
+            !limits.reconfigure(unlimited),
+            "same config: nothing changes"
+        );
+        for _ in 0..100 {
+            limits.check_key("k").unwrap();
+        }
+        assert!(limits.reconfigure(RateConfig {
+            per_key: 1,
+            ..unlimited
+        }));
+        for _ in 0..2 {
+            limits.check_key("k").unwrap();
+        }
+        assert!(limits.check_key("k").is_err());
+        assert_eq!(limits.config().per_key, 1);
     }
 }

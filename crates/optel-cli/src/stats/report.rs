@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use optel_collector::query::{Overview, SeriesBucket, Stats, Timeseries};
+use optel_collector::query::{Change, Overview, ReleaseHealth, SeriesBucket, Stats, Timeseries};
 use serde::Serialize;
 
 use super::source::Source;
@@ -417,6 +417,9 @@ impl Report {
             &["OS/ARCH", "INSTALLS", "SHARE", "EVENTS"],
             &rows,
         );
+        if let Some(h) = &s.release_health {
+            release_health(&mut out, st, width, h);
+        }
         for (title, list) in [("FEATURE", &s.features), ("METHOD", &s.methods)] {
             if !list.is_empty() {
                 out.push('\n');
@@ -435,6 +438,101 @@ impl Report {
         }
         out
     }
+}
+
+/// The release-health table: each command of the latest version against the previous one,
+/// a change outside the noise marked `▲`/`▼`, then the error codes new in the version.
+fn release_health(out: &mut String, st: &Style, width: usize, h: &ReleaseHealth) {
+    let (Some(version), Some(previous)) = (&h.version, &h.previous) else {
+        return;
+    };
+    if h.commands.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{}",
+        st.bold(&fit(
+            &format!("RELEASE HEALTH {version} vs {previous}"),
+            width
+        ))
+    );
+    let mark = |c: Change| match c {
+        Change::Up => ("▲", Paint::Bad),
+        Change::Down => ("▼", Paint::Plain),
+        Change::Unchanged => ("=", Paint::Plain),
+        Change::TooFew => ("?", Paint::Plain),
+        Change::NoPrevious => ("new", Paint::Plain),
+    };
+    let rows: Vec<Vec<Cell>> = h
+        .commands
+        .iter()
+        .map(|c| {
+            let (fm, fp) = mark(c.failure_rate_change);
+            let (pm, pp) = mark(c.p95_change);
+            let rate = |r: f64| format!("{:.1}%", r * 100.0);
+            let p95 = |p: Option<u64>| p.map_or("-".into(), human_ms);
+            vec![
+                Cell::text(&c.name),
+                Cell::num(group(c.current.invocations)),
+                Cell::num(format!(
+                    "{} ← {}",
+                    rate(c.current.failure_rate),
+                    c.previous
+                        .as_ref()
+                        .map_or("-".into(), |p| rate(p.failure_rate))
+                )),
+                Cell::text(fm).paint(fp),
+                Cell::num(format!(
+                    "{} ← {}",
+                    p95(c.current.p95_ms),
+                    c.previous.as_ref().map_or("-".into(), |p| p95(p.p95_ms))
+                )),
+                Cell::text(pm).paint(pp),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        st,
+        width,
+        &[
+            "COMMAND",
+            "RUNS",
+            "FAIL% NOW ← BEFORE",
+            "",
+            "P95 NOW ← BEFORE",
+            "",
+        ],
+        &rows,
+    );
+    for e in &h.new_error_codes {
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(
+                &format!(
+                    "new error code {} in {}: {} failures",
+                    e.error_code,
+                    e.command,
+                    group(e.count)
+                ),
+                width
+            )
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        st.dim(&fit(
+            &format!(
+                "▲/▼ outside the noise (99 %, at least {} runs; p95 at least {} timed runs and ×{})",
+                h.noise.min_invocations, h.noise.min_durations, h.noise.p95_min_ratio
+            ),
+            width
+        ))
+    );
 }
 
 /// Percent-encodes a path segment (project names are `[A-Za-z0-9_.:-]`, but a typo may not be).
@@ -554,6 +652,36 @@ mod tests {
             }
             assert!(out.contains("build"), "{out}");
         }
+    }
+
+    #[test]
+    fn release_health_renders_changes_and_new_error_codes() {
+        let mut r = report();
+        r.stats.release_health = Some(
+            serde_json::from_value(serde_json::json!({
+                "project": "acme", "from": "2026-11-14T00:00:00.000Z",
+                "to": "2026-11-21T00:00:00.000Z", "versions": ["0.1.0", "0.2.0"],
+                "order": "semver", "version": "0.2.0", "previous": "0.1.0",
+                "noise": {"z": 2.576, "min_invocations": 30, "min_durations": 50, "p95_min_ratio": 1.2},
+                "commands": [{"name": "build",
+                    "current": {"invocations": 1000, "failures": 150, "failure_rate": 0.15, "timed": 1000, "p95_ms": 4200},
+                    "previous": {"invocations": 900, "failures": 20, "failure_rate": 0.022, "timed": 900, "p95_ms": 1000},
+                    "failure_rate_delta": 0.128, "failure_rate_z": 9.8, "failure_rate_change": "up",
+                    "p95_ms_delta": 3200, "p95_change": "up"}],
+                "new_error_codes": [{"command": "build", "error_code": "E_NO_MANIFEST", "count": 150}]
+            }))
+            .unwrap(),
+        );
+        let out = r.render(&Style::new(false), 100);
+        assert!(out.contains("RELEASE HEALTH 0.2.0 vs 0.1.0"), "{out}");
+        assert!(out.contains("15.0% ← 2.2%"), "{out}");
+        assert!(out.contains('▲'), "{out}");
+        assert!(
+            out.contains("new error code E_NO_MANIFEST in build: 150 failures"),
+            "{out}"
+        );
+        let v = serde_json::to_value(r.to_json()).unwrap();
+        assert_eq!(v["release_health"]["commands"][0]["p95_change"], "up");
     }
 
     #[test]
