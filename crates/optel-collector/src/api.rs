@@ -77,7 +77,7 @@ pub async fn public_view(
     Path((name, view)): Path<(String, String)>,
     params: Result<Query<ViewParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if View::parse(&view)? == View::Stats {
+    if View::parse(&view)?.admin_only() {
         return Err(not_found());
     }
     let params = params
@@ -101,10 +101,20 @@ enum View {
     Features,
     /// Every list at once (`optel stats`); admin only.
     Stats,
+    /// Breakdowns by declared attributes; admin only.
+    Breakdowns,
+    /// Phase durations; admin only.
+    Phases,
+    /// Measurements; admin only.
+    Measurements,
+    /// Daily adoption series; admin only.
+    Adoption,
+    /// Catalog versions; admin only.
+    Catalog,
 }
 
 impl View {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 13] = [
         Self::Overview,
         Self::Timeseries,
         Self::Commands,
@@ -113,7 +123,26 @@ impl View {
         Self::Platforms,
         Self::Features,
         Self::Stats,
+        Self::Breakdowns,
+        Self::Phases,
+        Self::Measurements,
+        Self::Adoption,
+        Self::Catalog,
     ];
+
+    /// Views without a public form: they do not go through the public population's
+    /// suppression (`query::public`), so `/public/...` answers 404 for them.
+    fn admin_only(self) -> bool {
+        matches!(
+            self,
+            Self::Stats
+                | Self::Breakdowns
+                | Self::Phases
+                | Self::Measurements
+                | Self::Adoption
+                | Self::Catalog
+        )
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -125,6 +154,11 @@ impl View {
             Self::Platforms => "platforms",
             Self::Features => "features",
             Self::Stats => "stats",
+            Self::Breakdowns => "breakdowns",
+            Self::Phases => "phases",
+            Self::Measurements => "measurements",
+            Self::Adoption => "adoption",
+            Self::Catalog => "catalog",
         }
     }
 
@@ -191,6 +225,11 @@ async fn run_view(
             View::Platforms => to_json(query::platforms(s, &project, range, audience)?),
             View::Features => to_json(query::features(s, &project, range, audience)?),
             View::Stats => to_json(s.stats(&project, range)?),
+            View::Breakdowns => to_json(query::breakdowns(s, &project, range)?),
+            View::Phases => to_json(query::phases(s, &project, range)?),
+            View::Measurements => to_json(query::measurements(s, &project, range)?),
+            View::Adoption => to_json(query::adoption(s, &project, range)?),
+            View::Catalog => to_json(query::catalog(s, &project)?),
         };
         Ok(Some(value))
     })

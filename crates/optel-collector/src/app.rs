@@ -38,6 +38,7 @@ pub struct AppState {
     /// k of the public view (default [`DEFAULT_K_ANONYMITY`]).
     pub k_anonymity: u64,
     pub(crate) key_cache: Arc<KeyCache>,
+    pub(crate) catalog_cache: Arc<ingest::CatalogCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -86,6 +87,7 @@ impl AppState {
             limits: Arc::new(RateLimits::new(rates)),
             k_anonymity: DEFAULT_K_ANONYMITY,
             key_cache: Arc::new(KeyCache::default()),
+            catalog_cache: Arc::new(ingest::CatalogCache::default()),
         })
     }
 }
@@ -97,6 +99,7 @@ impl AppState {
     /// within [`crate::KEY_CACHE_TTL`].
     pub fn forget_cached_keys(&self) {
         self.key_cache.clear();
+        self.catalog_cache.clear();
     }
 }
 

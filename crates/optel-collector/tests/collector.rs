@@ -702,6 +702,14 @@ macro_rules! suite {
                 super::browser_keys_ingest_only_from_their_origins($make);
             }
             #[test]
+            fn analytics_break_down_v2_batches() {
+                super::analytics_break_down_v2_batches($make);
+            }
+            #[test]
+            fn catalog_versions_are_bounded() {
+                super::catalog_versions_are_bounded($make);
+            }
+            #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
             }
@@ -718,3 +726,4 @@ include!("collector/browser.rs");
 include!("collector/otlp.rs");
 include!("collector/storage.rs");
 include!("collector/connections.rs");
+include!("collector/analytics.rs");
