@@ -87,7 +87,7 @@ pub async fn public_view(
     Path((name, view)): Path<(String, String)>,
     params: Result<Query<ViewParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if matches!(View::parse(&view)?, View::Stats | View::ReleaseHealth) {
+    if View::parse(&view)?.admin_only() {
         return Err(not_found());
     }
     let params = params
@@ -113,10 +113,20 @@ enum View {
     Stats,
     /// One version against the previous one; admin only.
     ReleaseHealth,
+    /// Breakdowns by declared attributes; admin only.
+    Breakdowns,
+    /// Phase durations; admin only.
+    Phases,
+    /// Measurements; admin only.
+    Measurements,
+    /// Daily adoption series; admin only.
+    Adoption,
+    /// Catalog versions; admin only.
+    Catalog,
 }
 
 impl View {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 14] = [
         Self::Overview,
         Self::Timeseries,
         Self::Commands,
@@ -126,7 +136,27 @@ impl View {
         Self::Features,
         Self::Stats,
         Self::ReleaseHealth,
+        Self::Breakdowns,
+        Self::Phases,
+        Self::Measurements,
+        Self::Adoption,
+        Self::Catalog,
     ];
+
+    /// Views without a public form: they do not go through the public population's
+    /// suppression (`query::public`), so `/public/...` answers 404 for them.
+    fn admin_only(self) -> bool {
+        matches!(
+            self,
+            Self::Stats
+                | Self::ReleaseHealth
+                | Self::Breakdowns
+                | Self::Phases
+                | Self::Measurements
+                | Self::Adoption
+                | Self::Catalog
+        )
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -139,6 +169,11 @@ impl View {
             Self::Features => "features",
             Self::Stats => "stats",
             Self::ReleaseHealth => "release-health",
+            Self::Breakdowns => "breakdowns",
+            Self::Phases => "phases",
+            Self::Measurements => "measurements",
+            Self::Adoption => "adoption",
+            Self::Catalog => "catalog",
         }
     }
 
@@ -238,6 +273,11 @@ async fn run_view(
                 params.version.as_deref(),
                 params.previous.as_deref(),
             )?))),
+            View::Breakdowns => Ok(Ok(to_json(query::breakdowns(s, p, range)?))),
+            View::Phases => Ok(Ok(to_json(query::phases(s, p, range)?))),
+            View::Measurements => Ok(Ok(to_json(query::measurements(s, p, range)?))),
+            View::Adoption => Ok(Ok(to_json(query::adoption(s, p, range)?))),
+            View::Catalog => Ok(Ok(to_json(query::catalog(s, p)?))),
         }
     })
     .await??;

@@ -42,6 +42,7 @@ pub struct AppState {
     pub(crate) key_cache: Arc<KeyCache>,
     /// Fixed differential-privacy noise, for tests ([`AppState::with_dp_noise_seed`]).
     pub(crate) dp_noise_seed: Option<[u8; 32]>,
+    pub(crate) catalog_cache: Arc<ingest::CatalogCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -92,6 +93,7 @@ impl AppState {
             activity: Arc::default(),
             key_cache: Arc::new(KeyCache::default()),
             dp_noise_seed: None,
+            catalog_cache: Arc::new(ingest::CatalogCache::default()),
         })
     }
 }
@@ -112,6 +114,7 @@ impl AppState {
     /// within [`crate::KEY_CACHE_TTL`].
     pub fn forget_cached_keys(&self) {
         self.key_cache.clear();
+        self.catalog_cache.clear();
     }
 }
 

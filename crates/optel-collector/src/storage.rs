@@ -20,7 +20,29 @@ use serde::Serialize;
 
 use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::query::{DpSettings, Stats, TimeRange};
-use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow, VersionHistRow};
+use crate::rollup::{
+    BreakdownCount, CountRow, DayRange, Extras, HistRow, MeasureHist, PhaseHist, SketchKind,
+    SketchRow, VersionHistRow,
+};
+use optel_wire::catalog::Catalog;
+
+/// Most catalog versions kept per project (100): storing a new one beyond that drops the
+/// version seen least recently. A batch naming a dropped version gets `catalog_known: false`
+/// and its SDK sends the catalog again.
+pub const MAX_CATALOG_VERSIONS: usize = 100;
+
+/// One stored catalog version of a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCatalog {
+    /// [`Catalog::hash`].
+    pub hash: String,
+    /// The catalog.
+    pub catalog: Catalog,
+    /// When a batch first brought it, ms since the epoch.
+    pub first_seen_ms: i64,
+    /// When a batch last named it, ms since the epoch.
+    pub last_seen_ms: i64,
+}
 
 /// Errors of a storage backend.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +139,10 @@ pub struct PreparedBatch {
     pub session_ids: Vec<[u8; 16]>,
     /// Each event's metadata as a JSON object, `None` when empty.
     pub metadata: Vec<Option<String>>,
+    /// Each event's [`Extras`] (breakdown values from the batch's catalog, phases, value).
+    pub extras: Vec<Extras>,
+    /// Each event's [`Extras::encode`], stored in `events.facts`.
+    pub facts: Vec<Option<String>>,
     /// [`crate::rollup::install_hash`] of the batch's pseudonym.
     pub install: u64,
     /// Rollup delta of all the batch's events ([`crate::rollup::Delta::add_batch`]).
@@ -124,11 +150,30 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
-    /// Prepares `batch` of project `project_id`.
+    /// Prepares `batch` of project `project_id`, breaking it down by the catalog it carries
+    /// (if any): [`PreparedBatch::with_catalog`].
     pub fn new(project_id: i64, batch: Batch) -> Self {
+        let catalog = batch.catalog.clone();
+        Self::with_catalog(project_id, batch, catalog.as_ref())
+    }
+
+    /// Prepares `batch` of project `project_id`, breaking its events down by `catalog`: the
+    /// catalog its `catalog_hash` names (`None` when it names none or the collector does not
+    /// know it: then no breakdown rows, see [`Extras::of`]).
+    pub fn with_catalog(project_id: i64, batch: Batch, catalog: Option<&Catalog>) -> Self {
         let install = crate::rollup::install_hash(&batch.pseudonym);
+        let extras: Vec<Extras> = batch
+            .events
+            .iter()
+            .map(|e| Extras::of(e, catalog))
+            .collect();
         let mut delta = crate::rollup::Delta::default();
-        delta.add_batch(project_id, &batch, install, &batch.events);
+        delta.add_batch(
+            project_id,
+            &batch,
+            install,
+            batch.events.iter().zip(&extras),
+        );
         Self {
             project_id,
             event_ids: batch
@@ -150,10 +195,40 @@ impl PreparedBatch {
                         .flatten()
                 })
                 .collect(),
+            facts: extras.iter().map(Extras::encode).collect(),
+            extras,
             install,
             delta,
             batch,
         }
+    }
+
+    /// The same batch with its rollup delta computed again (after a failed commit took it).
+    pub fn reprepared(self) -> Self {
+        let mut delta = crate::rollup::Delta::default();
+        delta.add_batch(
+            self.project_id,
+            &self.batch,
+            self.install,
+            self.batch.events.iter().zip(&self.extras),
+        );
+        Self { delta, ..self }
+    }
+
+    /// The rollup delta of some of its events (those a backend newly stored).
+    pub fn delta_of(
+        &self,
+        stored: impl IntoIterator<Item = usize>,
+        into: &mut crate::rollup::Delta,
+    ) {
+        into.add_batch(
+            self.project_id,
+            &self.batch,
+            self.install,
+            stored
+                .into_iter()
+                .filter_map(|i| Some((self.batch.events.get(i)?, self.extras.get(i)?))),
+        );
     }
 }
 
@@ -188,7 +263,7 @@ pub struct InsertOutcome {
 pub struct PurgeOutcome {
     /// Raw events deleted.
     pub events: u64,
-    /// Rollup rows deleted (all rollup tables).
+    /// Rollup rows deleted (every rollup table).
     pub rollup_rows: u64,
 }
 
@@ -217,6 +292,8 @@ pub struct StoredEvent {
     pub error_code: Option<String>,
     /// Install pseudonym.
     pub pseudonym: String,
+    /// Its stored [`Extras`] (`events.facts`).
+    pub facts: Option<String>,
 }
 
 /// What an ingest key grants: writes to a project, from anywhere (a server key) or, for a
@@ -411,10 +488,19 @@ pub trait Store: Send + Sync + 'static {
         batches: &[(i64, &Batch)],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>> {
-        let mut prepared: Vec<PreparedBatch> = batches
-            .iter()
-            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
-            .collect();
+        let mut prepared = Vec::with_capacity(batches.len());
+        for &(project_id, b) in batches {
+            let catalog = match (&b.catalog, &b.catalog_hash) {
+                (Some(c), _) => Some(c.clone()),
+                (None, Some(hash)) => self.catalog(project_id, hash)?,
+                (None, None) => None,
+            };
+            prepared.push(PreparedBatch::with_catalog(
+                project_id,
+                b.clone(),
+                catalog.as_ref(),
+            ));
+        }
         self.insert_prepared(&mut prepared, received_ms)
     }
     /// [`Store::insert_batches`] for batches prepared off the writer thread
@@ -455,6 +541,32 @@ pub trait Store: Send + Sync + 'static {
         marks: &[([u8; 32], i64)],
         now_ms: i64,
     ) -> Result<()>;
+    /// The catalog version `hash` of a project, if stored.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn catalog(&self, project_id: i64, hash: &str) -> Result<Option<Catalog>>;
+    /// Every stored catalog version of a project (at most [`MAX_CATALOG_VERSIONS`]), the one
+    /// seen last first.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn catalogs(&self, project_id: i64) -> Result<Vec<StoredCatalog>>;
+    /// `rollup_breakdowns` rows of a project summed over a day range.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn breakdowns(&self, project_id: i64, days: DayRange) -> Result<Vec<BreakdownCount>>;
+    /// `rollup_phases` rows of a project summed over a day range.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>>;
+    /// `rollup_measurements` rows of a project summed over a day range.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn measurements(&self, project_id: i64, days: DayRange) -> Result<Vec<MeasureHist>>;
     /// `rollup_counts` rows of a project over a day range.
     ///
     /// # Errors
@@ -650,6 +762,7 @@ pub fn open_with(
 pub(crate) fn forget_delta(events: &[StoredEvent]) -> crate::rollup::Delta {
     let mut delta = crate::rollup::Delta::default();
     for e in events {
+        let extras = Extras::decode(e.facts.as_deref());
         delta.add(
             &crate::rollup::EventFacts {
                 project_id: e.project_id,
@@ -663,6 +776,7 @@ pub(crate) fn forget_delta(events: &[StoredEvent]) -> crate::rollup::Delta {
                 success: e.success,
                 error_code: e.error_code.as_deref(),
                 install: crate::rollup::install_hash(&e.pseudonym),
+                extras: &extras,
             },
             -1,
         );

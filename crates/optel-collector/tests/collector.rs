@@ -711,6 +711,14 @@ macro_rules! suite {
                 super::alert_webhook_fires_once_for_a_new_error_code($make);
             }
             #[test]
+            fn analytics_break_down_v2_batches() {
+                super::analytics_break_down_v2_batches($make);
+            }
+            #[test]
+            fn catalog_versions_are_bounded() {
+                super::catalog_versions_are_bounded($make);
+            }
+            #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
             }
@@ -736,3 +744,4 @@ include!("collector/otlp.rs");
 include!("collector/storage.rs");
 include!("collector/connections.rs");
 include!("collector/health.rs");
+include!("collector/analytics.rs");
