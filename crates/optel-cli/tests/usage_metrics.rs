@@ -170,6 +170,42 @@ fn usage_metrics_parse_with_the_prometheus_parser() {
     assert!(post(&a, &server.url, &acme, &b1).is_some());
     assert!(post(&a, &server.url, &acme, &b2).is_some());
     assert!(post(&a, &server.url, &zeta, &b3).is_some());
+    // A schema version 2 batch with its catalog: `build` declares the phases `resolve` and
+    // `compile`; the undeclared phase `link` is summed into `other`, and so is the undeclared
+    // command `secret` (once the project has a catalog, only declared names get series).
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../optel-wire/tests/golden/batch_v2.json");
+    let mut v2: Value = serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+    v2["pseudonym"] = json!(format!("{:032x}", 4));
+    let now = optel_wire::Timestamp::now().to_string();
+    let mut events = Vec::new();
+    for (i, (command, phases)) in [
+        (
+            "build",
+            vec![("resolve", 20_000), ("compile", 1_200_000), ("link", 5_000)],
+        ),
+        ("build", vec![("resolve", 20_000), ("compile", 1_200_000)]),
+        ("secret", vec![("resolve", 1_000)]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let phases: Vec<Value> = phases
+            .into_iter()
+            .map(|(name, us)| json!({"name": name, "start_us": 0, "duration_us": us, "success": true}))
+            .collect();
+        events.push(json!({
+            "event_id": format!("00000004-0000-4000-8000-{i:012x}"),
+            "event_type": "command", "name": command, "timestamp": now,
+            "session_id": "7e2d4c1a-0b9f-4e8d-8c7b-6a5f4e3d2c1b",
+            "duration_ms": 1250, "success": true, "phases": phases,
+        }));
+    }
+    v2["events"] = json!(events);
+    assert!(
+        post(&a, &server.url, &acme, &v2).is_some(),
+        "v2 batch refused"
+    );
 
     let url = format!("{}/v1/metrics/usage", server.url);
     let status = a.get(&url).call().unwrap().status();
@@ -214,15 +250,60 @@ fn usage_metrics_parse_with_the_prometheus_parser() {
     let build = [("project", "acme"), ("command", "build")];
     assert_eq!(
         sample(&samples, &format!("{dur}_count"), &build)["value"],
-        5.0
+        7.0
     );
     assert_eq!(
         sample(&samples, &format!("{dur}_sum"), &build)["value"],
-        1.4
+        3.9
+    );
+    let other = [
+        ("project", "acme"),
+        ("command", "other"),
+        ("version", "1.0.0"),
+    ];
+    assert_eq!(
+        sample(&samples, inv, &other)["value"],
+        1.0,
+        "undeclared `test` is other"
+    );
+    assert!(
+        !samples.iter().any(|s| s["labels"]["command"] == "secret"),
+        "an undeclared command has no series of its own"
+    );
+
+    let phase = "optel_usage_phase_duration_seconds";
+    let resolve = [
+        ("project", "acme"),
+        ("command", "build"),
+        ("phase", "resolve"),
+    ];
+    assert_eq!(
+        sample(&samples, &format!("{phase}_count"), &resolve)["value"],
+        2.0
     );
     assert_eq!(
-        sample(&samples, &format!("{dur}_sum"), &build)["type"],
+        sample(&samples, &format!("{phase}_count"), &resolve)["type"],
         "summary"
+    );
+    let compile = [
+        ("project", "acme"),
+        ("command", "build"),
+        ("phase", "compile"),
+        ("quantile", "0.95"),
+    ];
+    let p95 = sample(&samples, phase, &compile)["value"].as_f64().unwrap();
+    assert!(
+        (1.2 * 0.981..=1.2 * 1.019).contains(&p95),
+        "compile p95 1.2 s within 1.9 %: {p95}"
+    );
+    let link = [
+        ("project", "acme"),
+        ("command", "build"),
+        ("phase", "other"),
+    ];
+    assert_eq!(
+        sample(&samples, &format!("{phase}_count"), &link)["value"],
+        1.0
     );
     let p50 = sample(
         &samples,
@@ -235,8 +316,8 @@ fn usage_metrics_parse_with_the_prometheus_parser() {
     );
     let p50 = p50["value"].as_f64().unwrap();
     assert!(
-        (0.2625..=0.3375).contains(&p50),
-        "p50 (300 ms) within 12.5 %: {p50}"
+        (0.35..=0.45).contains(&p50),
+        "p50 (400 ms) within 12.5 %: {p50}"
     );
 
     // One project only; an unknown project is 404.
