@@ -2,7 +2,7 @@
 //! query API (`docs/query-api.md`: `/overview`, `/timeseries`, `/commands`, `/errors`,
 //! `/versions`, `/platforms`, `/features`, the admin-only `/breakdowns`, `/phases`,
 //! `/measurements`, `/adoption` and `/catalog`, and `/stats`, which `optel stats --format
-//! json` prints), `/release-health` ([`health`]), the usage metrics of `/v1/metrics/usage`
+//! json` prints), `/release-health` ([`release_health`]), the usage metrics of `/v1/metrics/usage`
 //! ([`usage_metrics`]), the differential-privacy mode of public views ([`DpSettings`]), and the
 //! functions that compute them.
 
