@@ -156,8 +156,8 @@ pub struct ServeArgs {
     /// Live reload: on SIGHUP and when the file changes (checked every 5 s) the collector
     /// reads it again and applies rate_per_key, rate_per_addr, rate_per_browser_key,
     /// retention, log_level, alert_every and alert_ingest_stopped_after to the next request or
-    /// round, without dropping a connection; a file that does not parse is logged and the
-    /// previous configuration stays. The other keys need a restart (a reload that changes them
+    /// round, without dropping a connection (a key also given as a flag or env var keeps that
+    /// value); a file that does not parse is logged and the previous configuration stays. The other keys need a restart (a reload that changes them
     /// logs which). The TLS pair reloads on its own (see --tls-cert); browser-key origins and
     /// alert hooks are read from the database and apply without a reload.
     #[arg(long, value_name = "FILE", env = "OPTEL_CONFIG")]

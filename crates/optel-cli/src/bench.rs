@@ -535,6 +535,12 @@ fn query_bench(args: QueryArgs) -> Result<()> {
             Box::new(move || query::features(s, p, range, a).map(|r| r.rows.features.len())),
         ),
         (
+            "release health",
+            Box::new(move || {
+                query::release_health(s, p, range, None, None).map(|r| r.commands.len())
+            }),
+        ),
+        (
             "public commands (k=5)",
             Box::new(move || {
                 query::commands(s, p, range, Audience::Public { k: 5 })

@@ -497,7 +497,8 @@ fn ingest_stopped(project: &Project, last_ms: i64, now_ms: i64) -> AlertPayload 
 }
 
 /// One evaluation round at `now_ms`: finds the conditions of every project with hooks, marks
-/// the new ones fired, and delivers them. Returns the deliveries made.
+/// the new ones fired, and delivers them (concurrently, each with its retries). Returns the
+/// deliveries made, by hook and kind, once all are done.
 ///
 /// # Errors
 /// Database errors (nothing is delivered for the project that failed; the next round retries).
@@ -513,7 +514,9 @@ pub async fn evaluate(
     for h in hooks {
         by_project.entry(h.project_id).or_default().push(h);
     }
-    let mut deliveries = Vec::new();
+    // Deliveries run concurrently, so one slow or failing receiver (retries take ~30 s) does
+    // not hold back the others.
+    let mut deliveries = tokio::task::JoinSet::new();
     for (project_id, hooks) in by_project {
         let Some(name) = hooks.first().map(|h| h.project.clone()) else {
             continue;
@@ -570,11 +573,17 @@ pub async fn evaluate(
                 if hook.log {
                     tracing::warn!(project = %payload.project, kind = payload.kind.as_str(), hook = hook.id, "alert: {}", payload.message);
                 }
-                deliveries.push(deliver(hook, &payload, settings).await);
+                let (hook, payload, settings) = (hook.clone(), payload.clone(), *settings);
+                deliveries.spawn(async move { deliver(&hook, &payload, &settings).await });
             }
         }
     }
-    Ok(deliveries)
+    let mut done = Vec::new();
+    while let Some(d) = deliveries.join_next().await {
+        done.extend(d.ok());
+    }
+    done.sort_by_key(|d| (d.hook, d.kind));
+    Ok(done)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -582,7 +591,7 @@ async fn blocking<T: Send + 'static>(
 ) -> crate::storage::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| crate::storage::StorageError::Postgres(format!("task failed: {e}")))?
+        .map_err(|e| crate::storage::StorageError::Task(e.to_string()))?
 }
 
 /// Evaluates alerts for ever, every [`AlertSettings::every`] of what `settings` returns at the

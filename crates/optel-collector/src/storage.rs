@@ -78,6 +78,10 @@ pub enum StorageError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A blocking storage task of an async caller did not finish (it panicked or was
+    /// cancelled at shutdown).
+    #[error("a storage task did not finish: {0}")]
+    Task(String),
     /// A database URL that cannot be used.
     #[error("database url is not usable ({0}): use postgres://USER@HOST:PORT/DB")]
     BadUrl(String),

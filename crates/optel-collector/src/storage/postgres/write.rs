@@ -219,6 +219,14 @@ const UPSERT_VERSION_DURATIONS: &str = "INSERT INTO rollup_version_durations
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[])
      ON CONFLICT (project_id, day, name, version, bucket)
      DO UPDATE SET count = rollup_version_durations.count + excluded.count";
+/// Removing updates existing rows only: events stored before migration 0006 are in no
+/// per-version histogram, and forgetting them must not leave negative rows behind.
+const SUBTRACT_VERSION_DURATIONS: &str = "UPDATE rollup_version_durations r
+     SET count = r.count + k.c
+     FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[])
+          AS k(p, d, n, v, b, c)
+     WHERE r.project_id = k.p AND r.day = k.d AND r.name = k.n AND r.version = k.v
+       AND r.bucket = k.b";
 
 const CREATE_SKETCHES: &str = "INSERT INTO rollup_installs (project_id, day, kind, value, sketch)
      SELECT p, d, kd, v, $5 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[])
@@ -311,7 +319,13 @@ pub(super) async fn apply_delta_and_commit(
     apply_analytics(client, delta).await?;
     let upsert_cells = client.prepare_cached(UPSERT_CELLS).await?;
     let upsert_durations = client.prepare_cached(UPSERT_DURATIONS).await?;
-    let upsert_version_durations = client.prepare_cached(UPSERT_VERSION_DURATIONS).await?;
+    let upsert_version_durations = client
+        .prepare_cached(if removing {
+            SUBTRACT_VERSION_DURATIONS
+        } else {
+            UPSERT_VERSION_DURATIONS
+        })
+        .await?;
     let create_sketches = client.prepare_cached(CREATE_SKETCHES).await?;
     let lock_sketches = client.prepare_cached(LOCK_SKETCHES).await?;
     let empty = InstallSketch::default().encode();

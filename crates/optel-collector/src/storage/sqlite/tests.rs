@@ -169,6 +169,8 @@ fn upgrade_from_schema_3_keeps_events_and_their_installs() {
                 .unwrap();
             }
         }
+        // Schema 3 has no per-version histogram (migration 0008 adds it).
+        delta.version_durations.clear();
         apply_delta(&tx, &delta, false, None).unwrap();
         tx.commit().unwrap();
     }
@@ -196,6 +198,15 @@ fn upgrade_from_schema_3_keeps_events_and_their_installs() {
         .query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))
         .unwrap();
     assert_eq!((left, uploads), (0, 0));
+    // Events stored before the per-version histogram existed leave no negative rows in it.
+    let negative: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM rollup_version_durations WHERE count < 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(negative, 0);
 }
 
 /// Row numbers freed by a deletion are handed out again; an upload whose range now covers

@@ -80,14 +80,22 @@ pub(super) fn apply_delta(
     for (p, day, name, bucket, count) in delta.sorted_durations() {
         stmt.execute(params![p, day, name, bucket, count])?;
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO rollup_version_durations (project_id, day, name, version, bucket, count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (project_id, day, name, version, bucket)
-         DO UPDATE SET count = count + excluded.count",
-    )?;
-    for (p, day, name, version, bucket, count) in delta.sorted_version_durations() {
-        stmt.execute(params![p, day, name, version, bucket, count])?;
+    let version_durations = delta.sorted_version_durations();
+    if !version_durations.is_empty() {
+        // Removing updates existing rows only: events stored before migration 0008 are in no
+        // per-version histogram, and forgetting them must not leave negative rows behind.
+        let mut stmt = tx.prepare_cached(if removing {
+            "UPDATE rollup_version_durations SET count = count + ?6
+             WHERE project_id = ?1 AND day = ?2 AND name = ?3 AND version = ?4 AND bucket = ?5"
+        } else {
+            "INSERT INTO rollup_version_durations (project_id, day, name, version, bucket, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (project_id, day, name, version, bucket)
+             DO UPDATE SET count = count + excluded.count"
+        })?;
+        for (p, day, name, version, bucket, count) in version_durations {
+            stmt.execute(params![p, day, name, version, bucket, count])?;
+        }
     }
     apply_analytics(tx, delta)?;
     let mut get = tx.prepare_cached(
