@@ -1062,7 +1062,8 @@ impl Delta {
     /// `(project_id, day, command, phase, version)`, sorted by key, with its buckets as the JSON
     /// object `{"bucket": count}` ([`hist_json`]).
     pub fn sorted_phases(&self) -> Vec<(i64, i64, &str, &str, &str, String)> {
-        let mut grouped: std::collections::BTreeMap<(i64, i64, &str, &str, &str), Vec<(i64, i64)>> =
+        type Row<'k> = (i64, i64, &'k str, &'k str, &'k str);
+        let mut grouped: std::collections::BTreeMap<Row<'_>, Vec<(i64, i64)>> =
             std::collections::BTreeMap::new();
         for ((p, (day, command, phase, version, bucket)), &count) in &self.phases {
             grouped
