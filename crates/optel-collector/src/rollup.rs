@@ -16,7 +16,8 @@
 //!   catalog declares as a dimension (enum, bool, bucketed int), with at most
 //!   [`MAX_DIMENSION_VALUES`] values per attribute and catalog, the rest folded into
 //!   [`OTHER_VALUE`] ([`Extras::of`]);
-//! - `rollup_phases`: a histogram of phase durations per command, phase and version;
+//! - `rollup_phases`: a histogram of phase durations per command, phase and version, one row
+//!   per key with its buckets as JSON (merged by the upsert);
 //! - `rollup_measurements`: a histogram (with per-bucket sums) of measurement values per name
 //!   and version;
 //! - installs per attribute value and per custom event, as [`SketchKind::Attribute`] and
@@ -24,7 +25,7 @@
 //!
 //! Both histograms use [`value_bucket`]: logarithmic buckets whose representative value is
 //! within [`RELATIVE_ACCURACY`] (1.9 %) of every value in the bucket, the bucket scheme of
-//! DDSketch. Each bucket is its own row, so deletion by pseudonym subtracts exactly.
+//! DDSketch. Counts per bucket only add up, so deletion by pseudonym subtracts exactly.
 //!
 //! Only events that were newly stored feed the rollups, so a retried batch never double counts.
 
