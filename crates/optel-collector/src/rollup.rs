@@ -18,7 +18,8 @@
 //!   catalog declares as a dimension (enum, bool, bucketed int), with at most
 //!   [`MAX_DIMENSION_VALUES`] values per attribute and catalog, the rest folded into
 //!   [`OTHER_VALUE`] ([`Extras::of`]);
-//! - `rollup_phases`: a histogram of phase durations per command, phase and version;
+//! - `rollup_phases`: a histogram of phase durations per command, phase and version, one row
+//!   per key with its buckets as JSON (merged by the upsert);
 //! - `rollup_measurements`: a histogram (with per-bucket sums) of measurement values per name
 //!   and version;
 //! - installs per attribute value and per custom event, as [`SketchKind::Attribute`] and
@@ -26,7 +27,7 @@
 //!
 //! Both histograms use [`value_bucket`]: logarithmic buckets whose representative value is
 //! within [`RELATIVE_ACCURACY`] (1.9 %) of every value in the bucket, the bucket scheme of
-//! DDSketch. Each bucket is its own row, so deletion by pseudonym subtracts exactly.
+//! DDSketch. Counts per bucket only add up, so deletion by pseudonym subtracts exactly.
 //!
 //! Only events that were newly stored feed the rollups, so a retried batch never double counts.
 
@@ -653,6 +654,50 @@ impl Extras {
     }
 }
 
+/// The stored form of a histogram of `rollup_phases`: a JSON object `{"bucket": count}`.
+pub fn hist_json(hist: &[(i64, i64)]) -> String {
+    let map: std::collections::BTreeMap<String, i64> =
+        hist.iter().map(|&(b, c)| (b.to_string(), c)).collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Reads [`hist_json`]; anything malformed reads as empty (a histogram is an aggregate, and a
+/// damaged one must not fail a dashboard query).
+pub fn parse_hist(json: &str) -> Vec<(i64, i64)> {
+    serde_json::from_str::<std::collections::BTreeMap<String, i64>>(json)
+        .map(|m| {
+            m.into_iter()
+                .filter_map(|(b, c)| Some((b.parse().ok()?, c)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sums the stored histograms of `rollup_phases` rows `(command, phase, version, hist JSON)`
+/// over days into [`PhaseHist`] rows.
+pub fn sum_phase_rows(
+    rows: impl IntoIterator<Item = (String, String, String, String)>,
+) -> Vec<PhaseHist> {
+    let mut sums: HashMap<(String, String, String, i64), i64> = HashMap::default();
+    for (command, phase, version, hist) in rows {
+        for (bucket, count) in parse_hist(&hist) {
+            *sums
+                .entry((command.clone(), phase.clone(), version.clone(), bucket))
+                .or_default() += count;
+        }
+    }
+    sums.into_iter()
+        .filter(|&(_, c)| c != 0)
+        .map(|((command, phase, version, bucket), count)| PhaseHist {
+            command,
+            phase,
+            version,
+            bucket,
+            count,
+        })
+        .collect()
+}
+
 /// `(day, event_type, name, attribute, value)` of a `rollup_breakdowns` row.
 pub type BreakdownKey = (i64, String, String, String, String);
 /// `(day, command, phase, version, bucket)` of a `rollup_phases` row.
@@ -1064,11 +1109,23 @@ impl Delta {
         v
     }
 
-    /// Phase rows `(project_id, key, count)`, sorted by key.
-    pub fn sorted_phases(&self) -> Vec<(i64, &PhaseKey, i64)> {
-        let mut v: Vec<_> = self.phases.iter().map(|((p, k), &c)| (*p, k, c)).collect();
-        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        v
+    /// Phase histogram changes as `rollup_phases` stores them: one row per
+    /// `(project_id, day, command, phase, version)`, sorted by key, with its buckets as the JSON
+    /// object `{"bucket": count}` ([`hist_json`]).
+    pub fn sorted_phases(&self) -> Vec<(i64, i64, &str, &str, &str, String)> {
+        type Row<'k> = (i64, i64, &'k str, &'k str, &'k str);
+        let mut grouped: std::collections::BTreeMap<Row<'_>, Vec<(i64, i64)>> =
+            std::collections::BTreeMap::new();
+        for ((p, (day, command, phase, version, bucket)), &count) in &self.phases {
+            grouped
+                .entry((*p, *day, command, phase, version))
+                .or_default()
+                .push((*bucket, count));
+        }
+        grouped
+            .into_iter()
+            .map(|((p, day, c, ph, v), hist)| (p, day, c, ph, v, hist_json(&hist)))
+            .collect()
     }
 
     /// Measurement rows `(project_id, key, count, sum)`, sorted by key.

@@ -30,17 +30,18 @@ CREATE TABLE rollup_breakdowns (
     PRIMARY KEY (project_id, day, event_type, name, attribute, value)
 ) WITHOUT ROWID;
 
--- Phase duration histogram per UTC day, command, phase and version (bucket:
--- rollup::value_bucket of the duration in ms).
+-- Phase duration histogram per UTC day, command, phase and version: one row a key, its
+-- buckets (rollup::value_bucket of the duration in ms) a JSON object {"bucket": count}, merged
+-- by the upsert. A row a bucket made a 30-day query scan ~540,000 rows at 10 M events
+-- (BENCHMARKS.md, "Analytics rollups"); a row a key, ~3,600.
 CREATE TABLE rollup_phases (
     project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
     day        INTEGER NOT NULL,
     command    TEXT    NOT NULL,
     phase      TEXT    NOT NULL,
     version    TEXT    NOT NULL,
-    bucket     INTEGER NOT NULL,
-    count      INTEGER NOT NULL,
-    PRIMARY KEY (project_id, day, command, phase, version, bucket)
+    hist       TEXT    NOT NULL,
+    PRIMARY KEY (project_id, day, command, phase, version)
 ) WITHOUT ROWID;
 
 -- Measurement histogram (with each bucket's sum) per UTC day, name and version.

@@ -805,22 +805,15 @@ impl Store for PgStore {
             let rows = get(&pool)
                 .await?
                 .query(
-                    "SELECT command, phase, version, bucket, SUM(count)::int8
-                     FROM rollup_phases WHERE project_id = $1 AND day >= $2 AND day <= $3
-                     GROUP BY command, phase, version, bucket",
+                    "SELECT command, phase, version, hist::text
+                     FROM rollup_phases WHERE project_id = $1 AND day >= $2 AND day <= $3",
                     &[&project_id, &days.first, &days.last],
                 )
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| PhaseHist {
-                    command: r.get(0),
-                    phase: r.get(1),
-                    version: r.get(2),
-                    bucket: r.get(3),
-                    count: r.get(4),
-                })
-                .collect())
+            Ok(crate::rollup::sum_phase_rows(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+            ))
         })
     }
 

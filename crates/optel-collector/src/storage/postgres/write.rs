@@ -20,11 +20,11 @@ const UPSERT_BREAKDOWNS: &str = "INSERT INTO rollup_breakdowns (project_id, day,
      DO UPDATE SET count = rollup_breakdowns.count + excluded.count,
                    failures = rollup_breakdowns.failures + excluded.failures";
 const UPSERT_PHASES: &str = "INSERT INTO rollup_phases (project_id, day, command, phase, version,
-        bucket, count)
-     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[],
-        $6::int8[], $7::int8[])
-     ON CONFLICT (project_id, day, command, phase, version, bucket)
-     DO UPDATE SET count = rollup_phases.count + excluded.count";
+        hist)
+     SELECT p, d, c, ph, v, h::jsonb FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[],
+        $5::text[], $6::text[]) AS k(p, d, c, ph, v, h)
+     ON CONFLICT (project_id, day, command, phase, version)
+     DO UPDATE SET hist = optel_hist_add(rollup_phases.hist, excluded.hist)";
 const UPSERT_MEASUREMENTS: &str = "INSERT INTO rollup_measurements (project_id, day, name, version,
         bucket, count, sum)
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[],
@@ -59,23 +59,22 @@ async fn apply_analytics(client: &deadpool_postgres::Client, delta: &Delta) -> R
         b.6.push(count);
         b.7.push(failures);
     }
+    let phases = delta.sorted_phases();
     let mut ph: (
         Vec<i64>,
         Vec<i64>,
         Vec<&str>,
         Vec<&str>,
         Vec<&str>,
-        Vec<i64>,
-        Vec<i64>,
+        Vec<&str>,
     ) = Default::default();
-    for (p, (day, command, phase, version, bucket), count) in delta.sorted_phases() {
-        ph.0.push(p);
+    for (p, day, command, phase, version, hist) in &phases {
+        ph.0.push(*p);
         ph.1.push(*day);
         ph.2.push(command);
         ph.3.push(phase);
         ph.4.push(version);
-        ph.5.push(*bucket);
-        ph.6.push(count);
+        ph.5.push(hist);
     }
     let mut m: (
         Vec<i64>,
@@ -121,7 +120,7 @@ async fn apply_analytics(client: &deadpool_postgres::Client, delta: &Delta) -> R
             client
                 .execute(
                     &upsert_phases,
-                    &[&ph.0, &ph.1, &ph.2, &ph.3, &ph.4, &ph.5, &ph.6],
+                    &[&ph.0, &ph.1, &ph.2, &ph.3, &ph.4, &ph.5],
                 )
                 .await
         },

@@ -658,20 +658,14 @@ impl Store for SqliteStore {
     fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT command, phase, version, bucket, sum(count)
-             FROM rollup_phases WHERE project_id = ?1 AND day >= ?2 AND day <= ?3
-             GROUP BY command, phase, version, bucket",
+            "SELECT command, phase, version, hist
+             FROM rollup_phases WHERE project_id = ?1 AND day >= ?2 AND day <= ?3",
         )?;
         let rows = stmt.query_map(params![project_id, days.first, days.last], |r| {
-            Ok(PhaseHist {
-                command: r.get(0)?,
-                phase: r.get(1)?,
-                version: r.get(2)?,
-                bucket: r.get(3)?,
-                count: r.get(4)?,
-            })
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows: Vec<(String, String, String, String)> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(crate::rollup::sum_phase_rows(rows))
     }
 
     fn measurements(&self, project_id: i64, days: DayRange) -> Result<Vec<MeasureHist>> {

@@ -226,13 +226,17 @@ fn apply_analytics(tx: &rusqlite::Transaction<'_>, delta: &Delta) -> Result<()> 
     }
     if !delta.phases.is_empty() {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO rollup_phases (project_id, day, command, phase, version, bucket, count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (project_id, day, command, phase, version, bucket)
-         DO UPDATE SET count = count + excluded.count",
+            "INSERT INTO rollup_phases (project_id, day, command, phase, version, hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (project_id, day, command, phase, version) DO UPDATE SET hist = (
+            SELECT coalesce(json_group_object(key, s), '{}') FROM (
+                SELECT key, sum(value) AS s FROM (
+                    SELECT key, value FROM json_each(rollup_phases.hist)
+                    UNION ALL SELECT key, value FROM json_each(excluded.hist))
+                GROUP BY key HAVING sum(value) <> 0))",
         )?;
-        for (p, (day, command, phase, version, bucket), count) in delta.sorted_phases() {
-            stmt.execute(params![p, day, command, phase, version, bucket, count])?;
+        for (p, day, command, phase, version, hist) in delta.sorted_phases() {
+            stmt.execute(params![p, day, command, phase, version, hist])?;
         }
     }
     if !delta.measures.is_empty() {
