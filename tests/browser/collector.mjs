@@ -1,7 +1,7 @@
 // Starts a real collector (`optel serve`) on 127.0.0.1 with a temporary data directory and an
 // admin token, and loads fixture data through the real ingest route (POST /v1/events).
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID, randomBytes } from 'node:crypto';
@@ -95,7 +95,9 @@ const cmd = (name, ageMs, ok, code, ms) =>
 /**
  * Fixture data. acme: 7 installs over 3 versions and 3 platforms; `build` by all, `test` by 5
  * (2 failing), `deploy` by 1 install 20 days ago (outside 7d, inside 30d; below k in public).
- * zeta: 2 installs running `sync`.
+ * zeta: 2 installs running `sync` on 1.0.0; on 1.1.0 (schema version 2, with the catalog of the
+ * wire's golden batch) three `build`s, two `debug` (x, y) and one `release` (x), each with the
+ * phases `resolve` and `compile` and a `files` measurement, and the feature `strict`.
  */
 export async function loadFixtures(c) {
   const installs = [
@@ -138,6 +140,31 @@ export async function loadFixtures(c) {
       os: 'linux',
       arch: 'x86_64',
       events: [cmd('sync', HOUR, true, null, 50), cmd('sync', DAY + HOUR, id === 'x', 'E_NET', 70)],
+    });
+  }
+  const golden = JSON.parse(readFileSync(join(root, 'crates/optel-wire/tests/golden/batch_v2.json'), 'utf8'));
+  const build = (profile, ageMs, files) => [
+    event('command', 'build', ageMs, {
+      success: true, duration_ms: 1250, metadata: { profile, jobs: '2..8' },
+      phases: [
+        { name: 'resolve', start_us: 150, duration_us: 20400, success: true },
+        { name: 'compile', start_us: 20600, duration_us: 1228900, success: true },
+      ],
+    }),
+    event('measurement', 'files', ageMs - 1000, { value: files }),
+  ];
+  for (const [id, events] of [['x', [...build('debug', HOUR, 12), ...build('release', 2 * HOUR, 40), event('feature', 'strict', HOUR)]],
+    ['y', [...build('debug', 3 * HOUR, 10)]]]) {
+    await ingest(c, 'zeta', {
+      schema_version: 2,
+      service_name: 'zeta',
+      service_version: '1.1.0',
+      pseudonym: 'fixture-install-' + id,
+      os: 'linux',
+      arch: 'x86_64',
+      catalog_hash: golden.catalog_hash,
+      catalog: golden.catalog,
+      events,
     });
   }
 }

@@ -195,6 +195,49 @@ test('sign in, switch range and project, numbers match the query API, export CSV
   await page.close();
 });
 
+test('analytics panels: breakdown picker, phase waterfall, adoption, release comparison, measurements', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await loaded(page);
+  const before = await page.evaluate(() => document.body.dataset.loaded);
+  await page.getByLabel('Project').selectOption('zeta');
+  await loaded(page, before);
+
+  // Breakdown picker: build by profile, debug 2 / release 1.
+  await page.getByTestId('breakdown-picker').selectOption('command build · profile');
+  const values = await page.$$eval('#table-breakdowns tbody tr[data-value]', (trs) =>
+    Object.fromEntries(trs.map((tr) => [tr.dataset.value, Number(tr.dataset.count)])));
+  assert.deepEqual(values, { debug: 2, release: 1 });
+  assert.equal(await page.locator('#table-breakdowns').getByText('debug').count(), 1);
+
+  // Phase waterfall: build's resolve and compile, 3 each, resolve first (shorter median).
+  const phases = await page.$$eval('#table-phases tbody tr[data-phase]', (trs) =>
+    trs.map((tr) => ({ command: tr.dataset.command, phase: tr.dataset.phase, count: Number(tr.dataset.count) })));
+  assert.deepEqual(phases, [
+    { command: 'build', phase: 'resolve', count: 3 },
+    { command: 'build', phase: 'compile', count: 3 },
+  ]);
+  await page.locator('#table-phases').getByText('compile').waitFor();
+
+  // Measurements: files, 3 values summing to 62.
+  const files = await page.$eval('#table-measurements tr[data-name="files"]', (tr) => ({ count: Number(tr.dataset.count), sum: Number(tr.dataset.sum) }));
+  assert.deepEqual(files, { count: 3, sum: 62 });
+
+  // Feature adoption: the chart draws the API's daily series.
+  const adoption = await query(collector, '/v1/projects/zeta/adoption?since=7d');
+  const drawn = await page.evaluate(() => Chart.getChart('chart-adoption').data.datasets.map((d) => ({ label: d.label, total: d.data.reduce((a, b) => a + b, 0) })));
+  assert.deepEqual(drawn, adoption.series.slice(0, 6).map((s) => ({ label: s.event_type + ' ' + s.name, total: s.count })));
+  assert.ok(drawn.some((d) => d.label === 'feature strict' && d.total === 1), JSON.stringify(drawn));
+
+  // Release comparison: 1.1.0 against 1.0.0, per command.
+  await page.getByText('Version 1.1.0 against 1.0.0').waitFor();
+  const release = await page.$$eval('#table-release tbody tr[data-command]', (trs) => trs.map((tr) => tr.dataset.command).sort());
+  assert.deepEqual(release, ['build', 'sync']);
+  await page.screenshot({ path: ARTIFACTS + 'analytics-desktop.png', fullPage: true });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 test('phone width: the panels stack and stay legible', async () => {
   const phone = await launch(PHONE, 2);
   const page = await newPage(phone);

@@ -274,6 +274,18 @@ pub enum ProjectsCommand {
         #[allow(missing_docs)]
         store: StoreArgs,
     },
+    /// Switch the differential-privacy mode of the public view: noise on every public number,
+    /// a privacy budget per UTC day (docs/adr/012-differential-privacy-public-views.md).
+    Dp {
+        /// Project name.
+        name: String,
+        /// `epsilon=E[,daily-budget=B]` (ε per fresh answer, 0.01 to 10; budget per UTC day,
+        /// ε to 1000, default 20·ε), or `off`.
+        settings: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
     /// List projects.
     List {
         #[command(flatten)]

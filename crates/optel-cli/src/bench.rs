@@ -11,7 +11,10 @@ use anyhow::{Context, Result, bail};
 use optel_collector::RateConfig;
 use optel_collector::query::{self, Audience, Granularity, TimeRange};
 use optel_collector::{AppState, now_ms};
-use optel_wire::{Batch, Event, EventType, Timestamp};
+use optel_wire::catalog::{
+    AttributeKind, AttributeSpec, Catalog, EventSpec, MeasurementSpec, PhaseSpec, Unit,
+};
+use optel_wire::{AttributeValue, Batch, Event, EventType, Phase, Timestamp};
 
 use crate::args::StoreArgs;
 
@@ -88,6 +91,12 @@ pub struct FillArgs {
     /// Days back from now the events spread over.
     #[arg(long, default_value_t = 30)]
     pub days: u64,
+    /// Attributes the bench catalog declares on every command, 0 to 3 (`profile`: enum of 4
+    /// values, `jobs`: int in 4 buckets, `cached`: bool), to measure rollup growth per declared
+    /// attribute. Every batch is schema version 2 and carries the catalog; commands have two
+    /// phases, and 4 % of events are `files` measurements.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub attributes: u8,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
@@ -174,6 +183,99 @@ const PLATFORMS: [(&str, &str); 5] = [
     ("linux", "aarch64"),
     ("macos", "x86_64"),
 ];
+
+/// The catalog of `optel bench fill`: every command with the first `attributes` of `profile`
+/// (enum), `jobs` (int buckets) and `cached` (bool) and phases `resolve` and `compile`; the
+/// features and methods; measurement `files`.
+fn bench_catalog(attributes: u8) -> Catalog {
+    let mut c = Catalog::default();
+    for name in COMMANDS {
+        let mut spec = EventSpec::new(name, "A bench command.");
+        let declared = [
+            AttributeSpec::new(
+                "profile",
+                "Build profile.",
+                AttributeKind::Enum {
+                    values: PROFILES.iter().map(|v| (*v).to_owned()).collect(),
+                },
+            ),
+            AttributeSpec::new(
+                "jobs",
+                "Parallel jobs.",
+                AttributeKind::Int {
+                    buckets: vec![2, 8, 32],
+                },
+            ),
+            AttributeSpec::new("cached", "Whether the cache was warm.", AttributeKind::Bool),
+        ];
+        spec.attributes = declared.into_iter().take(attributes.into()).collect();
+        for phase in PHASES {
+            spec.phases.push(PhaseSpec {
+                name: phase.into(),
+                purpose: "A bench phase.".into(),
+            });
+        }
+        c.commands.push(spec);
+    }
+    c.features = FEATURES
+        .iter()
+        .map(|f| EventSpec::new(*f, "A bench feature."))
+        .collect();
+    c.methods = METHODS
+        .iter()
+        .map(|m| EventSpec::new(*m, "A bench method."))
+        .collect();
+    c.measurements.push(MeasurementSpec {
+        name: "files".into(),
+        purpose: "Files built.".into(),
+        unit: Unit::Count,
+    });
+    c
+}
+
+const PROFILES: [&str; 4] = ["debug", "release", "bench", "test"];
+const PHASES: [&str; 2] = ["resolve", "compile"];
+
+/// Makes `batch` what a schema version 2 SDK sends with [`bench_catalog`]: each command gets
+/// the three attributes (only the declared ones become breakdowns) and phases `resolve` and
+/// `compile` splitting its duration, and every other method event becomes a `files`
+/// measurement (4 % of events).
+fn add_v2_facts(rng: &mut Rng, batch: &mut Batch, catalog: &Catalog) {
+    batch.catalog_hash = Some(catalog.hash());
+    batch.catalog = Some(catalog.clone());
+    for e in &mut batch.events {
+        match e.event_type {
+            EventType::Command => {
+                let us = e.duration_ms.unwrap_or(1).max(1) * 1_000;
+                let split = rng.below(us);
+                e.phases = PHASES
+                    .iter()
+                    .zip([(0, split), (split, us - split)])
+                    .map(|(name, (start_us, duration_us))| Phase {
+                        name: (*name).into(),
+                        parent: None,
+                        start_us,
+                        duration_us,
+                        success: true,
+                    })
+                    .collect();
+                let profile = PROFILES[rng.below(PROFILES.len() as u64) as usize];
+                e.metadata
+                    .insert("profile".into(), AttributeValue::String(profile.into()));
+                e.metadata
+                    .insert("jobs".into(), AttributeValue::Int(rng.below(64) as i64));
+                e.metadata
+                    .insert("cached".into(), AttributeValue::Bool(rng.below(2) == 0));
+            }
+            EventType::Method if rng.below(2) == 0 => {
+                e.event_type = EventType::Measurement;
+                e.name = "files".into();
+                e.value = Some(rng.below(500) as f64);
+            }
+            _ => {}
+        }
+    }
+}
 
 /// A realistic batch of install `install`: mostly commands (10 % failing), some features and
 /// methods, timestamps in `[from_ms, to_ms)`, event ids as the optel SDK makes them.
@@ -445,6 +547,7 @@ fn fill(args: FillArgs) -> Result<()> {
     let now = now_ms();
     let from = now - (args.days as i64) * 86_400_000 + 3_600_000;
     let mut rng = Rng::new(seed());
+    let catalog = bench_catalog(args.attributes);
     let started = Instant::now();
     let mut done = 0u64;
     const PER_BATCH: u64 = 100;
@@ -460,13 +563,9 @@ fn fill(args: FillArgs) -> Result<()> {
             let day_start = from + rng.below(args.days) as i64 * 86_400_000;
             let end = (day_start + 86_400_000).min(now);
             let install = rng.below(args.installs);
-            group.push(make_batch(
-                &mut rng,
-                install,
-                n,
-                day_start.min(end - 1),
-                end,
-            ));
+            let mut batch = make_batch(&mut rng, install, n, day_start.min(end - 1), end);
+            add_v2_facts(&mut rng, &mut batch, &catalog);
+            group.push(batch);
             done += n;
         }
         let refs: Vec<(i64, &Batch)> = group.iter().map(|b| (project.id, b)).collect();
@@ -539,6 +638,26 @@ fn query_bench(args: QueryArgs) -> Result<()> {
             Box::new(move || {
                 query::release_health(s, p, range, None, None).map(|r| r.commands.len())
             }),
+        ),
+        (
+            "breakdowns",
+            Box::new(move || query::breakdowns(s, p, range).map(|r| r.breakdowns.len())),
+        ),
+        (
+            "phases",
+            Box::new(move || query::phases(s, p, range).map(|r| r.phases.len())),
+        ),
+        (
+            "measurements",
+            Box::new(move || query::measurements(s, p, range).map(|r| r.measurements.len())),
+        ),
+        (
+            "adoption",
+            Box::new(move || query::adoption(s, p, range).map(|r| r.series.len())),
+        ),
+        (
+            "stats (every list)",
+            Box::new(move || s.stats(p, range).map(|r| r.commands.len())),
         ),
         (
             "public commands (k=5)",

@@ -1,9 +1,10 @@
-//! `optel projects`: create, list, delete projects and switch their public view, directly on
-//! the store.
+//! `optel projects`: create, list, delete projects and switch their public view and its
+//! differential-privacy mode, directly on the store.
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
+use optel_collector::query::DpSettings;
 use optel_collector::storage::Store;
 use optel_collector::{generate_ingest_key, hash_key, now_ms};
 
@@ -31,9 +32,13 @@ pub(crate) fn run(cmd: ProjectsCommand) -> Result<()> {
             let store = store.open()?;
             let mut out = std::io::stdout().lock();
             for p in store.list_projects()? {
+                let dp = store
+                    .public_dp(p.id)?
+                    .map(|d| format!("\tdp epsilon={},daily-budget={}", d.epsilon, d.daily_budget))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{}\tcreated {}{}",
+                    "{}\tcreated {}{}{dp}",
                     p.name,
                     optel_wire::Timestamp::from_unix_ms(p.created_ms),
                     if p.public { "\tpublic" } else { "" }
@@ -54,6 +59,29 @@ pub(crate) fn run(cmd: ProjectsCommand) -> Result<()> {
         ProjectsCommand::Public { name, state, store } => {
             store.open()?.set_public(&name, state == "on")?;
             writeln!(std::io::stdout(), "public view of {name:?} is {state}")?;
+            Ok(())
+        }
+        ProjectsCommand::Dp {
+            name,
+            settings,
+            store,
+        } => {
+            let dp = if settings == "off" {
+                None
+            } else {
+                Some(DpSettings::parse(&settings).map_err(anyhow::Error::msg)?)
+            };
+            store.open()?.set_public_dp(&name, dp)?;
+            let mut out = std::io::stdout().lock();
+            match dp {
+                Some(d) => writeln!(
+                    out,
+                    "differential privacy of {name:?}'s public view: epsilon {} per answer, \
+                     daily budget {}",
+                    d.epsilon, d.daily_budget
+                )?,
+                None => writeln!(out, "differential privacy of {name:?}'s public view is off")?,
+            }
             Ok(())
         }
     }

@@ -195,6 +195,36 @@ fn projects_keys_purge_and_forget_commands() {
     optel(&["projects", "public", "acme", "on", "--data-dir", d], &[]);
     let out = optel(&["projects", "list", "--data-dir", d], &[]);
     assert!(out.contains("acme") && out.contains("public"), "{out}");
+    // The differential-privacy mode: validated settings, shown by `list`, off again.
+    let out = optel(
+        &[
+            "projects",
+            "dp",
+            "acme",
+            "epsilon=0.5,daily-budget=4",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(
+        out.contains("epsilon 0.5") && out.contains("daily budget 4"),
+        "{out}"
+    );
+    let out = optel(&["projects", "list", "--data-dir", d], &[]);
+    assert!(out.contains("dp epsilon=0.5,daily-budget=4"), "{out}");
+    let r = run(
+        &["projects", "dp", "acme", "epsilon=50", "--data-dir", d],
+        &[],
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("epsilon 50 is out of range"),
+        "{}",
+        r.stderr
+    );
+    optel(&["projects", "dp", "acme", "off", "--data-dir", d], &[]);
+    let out = optel(&["projects", "list", "--data-dir", d], &[]);
+    assert!(!out.contains("dp epsilon"), "{out}");
 
     let mut server = serve(d);
     let agent = agent();

@@ -261,3 +261,130 @@ fn the_dashboard_is_served_with_its_assets_and_strict_headers() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+/// One `acme build` run of `install` as a schema version 2 batch: the build with its
+/// `profile`, phases `resolve` and `compile`, and a `files` measurement; the first run carries
+/// the catalog (of the wire's golden batch), the others name it by hash.
+fn acme_run(n: u64, install: &str, profile: &str, carry: bool) -> Batch {
+    let golden: Batch =
+        serde_json::from_str(include_str!("../../optel-wire/tests/golden/batch_v2.json")).unwrap();
+    let catalog = golden.catalog.unwrap();
+    let mut b = Batch::new("acme", "1.3.0", install, "linux", "x86_64");
+    b.catalog_hash = Some(catalog.hash());
+    b.catalog = carry.then_some(catalog);
+    let now = Timestamp::now();
+    let mut build = Event::new(
+        uuid(10 * n),
+        EventType::Command,
+        "build",
+        now,
+        uuid(2000 + n),
+    );
+    build.duration_ms = Some(1_300);
+    build.success = Some(true);
+    build.metadata.insert(
+        "profile".into(),
+        optel_wire::AttributeValue::String(profile.into()),
+    );
+    for (name, us) in [("resolve", 20_000), ("compile", 1_250_000)] {
+        build.phases.push(optel_wire::Phase {
+            name: name.into(),
+            parent: None,
+            start_us: 0,
+            duration_us: us,
+            success: true,
+        });
+    }
+    let mut files = Event::new(
+        uuid(10 * n + 1),
+        EventType::Measurement,
+        "files",
+        now,
+        uuid(2000 + n),
+    );
+    files.value = Some(12.0);
+    let mut strict = Event::new(
+        uuid(10 * n + 2),
+        EventType::Feature,
+        "strict",
+        now,
+        uuid(2000 + n),
+    );
+    strict.success = None;
+    b.events = vec![build, files, strict];
+    b
+}
+
+/// Issue #12's scenario: three `acme build` runs (two debug, one release) from two installs
+/// show `profile` debug 2 / release 1, phases `resolve` and `compile` with 3 each, and `files`
+/// with 3, in `optel stats --format json` read from a real `optel serve` process.
+#[test]
+fn stats_show_breakdowns_phases_and_measurements_of_v2_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = create_project(&data, "acme");
+    let collector = start_collector(&data);
+    for (n, install, profile, carry) in [
+        (1, "install-a", "debug", true),
+        (2, "install-b", "debug", false),
+        (3, "install-a", "release", false),
+    ] {
+        ingest(&collector.url, &key, &acme_run(n, install, profile, carry));
+    }
+    let env = [("OPTEL_ADMIN_TOKEN", TOKEN)];
+    let v = stats_json(
+        "acme",
+        &["--server", &collector.url, "--since", "24h"],
+        &env,
+    );
+    let profile = v["breakdowns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["command"] == "build" && b["attribute"] == "profile")
+        .unwrap_or_else(|| panic!("no profile breakdown in {v}"));
+    assert_eq!(
+        profile["values"],
+        serde_json::json!([
+            {"value": "debug", "count": 2, "failures": 0, "installs": 2},
+            {"value": "release", "count": 1, "failures": 0, "installs": 1},
+        ])
+    );
+    for phase in ["resolve", "compile"] {
+        let row = v["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["command"] == "build" && p["phase"] == phase)
+            .unwrap_or_else(|| panic!("no phase {phase} in {v}"));
+        assert_eq!(row["count"], 3, "{row}");
+        assert!(row["p50_ms"].as_f64().unwrap() > 0.0 && row["p95_ms"].is_f64());
+    }
+    let files = &v["measurements"][0];
+    assert_eq!(files["name"], "files");
+    assert_eq!(files["count"], 3);
+    assert_eq!(files["sum"], 36.0);
+    assert_eq!(files["unit"], "count");
+    let strict = &v["features"][0];
+    assert_eq!(strict["name"], "strict");
+    let today = &strict["daily"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["count"], 3);
+    assert_eq!(today["installs"], 2);
+    assert_eq!(today["day"].as_str().unwrap().len(), "YYYY-MM-DD".len());
+
+    // The same through the local data directory, and as tables for people.
+    let local = stats_json(
+        "acme",
+        &["--data-dir", data.to_str().unwrap(), "--since", "24h"],
+        &[],
+    );
+    assert_eq!(local["breakdowns"], v["breakdowns"]);
+    assert_eq!(local["phases"], v["phases"]);
+    let table = optel(
+        &["stats", "--server", &collector.url, "--project", "acme"],
+        &env,
+    );
+    for needle in ["build resolve", "build profile=debug", "MEASUREMENT"] {
+        assert!(table.contains(needle), "{needle}: {table}");
+    }
+}

@@ -168,6 +168,8 @@
     const q = rangeQuery();
     const routes = ['overview', 'timeseries', 'commands', 'errors', 'versions', 'platforms', 'features'];
     try {
+      // The analytics views and release health are admin only.
+      if (!publicProject) routes.push('breakdowns', 'phases', 'measurements', 'adoption', 'release-health');
       const answers = await Promise.all(routes.map((r) => api(base() + '/' + r + '?' + q)));
       if (seq !== state.seq) return; // a newer selection superseded this one
       routes.forEach((r, i) => { state.data[r] = answers[i]; });
@@ -246,6 +248,133 @@
     renderVersions(d.versions);
     renderPlatforms(d.platforms);
     renderFeatures(d.features);
+    renderDp();
+    for (const p of document.querySelectorAll('.admin-only')) p.hidden = !!publicProject;
+    if (!publicProject) {
+      renderBreakdowns(d.breakdowns);
+      renderPhases(d.phases);
+      renderAdoption(d.adoption);
+      renderRelease(d['release-health']);
+      renderMeasurements(d.measurements);
+    }
+  }
+
+  // The differential-privacy parameters of a public view (ADR 012), from any answer's `dp`.
+  function renderDp() {
+    const dp = Object.values(state.data).map((b) => b && b.dp).find(Boolean);
+    const note = $('dp-note');
+    note.hidden = !dp;
+    if (!dp) return;
+    note.dataset.epsilon = dp.epsilon;
+    note.dataset.remaining = dp.remaining;
+    note.textContent = 'Differential privacy: every number has ' + dp.mechanism + ' noise, ε = ' + dp.epsilon +
+      ' per answer (event level); privacy budget ' + dp.daily_budget + ' per day, ' + dp.remaining +
+      ' left on ' + dp.day + ' (UTC). Answers are computed once a day and then repeated; durations are not shown.';
+  }
+
+  function cells(...values) {
+    return values.map((v) => (v instanceof Node ? el('td', {}, v) : el('td', { className: 'num', textContent: v })));
+  }
+
+  function renderBreakdowns(body) {
+    const list = (body && body.breakdowns) || [];
+    const picker = $('breakdown-picker');
+    const keyOf = (b) => b.event_type + ' ' + b.name + ' · ' + b.attribute;
+    const previous = picker.value;
+    picker.replaceChildren(...list.map((b) => el('option', { value: keyOf(b), textContent: keyOf(b), selected: keyOf(b) === previous })));
+    const draw = () => {
+      const b = list.find((x) => keyOf(x) === picker.value) || list[0];
+      const tbody = $('table-breakdowns').tBodies[0];
+      if (!b) { emptyRow(tbody, 5, 'No declared attributes in this range (schema version 2 batches with a catalog).'); return; }
+      const max = b.values.reduce((m, v) => Math.max(m, v.count), 0) || 1;
+      tbody.replaceChildren(...b.values.map((v) => {
+        const bar = el('div', { className: 'bar neutral' });
+        bar.style.width = Math.round((v.count / max) * 100) + '%';
+        const tr = el('tr', {}, el('td', {}, el('code', { textContent: v.value })), ...cells(fmt(v.count), fmt(v.failures), fmt(v.installs)),
+          el('td', { className: 'bar-cell hide-narrow', ariaHidden: 'true' }, bar));
+        Object.assign(tr.dataset, { value: v.value, count: v.count, failures: v.failures, installs: v.installs });
+        return tr;
+      }));
+    };
+    picker.onchange = draw;
+    draw();
+  }
+
+
+  // Fractional milliseconds (phases, measurements) to one decimal.
+  function msf(x) { return x === null || x === undefined ? '–' : ms(Math.round(x * 10) / 10); }
+
+  function renderPhases(body) {
+    const rows = (body && body.phases) || [];
+    const tbody = $('table-phases').tBodies[0];
+    if (!rows.length) { emptyRow(tbody, 5, 'No phases recorded in this range.'); return; }
+    const byCommand = new Map();
+    for (const r of rows) { if (!byCommand.has(r.command)) byCommand.set(r.command, []); byCommand.get(r.command).push(r); }
+    const out = [];
+    for (const [command, phases] of byCommand) {
+      const head = el('tr', { className: 'group' }, el('th', { scope: 'rowgroup', colSpan: 5 }, el('code', { textContent: command })));
+      out.push(head);
+      const max = phases.reduce((m, p) => Math.max(m, p.p95_ms), 0) || 1;
+      for (const p of [...phases].sort((a, b) => a.p50_ms - b.p50_ms || a.phase.localeCompare(b.phase))) {
+        const track = el('div', { className: 'waterfall' });
+        const p95 = el('div', { className: 'wf-p95' });
+        const p50 = el('div', { className: 'wf-p50' });
+        p95.style.width = Math.max(1, Math.round((p.p95_ms / max) * 100)) + '%';
+        p50.style.width = Math.max(1, Math.round((p.p50_ms / max) * 100)) + '%';
+        track.append(p95, p50);
+        const tr = el('tr', {}, el('td', { className: 'indent' }, el('code', { textContent: p.phase })), ...cells(fmt(p.count), msf(p.p50_ms), msf(p.p95_ms)),
+          el('td', { className: 'bar-cell hide-narrow', ariaHidden: 'true' }, track));
+        Object.assign(tr.dataset, { command, phase: p.phase, count: p.count, p50: p.p50_ms, p95: p.p95_ms });
+        out.push(tr);
+      }
+    }
+    tbody.replaceChildren(...out);
+  }
+
+  function renderAdoption(body) {
+    const series = ((body && body.series) || []).slice(0, MAX_VERSIONS);
+    const labels = series.length ? series[0].daily.map((d) => d.day) : [];
+    chart('chart-adoption', {
+      type: 'line',
+      data: { labels, datasets: series.map((s, i) => ({ label: s.event_type + ' ' + s.name, data: s.daily.map((d) => d.count), borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length], pointRadius: labels.length > 40 ? 0 : 2, tension: 0 })) },
+      options: { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    });
+    $('note-adoption').textContent = series.length ? '' : 'No features, methods or custom events in this range.';
+  }
+
+  function change(c) { return { up: '▲ up', down: '▼ down', unchanged: 'within noise', too_few: 'too few', no_previous: '–' }[c] || c; }
+
+  function renderRelease(h) {
+    const tbody = $('table-release').tBodies[0];
+    if (!h || !h.version) { $('release-label').textContent = ''; emptyRow(tbody, 7, 'No command events in this range.'); return; }
+    $('release-label').textContent = 'Version ' + h.version + (h.previous ? ' against ' + h.previous : ' (the first version: nothing to compare)') +
+      ' · z ≥ ' + h.noise.z + ', at least ' + h.noise.min_invocations + ' invocations';
+    tbody.replaceChildren(...h.commands.map((c) => {
+      const prev = c.previous || {};
+      const tr = el('tr', {}, el('td', {}, el('code', { textContent: c.name })),
+        ...cells(pct(c.current.failure_rate), c.previous ? pct(prev.failure_rate) : '–'),
+        el('td', { textContent: change(c.failure_rate_change) }),
+        ...cells(msf(c.current.p95_ms), msf(prev.p95_ms)),
+        el('td', { textContent: change(c.p95_change) }));
+      Object.assign(tr.dataset, { command: c.name, failureRate: c.current.failure_rate, failureChange: c.failure_rate_change, p95Change: c.p95_change });
+      return tr;
+    }));
+    const codes = h.new_error_codes || [];
+    $('note-release').textContent = codes.length
+      ? 'New error codes in ' + h.version + ': ' + codes.map((e) => e.command + ' ' + e.error_code + ' (' + fmt(e.count) + ')').join(', ') + '.'
+      : (h.previous ? 'No new error codes.' : '');
+  }
+
+  function renderMeasurements(body) {
+    const rows = (body && body.measurements) || [];
+    const tbody = $('table-measurements').tBodies[0];
+    if (!rows.length) { emptyRow(tbody, 5, 'No measurements in this range.'); return; }
+    const unit = (m, x) => (m.unit === 'ms' ? msf(x) : m.unit === 'bytes' ? fmt(Math.round(x)) + ' B' : fmt(Math.round(x * 100) / 100));
+    tbody.replaceChildren(...rows.map((m) => {
+      const tr = el('tr', {}, el('td', {}, el('code', { textContent: m.name })), ...cells(fmt(m.count), unit(m, m.sum), unit(m, m.p50), unit(m, m.p95)));
+      Object.assign(tr.dataset, { name: m.name, count: m.count, sum: m.sum });
+      return tr;
+    }));
   }
 
   function chart(id, config) {

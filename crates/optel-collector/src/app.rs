@@ -40,6 +40,9 @@ pub struct AppState {
     /// When each project last had events stored ([`crate::alerts::run`] reads it).
     pub activity: Arc<crate::alerts::IngestActivity>,
     pub(crate) key_cache: Arc<KeyCache>,
+    /// Fixed differential-privacy noise, for tests ([`AppState::with_dp_noise_seed`]).
+    pub(crate) dp_noise_seed: Option<[u8; 32]>,
+    pub(crate) catalog_cache: Arc<ingest::CatalogCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -89,17 +92,29 @@ impl AppState {
             k_anonymity: DEFAULT_K_ANONYMITY,
             activity: Arc::default(),
             key_cache: Arc::new(KeyCache::default()),
+            dp_noise_seed: None,
+            catalog_cache: Arc::new(ingest::CatalogCache::default()),
         })
     }
 }
 
 impl AppState {
+    /// Draws the differential-privacy noise of public views from a generator seeded with
+    /// `seed` and the question, instead of the OS: the same question gets the same noise.
+    /// For tests only: with a known seed, the noise can be subtracted.
+    #[doc(hidden)]
+    pub fn with_dp_noise_seed(mut self, seed: [u8; 32]) -> Self {
+        self.dp_noise_seed = Some(seed);
+        self
+    }
+
     /// Forgets the ingest keys validated recently, so that the next request of each is checked
     /// against the store again. Call it after deleting a project or revoking a key through
     /// [`AppState::store`] in this process; other processes sharing the database are seen
     /// within [`crate::KEY_CACHE_TTL`].
     pub fn forget_cached_keys(&self) {
         self.key_cache.clear();
+        self.catalog_cache.clear();
     }
 }
 
@@ -114,6 +129,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
+        .route("/v1/metrics/usage", get(api::usage_metrics))
         .merge(dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

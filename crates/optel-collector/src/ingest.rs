@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
+use optel_wire::catalog::Catalog;
 use optel_wire::{Batch, IngestResponse, Invalid, limits};
 use serde::{Deserialize, Serialize};
 
@@ -113,12 +114,89 @@ pub(crate) async fn post_events(
     crate::privacy::scrub_batch(&mut batch).record(&state.metrics);
     let received = now_ms();
     check_timestamps(&batch, received).map_err(ApiError::invalid_field)?;
-    let outcome = store(&state, &project, batch, received).await?;
+    // The catalog the batch names: the one it carries (stored with it), else the stored one.
+    let carried = batch.catalog.clone().map(Arc::new);
+    let catalog = match (&carried, &batch.catalog_hash) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(hash)) => known_catalog(&state, project.id, hash).await?,
+        (None, None) => None,
+    };
+    let catalog_known = batch.catalog_hash.as_ref().map(|_| catalog.is_some());
+    let hash = batch.catalog_hash.clone();
+    let outcome = store_with_catalog(&state, &project, batch, catalog.as_deref(), received).await?;
+    if let (Some(c), Some(hash)) = (carried, hash) {
+        state.catalog_cache.put(project.id, hash, c);
+    }
     Ok(Json(IngestResponse {
         accepted: outcome.inserted + outcome.duplicates,
         duplicates: outcome.duplicates,
-        // Catalogs are not stored yet: say so, so that an SDK keeps sending its catalog.
-        catalog_known: None,
+        // Some(true) once the catalog is stored (by this batch or before): the SDK stops
+        // sending it; Some(false) when the hash is unknown: the SDK sends it with the next.
+        catalog_known,
+    }))
+}
+
+/// Most catalog versions [`CatalogCache`] holds (of all projects) before it starts afresh.
+const CATALOG_CACHE_MAX: usize = 1_024;
+
+/// Catalog versions recently read or stored, by project id and hash: a catalog version never
+/// changes, so most batches, which name a catalog without carrying it, need no database read
+/// to be broken down by it.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogCache {
+    map: Mutex<HashMap<(i64, String), Arc<Catalog>>>,
+}
+
+impl CatalogCache {
+    fn get(&self, project_id: i64, hash: &str) -> Option<Arc<Catalog>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(project_id, hash.to_owned()))
+            .cloned()
+    }
+
+    fn put(&self, project_id: i64, hash: String, catalog: Arc<Catalog>) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= CATALOG_CACHE_MAX {
+            map.clear();
+        }
+        map.insert((project_id, hash), catalog);
+    }
+
+    /// Forgets every cached catalog (a deleted project's id may be reused).
+    pub(crate) fn clear(&self) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// The stored catalog version `hash` of a project, from the cache or the store.
+///
+/// # Errors
+/// 503 when the database cannot be asked.
+async fn known_catalog(
+    state: &AppState,
+    project_id: i64,
+    hash: &str,
+) -> Result<Option<Arc<Catalog>>, ApiError> {
+    if let Some(c) = state.catalog_cache.get(project_id, hash) {
+        return Ok(Some(c));
+    }
+    let store = state.store.clone();
+    let h = hash.to_owned();
+    let found = crate::app::blocking(move || store.catalog(project_id, &h)).await?;
+    Ok(found.map(|c| {
+        let c = Arc::new(c);
+        state
+            .catalog_cache
+            .put(project_id, hash.to_owned(), c.clone());
+        c
     }))
 }
 
@@ -247,9 +325,23 @@ pub async fn store(
     batch: Batch,
     received_ms: i64,
 ) -> Result<InsertOutcome, ApiError> {
+    store_with_catalog(state, project, batch, None, received_ms).await
+}
+
+/// [`store`] for a batch whose `catalog_hash` names `catalog` (stored earlier).
+///
+/// # Errors
+/// As [`store`].
+async fn store_with_catalog(
+    state: &AppState,
+    project: &Project,
+    batch: Batch,
+    catalog: Option<&Catalog>,
+    received_ms: i64,
+) -> Result<InsertOutcome, ApiError> {
     let rx = state
         .writer
-        .submit(project.id, batch, received_ms)
+        .submit_with_catalog(project.id, batch, catalog, received_ms)
         .map_err(|e| {
             let code = match e {
                 SubmitError::Saturated => "saturated",

@@ -10,6 +10,7 @@
 //! | `GET /v1/projects`, `/v1/projects/{p}/{view}` | admin token | query API ([`query`], `docs/query-api.md`) |
 //! | `GET /public/v1/projects/{p}/{view}` | none, public projects only | k-anonymous query API |
 //! | `GET /openapi.json` | none | OpenAPI description of all routes |
+//! | `GET /v1/metrics/usage` | admin token | usage metrics per project, Prometheus text format ([`query::usage_metrics`]) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | none | liveness, database reachable, Prometheus |
 //! | `GET /`, `/public/{p}`, `/assets/…` | none (the page reads the query API) | web dashboard |
 //!

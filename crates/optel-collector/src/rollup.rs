@@ -12,6 +12,23 @@
 //!   command, error, version, platform, feature, method) as an [`InstallSketch`], mergeable
 //!   across days.
 //!
+//! Schema version 2 batches add four more (`migrations/*/0007_analytics.sql`, postgres `0005`;
+//! `docs/adr/011-analytics-rollups.md`):
+//! - `rollup_breakdowns`: events and failures per event and value of each attribute its
+//!   catalog declares as a dimension (enum, bool, bucketed int), with at most
+//!   [`MAX_DIMENSION_VALUES`] values per attribute and catalog, the rest folded into
+//!   [`OTHER_VALUE`] ([`Extras::of`]);
+//! - `rollup_phases`: a histogram of phase durations per command, phase and version, one row
+//!   per key with its buckets as JSON (merged by the upsert);
+//! - `rollup_measurements`: a histogram (with per-bucket sums) of measurement values per name
+//!   and version;
+//! - installs per attribute value and per custom event, as [`SketchKind::Attribute`] and
+//!   [`SketchKind::Custom`] sketches of `rollup_installs`.
+//!
+//! Both histograms use [`value_bucket`]: logarithmic buckets whose representative value is
+//! within [`RELATIVE_ACCURACY`] (1.9 %) of every value in the bucket, the bucket scheme of
+//! DDSketch. Counts per bucket only add up, so deletion by pseudonym subtracts exactly.
+//!
 //! Only events that were newly stored feed the rollups, so a retried batch never double counts.
 
 use std::collections::BTreeSet;
@@ -21,7 +38,9 @@ use std::collections::BTreeSet;
 // which bounds what colliding client-chosen names could cost.
 use foldhash::{HashMap, HashSet};
 
-use optel_wire::{Batch, Event, EventType};
+use optel_wire::catalog::{AttributeKind, Catalog, bucket_label};
+use optel_wire::{AttributeValue, Batch, Event, EventType};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Milliseconds in a UTC day.
@@ -158,6 +177,11 @@ pub enum SketchKind {
     Feature = 5,
     /// One method (value: its name).
     Method = 6,
+    /// One custom event (value: its name).
+    Custom = 7,
+    /// One value of one declared attribute of one event (value: `event_type name attribute
+    /// value`, see [`attribute_sketch_value`]).
+    Attribute = 8,
 }
 
 impl SketchKind {
@@ -176,6 +200,8 @@ impl SketchKind {
             4 => Self::Platform,
             5 => Self::Feature,
             6 => Self::Method,
+            7 => Self::Custom,
+            8 => Self::Attribute,
             _ => return None,
         })
     }
@@ -220,23 +246,29 @@ pub fn bucket_value(bucket: i64) -> u64 {
     lower + width / 2
 }
 
-/// The `q`-quantile (0..=1) of a histogram given as `(bucket, count)` pairs, in ms; 0 if empty.
-pub fn percentile(hist: &[(i64, i64)], q: f64) -> u64 {
+/// The bucket holding the `q`-quantile (0..=1) of a histogram given as `(bucket, count)`
+/// pairs, whose bucket order is value order; `None` if empty.
+fn quantile_bucket(hist: &[(i64, i64)], q: f64) -> Option<i64> {
     let mut sorted: Vec<(i64, i64)> = hist.iter().copied().filter(|&(_, c)| c > 0).collect();
     sorted.sort_unstable();
     let total: i64 = sorted.iter().map(|&(_, c)| c).sum();
     if total <= 0 {
-        return 0;
+        return None;
     }
     let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
     let mut seen = 0;
     for (bucket, count) in sorted {
         seen += count;
         if seen >= rank {
-            return bucket_value(bucket);
+            return Some(bucket);
         }
     }
-    0
+    None
+}
+
+/// The `q`-quantile (0..=1) of a histogram given as `(bucket, count)` pairs, in ms; 0 if empty.
+pub fn percentile(hist: &[(i64, i64)], q: f64) -> u64 {
+    quantile_bucket(hist, q).map_or(0, bucket_value)
 }
 
 /// The 64-bit hash of a pseudonym that sketches hold (first 8 bytes of its SHA-256).
@@ -431,7 +463,8 @@ fn event_sketches<'a>(
         ],
         EventType::Feature => [Some((SketchKind::Feature, name, None)), None],
         EventType::Method => [Some((SketchKind::Method, name, None)), None],
-        EventType::Custom | EventType::Measurement => [None, None],
+        EventType::Custom => [Some((SketchKind::Custom, name, None)), None],
+        EventType::Measurement => [None, None],
     }
 }
 
@@ -441,6 +474,282 @@ fn sketch_value(a: &str, b: Option<&str>) -> String {
         Some(b) => format!("{a} {b}"),
         None => a.to_owned(),
     }
+}
+
+/// Most distinct values one attribute of one event keeps as its own breakdown rows per catalog
+/// version; the others are counted under [`OTHER_VALUE`]. Queries fold again across catalog
+/// versions, so an answer never lists more than this many values plus `other`.
+pub const MAX_DIMENSION_VALUES: usize = 64;
+
+/// The breakdown value that counts everything beyond [`MAX_DIMENSION_VALUES`] and every value
+/// its catalog does not declare.
+pub const OTHER_VALUE: &str = "other";
+
+/// Relative accuracy of [`value_bucket`]: a bucket's representative value
+/// ([`bucket_estimate`]) is within 1.9 % of every value in the bucket.
+pub const RELATIVE_ACCURACY: f64 = 0.019;
+
+/// Magnitudes below this (1e-6) count as zero in [`value_bucket`].
+pub const MIN_MAGNITUDE: f64 = 1e-6;
+
+/// `ln` of the bucket ratio γ = (1 + α) / (1 − α), α = [`RELATIVE_ACCURACY`].
+fn ln_gamma() -> f64 {
+    ((1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)).ln()
+}
+
+/// The bucket index of the smallest magnitude: buckets of positive values start at 1.
+fn bucket_offset() -> i64 {
+    (MIN_MAGNITUDE.ln() / ln_gamma()).ceil() as i64 - 1
+}
+
+/// The histogram bucket of a phase duration (ms) or a measurement value: 0 for zero (and
+/// magnitudes below [`MIN_MAGNITUDE`]), `i > 0` for positive values in
+/// `(γ^(i+o-1), γ^(i+o)]`, `-i` for the negative value of the same magnitude, where γ is the
+/// bucket ratio of [`RELATIVE_ACCURACY`] and `o` a fixed offset. Bucket order is value order.
+/// Not-a-number and infinities, which validation refuses, land in bucket 0.
+pub fn value_bucket(v: f64) -> i64 {
+    let m = v.abs();
+    if !m.is_finite() || m < MIN_MAGNITUDE {
+        return 0;
+    }
+    let i = ((m.ln() / ln_gamma()).ceil() as i64 - bucket_offset()).max(1);
+    if v < 0.0 { -i } else { i }
+}
+
+/// The representative value of a [`value_bucket`]: `2γ^k / (γ + 1)` for its upper bound γ^k,
+/// within [`RELATIVE_ACCURACY`] of every value in the bucket.
+pub fn bucket_estimate(bucket: i64) -> f64 {
+    if bucket == 0 {
+        return 0.0;
+    }
+    let k = (bucket.abs() + bucket_offset()) as f64;
+    let gamma = ln_gamma().exp();
+    let v = 2.0 * (k * ln_gamma()).exp() / (gamma + 1.0);
+    if bucket < 0 { -v } else { v }
+}
+
+/// The `q`-quantile (0..=1) of a [`value_bucket`] histogram given as `(bucket, count)` pairs;
+/// 0 if empty.
+pub fn value_quantile(hist: &[(i64, i64)], q: f64) -> f64 {
+    quantile_bucket(hist, q).map_or(0.0, bucket_estimate)
+}
+
+/// The stored value of an [`SketchKind::Attribute`] sketch. Names are wire names (no spaces),
+/// so the value, last, may hold anything.
+pub fn attribute_sketch_value(
+    event_type: &str,
+    name: &str,
+    attribute: &str,
+    value: &str,
+) -> String {
+    format!("{event_type} {name} {attribute} {value}")
+}
+
+/// What the schema version 2 rollups count of one event beyond the columns of `events`: its
+/// breakdown values, phases and measurement value. Stored with the event (column `facts`) as
+/// compact JSON, so that deletion by pseudonym subtracts exactly what ingest added, whatever
+/// catalog versions the collector still holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extras {
+    /// `(attribute, value)` of each declared dimension the event carries, values already
+    /// folded ([`OTHER_VALUE`]).
+    #[serde(default, rename = "d", skip_serializing_if = "Vec::is_empty")]
+    pub dims: Vec<(String, String)>,
+    /// `(phase, duration in µs)` of each phase of a command.
+    #[serde(default, rename = "p", skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<(String, u64)>,
+    /// The value of a measurement event.
+    #[serde(default, rename = "v", skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// The breakdown value of `value` for a declared attribute `kind`, folded: a value the
+/// catalog declares (and, for enums, among its first [`MAX_DIMENSION_VALUES`]) stays itself,
+/// anything else is [`OTHER_VALUE`]. `None` for text attributes, which are never dimensions.
+fn dimension_value(kind: &AttributeKind, value: &AttributeValue) -> Option<String> {
+    let other = || Some(OTHER_VALUE.to_owned());
+    match (kind, value) {
+        (AttributeKind::Text, _) => None,
+        (AttributeKind::Enum { values }, AttributeValue::String(s)) => {
+            if values.iter().take(MAX_DIMENSION_VALUES).any(|v| v == s) {
+                Some(s.clone())
+            } else {
+                other()
+            }
+        }
+        (AttributeKind::Bool, AttributeValue::Bool(b)) => Some(b.to_string()),
+        (AttributeKind::Bool, AttributeValue::String(s)) if s == "true" || s == "false" => {
+            Some(s.clone())
+        }
+        (AttributeKind::Int { buckets }, AttributeValue::Int(i)) => Some(bucket_label(buckets, *i)),
+        (AttributeKind::Int { buckets }, AttributeValue::String(s)) => {
+            // The SDK sends the bucket's label: keep it only if it is one of this catalog's.
+            let labels = std::iter::once(i64::MIN)
+                .chain(buckets.iter().copied())
+                .map(|b| bucket_label(buckets, b));
+            if labels.take(MAX_DIMENSION_VALUES).any(|l| &l == s) {
+                Some(s.clone())
+            } else {
+                other()
+            }
+        }
+        _ => other(),
+    }
+}
+
+impl Extras {
+    /// What the rollups count of `e` beyond its columns, given the catalog its batch names
+    /// (`None` when the batch names none or the collector does not know it: then no breakdown
+    /// values, as no attribute is known to be a dimension). Phases and measurement values are
+    /// counted with or without a catalog.
+    pub fn of(e: &Event, catalog: Option<&Catalog>) -> Self {
+        let mut dims = Vec::new();
+        if let Some(entry) = catalog.and_then(|c| c.entry(e.event_type, &e.name)) {
+            for a in &entry.attributes {
+                if let Some(v) = e.metadata.get(&a.name)
+                    && let Some(folded) = dimension_value(&a.kind, v)
+                {
+                    dims.push((a.name.clone(), folded));
+                }
+            }
+        }
+        let phases = if e.event_type == EventType::Command {
+            e.phases
+                .iter()
+                .map(|p| (p.name.clone(), p.duration_us))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let value = if e.event_type == EventType::Measurement {
+            e.value.filter(|v| v.is_finite())
+        } else {
+            None
+        };
+        Self {
+            dims,
+            phases,
+            value,
+        }
+    }
+
+    /// Whether there is nothing beyond the columns.
+    pub fn is_empty(&self) -> bool {
+        self.dims.is_empty() && self.phases.is_empty() && self.value.is_none()
+    }
+
+    /// The stored form (`events.facts`): compact JSON, `None` when empty.
+    pub fn encode(&self) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        serde_json::to_string(self).ok()
+    }
+
+    /// Reads the stored form; `NULL` or anything malformed reads as empty.
+    pub fn decode(stored: Option<&str>) -> Self {
+        stored
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The stored form of a histogram of `rollup_phases`: a JSON object `{"bucket": count}`.
+pub fn hist_json(hist: &[(i64, i64)]) -> String {
+    let map: std::collections::BTreeMap<String, i64> =
+        hist.iter().map(|&(b, c)| (b.to_string(), c)).collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Reads [`hist_json`]; anything malformed reads as empty (a histogram is an aggregate, and a
+/// damaged one must not fail a dashboard query).
+pub fn parse_hist(json: &str) -> Vec<(i64, i64)> {
+    serde_json::from_str::<std::collections::BTreeMap<String, i64>>(json)
+        .map(|m| {
+            m.into_iter()
+                .filter_map(|(b, c)| Some((b.parse().ok()?, c)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sums the stored histograms of `rollup_phases` rows `(command, phase, version, hist JSON)`
+/// over days into [`PhaseHist`] rows.
+pub fn sum_phase_rows(
+    rows: impl IntoIterator<Item = (String, String, String, String)>,
+) -> Vec<PhaseHist> {
+    let mut sums: HashMap<(String, String, String, i64), i64> = HashMap::default();
+    for (command, phase, version, hist) in rows {
+        for (bucket, count) in parse_hist(&hist) {
+            *sums
+                .entry((command.clone(), phase.clone(), version.clone(), bucket))
+                .or_default() += count;
+        }
+    }
+    sums.into_iter()
+        .filter(|&(_, c)| c != 0)
+        .map(|((command, phase, version, bucket), count)| PhaseHist {
+            command,
+            phase,
+            version,
+            bucket,
+            count,
+        })
+        .collect()
+}
+
+/// `(day, event_type, name, attribute, value)` of a `rollup_breakdowns` row.
+pub type BreakdownKey = (i64, String, String, String, String);
+/// `(day, command, phase, version, bucket)` of a `rollup_phases` row.
+pub type PhaseKey = (i64, String, String, String, i64);
+/// `(day, name, version, bucket)` of a `rollup_measurements` row.
+pub type MeasureKey = (i64, String, String, i64);
+
+/// A `rollup_breakdowns` row summed over a day range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakdownCount {
+    /// Event type wire name.
+    pub event_type: String,
+    /// Event name.
+    pub name: String,
+    /// Declared attribute.
+    pub attribute: String,
+    /// Folded value.
+    pub value: String,
+    /// Events.
+    pub count: i64,
+    /// Failed commands (0 for other event types).
+    pub failures: i64,
+}
+
+/// A `rollup_phases` row summed over a day range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseHist {
+    /// Command name.
+    pub command: String,
+    /// Phase name.
+    pub phase: String,
+    /// Tool version.
+    pub version: String,
+    /// [`value_bucket`] of the duration in ms.
+    pub bucket: i64,
+    /// Phases.
+    pub count: i64,
+}
+
+/// A `rollup_measurements` row summed over a day range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasureHist {
+    /// Measurement name.
+    pub name: String,
+    /// Tool version.
+    pub version: String,
+    /// [`value_bucket`] of the value.
+    pub bucket: i64,
+    /// Values.
+    pub count: i64,
+    /// Their sum, in the measurement's unit.
+    pub sum: f64,
 }
 
 /// The rollup changes of a set of newly stored (or, with a negative sign, deleted) events,
@@ -456,6 +765,12 @@ pub struct Delta {
     /// `(project_id, day, name, version, bucket)` → count: the duration histogram per tool
     /// version that release health reads ([`VersionHistRow`]).
     pub version_durations: HashMap<(i64, i64, String, String, i64), i64>,
+    /// `(project_id, key)` → `(count, failures)`.
+    pub breakdowns: HashMap<(i64, BreakdownKey), (i64, i64)>,
+    /// `(project_id, key)` → count.
+    pub phases: HashMap<(i64, PhaseKey), i64>,
+    /// `(project_id, key)` → `(count, sum)`.
+    pub measures: HashMap<(i64, MeasureKey), (i64, f64)>,
 }
 
 /// The facts of one stored event that rollups need (from a batch or from a stored row).
@@ -483,11 +798,19 @@ pub struct EventFacts<'a> {
     pub error_code: Option<&'a str>,
     /// [`install_hash`] of the pseudonym.
     pub install: u64,
+    /// What schema version 2 rollups count beyond the above.
+    pub extras: &'a Extras,
 }
 
 impl<'a> EventFacts<'a> {
-    /// The facts of an event of a batch.
-    pub fn of(project_id: i64, batch: &'a Batch, e: &'a Event, install: u64) -> Self {
+    /// The facts of an event of a batch, with its [`Extras`].
+    pub fn of(
+        project_id: i64,
+        batch: &'a Batch,
+        e: &'a Event,
+        install: u64,
+        extras: &'a Extras,
+    ) -> Self {
         Self {
             project_id,
             ts_ms: e.timestamp.unix_ms(),
@@ -500,6 +823,7 @@ impl<'a> EventFacts<'a> {
             success: e.success,
             error_code: e.error_code.as_deref(),
             install,
+            extras,
         }
     }
 }
@@ -553,6 +877,67 @@ impl Delta {
                 .or_default()
                 .insert(f.install);
         }
+        self.add_extras(
+            f.project_id,
+            day,
+            (f.event_type, f.name, f.version, f.success),
+            f.extras,
+            sign,
+            f.install,
+        );
+    }
+
+    /// Adds (or subtracts) the schema version 2 rollups of one event of `day`: `event` is its
+    /// type, name, tool version and outcome.
+    fn add_extras(
+        &mut self,
+        project_id: i64,
+        day: i64,
+        event: (EventType, &str, &str, Option<bool>),
+        extras: &Extras,
+        sign: i64,
+        install: u64,
+    ) {
+        let (event_type, name, version, success) = event;
+        let failed = i64::from(event_type == EventType::Command && success == Some(false));
+        for (attribute, value) in &extras.dims {
+            let key = (
+                day,
+                event_type.as_str().to_owned(),
+                name.to_owned(),
+                attribute.clone(),
+                value.clone(),
+            );
+            let slot = self.breakdowns.entry((project_id, key)).or_default();
+            slot.0 += sign;
+            slot.1 += sign * failed;
+            self.installs
+                .entry((
+                    project_id,
+                    day,
+                    SketchKind::Attribute,
+                    attribute_sketch_value(event_type.as_str(), name, attribute, value),
+                ))
+                .or_default()
+                .insert(install);
+        }
+        for (phase, us) in &extras.phases {
+            let bucket = value_bucket(*us as f64 / 1000.0);
+            let key = (
+                day,
+                name.to_owned(),
+                phase.clone(),
+                version.to_owned(),
+                bucket,
+            );
+            *self.phases.entry((project_id, key)).or_default() += sign;
+        }
+        if let Some(v) = extras.value {
+            let key = (day, name.to_owned(), version.to_owned(), value_bucket(v));
+            let slot = self.measures.entry((project_id, key)).or_default();
+            slot.0 += sign;
+            slot.1 += sign as f64 * v;
+        }
     }
 
     /// Adds `events` of one `batch` (one install, whose [`install_hash`] is `install`): the same
@@ -564,7 +949,7 @@ impl Delta {
         project_id: i64,
         batch: &'a Batch,
         install: u64,
-        events: impl IntoIterator<Item = &'a Event>,
+        events: impl IntoIterator<Item = (&'a Event, &'a Extras)>,
     ) {
         type CountAt<'b> = (i64, EventType, &'b str, i64, &'b str);
         let mut counts: HashMap<CountAt<'a>, (i64, i64)> = HashMap::default();
@@ -572,8 +957,18 @@ impl Delta {
         // (day, kind, value, second part of the value: see `sketch_value`).
         let mut sketches: HashSet<(i64, SketchKind, &'a str, Option<&'a str>)> = HashSet::default();
         let mut days: HashSet<i64> = HashSet::default();
-        for e in events {
+        for (e, extras) in events {
             let day = day_of(e.timestamp.unix_ms());
+            if !extras.is_empty() {
+                self.add_extras(
+                    project_id,
+                    day,
+                    (e.event_type, &e.name, &batch.service_version, e.success),
+                    extras,
+                    1,
+                    install,
+                );
+            }
             let error = e.error_code.as_deref().unwrap_or_default();
             let slot = counts
                 .entry((day, e.event_type, &e.name, outcome_code(e.success), error))
@@ -677,6 +1072,19 @@ impl Delta {
                 }
             }
         }
+        for (k, &(count, failures)) in &other.breakdowns {
+            let slot = self.breakdowns.entry(k.clone()).or_default();
+            slot.0 += count;
+            slot.1 += failures;
+        }
+        for (k, &count) in &other.phases {
+            *self.phases.entry(k.clone()).or_default() += count;
+        }
+        for (k, &(count, sum)) in &other.measures {
+            let slot = self.measures.entry(k.clone()).or_default();
+            slot.0 += count;
+            slot.1 += sum;
+        }
     }
 
     /// Whether nothing changes.
@@ -685,6 +1093,50 @@ impl Delta {
             && self.durations.is_empty()
             && self.version_durations.is_empty()
             && self.installs.is_empty()
+            && self.breakdowns.is_empty()
+            && self.phases.is_empty()
+            && self.measures.is_empty()
+    }
+
+    /// Breakdown rows `(project_id, key, count, failures)`, sorted by key.
+    pub fn sorted_breakdowns(&self) -> Vec<(i64, &BreakdownKey, i64, i64)> {
+        let mut v: Vec<_> = self
+            .breakdowns
+            .iter()
+            .map(|((p, k), &(c, f))| (*p, k, c, f))
+            .collect();
+        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
+    }
+
+    /// Phase histogram changes as `rollup_phases` stores them: one row per
+    /// `(project_id, day, command, phase, version)`, sorted by key, with its buckets as the JSON
+    /// object `{"bucket": count}` ([`hist_json`]).
+    pub fn sorted_phases(&self) -> Vec<(i64, i64, &str, &str, &str, String)> {
+        type Row<'k> = (i64, i64, &'k str, &'k str, &'k str);
+        let mut grouped: std::collections::BTreeMap<Row<'_>, Vec<(i64, i64)>> =
+            std::collections::BTreeMap::new();
+        for ((p, (day, command, phase, version, bucket)), &count) in &self.phases {
+            grouped
+                .entry((*p, *day, command, phase, version))
+                .or_default()
+                .push((*bucket, count));
+        }
+        grouped
+            .into_iter()
+            .map(|((p, day, c, ph, v), hist)| (p, day, c, ph, v, hist_json(&hist)))
+            .collect()
+    }
+
+    /// Measurement rows `(project_id, key, count, sum)`, sorted by key.
+    pub fn sorted_measures(&self) -> Vec<(i64, &MeasureKey, i64, f64)> {
+        let mut v: Vec<_> = self
+            .measures
+            .iter()
+            .map(|((p, k), &(c, s))| (*p, k, c, s))
+            .collect();
+        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
     }
 
     /// Count rows, sorted by key (so concurrent writers lock rows in the same order).
@@ -764,35 +1216,177 @@ mod tests {
                 e.duration_ms = Some(i * 37);
                 e.success = Some(i % 4 != 0);
                 e.error_code = (i % 8 == 0).then(|| "E_IO".to_owned());
+                e.metadata.insert(
+                    "profile".into(),
+                    AttributeValue::String(["debug", "release", "odd"][(i % 3) as usize].into()),
+                );
+                e.phases.push(optel_wire::Phase {
+                    name: "resolve".into(),
+                    parent: None,
+                    start_us: 0,
+                    duration_us: i * 1_234,
+                    success: true,
+                });
             }
             batch.events.push(e);
         }
+        let mut m = Event::new(
+            optel_wire::format_uuid_v4([99; 16]),
+            EventType::Measurement,
+            "files",
+            Timestamp::from_unix_ms(base),
+            "s",
+        );
+        m.value = Some(0.5);
+        batch.events.push(m);
+        let mut catalog = Catalog::default();
+        for name in ["build", "test", "init"] {
+            let mut spec = optel_wire::catalog::EventSpec::new(name, "A command.");
+            spec.attributes
+                .push(optel_wire::catalog::AttributeSpec::new(
+                    "profile",
+                    "Build profile.",
+                    AttributeKind::Enum {
+                        values: vec!["debug".into(), "release".into()],
+                    },
+                ));
+            catalog.commands.push(spec);
+        }
+        let extras: Vec<Extras> = batch
+            .events
+            .iter()
+            .map(|e| Extras::of(e, Some(&catalog)))
+            .collect();
+        assert!(
+            extras
+                .iter()
+                .any(|x| x.dims.iter().any(|(_, v)| v == OTHER_VALUE))
+        );
         let install = install_hash(&batch.pseudonym);
         let mut one_by_one = Delta::default();
-        for e in &batch.events {
-            one_by_one.add(&EventFacts::of(7, &batch, e, install), 1);
+        for (e, x) in batch.events.iter().zip(&extras) {
+            one_by_one.add(&EventFacts::of(7, &batch, e, install, x), 1);
         }
         let mut together = Delta::default();
-        together.add_batch(7, &batch, install, &batch.events);
+        together.add_batch(7, &batch, install, batch.events.iter().zip(&extras));
         assert_eq!(together.counts, one_by_one.counts);
         assert_eq!(together.durations, one_by_one.durations);
         assert_eq!(together.version_durations, one_by_one.version_durations);
         assert!(!together.version_durations.is_empty());
         assert_eq!(together.installs, one_by_one.installs);
+        assert_eq!(together.breakdowns, one_by_one.breakdowns);
+        assert_eq!(together.phases, one_by_one.phases);
+        assert_eq!(together.measures, one_by_one.measures);
         assert!(together.installs.len() > 10);
+        assert!(!together.breakdowns.is_empty() && !together.phases.is_empty());
 
         // Merging the deltas of two halves gives the delta of the whole.
-        let (a, b) = batch.events.split_at(25);
+        let pairs: Vec<(&Event, &Extras)> = batch.events.iter().zip(&extras).collect();
+        let (a, b) = pairs.split_at(25);
         let mut merged = Delta::default();
         for half in [a, b] {
             let mut d = Delta::default();
-            d.add_batch(7, &batch, install, half);
+            d.add_batch(7, &batch, install, half.iter().copied());
             merged.merge_from(&d);
         }
+        assert_eq!(merged.breakdowns, one_by_one.breakdowns);
+        assert_eq!(merged.phases, one_by_one.phases);
         assert_eq!(merged.counts, one_by_one.counts);
         assert_eq!(merged.durations, one_by_one.durations);
         assert_eq!(merged.version_durations, one_by_one.version_durations);
         assert_eq!(merged.installs, one_by_one.installs);
+    }
+
+    #[test]
+    fn value_buckets_are_ordered_and_within_the_documented_error() {
+        let mut last = i64::MIN;
+        let mut v = -5_000.0f64;
+        while v < 5_000.0 {
+            let b = value_bucket(v);
+            assert!(b >= last, "bucket of {v} went down");
+            last = b;
+            let est = bucket_estimate(b);
+            if v.abs() >= MIN_MAGNITUDE {
+                let err = (est - v).abs() / v.abs();
+                assert!(err <= RELATIVE_ACCURACY + 1e-12, "{v} -> {est} ({err})");
+            }
+            v += 0.37;
+        }
+        for v in [1e-3, 0.5, 1.0, 7.0, 1e6, 6.048e8, 1e12] {
+            let est = bucket_estimate(value_bucket(v));
+            assert!(
+                (est - v).abs() / v <= RELATIVE_ACCURACY + 1e-12,
+                "{v} -> {est}"
+            );
+        }
+        assert_eq!(value_bucket(0.0), 0);
+        assert_eq!(value_bucket(1e-9), 0);
+        assert_eq!(bucket_estimate(0), 0.0);
+        assert_eq!(value_bucket(f64::NAN), 0);
+        let hist: Vec<(i64, i64)> = (1..=100).map(|ms| (value_bucket(ms as f64), 1)).collect();
+        let p50 = value_quantile(&hist, 0.5);
+        assert!((p50 - 50.0).abs() <= 50.0 * RELATIVE_ACCURACY, "p50 {p50}");
+        assert_eq!(value_quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn extras_fold_undeclared_values_and_skip_text() {
+        use optel_wire::catalog::{AttributeSpec, EventSpec};
+        let mut catalog = Catalog::default();
+        let mut build = EventSpec::new("build", "Builds.");
+        let many: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+        for (name, kind) in [
+            ("many", AttributeKind::Enum { values: many }),
+            ("fix", AttributeKind::Bool),
+            (
+                "jobs",
+                AttributeKind::Int {
+                    buckets: vec![2, 8],
+                },
+            ),
+            ("note", AttributeKind::Text),
+        ] {
+            build
+                .attributes
+                .push(AttributeSpec::new(name, "Something.", kind));
+        }
+        catalog.commands.push(build);
+        let mut e = Event::new(
+            optel_wire::format_uuid_v4([1; 16]),
+            EventType::Command,
+            "build",
+            optel_wire::Timestamp::from_unix_ms(0),
+            "s",
+        );
+        for (k, v) in [
+            ("many", AttributeValue::String("v70".into())),
+            ("fix", AttributeValue::Bool(true)),
+            ("jobs", AttributeValue::String("2..8".into())),
+            ("note", AttributeValue::String("free text".into())),
+        ] {
+            e.metadata.insert(k.into(), v);
+        }
+        let x = Extras::of(&e, Some(&catalog));
+        let dims: Vec<(&str, &str)> = x
+            .dims
+            .iter()
+            .map(|(a, v)| (a.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            dims,
+            vec![("many", "other"), ("fix", "true"), ("jobs", "2..8")]
+        );
+        e.metadata
+            .insert("jobs".into(), AttributeValue::String("9..99".into()));
+        e.metadata
+            .insert("many".into(), AttributeValue::String("v3".into()));
+        let x = Extras::of(&e, Some(&catalog));
+        assert_eq!(x.dims[0].1, "v3");
+        assert_eq!(x.dims[2].1, OTHER_VALUE);
+        // Unknown catalog: no dimension at all.
+        assert!(Extras::of(&e, None).dims.is_empty());
+        assert_eq!(Extras::decode(x.encode().as_deref()), x);
+        assert_eq!(Extras::decode(Some("junk")), Extras::default());
     }
 
     #[test]

@@ -19,8 +19,30 @@ use optel_wire::{Batch, EventType};
 use serde::Serialize;
 
 use crate::alerts::{AlertHook, AlertKey, AlertKind};
-use crate::query::{Stats, TimeRange};
-use crate::rollup::{CountRow, DayRange, HistRow, SketchKind, SketchRow, VersionHistRow};
+use crate::query::{DpSettings, Stats, TimeRange};
+use crate::rollup::{
+    BreakdownCount, CountRow, DayRange, Extras, HistRow, MeasureHist, PhaseHist, SketchKind,
+    SketchRow, VersionHistRow,
+};
+use optel_wire::catalog::Catalog;
+
+/// Most catalog versions kept per project (100): storing a new one beyond that drops the
+/// version seen least recently. A batch naming a dropped version gets `catalog_known: false`
+/// and its SDK sends the catalog again.
+pub const MAX_CATALOG_VERSIONS: usize = 100;
+
+/// One stored catalog version of a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCatalog {
+    /// [`Catalog::hash`].
+    pub hash: String,
+    /// The catalog.
+    pub catalog: Catalog,
+    /// When a batch first brought it, ms since the epoch.
+    pub first_seen_ms: i64,
+    /// When a batch last named it, ms since the epoch.
+    pub last_seen_ms: i64,
+}
 
 /// Errors of a storage backend.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +143,10 @@ pub struct PreparedBatch {
     pub session_ids: Vec<[u8; 16]>,
     /// Each event's metadata as a JSON object, `None` when empty.
     pub metadata: Vec<Option<String>>,
+    /// Each event's [`Extras`] (breakdown values from the batch's catalog, phases, value).
+    pub extras: Vec<Extras>,
+    /// Each event's [`Extras::encode`], stored in `events.facts`.
+    pub facts: Vec<Option<String>>,
     /// [`crate::rollup::install_hash`] of the batch's pseudonym.
     pub install: u64,
     /// Rollup delta of all the batch's events ([`crate::rollup::Delta::add_batch`]).
@@ -128,11 +154,30 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
-    /// Prepares `batch` of project `project_id`.
+    /// Prepares `batch` of project `project_id`, breaking it down by the catalog it carries
+    /// (if any): [`PreparedBatch::with_catalog`].
     pub fn new(project_id: i64, batch: Batch) -> Self {
+        let catalog = batch.catalog.clone();
+        Self::with_catalog(project_id, batch, catalog.as_ref())
+    }
+
+    /// Prepares `batch` of project `project_id`, breaking its events down by `catalog`: the
+    /// catalog its `catalog_hash` names (`None` when it names none or the collector does not
+    /// know it: then no breakdown rows, see [`Extras::of`]).
+    pub fn with_catalog(project_id: i64, batch: Batch, catalog: Option<&Catalog>) -> Self {
         let install = crate::rollup::install_hash(&batch.pseudonym);
+        let extras: Vec<Extras> = batch
+            .events
+            .iter()
+            .map(|e| Extras::of(e, catalog))
+            .collect();
         let mut delta = crate::rollup::Delta::default();
-        delta.add_batch(project_id, &batch, install, &batch.events);
+        delta.add_batch(
+            project_id,
+            &batch,
+            install,
+            batch.events.iter().zip(&extras),
+        );
         Self {
             project_id,
             event_ids: batch
@@ -154,10 +199,40 @@ impl PreparedBatch {
                         .flatten()
                 })
                 .collect(),
+            facts: extras.iter().map(Extras::encode).collect(),
+            extras,
             install,
             delta,
             batch,
         }
+    }
+
+    /// The same batch with its rollup delta computed again (after a failed commit took it).
+    pub fn reprepared(self) -> Self {
+        let mut delta = crate::rollup::Delta::default();
+        delta.add_batch(
+            self.project_id,
+            &self.batch,
+            self.install,
+            self.batch.events.iter().zip(&self.extras),
+        );
+        Self { delta, ..self }
+    }
+
+    /// The rollup delta of some of its events (those a backend newly stored).
+    pub fn delta_of(
+        &self,
+        stored: impl IntoIterator<Item = usize>,
+        into: &mut crate::rollup::Delta,
+    ) {
+        into.add_batch(
+            self.project_id,
+            &self.batch,
+            self.install,
+            stored
+                .into_iter()
+                .filter_map(|i| Some((self.batch.events.get(i)?, self.extras.get(i)?))),
+        );
     }
 }
 
@@ -192,7 +267,7 @@ pub struct InsertOutcome {
 pub struct PurgeOutcome {
     /// Raw events deleted.
     pub events: u64,
-    /// Rollup rows deleted (all rollup tables).
+    /// Rollup rows deleted (every rollup table).
     pub rollup_rows: u64,
 }
 
@@ -221,6 +296,8 @@ pub struct StoredEvent {
     pub error_code: Option<String>,
     /// Install pseudonym.
     pub pseudonym: String,
+    /// Its stored [`Extras`] (`events.facts`).
+    pub facts: Option<String>,
 }
 
 /// What an ingest key grants: writes to a project, from anywhere (a server key) or, for a
@@ -243,6 +320,78 @@ pub(crate) fn origins_of_column(column: Option<String>) -> Vec<String> {
     column
         .map(|c| c.lines().map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+/// A noisy answer of a public view in differential-privacy mode, as the day's ledger keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpAnswer {
+    /// First UTC day (days since the epoch) the answer covers.
+    pub first_day: i64,
+    /// Last UTC day it covers.
+    pub last_day: i64,
+    /// The answer's JSON, noise included.
+    pub body: String,
+}
+
+/// What the day's differential-privacy ledger of a project holds for one question
+/// ([`Store::dp_lookup`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DpLookup {
+    /// ε spent on the day so far.
+    pub spent: f64,
+    /// The answer given to the same question earlier that day.
+    pub same: Option<DpAnswer>,
+    /// The latest answer of the same view that day (any range).
+    pub latest: Option<DpAnswer>,
+}
+
+/// What [`Store::dp_record`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DpRecorded {
+    /// The answer was stored and its ε spent; ε spent on the day, this answer included.
+    Stored {
+        /// ε spent on the day.
+        spent: f64,
+    },
+    /// Another request answered the same question first: serve its answer.
+    Raced {
+        /// ε spent on the day.
+        spent: f64,
+        /// The answer stored first.
+        answer: DpAnswer,
+    },
+    /// The day's budget cannot pay for the answer: nothing was stored.
+    Spent {
+        /// ε spent on the day.
+        spent: f64,
+        /// The latest answer of the same view that day, if any.
+        latest: Option<DpAnswer>,
+    },
+}
+
+/// One fresh noisy answer to record ([`Store::dp_record`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DpEntry<'a> {
+    /// Project id.
+    pub project_id: i64,
+    /// The UTC day of the budget (days since the epoch).
+    pub day: i64,
+    /// The view (`overview`, `commands`, …).
+    pub view: &'a str,
+    /// The question: view, range and granularity, as the API spells it.
+    pub query: &'a str,
+    /// First UTC day the answer covers.
+    pub first_day: i64,
+    /// Last UTC day it covers.
+    pub last_day: i64,
+    /// ε the answer spends.
+    pub epsilon: f64,
+    /// The day's budget.
+    pub daily_budget: f64,
+    /// The answer's JSON.
+    pub body: &'a str,
+    /// Now, ms since the epoch (orders the day's answers).
+    pub now_ms: i64,
 }
 
 /// A storage backend. Methods block: async callers run them on a blocking thread.
@@ -269,6 +418,29 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StorageError::NoProject`]; database errors.
     fn set_public(&self, name: &str, public: bool) -> Result<()>;
+    /// The differential-privacy settings of a project's public views; `None` when off.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn public_dp(&self, project_id: i64) -> Result<Option<DpSettings>>;
+    /// Switches the differential-privacy mode of a project's public views on (with these
+    /// settings) or off. The day's ledger is kept either way.
+    ///
+    /// # Errors
+    /// [`StorageError::NoProject`]; database errors.
+    fn set_public_dp(&self, name: &str, dp: Option<DpSettings>) -> Result<()>;
+    /// The day's differential-privacy ledger of a project for one question of one view.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn dp_lookup(&self, project_id: i64, day: i64, view: &str, query: &str) -> Result<DpLookup>;
+    /// Records a fresh noisy answer and spends its ε, in one transaction, if the day's budget
+    /// allows and no other request answered the same question first; deletes the ledger rows
+    /// of the project's days before yesterday.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn dp_record(&self, entry: &DpEntry<'_>) -> Result<DpRecorded>;
     /// All projects, by name.
     ///
     /// # Errors
@@ -320,10 +492,19 @@ pub trait Store: Send + Sync + 'static {
         batches: &[(i64, &Batch)],
         received_ms: i64,
     ) -> Result<Vec<InsertOutcome>> {
-        let mut prepared: Vec<PreparedBatch> = batches
-            .iter()
-            .map(|&(project_id, b)| PreparedBatch::new(project_id, b.clone()))
-            .collect();
+        let mut prepared = Vec::with_capacity(batches.len());
+        for &(project_id, b) in batches {
+            let catalog = match (&b.catalog, &b.catalog_hash) {
+                (Some(c), _) => Some(c.clone()),
+                (None, Some(hash)) => self.catalog(project_id, hash)?,
+                (None, None) => None,
+            };
+            prepared.push(PreparedBatch::with_catalog(
+                project_id,
+                b.clone(),
+                catalog.as_ref(),
+            ));
+        }
         self.insert_prepared(&mut prepared, received_ms)
     }
     /// [`Store::insert_batches`] for batches prepared off the writer thread
@@ -364,6 +545,32 @@ pub trait Store: Send + Sync + 'static {
         marks: &[([u8; 32], i64)],
         now_ms: i64,
     ) -> Result<()>;
+    /// The catalog version `hash` of a project, if stored.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn catalog(&self, project_id: i64, hash: &str) -> Result<Option<Catalog>>;
+    /// Every stored catalog version of a project (at most [`MAX_CATALOG_VERSIONS`]), the one
+    /// seen last first.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn catalogs(&self, project_id: i64) -> Result<Vec<StoredCatalog>>;
+    /// `rollup_breakdowns` rows of a project summed over a day range.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn breakdowns(&self, project_id: i64, days: DayRange) -> Result<Vec<BreakdownCount>>;
+    /// `rollup_phases` rows of a project summed over a day range.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>>;
+    /// `rollup_measurements` rows of a project summed over a day range.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn measurements(&self, project_id: i64, days: DayRange) -> Result<Vec<MeasureHist>>;
     /// `rollup_counts` rows of a project over a day range.
     ///
     /// # Errors
@@ -559,6 +766,7 @@ pub fn open_with(
 pub(crate) fn forget_delta(events: &[StoredEvent]) -> crate::rollup::Delta {
     let mut delta = crate::rollup::Delta::default();
     for e in events {
+        let extras = Extras::decode(e.facts.as_deref());
         delta.add(
             &crate::rollup::EventFacts {
                 project_id: e.project_id,
@@ -572,6 +780,7 @@ pub(crate) fn forget_delta(events: &[StoredEvent]) -> crate::rollup::Delta {
                 success: e.success,
                 error_code: e.error_code.as_deref(),
                 install: crate::rollup::install_hash(&e.pseudonym),
+                extras: &extras,
             },
             -1,
         );

@@ -116,6 +116,21 @@ impl Writer {
         batch: Batch,
         received_ms: i64,
     ) -> Result<oneshot::Receiver<WriteResult>, SubmitError> {
+        self.submit_with_catalog(project_id, batch, None, received_ms)
+    }
+
+    /// [`Writer::submit`] for a batch whose `catalog_hash` names `catalog`, which the
+    /// collector stored earlier (a catalog the batch carries is used without this).
+    ///
+    /// # Errors
+    /// As [`Writer::submit`].
+    pub fn submit_with_catalog(
+        &self,
+        project_id: i64,
+        batch: Batch,
+        catalog: Option<&optel_wire::catalog::Catalog>,
+        received_ms: i64,
+    ) -> Result<oneshot::Receiver<WriteResult>, SubmitError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(SubmitError::Stopped);
         }
@@ -123,7 +138,12 @@ impl Writer {
         // The work that needs no database is done here, on the request's thread, keeping the
         // single writer thread for the database alone.
         let job = Box::new(Job {
-            prepared: PreparedBatch::new(project_id, batch),
+            prepared: match catalog {
+                Some(c) if batch.catalog.is_none() => {
+                    PreparedBatch::with_catalog(project_id, batch, Some(c))
+                }
+                _ => PreparedBatch::new(project_id, batch),
+            },
             received_ms,
             reply,
         });
@@ -245,7 +265,7 @@ fn commit(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
 /// Commits one batch of a failed group in a transaction of its own.
 fn commit_alone(store: &dyn Store, batch: PreparedBatch, received_ms: i64) -> WriteResult {
     // The failed attempt may have taken the prepared delta out: prepare the batch again.
-    let mut one = [PreparedBatch::new(batch.project_id, batch.batch)];
+    let mut one = [batch.reprepared()];
     match store.insert_prepared(&mut one, received_ms) {
         Ok(outcomes) => outcomes
             .into_iter()

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use optel_collector::RateConfig;
+use optel_collector::query::DpSettings;
 use optel_collector::storage::{PgStore, SqliteStore, Store};
 use optel_collector::{AppState, app, now_ms};
 use optel_wire::{Batch, Event, EventType, Timestamp};
@@ -710,8 +711,24 @@ macro_rules! suite {
                 super::alert_webhook_fires_once_for_a_new_error_code($make);
             }
             #[test]
+            fn analytics_break_down_v2_batches() {
+                super::analytics_break_down_v2_batches($make);
+            }
+            #[test]
+            fn catalog_versions_are_bounded() {
+                super::catalog_versions_are_bounded($make);
+            }
+            #[test]
             fn public_views_resist_subtraction() {
                 super::public_views_resist_subtraction(|| $make);
+            }
+            #[test]
+            fn public_views_resist_subtraction_with_dp() {
+                super::public_views_resist_subtraction_with_dp(|| $make);
+            }
+            #[test]
+            fn dp_budget_is_spent_then_answers_are_cached() {
+                super::dp_budget_is_spent_then_answers_are_cached($make);
             }
         }
     };
@@ -727,3 +744,4 @@ include!("collector/otlp.rs");
 include!("collector/storage.rs");
 include!("collector/connections.rs");
 include!("collector/health.rs");
+include!("collector/analytics.rs");

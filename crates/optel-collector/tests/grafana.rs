@@ -17,6 +17,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 const DASHBOARD: &str = include_str!("../../../deploy/grafana/optel-usage.json");
+const GOLDEN_V2: &str = include_str!("../../optel-wire/tests/golden/batch_v2.json");
 const ADMIN: &str = "grafana-test-admin";
 const DAY_MS: i64 = 86_400_000;
 
@@ -120,6 +121,15 @@ fn load_fixtures(store: &dyn Store) {
         }
         store.insert_batch(acme.id, &b, now).unwrap();
     }
+    // A schema version 2 batch with its catalog (the wire's golden batch, a day old): `build`
+    // with the `profile` attribute, the phases `resolve` and `compile`, a `files` measurement.
+    let mut v2: Batch = serde_json::from_str(GOLDEN_V2).unwrap();
+    v2.service_version = "0.3.0".into();
+    v2.pseudonym = "install-v2".into();
+    for e in &mut v2.events {
+        e.timestamp = Timestamp::from_unix_ms(now - DAY_MS);
+    }
+    store.insert_batch(acme.id, &v2, now).unwrap();
     let mut b = Batch::new("other", "9.9.9", "install-x", "windows", "x86_64");
     b.events
         .push(event(EventType::Command, "build", 0, Some((false, 50))));
@@ -368,5 +378,69 @@ fn every_grafana_query_runs_on_the_rollups_and_agrees_with_the_query_api() {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert_eq!(features, ["feature: cache", "method: Db::connect"]);
+
+        // The analytics panels: the query API's breakdowns, phases and measurements.
+        let breakdowns = api(&state, &format!("/v1/projects/acme/breakdowns?{q}")).await;
+        let mut from_api: Vec<(String, String, String, i64, i64)> = Vec::new();
+        for b in breakdowns["breakdowns"].as_array().unwrap() {
+            for v in b["values"].as_array().unwrap() {
+                from_api.push((
+                    format!(
+                        "{} {}",
+                        b["event_type"].as_str().unwrap(),
+                        b["name"].as_str().unwrap()
+                    ),
+                    b["attribute"].as_str().unwrap().to_owned(),
+                    v["value"].as_str().unwrap().to_owned(),
+                    v["count"].as_i64().unwrap(),
+                    v["failures"].as_i64().unwrap(),
+                ));
+            }
+        }
+        let mut table: Vec<(String, String, String, i64, i64)> =
+            results["Breakdowns by declared attribute"]
+                .iter()
+                .map(|r| {
+                    (
+                        r["event"].as_str().unwrap().to_owned(),
+                        r["attribute"].as_str().unwrap().to_owned(),
+                        r["value"].as_str().unwrap().to_owned(),
+                        r["count"].as_i64().unwrap(),
+                        r["failures"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+        from_api.sort();
+        table.sort();
+        assert_eq!(table, from_api);
+        assert!(
+            table
+                .iter()
+                .any(|r| r.1 == "profile" && r.2 == "release" && r.3 == 1),
+            "{table:?}"
+        );
+
+        let phases = api(&state, &format!("/v1/projects/acme/phases?{q}")).await;
+        let mut from_api: Vec<(Value, Value, Value)> = phases["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["command"].clone(), p["phase"].clone(), p["count"].clone()))
+            .collect();
+        let mut table: Vec<(Value, Value, Value)> = results["Phases per command"]
+            .iter()
+            .map(|r| (r["command"].clone(), r["phase"].clone(), r["count"].clone()))
+            .collect();
+        from_api.sort_by_key(|t| format!("{t:?}"));
+        table.sort_by_key(|t| format!("{t:?}"));
+        assert_eq!(table, from_api);
+        assert_eq!(table.len(), 2, "resolve and compile: {table:?}");
+
+        let measurements = api(&state, &format!("/v1/projects/acme/measurements?{q}")).await;
+        let m = &measurements["measurements"][0];
+        let row = &results["Measurements"][0];
+        assert_eq!((&row["name"], &row["count"]), (&m["name"], &m["count"]));
+        assert_eq!(row["sum"].as_f64(), m["sum"].as_f64());
+        assert!(!results["Feature adoption (uses per day)"].is_empty());
     });
 }

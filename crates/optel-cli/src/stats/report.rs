@@ -120,7 +120,9 @@ impl Report {
 
     /// The CSV of `--format csv`: one table in long form, one row per thing counted, so a script
     /// can filter on `kind` (`command`, `error`, `version`, `platform`, `feature`, `method`,
-    /// `day`). Empty cells are values that do not apply.
+    /// `phase` (detail: the phase), `breakdown` (name: `event attribute`, detail: the value),
+    /// `measurement` (detail: the unit; p50/p95 are values in it), `day`). Empty cells are
+    /// values that do not apply.
     pub(super) fn to_csv(&self) -> String {
         let mut out =
             String::from("kind,name,detail,count,failures,installs,events,p50_ms,p95_ms\r\n");
@@ -198,6 +200,47 @@ impl Report {
                     String::new(),
                 ]);
             }
+        }
+        for p in &s.phases {
+            row([
+                "phase".into(),
+                p.command.clone(),
+                p.phase.clone(),
+                p.count.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("{:.1}", p.p50_ms),
+                format!("{:.1}", p.p95_ms),
+            ]);
+        }
+        for b in &s.breakdowns {
+            for v in &b.values {
+                row([
+                    "breakdown".into(),
+                    format!("{} {}", b.name, b.attribute),
+                    v.value.clone(),
+                    v.count.to_string(),
+                    v.failures.to_string(),
+                    v.installs.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+        }
+        for m in &s.measurements {
+            row([
+                "measurement".into(),
+                m.name.clone(),
+                m.unit.map(|u| u.as_str().to_owned()).unwrap_or_default(),
+                m.count.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                trim_number(m.p50),
+                trim_number(m.p95),
+            ]);
         }
         for b in &self.daily {
             row([
@@ -436,7 +479,100 @@ impl Report {
                 table(&mut out, st, width, &[title, "COUNT", "INSTALLS"], &rows);
             }
         }
+        self.render_analytics(&mut out, st, width);
         out
+    }
+
+    /// The tables of schema version 2 analytics: phases, breakdowns, measurements (each only
+    /// when there is something to show).
+    fn render_analytics(&self, out: &mut String, st: &Style, width: usize) {
+        let s = &self.stats;
+        if !s.phases.is_empty() {
+            out.push('\n');
+            let rows: Vec<Vec<Cell>> = s
+                .phases
+                .iter()
+                .map(|p| {
+                    vec![
+                        Cell::text(&format!("{} {}", p.command, p.phase)),
+                        Cell::num(group(p.count)),
+                        Cell::num(human_ms_f(p.p50_ms)),
+                        Cell::num(human_ms_f(p.p95_ms)),
+                        Cell::num(human_ms_f(p.p99_ms)),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                st,
+                width,
+                &["PHASE", "COUNT", "P50", "P95", "P99"],
+                &rows,
+            );
+        }
+        if !s.breakdowns.is_empty() {
+            out.push('\n');
+            let mut rows: Vec<Vec<Cell>> = Vec::new();
+            for b in &s.breakdowns {
+                let total: u64 = b.values.iter().map(|v| v.count).sum();
+                for v in &b.values {
+                    rows.push(vec![
+                        Cell::text(&format!("{} {}={}", b.name, b.attribute, v.value)),
+                        Cell::num(group(v.count)),
+                        Cell::num(share(v.count, total)),
+                        Cell::num(group(v.failures)),
+                        Cell::num(group(v.installs)),
+                    ]);
+                }
+            }
+            table(
+                out,
+                st,
+                width,
+                &["BREAKDOWN", "COUNT", "SHARE", "FAILED", "INSTALLS"],
+                &rows,
+            );
+        }
+        if !s.measurements.is_empty() {
+            out.push('\n');
+            let rows: Vec<Vec<Cell>> = s
+                .measurements
+                .iter()
+                .map(|m| {
+                    let unit = m.unit.map_or(String::new(), |u| format!(" {}", u.as_str()));
+                    vec![
+                        Cell::text(&m.name),
+                        Cell::num(group(m.count)),
+                        Cell::num(format!("{}{unit}", trim_number(m.sum))),
+                        Cell::num(format!("{}{unit}", trim_number(m.p50))),
+                        Cell::num(format!("{}{unit}", trim_number(m.p95))),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                st,
+                width,
+                &["MEASUREMENT", "COUNT", "SUM", "P50", "P95"],
+                &rows,
+            );
+        }
+    }
+}
+
+/// A float for people: at most one decimal, none when whole (`12`, `0.5`, `1234.6`).
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+}
+
+/// Fractional milliseconds for people: below 10 ms with one decimal (`2.5ms`), else as
+/// [`human_ms`].
+fn human_ms_f(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{}ms", trim_number(ms))
+    } else {
+        human_ms(ms.round() as u64)
     }
 }
 
@@ -588,8 +724,17 @@ mod tests {
             "error_codes": [{"command": "build", "error_code": "E_NO_MANIFEST", "count": 150}],
             "versions": [{"version": "0.2.0", "events": 1000, "installs": 30}],
             "platforms": [{"os": "linux", "arch": "x86_64", "events": 1234, "installs": 40}],
-            "features": [],
-            "methods": []
+            "features": [{"name": "strict", "count": 5, "installs": 2,
+                          "daily": [{"day": "2026-11-20", "count": 5, "installs": 2}]}],
+            "methods": [],
+            "phases": [{"command": "build", "phase": "resolve", "count": 3, "p50_ms": 20.2,
+                        "p95_ms": 2.5, "p99_ms": 1999.0, "versions": []}],
+            "breakdowns": [{"event_type": "command", "name": "build", "command": "build",
+                            "attribute": "profile", "values": [
+                {"value": "debug", "count": 2, "failures": 0, "installs": 2},
+                {"value": "release", "count": 1, "failures": 1, "installs": 1}]}],
+            "measurements": [{"name": "files", "count": 3, "sum": 24.0, "p50": 12.0,
+                              "p95": 0.5, "unit": "count", "versions": []}]
         }))
         .unwrap();
         Report {
@@ -645,6 +790,20 @@ mod tests {
         assert!(bars.trim().contains("▃ "), "{installs}");
         assert!(wide.contains("840ms") && wide.contains("4.2s"), "{wide}");
         assert!(wide.contains("15.0%"));
+        // Schema version 2 analytics: phases, breakdowns and measurements get their tables.
+        for needle in [
+            "build resolve",
+            "20ms",
+            "2.5ms",
+            "2.0s",
+            "build profile=debug",
+            "67%",
+            "files",
+            "24 count",
+            "0.5 count",
+        ] {
+            assert!(wide.contains(needle), "{needle}: {wide}");
+        }
         for width in [30, 44, 60, 80] {
             let out = r.render(&Style::new(false), width);
             for line in out.lines() {
@@ -698,6 +857,10 @@ mod tests {
         assert_eq!(v["dau"], 12);
         assert_eq!(v["daily"].as_array().unwrap().len(), 7);
         assert_eq!(v["daily"][3]["active_installs"], serde_json::Value::Null);
+        assert_eq!(v["features"][0]["daily"][0]["day"], "2026-11-20");
+        assert_eq!(v["phases"][0]["p50_ms"], 20.2);
+        assert_eq!(v["breakdowns"][0]["values"][1]["failures"], 1);
+        assert_eq!(v["measurements"][0]["unit"], "count");
         // The field names scripts read, the same since the object was built from untyped JSON.
         let keys = |v: &serde_json::Value| -> Vec<String> {
             v.as_object().unwrap().keys().cloned().collect()
@@ -706,6 +869,7 @@ mod tests {
             keys(&v),
             [
                 "active_installs",
+                "breakdowns",
                 "commands",
                 "daily",
                 "dau",
@@ -715,7 +879,9 @@ mod tests {
                 "features",
                 "invocations",
                 "mau",
+                "measurements",
                 "methods",
+                "phases",
                 "platforms",
                 "project",
                 "since",
@@ -741,6 +907,18 @@ mod tests {
         );
         assert!(
             csv.contains("\r\nday,2026-11-17,,120,3,,103,,\r\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\r\nphase,build,resolve,3,,,,20.2,2.5\r\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\r\nbreakdown,build profile,release,1,1,1,,,\r\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\r\nmeasurement,files,count,3,,,,12,0.5\r\n"),
             "{csv}"
         );
     }

@@ -1,19 +1,30 @@
 //! The analytics a tool author reads, computed from the daily rollups: the answer types of the
 //! query API (`docs/query-api.md`: `/overview`, `/timeseries`, `/commands`, `/errors`,
-//! `/versions`, `/platforms`, `/features`, and `/stats`, which `optel stats --format json`
-//! prints), `/release-health` ([`release_health`]), and the functions that compute them.
+//! `/versions`, `/platforms`, `/features`, the admin-only `/breakdowns`, `/phases`,
+//! `/measurements`, `/adoption` and `/catalog`, and `/stats`, which `optel stats --format
+//! json` prints), `/release-health` ([`release_health`]), the usage metrics of `/v1/metrics/usage`
+//! ([`usage_metrics`]), the differential-privacy mode of public views ([`DpSettings`]), and the
+//! functions that compute them.
 
+mod analytics;
+mod dp;
 mod health;
 mod public;
 mod range;
+mod usage;
 mod views;
 
+pub use dp::{DpInfo, DpSettings, MAX_DAILY_BUDGET, MAX_EPSILON, MIN_EPSILON};
+pub(crate) use dp::{Noise, Private, privatize};
+
+pub use analytics::{adoption, breakdowns, catalog, measurements, phases};
 pub use health::{
     Change, CommandHealth, CommandSide, MIN_DURATIONS, MIN_INVOCATIONS, NewErrorCode, NoiseRule,
     P95_MIN_RATIO, ReleaseHealth, Z_99, order_versions, quantile_interval, release_health,
     two_proportion_z,
 };
 pub use range::{MAX_RANGE_MS, TimeRange, now_ms, parse_lookback, parse_range};
+pub use usage::{MAX_USAGE_COMMANDS, MAX_USAGE_VERSIONS, OTHER, USAGE_WINDOW_DAYS, usage_metrics};
 pub use views::{commands, errors, features, overview, platforms, stats, timeseries, versions};
 
 use optel_wire::Timestamp;
@@ -54,6 +65,17 @@ pub struct Stats {
     /// ([`release_health`]); `None` when an older collector, which lacked it, answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_health: Option<ReleaseHealth>,
+    /// Phase durations per command and phase (`/phases`). Empty when an older collector
+    /// answered.
+    #[serde(default)]
+    pub phases: Vec<PhaseRow>,
+    /// Breakdowns by declared attributes (`/breakdowns`). Empty when an older collector
+    /// answered.
+    #[serde(default)]
+    pub breakdowns: Vec<BreakdownRow>,
+    /// Measurements (`/measurements`). Empty when an older collector answered.
+    #[serde(default)]
+    pub measurements: Vec<MeasurementRow>,
 }
 
 /// A project as `GET /v1/projects` lists it.
@@ -184,6 +206,10 @@ pub struct Overview {
     /// Public view: the k-anonymity threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<u64>,
+    /// Public view of a project in differential-privacy mode: the noise's parameters and the
+    /// day's budget ([`DpInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpInfo>,
 }
 
 /// One bucket of `/timeseries`.
@@ -214,6 +240,10 @@ pub struct Timeseries {
     /// Public view: the k-anonymity threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<u64>,
+    /// Public view of a project in differential-privacy mode: the noise's parameters and the
+    /// day's budget ([`DpInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpInfo>,
 }
 
 /// A row of `/commands`.
@@ -303,6 +333,188 @@ pub struct NamedRow {
     pub count: u64,
     /// Distinct installs.
     pub installs: u64,
+    /// Per UTC day of the range, oldest first: filled in `/stats` (as in `/adoption`), empty
+    /// (and absent from the JSON) in `/features`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub daily: Vec<DailyRow>,
+}
+
+/// One UTC day of an adoption series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyRow {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Events that day.
+    pub count: u64,
+    /// Distinct installs that day.
+    pub installs: u64,
+}
+
+/// One series of `/adoption`: a feature, method or custom event over the range's days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptionRow {
+    /// `feature`, `method` or `custom`.
+    pub event_type: String,
+    /// Its name.
+    pub name: String,
+    /// Events over the range.
+    pub count: u64,
+    /// Distinct installs over the range.
+    pub installs: u64,
+    /// Every UTC day of the range, oldest first, empty days included.
+    pub daily: Vec<DailyRow>,
+}
+
+/// Answer of `/adoption` (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adoption {
+    /// Features, then methods, then custom events; each most used first (at most
+    /// [`MAX_ROWS`] of each type).
+    pub series: Vec<AdoptionRow>,
+}
+
+/// One value of a breakdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakdownValue {
+    /// The attribute's value (an enum value, `true`/`false`, an integer bucket label such as
+    /// `2..8`), or `other` for values beyond [`crate::rollup::MAX_DIMENSION_VALUES`] and values
+    /// the catalog does not declare.
+    pub value: String,
+    /// Events with this value.
+    pub count: u64,
+    /// Failed commands with this value (0 for other event types).
+    pub failures: u64,
+    /// Distinct installs that sent this value.
+    pub installs: u64,
+}
+
+/// One breakdown: an event by one attribute its catalog declares as a dimension (enum, bool,
+/// bucketed int; never text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakdownRow {
+    /// `command`, `feature`, `method` or `custom`.
+    pub event_type: String,
+    /// The event's name.
+    pub name: String,
+    /// The command's name again, for commands only (what `optel stats --format json` readers
+    /// key on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The attribute.
+    pub attribute: String,
+    /// Its values, most frequent first: at most [`crate::rollup::MAX_DIMENSION_VALUES`] plus
+    /// `other`.
+    pub values: Vec<BreakdownValue>,
+}
+
+/// Answer of `/breakdowns` (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakdowns {
+    /// By event type, name and attribute.
+    pub breakdowns: Vec<BreakdownRow>,
+}
+
+/// Phase durations of one command phase on one tool version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseVersionRow {
+    /// Tool version.
+    pub version: String,
+    /// Phases recorded.
+    pub count: u64,
+    /// Median duration, ms (within [`crate::rollup::RELATIVE_ACCURACY`], 1.9 %).
+    pub p50_ms: f64,
+    /// 95th percentile duration, ms.
+    pub p95_ms: f64,
+    /// 99th percentile duration, ms.
+    pub p99_ms: f64,
+}
+
+/// Phase durations of one command phase, over every version and per version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseRow {
+    /// Command name.
+    pub command: String,
+    /// Phase name.
+    pub phase: String,
+    /// Phases recorded.
+    pub count: u64,
+    /// Median duration, ms (within 1.9 %).
+    pub p50_ms: f64,
+    /// 95th percentile duration, ms.
+    pub p95_ms: f64,
+    /// 99th percentile duration, ms.
+    pub p99_ms: f64,
+    /// The same per tool version, newest name first.
+    pub versions: Vec<PhaseVersionRow>,
+}
+
+/// Answer of `/phases` (admin only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// By command and phase.
+    pub phases: Vec<PhaseRow>,
+}
+
+/// One measurement on one tool version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementVersionRow {
+    /// Tool version.
+    pub version: String,
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum, in the measurement's unit.
+    pub sum: f64,
+    /// Median value (within 1.9 %).
+    pub p50: f64,
+    /// 95th percentile value.
+    pub p95: f64,
+}
+
+/// One measurement, over every version and per version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementRow {
+    /// Measurement name.
+    pub name: String,
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum, in `unit`.
+    pub sum: f64,
+    /// Median value (within 1.9 %).
+    pub p50: f64,
+    /// 95th percentile value.
+    pub p95: f64,
+    /// Its unit, from the most recently seen catalog that declares it; `null` if none does.
+    pub unit: Option<optel_wire::catalog::Unit>,
+    /// The same per tool version.
+    pub versions: Vec<MeasurementVersionRow>,
+}
+
+/// Answer of `/measurements` (admin only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurements {
+    /// By name.
+    pub measurements: Vec<MeasurementRow>,
+}
+
+/// One stored catalog version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogVersion {
+    /// Its hash (`catalog_hash` of batches).
+    pub hash: String,
+    /// When a batch first brought it.
+    pub first_seen: Timestamp,
+    /// When a batch last named it.
+    pub last_seen: Timestamp,
+}
+
+/// Answer of `/catalog` (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogAnswer {
+    /// The catalog version seen last, `null` when the project has none.
+    pub latest: Option<optel_wire::catalog::Catalog>,
+    /// Every stored version (at most [`crate::storage::MAX_CATALOG_VERSIONS`]), seen last
+    /// first; `versions[0]` is `latest`'s.
+    pub versions: Vec<CatalogVersion>,
 }
 
 /// A list answer with the public view's suppression fields.
@@ -317,6 +529,10 @@ pub struct Listed<T> {
     /// Public view: the k-anonymity threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<u64>,
+    /// Public view of a project in differential-privacy mode: the noise's parameters and the
+    /// day's budget ([`DpInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpInfo>,
 }
 
 /// Rows of `/commands`.

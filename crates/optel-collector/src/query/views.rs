@@ -60,6 +60,7 @@ fn listed<T>(rows: T, suppressed_rows: Option<u64>, audience: Audience) -> Liste
         rows,
         suppressed_rows,
         k: audience.k(),
+        dp: None,
     }
 }
 
@@ -117,6 +118,7 @@ pub fn overview<S: Store + ?Sized>(
         mau: show(distinct(last - 29)),
         suppressed: audience.k().map(|_| hide),
         k: audience.k(),
+        dp: None,
     })
 }
 
@@ -174,6 +176,7 @@ pub fn timeseries<S: Store + ?Sized>(
         granularity,
         buckets,
         k: audience.k(),
+        dp: None,
     })
 }
 
@@ -425,6 +428,7 @@ pub fn features<S: Store + ?Sized>(
                 name: n.to_owned(),
                 count: u(c),
                 installs: installs.get(n).copied().unwrap_or(0),
+                daily: Vec::new(),
             })
             .collect();
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
@@ -465,7 +469,21 @@ pub fn stats<S: Store + ?Sized>(
     let plats = platforms(store, project, range, Audience::Admin)?
         .rows
         .platforms;
-    let feats = features(store, project, range, Audience::Admin)?.rows;
+    let mut feats = features(store, project, range, Audience::Admin)?.rows;
+    let series = super::adoption(store, project, range)?.series;
+    for (event_type, rows) in [
+        ("feature", &mut feats.features),
+        ("method", &mut feats.methods),
+    ] {
+        for row in rows.iter_mut() {
+            if let Some(s) = series
+                .iter()
+                .find(|s| s.event_type == event_type && s.name == row.name)
+            {
+                row.daily = s.daily.clone();
+            }
+        }
+    }
     Ok(Stats {
         project: project.name.clone(),
         since: ov.from,
@@ -481,6 +499,9 @@ pub fn stats<S: Store + ?Sized>(
         release_health: Some(super::health::release_health(
             store, project, range, None, None,
         )?),
+        phases: super::phases(store, project, range)?.phases,
+        breakdowns: super::breakdowns(store, project, range)?.breakdowns,
+        measurements: super::measurements(store, project, range)?.measurements,
     })
 }
 

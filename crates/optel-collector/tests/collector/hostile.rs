@@ -21,6 +21,7 @@ fn hostile_requests_get_4xx(t: TestStore) {
     // Field-level violations of a valid batch.
     type Mutation = Box<dyn Fn(&mut Batch)>;
     let mutations: Vec<Mutation> = vec![
+        // Version 2 is accepted since the catalog schema (optel_wire::SUPPORTED_SCHEMA_VERSIONS).
         Box::new(|b| b.schema_version = 3),
         Box::new(|b| b.service_name = "a b".into()),
         Box::new(|b| b.service_name = "x".repeat(65)),

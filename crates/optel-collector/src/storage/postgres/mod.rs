@@ -21,6 +21,7 @@
 //! concurrent group commits, [`Store::concurrent_commits`]) wait for each other rather than
 //! deadlock, and upserts add to what another transaction committed: no lost update.
 
+mod dp;
 mod keys;
 mod write;
 
@@ -38,14 +39,16 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checke
 use foldhash::HashMap;
 
 use super::{
-    Durability, InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result,
-    StorageError, Store, StoredEvent, kinds_column, kinds_of_column,
+    DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
+    PurgeOutcome, Result, StorageError, Store, StoredCatalog, StoredEvent, kinds_column,
+    kinds_of_column,
 };
 use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, HistRow, InstallSketch, SketchKind, SketchRow, VersionHistRow,
-    day_of,
+    BreakdownCount, CountKey, CountRow, DayRange, HistRow, InstallSketch, MeasureHist, PhaseHist,
+    SketchKind, SketchRow, VersionHistRow, day_of,
 };
+use optel_wire::catalog::Catalog;
 
 /// Migrations of the PostgreSQL schema, applied in order; table `optel_schema` records how many
 /// ran. An advisory lock serialises collectors that start at the same time.
@@ -54,7 +57,9 @@ const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_lean_events.sql"),
     include_str!("../../../migrations/postgres/0003_otlp_cumulative.sql"),
     include_str!("../../../migrations/postgres/0004_browser_keys.sql"),
+    include_str!("../../../migrations/postgres/0005_analytics.sql"),
     include_str!("../../../migrations/postgres/0006_alerts.sql"),
+    include_str!("../../../migrations/postgres/0007_public_dp.sql"),
 ];
 
 /// Key of the advisory lock held while migrating.
@@ -496,6 +501,22 @@ impl Store for PgStore {
         })
     }
 
+    fn public_dp(&self, project_id: i64) -> Result<Option<crate::query::DpSettings>> {
+        self.run(|pool| async move { dp::settings(&pool, project_id).await })
+    }
+
+    fn set_public_dp(&self, name: &str, settings: Option<crate::query::DpSettings>) -> Result<()> {
+        self.run(|pool| async move { dp::set(&pool, name, settings).await })
+    }
+
+    fn dp_lookup(&self, project_id: i64, day: i64, view: &str, query: &str) -> Result<DpLookup> {
+        self.run(|pool| async move { dp::lookup(&pool, project_id, day, view, query).await })
+    }
+
+    fn dp_record(&self, entry: &DpEntry<'_>) -> Result<DpRecorded> {
+        self.run(|pool| async move { dp::record(&pool, entry).await })
+    }
+
     fn list_projects(&self) -> Result<Vec<Project>> {
         self.run(|pool| async move {
             let rows = get(&pool)
@@ -710,6 +731,112 @@ impl Store for PgStore {
             Ok(rows
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
+    }
+
+    fn catalog(&self, project_id: i64, hash: &str) -> Result<Option<Catalog>> {
+        let hash = hash.to_owned();
+        self.run(|pool| async move {
+            let row = get(&pool)
+                .await?
+                .query_opt(
+                    "SELECT catalog FROM catalogs WHERE project_id = $1 AND hash = $2",
+                    &[&project_id, &hash],
+                )
+                .await?;
+            Ok(row.and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
+        })
+    }
+
+    fn catalogs(&self, project_id: i64) -> Result<Vec<StoredCatalog>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT hash, catalog, first_seen_ms, last_seen_ms FROM catalogs
+                     WHERE project_id = $1 ORDER BY last_seen_ms DESC, hash",
+                    &[&project_id],
+                )
+                .await?;
+            // A catalog that no longer parses (written by a newer optel) is skipped.
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    Some(StoredCatalog {
+                        hash: r.get(0),
+                        catalog: serde_json::from_str(r.get::<_, &str>(1)).ok()?,
+                        first_seen_ms: r.get(2),
+                        last_seen_ms: r.get(3),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn breakdowns(&self, project_id: i64, days: DayRange) -> Result<Vec<BreakdownCount>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT event_type, name, attribute, value, SUM(count)::int8,
+                            SUM(failures)::int8
+                     FROM rollup_breakdowns WHERE project_id = $1 AND day >= $2 AND day <= $3
+                     GROUP BY event_type, name, attribute, value",
+                    &[&project_id, &days.first, &days.last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| BreakdownCount {
+                    event_type: r.get(0),
+                    name: r.get(1),
+                    attribute: r.get(2),
+                    value: r.get(3),
+                    count: r.get(4),
+                    failures: r.get(5),
+                })
+                .collect())
+        })
+    }
+
+    fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT command, phase, version, hist::text
+                     FROM rollup_phases WHERE project_id = $1 AND day >= $2 AND day <= $3",
+                    &[&project_id, &days.first, &days.last],
+                )
+                .await?;
+            Ok(crate::rollup::sum_phase_rows(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+            ))
+        })
+    }
+
+    fn measurements(&self, project_id: i64, days: DayRange) -> Result<Vec<MeasureHist>> {
+        self.run(|pool| async move {
+            let rows = get(&pool)
+                .await?
+                .query(
+                    "SELECT name, version, bucket, SUM(count)::int8, SUM(sum)::float8
+                     FROM rollup_measurements WHERE project_id = $1 AND day >= $2 AND day <= $3
+                     GROUP BY name, version, bucket",
+                    &[&project_id, &days.first, &days.last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| MeasureHist {
+                    name: r.get(0),
+                    version: r.get(1),
+                    bucket: r.get(2),
+                    count: r.get(3),
+                    sum: r.get(4),
+                })
                 .collect())
         })
     }
@@ -932,6 +1059,9 @@ impl Store for PgStore {
                 "rollup_durations",
                 "rollup_version_durations",
                 "rollup_installs",
+                "rollup_breakdowns",
+                "rollup_phases",
+                "rollup_measurements",
             ] {
                 rollup_rows += tx
                     .execute(&format!("DELETE FROM {table} WHERE day < $1"), &[&day])
@@ -986,6 +1116,7 @@ impl Store for PgStore {
                             success: r.get(5),
                             error_code: r.get(6),
                             pseudonym: upload.get(5),
+                            facts: r.get(7),
                         })
                     })
                     .collect();
@@ -1008,7 +1139,7 @@ const FORGET_UPLOADS: &str = "DELETE FROM uploads WHERE pseudonym = ANY($1)
 /// Deletes the events of some uploads (BRIN index `events_by_upload`), returning what the
 /// rollups need.
 const FORGET_EVENTS: &str = "DELETE FROM events WHERE upload_id = ANY($1)
-     RETURNING upload_id, ts_ms, event_type, name, duration_ms, success, error_code";
+     RETURNING upload_id, ts_ms, event_type, name, duration_ms, success, error_code, facts";
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,197 @@ use tokio_postgres::types::{ToSql, Type};
 use super::keys::key_ids;
 use super::{PgStore, Uuid};
 use crate::rollup::{CountKey, Delta, InstallSketch};
-use crate::storage::{InsertOutcome, PreparedBatch, Result};
+use crate::storage::{InsertOutcome, MAX_CATALOG_VERSIONS, PreparedBatch, Result};
+
+const UPSERT_BREAKDOWNS: &str = "INSERT INTO rollup_breakdowns (project_id, day, event_type, name,
+        attribute, value, count, failures)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::int8[], $8::int8[])
+     ON CONFLICT (project_id, day, event_type, name, attribute, value)
+     DO UPDATE SET count = rollup_breakdowns.count + excluded.count,
+                   failures = rollup_breakdowns.failures + excluded.failures";
+const UPSERT_PHASES: &str = "INSERT INTO rollup_phases (project_id, day, command, phase, version,
+        hist)
+     SELECT p, d, c, ph, v, h::jsonb FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[],
+        $5::text[], $6::text[]) AS k(p, d, c, ph, v, h)
+     ON CONFLICT (project_id, day, command, phase, version)
+     DO UPDATE SET hist = optel_hist_add(rollup_phases.hist, excluded.hist)";
+const UPSERT_MEASUREMENTS: &str = "INSERT INTO rollup_measurements (project_id, day, name, version,
+        bucket, count, sum)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[],
+        $6::int8[], $7::float8[])
+     ON CONFLICT (project_id, day, name, version, bucket)
+     DO UPDATE SET count = rollup_measurements.count + excluded.count,
+                   sum = rollup_measurements.sum + excluded.sum";
+
+/// Upserts the schema version 2 rollups of a delta (breakdowns, phases, measurements) inside
+/// the open transaction, in key order like the other rollups; pipelined, one round trip.
+// One Vec per column, as unnest() takes them: the tuples are wide on purpose.
+#[allow(clippy::type_complexity)]
+async fn apply_analytics(client: &deadpool_postgres::Client, delta: &Delta) -> Result<()> {
+    let mut b: (
+        Vec<i64>,
+        Vec<i64>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<i64>,
+        Vec<i64>,
+    ) = Default::default();
+    for (p, (day, event_type, name, attribute, value), count, failures) in delta.sorted_breakdowns()
+    {
+        b.0.push(p);
+        b.1.push(*day);
+        b.2.push(event_type);
+        b.3.push(name);
+        b.4.push(attribute);
+        b.5.push(value);
+        b.6.push(count);
+        b.7.push(failures);
+    }
+    let phases = delta.sorted_phases();
+    let mut ph: (
+        Vec<i64>,
+        Vec<i64>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+    ) = Default::default();
+    for (p, day, command, phase, version, hist) in &phases {
+        ph.0.push(*p);
+        ph.1.push(*day);
+        ph.2.push(command);
+        ph.3.push(phase);
+        ph.4.push(version);
+        ph.5.push(hist);
+    }
+    let mut m: (
+        Vec<i64>,
+        Vec<i64>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<i64>,
+        Vec<i64>,
+        Vec<f64>,
+    ) = Default::default();
+    for (p, (day, name, version, bucket), count, sum) in delta.sorted_measures() {
+        m.0.push(p);
+        m.1.push(*day);
+        m.2.push(name);
+        m.3.push(version);
+        m.4.push(*bucket);
+        m.5.push(count);
+        m.6.push(sum);
+    }
+    if b.0.is_empty() && ph.0.is_empty() && m.0.is_empty() {
+        return Ok(());
+    }
+    let upsert_breakdowns = client.prepare_cached(UPSERT_BREAKDOWNS).await?;
+    let upsert_phases = client.prepare_cached(UPSERT_PHASES).await?;
+    let upsert_measurements = client.prepare_cached(UPSERT_MEASUREMENTS).await?;
+    tokio::try_join!(
+        biased;
+        async {
+            if b.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &upsert_breakdowns,
+                    &[&b.0, &b.1, &b.2, &b.3, &b.4, &b.5, &b.6, &b.7],
+                )
+                .await
+        },
+        async {
+            if ph.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &upsert_phases,
+                    &[&ph.0, &ph.1, &ph.2, &ph.3, &ph.4, &ph.5],
+                )
+                .await
+        },
+        async {
+            if m.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &upsert_measurements,
+                    &[&m.0, &m.1, &m.2, &m.3, &m.4, &m.5, &m.6],
+                )
+                .await
+        },
+    )?;
+    Ok(())
+}
+
+/// Stores the catalogs the batches carry and marks the versions they name as seen at
+/// `now_ms`, keeping at most [`MAX_CATALOG_VERSIONS`] per project (the least recently seen go
+/// first), inside the open transaction.
+async fn store_catalogs(
+    client: &deadpool_postgres::Client,
+    batches: &[PreparedBatch],
+    now_ms: i64,
+) -> Result<()> {
+    let mut named: std::collections::BTreeMap<(i64, &str), Option<String>> = Default::default();
+    for p in batches {
+        if let Some(hash) = &p.batch.catalog_hash {
+            let json = p
+                .batch
+                .catalog
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok());
+            let slot = named.entry((p.project_id, hash.as_str())).or_default();
+            if slot.is_none() {
+                *slot = json;
+            }
+        }
+    }
+    let mut added = std::collections::BTreeSet::new();
+    // In key order, as every writer locks them.
+    for ((project_id, hash), json) in &named {
+        match json {
+            Some(json) => {
+                client
+                    .execute(
+                        "INSERT INTO catalogs (project_id, hash, catalog, first_seen_ms,
+                            last_seen_ms)
+                         VALUES ($1, $2, $3, $4, $4)
+                         ON CONFLICT (project_id, hash) DO UPDATE
+                         SET last_seen_ms = GREATEST(catalogs.last_seen_ms, excluded.last_seen_ms)",
+                        &[project_id, hash, json, &now_ms],
+                    )
+                    .await?;
+                added.insert(*project_id);
+            }
+            None => {
+                client
+                    .execute(
+                        "UPDATE catalogs SET last_seen_ms = GREATEST(last_seen_ms, $3)
+                         WHERE project_id = $1 AND hash = $2",
+                        &[project_id, hash, &now_ms],
+                    )
+                    .await?;
+            }
+        }
+    }
+    for project_id in added {
+        client
+            .execute(
+                "DELETE FROM catalogs WHERE project_id = $1 AND hash NOT IN (
+                    SELECT hash FROM catalogs WHERE project_id = $1
+                    ORDER BY last_seen_ms DESC, hash LIMIT $2)",
+                &[&project_id, &(MAX_CATALOG_VERSIONS as i64)],
+            )
+            .await?;
+    }
+    Ok(())
+}
 
 const UPSERT_CELLS: &str = "INSERT INTO rollup_cells (project_id, day, key_id, command, failed,
         count, duration_sum)
@@ -125,6 +315,7 @@ pub(super) async fn apply_delta_and_commit(
         k.2.push(kind.code());
         k.3.push(value);
     }
+    apply_analytics(client, delta).await?;
     let upsert_cells = client.prepare_cached(UPSERT_CELLS).await?;
     let upsert_durations = client.prepare_cached(UPSERT_DURATIONS).await?;
     let upsert_version_durations = client
@@ -294,6 +485,7 @@ impl Group {
                 id: Uuid(*p.event_ids.get(ei)?),
                 session: Uuid(*p.session_ids.get(ei)?),
                 metadata: p.metadata.get(ei)?.as_deref(),
+                facts: p.facts.get(ei)?.as_deref(),
             })
         })
     }
@@ -307,6 +499,7 @@ struct Row<'a> {
     id: Uuid,
     session: Uuid,
     metadata: Option<&'a str>,
+    facts: Option<&'a str>,
 }
 
 /// Upload ids still reserved by this store: `[next, end)` of a block of the `upload_ids`
@@ -418,11 +611,11 @@ async fn begin_with_uploads(
 }
 
 const COPY_EVENTS: &str = "COPY events (project_id, event_id, upload_id, ts_ms, duration_ms,
-        session_id, success, event_type, name, error_code, metadata)
+        session_id, success, event_type, name, error_code, metadata, facts)
      FROM STDIN (FORMAT binary)";
 
 /// Column types of [`COPY_EVENTS`].
-const COPY_TYPES: [Type; 11] = [
+const COPY_TYPES: [Type; 12] = [
     Type::INT8,
     Type::UUID,
     Type::INT8,
@@ -430,6 +623,7 @@ const COPY_TYPES: [Type; 11] = [
     Type::INT8,
     Type::UUID,
     Type::BOOL,
+    Type::TEXT,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -481,6 +675,7 @@ async fn copy_new_events(
                     &e.name,
                     &e.error_code,
                     &r.metadata,
+                    &r.facts,
                 ])
                 .await?;
         }
@@ -498,9 +693,9 @@ async fn copy_new_events(
 }
 
 const INSERT_EVENTS: &str = "INSERT INTO events (project_id, event_id, upload_id, ts_ms,
-        duration_ms, session_id, success, event_type, name, error_code, metadata)
+        duration_ms, session_id, success, event_type, name, error_code, metadata, facts)
      SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int8[],
-        $6::uuid[], $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[])
+        $6::uuid[], $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
      ON CONFLICT DO NOTHING";
 
 /// Which of the ids sent were inserted by this transaction (not stored before): asked only
@@ -543,6 +738,7 @@ async fn insert_new_events(
         Vec<&str>,
         Vec<Option<&str>>,
         Vec<Option<&str>>,
+        Vec<Option<&str>>,
     ) = Default::default();
     for r in group.rows(batches, uploads) {
         let e = r.event;
@@ -557,12 +753,13 @@ async fn insert_new_events(
         facts.2.push(&e.name);
         facts.3.push(e.error_code.as_deref());
         facts.4.push(r.metadata);
+        facts.5.push(r.facts);
     }
     let insert_uploads = client.prepare_cached(INSERT_UPLOADS).await?;
     let insert = client.prepare_cached(INSERT_EVENTS).await?;
-    let params: [&(dyn ToSql + Sync); 11] = [
+    let params: [&(dyn ToSql + Sync); 12] = [
         &ids.0, &ids.1, &ids.2, &ids.3, &ids.4, &ids.5, &facts.0, &facts.1, &facts.2, &facts.3,
-        &facts.4,
+        &facts.4, &facts.5,
     ];
     let (_, stored) = tokio::try_join!(
         biased;
@@ -610,18 +807,16 @@ pub(super) async fn insert_group(
     let mut outcomes = Vec::with_capacity(batches.len());
     let mut empty_uploads = Vec::new();
     for ((p, first), &upload) in batches.iter_mut().zip(&group.first).zip(&uploads) {
-        let stored: Vec<&optel_wire::Event> = p
-            .batch
-            .events
+        let stored: Vec<usize> = first
             .iter()
-            .zip(first)
             .zip(&p.event_ids)
-            .filter(|&((_, &f), id)| {
+            .enumerate()
+            .filter(|&(_, (&f, id))| {
                 f && new
                     .as_ref()
                     .is_none_or(|n| n.contains(&(p.project_id, Uuid(*id))))
             })
-            .map(|((e, _), _)| e)
+            .map(|(i, _)| i)
             .collect();
         let outcome = InsertOutcome {
             inserted: stored.len() as u64,
@@ -636,7 +831,7 @@ pub(super) async fn insert_group(
                 delta.merge_from(&p.delta);
             }
         } else {
-            delta.add_batch(p.project_id, &p.batch, p.install, stored);
+            p.delta_of(stored, &mut delta);
         }
         outcomes.push(outcome);
     }
@@ -649,6 +844,7 @@ pub(super) async fn insert_group(
             )
             .await?;
     }
+    store_catalogs(client, batches, received_ms).await?;
     apply_delta_and_commit(client, store, &delta, false).await?;
     Ok(outcomes)
 }

@@ -2,6 +2,7 @@
 //! writer of [`crate::writer`] is its only writer during ingest), every batch committed in one
 //! transaction with its rollups before the HTTP answer.
 
+mod dp;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -19,14 +20,16 @@ use optel_wire::EventType;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Durability, InsertOutcome, KeyGrant, PreparedBatch, Project, PurgeOutcome, Result,
-    StorageError, Store, StoredEvent, kinds_column, kinds_of_column,
+    DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
+    PurgeOutcome, Result, StorageError, Store, StoredCatalog, StoredEvent, kinds_column,
+    kinds_of_column,
 };
 use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::rollup::{
-    CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, SketchKind, SketchRow,
-    VersionHistRow, day_of,
+    BreakdownCount, CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, MeasureHist,
+    PhaseHist, SketchKind, SketchRow, VersionHistRow, day_of,
 };
+use optel_wire::catalog::Catalog;
 
 /// Deletes the raw events before a cutoff (`?2`, ms) through the day index (`?1`: its day).
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE ts_ms / 86400000 <= ?1 AND ts_ms < ?2";
@@ -39,10 +42,22 @@ const FORGET_UPLOADS: &str = "SELECT upload_id, project_id, service_version, os,
         first_event, last_event
      FROM uploads WHERE pseudonym = ?1 AND (?2 IS NULL OR project_id = ?2)";
 /// The rollup facts of one upload's (`?1`) events, found by their row range (`?2`..=`?3`).
-const FORGET_SELECT: &str = "SELECT ts_ms, event_type, name, duration_ms, success, error_code
+const FORGET_SELECT: &str = "SELECT ts_ms, event_type, name, duration_ms, success, error_code,
+        facts
      FROM events WHERE seq BETWEEN ?2 AND ?3 AND upload_id = ?1";
 /// Deletes one upload's (`?1`) events, found by their row range (`?2`..=`?3`).
 const FORGET_EVENTS: &str = "DELETE FROM events WHERE seq BETWEEN ?2 AND ?3 AND upload_id = ?1";
+
+/// Every rollup table: retention deletes their days before the cutoff.
+const ROLLUP_TABLES: [&str; 7] = [
+    "rollup_counts",
+    "rollup_durations",
+    "rollup_version_durations",
+    "rollup_installs",
+    "rollup_breakdowns",
+    "rollup_phases",
+    "rollup_measurements",
+];
 
 /// Migrations of the SQLite schema, applied in order; `PRAGMA user_version` records how many ran.
 const SQLITE_MIGRATIONS: &[&str] = &[
@@ -52,7 +67,9 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_uploads.sql"),
     include_str!("../../../migrations/sqlite/0005_otlp_cumulative.sql"),
     include_str!("../../../migrations/sqlite/0006_browser_keys.sql"),
+    include_str!("../../../migrations/sqlite/0007_analytics.sql"),
     include_str!("../../../migrations/sqlite/0008_alerts.sql"),
+    include_str!("../../../migrations/sqlite/0009_public_dp.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -368,6 +385,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn public_dp(&self, project_id: i64) -> Result<Option<crate::query::DpSettings>> {
+        dp::settings(&self.conn(), project_id)
+    }
+
+    fn set_public_dp(&self, name: &str, settings: Option<crate::query::DpSettings>) -> Result<()> {
+        dp::set(&mut self.conn(), name, settings)
+    }
+
+    fn dp_lookup(&self, project_id: i64, day: i64, view: &str, query: &str) -> Result<DpLookup> {
+        dp::lookup(&self.conn(), project_id, day, view, query)
+    }
+
+    fn dp_record(&self, entry: &DpEntry<'_>) -> Result<DpRecorded> {
+        dp::record(&mut self.conn(), entry)
+    }
+
     fn list_projects(&self) -> Result<Vec<Project>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -478,10 +511,11 @@ impl Store for SqliteStore {
                         stmt.raw_bind_parameter(at + 9, e.success)?;
                         stmt.raw_bind_parameter(at + 10, &e.error_code)?;
                         stmt.raw_bind_parameter(at + 11, &p.metadata[i])?;
+                        stmt.raw_bind_parameter(at + 12, &p.facts[i])?;
                     }
                     let n = stmt.raw_execute()? as i64;
                     if n == chunk.len() as i64 {
-                        stored.extend(chunk);
+                        stored.extend(first..first + chunk.len());
                     } else if n > 0 {
                         let mut new_ids: HashSet<Vec<u8>> = tx
                             .prepare_cached(
@@ -489,10 +523,10 @@ impl Store for SqliteStore {
                             )?
                             .query_map(params![last_rowid, last_rowid + n], |r| r.get(0))?
                             .collect::<rusqlite::Result<_>>()?;
-                        for (k, e) in chunk.iter().enumerate() {
+                        for k in 0..chunk.len() {
                             // The first copy of an id repeated within the chunk is the new one.
                             if new_ids.remove(&p.event_ids[first + k][..]) {
-                                stored.push(e);
+                                stored.push(first + k);
                             }
                         }
                     }
@@ -522,7 +556,7 @@ impl Store for SqliteStore {
                     delta.merge_from(&p.delta);
                 } else {
                     // Some events were stored before: only the new ones count.
-                    delta.add_batch(p.project_id, batch, p.install, stored.iter().copied());
+                    p.delta_of(stored.iter().copied(), &mut delta);
                 }
                 outcomes.push(outcome);
             }
@@ -530,6 +564,7 @@ impl Store for SqliteStore {
         // On any error the cache, which may hold sketches of the rolled-back transaction, is
         // not put back: the next commit starts with an empty one.
         apply_delta(&tx, &delta, false, Some(&mut sketches))?;
+        write::store_catalogs(&tx, batches, received_ms)?;
         tx.commit()?;
         self.keep_sketches(sketches);
         Ok(outcomes)
@@ -556,6 +591,97 @@ impl Store for SqliteStore {
                 },
                 count: r.get(8)?,
                 duration_sum: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn catalog(&self, project_id: i64, hash: &str) -> Result<Option<Catalog>> {
+        let conn = self.conn();
+        let json: Option<String> = conn
+            .prepare_cached("SELECT catalog FROM catalogs WHERE project_id = ?1 AND hash = ?2")?
+            .query_row(params![project_id, hash], |r| r.get(0))
+            .optional()?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    fn catalogs(&self, project_id: i64) -> Result<Vec<StoredCatalog>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT hash, catalog, first_seen_ms, last_seen_ms FROM catalogs
+             WHERE project_id = ?1 ORDER BY last_seen_ms DESC, hash",
+        )?;
+        let rows = stmt.query_map([project_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hash, json, first_seen_ms, last_seen_ms) = row?;
+            // A catalog that no longer parses (written by a newer optel) is skipped.
+            if let Ok(catalog) = serde_json::from_str(&json) {
+                out.push(StoredCatalog {
+                    hash,
+                    catalog,
+                    first_seen_ms,
+                    last_seen_ms,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn breakdowns(&self, project_id: i64, days: DayRange) -> Result<Vec<BreakdownCount>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT event_type, name, attribute, value, sum(count), sum(failures)
+             FROM rollup_breakdowns WHERE project_id = ?1 AND day >= ?2 AND day <= ?3
+             GROUP BY event_type, name, attribute, value",
+        )?;
+        let rows = stmt.query_map(params![project_id, days.first, days.last], |r| {
+            Ok(BreakdownCount {
+                event_type: r.get(0)?,
+                name: r.get(1)?,
+                attribute: r.get(2)?,
+                value: r.get(3)?,
+                count: r.get(4)?,
+                failures: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT command, phase, version, hist
+             FROM rollup_phases WHERE project_id = ?1 AND day >= ?2 AND day <= ?3",
+        )?;
+        let rows = stmt.query_map(params![project_id, days.first, days.last], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        let rows: Vec<(String, String, String, String)> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(crate::rollup::sum_phase_rows(rows))
+    }
+
+    fn measurements(&self, project_id: i64, days: DayRange) -> Result<Vec<MeasureHist>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, version, bucket, sum(count), sum(sum)
+             FROM rollup_measurements WHERE project_id = ?1 AND day >= ?2 AND day <= ?3
+             GROUP BY name, version, bucket",
+        )?;
+        let rows = stmt.query_map(params![project_id, days.first, days.last], |r| {
+            Ok(MeasureHist {
+                name: r.get(0)?,
+                version: r.get(1)?,
+                bucket: r.get(2)?,
+                count: r.get(3)?,
+                sum: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -741,12 +867,7 @@ impl Store for SqliteStore {
         let events = tx.execute(PURGE_EVENTS, params![day, cutoff_ms])? as u64;
         tx.execute(PURGE_UPLOADS, [cutoff_ms - crate::rollup::DAY_MS])?;
         let mut rollup_rows = 0;
-        for table in [
-            "rollup_counts",
-            "rollup_durations",
-            "rollup_version_durations",
-            "rollup_installs",
-        ] {
+        for table in ROLLUP_TABLES {
             rollup_rows +=
                 tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [day])? as u64;
         }
@@ -794,6 +915,7 @@ impl Store for SqliteStore {
                             success: r.get(4)?,
                             error_code: r.get(5)?,
                             pseudonym: u.pseudonym.clone(),
+                            facts: r.get(6)?,
                         })
                     })?;
                     for row in rows {

@@ -135,12 +135,13 @@ fn upgrade_from_schema_3_keeps_events_and_their_installs() {
         )
         .unwrap();
         let mut delta = Delta::default();
+        let no_extras = crate::rollup::Extras::default();
         for (received, batch) in [(ts, &batch_b), (ts + 1, &batch_a)] {
             delta.add_batch(
                 1,
                 batch,
                 crate::rollup::install_hash(&batch.pseudonym),
-                &batch.events,
+                batch.events.iter().map(|e| (e, &no_extras)),
             );
             for e in &batch.events {
                 tx.execute(

@@ -5,26 +5,27 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 
 use crate::rollup::{Delta, InstallSketch, SketchKind};
-use crate::storage::Result;
+use crate::storage::{MAX_CATALOG_VERSIONS, PreparedBatch, Result};
 
 /// Events per `INSERT` statement: one multi-row statement costs less than as many single-row
-/// ones (about a fifth less CPU per event in a bulk insert; BENCHMARKS.md), and 25 rows of 11
+/// ones (about a fifth less CPU per event in a bulk insert; BENCHMARKS.md), and 25 rows of 12
 /// parameters stay far below SQLite's parameter limit.
 pub(super) const ROWS_PER_INSERT: usize = 25;
 
 /// Parameters of one event row in [`insert_sql`].
-pub(super) const EVENT_PARAMS: usize = 11;
+pub(super) const EVENT_PARAMS: usize = 12;
 
 /// The `INSERT` of `rows` events (1..=[`ROWS_PER_INSERT`]), built once.
 pub(super) fn insert_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         (0..=ROWS_PER_INSERT)
             .map(|n| {
                 format!(
                     "INSERT OR IGNORE INTO events (project_id, event_id, upload_id, event_type,
-                        name, ts_ms, session_id, duration_ms, success, error_code, metadata)
+                        name, ts_ms, session_id, duration_ms, success, error_code, metadata,
+                        facts)
                      VALUES {}",
                     vec![one; n.max(1)].join(", ")
                 )
@@ -96,6 +97,7 @@ pub(super) fn apply_delta(
             stmt.execute(params![p, day, name, version, bucket, count])?;
         }
     }
+    apply_analytics(tx, delta)?;
     let mut get = tx.prepare_cached(
         "SELECT sketch FROM rollup_installs
          WHERE project_id = ?1 AND day = ?2 AND kind = ?3 AND value = ?4",
@@ -157,3 +159,96 @@ pub(super) struct SketchCache {
 
 /// Most sketches kept in [`SketchCache`] (each at most ~2 KiB) before it starts afresh.
 pub(super) const SKETCH_CACHE_MAX: usize = 20_000;
+
+/// Stores the catalogs the batches carry and marks the versions they name as seen at
+/// `now_ms`, keeping at most [`MAX_CATALOG_VERSIONS`] per project (the least recently seen
+/// go first).
+pub(super) fn store_catalogs(
+    tx: &rusqlite::Transaction<'_>,
+    batches: &[PreparedBatch],
+    now_ms: i64,
+) -> Result<()> {
+    let mut added = std::collections::BTreeSet::new();
+    for p in batches {
+        let Some(hash) = &p.batch.catalog_hash else {
+            continue;
+        };
+        match &p.batch.catalog {
+            Some(catalog) => {
+                let json = serde_json::to_string(catalog).unwrap_or_default();
+                tx.prepare_cached(
+                    "INSERT INTO catalogs (project_id, hash, catalog, first_seen_ms, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?4)
+                     ON CONFLICT (project_id, hash)
+                     DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+                )?
+                .execute(params![p.project_id, hash, json, now_ms])?;
+                added.insert(p.project_id);
+            }
+            None => {
+                tx.prepare_cached(
+                    "UPDATE catalogs SET last_seen_ms = max(last_seen_ms, ?3)
+                     WHERE project_id = ?1 AND hash = ?2",
+                )?
+                .execute(params![p.project_id, hash, now_ms])?;
+            }
+        }
+    }
+    for project_id in added {
+        tx.prepare_cached(
+            "DELETE FROM catalogs WHERE project_id = ?1 AND hash NOT IN (
+                SELECT hash FROM catalogs WHERE project_id = ?1
+                ORDER BY last_seen_ms DESC, hash LIMIT ?2)",
+        )?
+        .execute(params![project_id, MAX_CATALOG_VERSIONS as i64])?;
+    }
+    Ok(())
+}
+
+/// Upserts the schema version 2 rollups of a delta (breakdowns, phases, measurements); a
+/// delta without any (every version 1 batch) prepares no statement.
+fn apply_analytics(tx: &rusqlite::Transaction<'_>, delta: &Delta) -> Result<()> {
+    if !delta.breakdowns.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO rollup_breakdowns (project_id, day, event_type, name, attribute, value,
+            count, failures)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (project_id, day, event_type, name, attribute, value)
+         DO UPDATE SET count = count + excluded.count, failures = failures + excluded.failures",
+        )?;
+        for (p, (day, event_type, name, attribute, value), count, failures) in
+            delta.sorted_breakdowns()
+        {
+            stmt.execute(params![
+                p, day, event_type, name, attribute, value, count, failures
+            ])?;
+        }
+    }
+    if !delta.phases.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO rollup_phases (project_id, day, command, phase, version, hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (project_id, day, command, phase, version) DO UPDATE SET hist = (
+            SELECT coalesce(json_group_object(key, s), '{}') FROM (
+                SELECT key, sum(value) AS s FROM (
+                    SELECT key, value FROM json_each(rollup_phases.hist)
+                    UNION ALL SELECT key, value FROM json_each(excluded.hist))
+                GROUP BY key HAVING sum(value) <> 0))",
+        )?;
+        for (p, day, command, phase, version, hist) in delta.sorted_phases() {
+            stmt.execute(params![p, day, command, phase, version, hist])?;
+        }
+    }
+    if !delta.measures.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO rollup_measurements (project_id, day, name, version, bucket, count, sum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (project_id, day, name, version, bucket)
+         DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum",
+        )?;
+        for (p, (day, name, version, bucket), count, sum) in delta.sorted_measures() {
+            stmt.execute(params![p, day, name, version, bucket, count, sum])?;
+        }
+    }
+    Ok(())
+}
