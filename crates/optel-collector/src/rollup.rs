@@ -674,28 +674,61 @@ pub fn parse_hist(json: &str) -> Vec<(i64, i64)> {
 }
 
 /// Sums the stored histograms of `rollup_phases` rows `(command, phase, version, hist JSON)`
-/// over days into [`PhaseHist`] rows.
+/// over days into [`PhaseHist`] rows. Buckets are summed per key first, without copying the
+/// key's names per bucket (that, and parsing into owned strings, was most of the `/phases`
+/// time: BENCHMARKS.md, "Analytics rollups").
 pub fn sum_phase_rows(
     rows: impl IntoIterator<Item = (String, String, String, String)>,
 ) -> Vec<PhaseHist> {
-    let mut sums: HashMap<(String, String, String, i64), i64> = HashMap::default();
+    let mut sums: HashMap<(String, String, String), HashMap<i64, i64>> = HashMap::default();
     for (command, phase, version, hist) in rows {
-        for (bucket, count) in parse_hist(&hist) {
-            *sums
-                .entry((command.clone(), phase.clone(), version.clone(), bucket))
-                .or_default() += count;
+        // Bucket keys are plain integers: borrowed without escapes.
+        let pairs = json_pairs(&hist);
+        let Ok(parsed) = serde_json::from_str::<Vec<(&str, i64)>>(&pairs) else {
+            continue;
+        };
+        let slot = sums.entry((command, phase, version)).or_default();
+        for (bucket, count) in parsed {
+            if let Ok(b) = bucket.parse::<i64>() {
+                *slot.entry(b).or_default() += count;
+            }
         }
     }
-    sums.into_iter()
-        .filter(|&(_, c)| c != 0)
-        .map(|((command, phase, version, bucket), count)| PhaseHist {
-            command,
-            phase,
-            version,
-            bucket,
-            count,
-        })
-        .collect()
+    let mut out = Vec::new();
+    for ((command, phase, version), buckets) in sums {
+        for (bucket, count) in buckets.into_iter().filter(|&(_, c)| c != 0) {
+            out.push(PhaseHist {
+                command: command.clone(),
+                phase: phase.clone(),
+                version: version.clone(),
+                bucket,
+                count,
+            });
+        }
+    }
+    out
+}
+
+/// A JSON object `{"k": v, …}` of integers rewritten as the array `[["k", v], …]`, which
+/// parses into borrowed pairs without building a map.
+fn json_pairs(object: &str) -> String {
+    let inner = object.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut out = String::with_capacity(inner.len() * 2 + 2);
+    out.push('[');
+    for (i, pair) in inner
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        out.push_str(&pair.replacen(':', ",", 1));
+        out.push(']');
+    }
+    out.push(']');
+    out
 }
 
 /// `(day, event_type, name, attribute, value)` of a `rollup_breakdowns` row.
