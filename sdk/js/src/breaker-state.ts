@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { childPath } from './fsutil.js';
 
 /** The circuit breaker's persisted record (the Rust SDK's `delivery_state` file): read by `status` without loading delivery. */
 /** The breaker state file, in the data directory. */
@@ -9,7 +9,7 @@ export const DAY_MS = 86_400_000;
 /** Whether the circuit breaker of `dataDir` holds every process back now (read without loading delivery). */
 export function breakerOpen(dataDir: string, now: number = Date.now()): boolean {
   try {
-    return parseState(readSmallFile(join(dataDir, STATE_FILE))).openUntilMs > now;
+    return parseState(readSmallFile(childPath(dataDir, STATE_FILE))).openUntilMs > now;
   } catch {
     return false;
   }

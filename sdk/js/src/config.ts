@@ -3,7 +3,7 @@
  * code, then the tool's environment variables, then the defaults. Shared by `Telemetry.init`
  * and the `telemetry` subcommand, so both read the same files.
  */
-import { join } from 'node:path';
+import { childPath } from './fsutil.js';
 import { type Asking, type Consent, type Resolution, envPrefix, resolveConsent, userConfigPath } from './consent.js';
 import { defaultDataDir, platformConfigDir, rustArch, rustOs } from './dirs.js';
 import type { Policy } from './delivery.js';
@@ -137,7 +137,7 @@ export class TelemetryConfig {
   }
 
   ledger(dataDir: string): JsonlFileExporter {
-    return new JsonlFileExporter(join(dataDir, 'ledger'), this.options.ledgerRetentionDays ?? DEFAULT_RETENTION_DAYS);
+    return new JsonlFileExporter(childPath(dataDir, 'ledger'), this.options.ledgerRetentionDays ?? DEFAULT_RETENTION_DAYS);
   }
 
   /** The endpoint after `<TOOL>_TELEMETRY_ENDPOINT`. */

@@ -1,7 +1,18 @@
 /** File helpers that keep telemetry data private: directories 0700, files 0600 (as `fsutil.rs`). */
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync, constants } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, sep } from 'node:path';
 import { randomHex } from './lazy.js';
+
+/**
+ * `dir/name` for a file name `name` (no separator, not `.` or `..`) in a directory path that is
+ * already normalised (it came from `path.join`): a concatenation. `path.join` normalises the
+ * whole path on every call; on the recording path (the queue listing names every segment) those
+ * calls were enough to make V8 optimise Node's `normalizeString` with TurboFan in every run with
+ * telemetry on, which alone cost milliseconds of CPU (sdk/js/BENCHMARKS.md, "Quiet machine").
+ */
+export function childPath(dir: string, name: string): string {
+  return dir.endsWith(sep) ? dir + name : dir + sep + name;
+}
 
 /** Creates `dir` and its missing parents, private (0700). */
 export function createPrivateDir(dir: string): void {

@@ -10,8 +10,7 @@
  */
 import { crypto } from './lazy.js';
 import { linkSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
-import { errCode, writeNewPrivate, writePrivateAtomic } from './fsutil.js';
+import { childPath, errCode, writeNewPrivate, writePrivateAtomic } from './fsutil.js';
 import { isoUtc } from './wire.js';
 
 const SECRET_FILE = 'install_secret';
@@ -40,11 +39,11 @@ function readSecret(path: string): Buffer | undefined {
  * which fails if the other process won (the Rust SDK does the same).
  */
 export function loadOrCreateSecret(dir: string): Buffer {
-  const path = join(dir, SECRET_FILE);
+  const path = childPath(dir, SECRET_FILE);
   const existing = readSecret(path);
   if (existing) return existing;
   const secret = crypto().randomBytes(32);
-  const tmp = join(dir, `.${SECRET_FILE}.${crypto().randomBytes(8).toString('hex')}`);
+  const tmp = childPath(dir, `.${SECRET_FILE}.${crypto().randomBytes(8).toString('hex')}`);
   writeNewPrivate(tmp, secret.toString('hex'));
   try {
     linkSync(tmp, path);
@@ -61,13 +60,13 @@ export function loadOrCreateSecret(dir: string): Buffer {
 
 /** The install secret of `dir` if there is one; never creates it. */
 export function existingSecret(dir: string): Buffer | undefined {
-  return readSecret(join(dir, SECRET_FILE));
+  return readSecret(childPath(dir, SECRET_FILE));
 }
 
 /** Deletes the install secret (`telemetry reset`); returns whether one existed. */
 export function rotateSecret(dir: string): boolean {
   try {
-    unlinkSync(join(dir, SECRET_FILE));
+    unlinkSync(childPath(dir, SECRET_FILE));
     return true;
   } catch (e) {
     if (errCode(e) === 'ENOENT') return false;
@@ -90,8 +89,8 @@ const CACHE_FILE = 'pseudonym_cache';
  * cache. The cache holds only what every queued batch holds anyway: the current pseudonym.
  */
 export function cachedPseudonym(dir: string, tool: string, label: string): string {
-  const secretPath = join(dir, SECRET_FILE);
-  const cachePath = join(dir, CACHE_FILE);
+  const secretPath = childPath(dir, SECRET_FILE);
+  const cachePath = childPath(dir, CACHE_FILE);
   const id = () => {
     const s = statSync(secretPath);
     return `${s.ino} ${Math.round(s.mtimeMs)} ${s.size}`;

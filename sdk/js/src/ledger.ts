@@ -1,7 +1,6 @@
 /** The local ledger: what `telemetry log` prints (the Rust SDK's `JsonlFileExporter` files). */
 import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { createPrivateDir, errCode } from './fsutil.js';
+import { childPath, createPrivateDir, errCode } from './fsutil.js';
 import type { ExportResult, Exporter } from './export.js';
 import { type Batch, batchToJson, isoUtc } from './wire.js';
 
@@ -20,7 +19,7 @@ export class JsonlFileExporter implements Exporter {
    * created, so that the other runs of the day do not list the directory.
    */
   appendSync(batch: Batch, now: number = Date.now()): void {
-    const path = join(this.dir, `${isoUtc(now).slice(0, 10)}.jsonl`);
+    const path = childPath(this.dir, `${isoUtc(now).slice(0, 10)}.jsonl`);
     const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
     let fd: number;
     try {
@@ -55,7 +54,7 @@ export class JsonlFileExporter implements Exporter {
       return readdirSync(this.dir)
         .filter((n) => /^\d{4}-\d{2}-\d{2}\.jsonl$/.test(n))
         .sort()
-        .map((n) => join(this.dir, n));
+        .map((n) => childPath(this.dir, n));
     } catch (e) {
       if (errCode(e) === 'ENOENT') return [];
       throw e;

@@ -19,8 +19,7 @@
 import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
 import { randomHex } from './lazy.js';
 import { readSmallFile } from './breaker-state.js';
-import { join } from 'node:path';
-import { createPrivateDir, errCode, writeNewPrivate } from './fsutil.js';
+import { childPath, createPrivateDir, errCode, writeNewPrivate } from './fsutil.js';
 import { type Batch, batchToJson } from './wire.js';
 
 export const MAX_SEGMENTS = 1_000;
@@ -86,7 +85,7 @@ export function segmentOf(dir: string, name: string): Segment | undefined {
   const events = stem.slice(dash2 + 1, dash);
   const bytes = stem.slice(dash + 1);
   if (!events.endsWith('e') || !DIGITS.test(events.slice(0, -1)) || !DIGITS.test(bytes)) return undefined;
-  return { path: join(dir, name), name, events: Number(events.slice(0, -1)), bytes: Number(bytes) };
+  return { path: childPath(dir, name), name, events: Number(events.slice(0, -1)), bytes: Number(bytes) };
 }
 
 /** The queue directory of one tool: `<data dir>/queue`. */
@@ -108,8 +107,8 @@ export class Queue {
     const json = batchToJson(batch);
     const ns = (BigInt(Date.now()) * 1_000_000n + BigInt(seq++ % 1_000_000)).toString().padStart(20, '0');
     const name = `${ns}-${randomHex(6)}-${batch.events.length}e-${Buffer.byteLength(json)}b.json`;
-    const tmp = join(this.dir, `.${name}.tmp`);
-    const path = join(this.dir, name);
+    const tmp = childPath(this.dir, `.${name}.tmp`);
+    const path = childPath(this.dir, name);
     try {
       writeNewPrivate(tmp, json);
       renameSync(tmp, path);
@@ -164,7 +163,7 @@ export class Queue {
    * process claimed or delivered it first. A segment that cannot be parsed is deleted.
    */
   claim(segment: Segment): Claim | undefined {
-    const claimedPath = join(this.dir, `.${segment.name}.${process.pid}-${randomHex(4)}.sending`);
+    const claimedPath = childPath(this.dir, `.${segment.name}.${process.pid}-${randomHex(4)}.sending`);
     try {
       renameSync(segment.path, claimedPath);
     } catch {
@@ -211,9 +210,9 @@ export class Queue {
     for (const name of names) {
       const m = /^\.(.+\.json)\.\d+-[0-9a-f]+\.sending$/.exec(name);
       if (!m) continue;
-      const p = join(this.dir, name);
+      const p = childPath(this.dir, name);
       try {
-        if (now - statSync(p).mtimeMs > STALE_CLAIM_MS) renameSync(p, join(this.dir, m[1]!));
+        if (now - statSync(p).mtimeMs > STALE_CLAIM_MS) renameSync(p, childPath(this.dir, m[1]!));
       } catch {
         // raced with its owner
       }
@@ -223,7 +222,7 @@ export class Queue {
   /** The drop counters. */
   dropped(): Dropped {
     try {
-      return parseDropped(readSmallFile(join(this.dir, DROPPED_FILE)));
+      return parseDropped(readSmallFile(childPath(this.dir, DROPPED_FILE)));
     } catch {
       return { unreported: 0, total: 0 };
     }
@@ -254,7 +253,7 @@ export class Queue {
    */
   private updateDropped(change: (d: Dropped) => void): void {
     try {
-      rewriteRecord(join(this.dir, DROPPED_FILE), (text) => {
+      rewriteRecord(childPath(this.dir, DROPPED_FILE), (text) => {
         const d = parseDropped(text);
         change(d);
         return `${String(d.unreported).padStart(20, '0')} ${String(d.total).padStart(20, '0')}\n`;
@@ -279,7 +278,7 @@ export class Queue {
     const segments: Segment[] = [];
     for (const name of names) {
       if (name.startsWith('.') && name.endsWith('.tmp')) {
-        const p = join(this.dir, name);
+        const p = childPath(this.dir, name);
         try {
           if (now - statSync(p).mtimeMs > STALE_TMP_MS) unlinkSync(p);
         } catch {

@@ -21,13 +21,12 @@ import type { Sender } from './delivery.js';
 import { breakerOpen } from './breaker-state.js';
 import { rustArch, rustOs } from './dirs.js';
 import type { JsonlFileExporter } from './ledger.js';
-import { createPrivateDir } from './fsutil.js';
+import { childPath, createPrivateDir } from './fsutil.js';
 import { type Epoch, cachedPseudonym, ciPseudonym, epochLabel } from './identity.js';
 import { Queue, dueForDelivery } from './queue.js';
 import { redact } from './redact.js';
 import { LONG_EXIT_BUDGET_MS, MAX_BATCH_DELAY_MS, TelemetryConfig, type TelemetryOptions, eventsUrl } from './config.js';
 import { type AttributeValue, type Batch, type EventType, type WireEvent, formatUuidV4, isValidName, isoUtc, newBatch, validateEvent } from './wire.js';
-import { join } from 'node:path';
 
 /** Attribute values accepted by the recording calls: strings are redacted, non-finite numbers dropped. */
 export type Attributes = Record<string, AttributeValue | null | undefined>;
@@ -508,7 +507,7 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
   // In CI every run of a vendor shares one pseudonym; no secret is created there.
   const vendor = ciVendor(config.envObj);
   const pseudo = vendor !== undefined ? ciPseudonym(vendor) : cachedPseudonym(dataDir, config.tool, label);
-  const queue = consent === 'on' ? Queue.open(join(dataDir, 'queue')) : undefined;
+  const queue = consent === 'on' ? Queue.open(childPath(dataDir, 'queue')) : undefined;
   const delivers = consent === 'on' && config.delivers();
   const recorder = new Recorder(
     config,
