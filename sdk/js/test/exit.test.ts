@@ -33,6 +33,27 @@ test('process.exit() right after recording: the event is persisted, not lost, an
   }
 });
 
+test('a run that lasts sends, while it works, what earlier runs left when it makes a batch; otherwise it waits', async () => {
+  const fake = await recorder();
+  try {
+    const home = tempDir();
+    const env = installEnv(home, { EXIT_TOOL_TELEMETRY_ENDPOINT: fake.url, EXIT_TOOL_QUEUE_DIR: join(dataDirOf(home, 'exit-tool'), 'queue') });
+    assert.equal((await run('exit', env)).code, 0);
+    // One queued event is less than a batch (16): a long run leaves it queued while it works.
+    const waits = await run('long', env);
+    assert.equal(waits.code, 0, waits.stderr);
+    assert.match(waits.stdout, /queued mid-run: 1\n/);
+    // With a batch of one event the queue is due at start: it is sent during the run, not at its end.
+    const sends = await run('long', { ...env, EXIT_TOOL_TELEMETRY_BATCH_EVENTS: '1', EXIT_TOOL_TELEMETRY_EXIT_TIMEOUT_MS: '5000' });
+    assert.equal(sends.code, 0, sends.stderr);
+    assert.match(sends.stdout, /queued mid-run: 0\n/);
+    const sent = fake.requests.flatMap((q) => JSON.parse(q.body).events.map((e: { name: string }) => e.name)).sort();
+    assert.deepEqual(sent, ['exit', 'long', 'long']);
+  } finally {
+    await fake.close();
+  }
+});
+
 test('in CI, process.exit() flushes through a bounded child process: delivered before the tool ends', async () => {
   const fake = await recorder();
   try {
