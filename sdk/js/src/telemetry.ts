@@ -9,7 +9,7 @@
  *   written as one queue segment and one ledger line, synchronously (a fraction of a ms).
  * - On: a background round (unref'd) sends what earlier runs left while the host works; when
  *   the process ends naturally (`beforeExit`) one more round sends this run's segment, waiting
- *   at most the exit budget (40 ms; 2 s in CI). With `process.exit()` there is no waiting: the
+ *   at most the exit budget (25 ms; 2 s in CI). With `process.exit()` there is no waiting: the
  *   segment stays queued for the next run, unless the budget is at least 250 ms (CI, or
  *   `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS`), in which case a flush child runs synchronously and is
  *   killed at the budget.
@@ -33,8 +33,11 @@ export type Attributes = Record<string, AttributeValue | null | undefined>;
 
 /** Most events kept in memory by one process; more are dropped and counted. */
 const MAX_BUFFERED_EVENTS = 10_000;
-/** How long a run must last before it sends, in the background, a batch earlier runs left. */
-const BACKGROUND_ROUND_AFTER_MS = 1_000;
+/**
+ * When a run whose queue is due at start sends what earlier runs left: as soon as the host
+ * yields to the event loop, so that the request has the whole run, not only the exit budget.
+ */
+const BACKGROUND_ROUND_AFTER_MS = 0;
 
 /** What telemetry is doing and why, for `telemetry status`. */
 export interface Status {
@@ -526,9 +529,9 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
   process.on('uncaughtExceptionMonitor', () => {
     recorder.uncaught = true;
   });
-  // A command still running after a second sends what earlier runs left, if it makes a batch,
-  // while the host works; nothing here holds the process. The delivery code is loaded here too,
-  // so that it is ready at the end. The timer is armed only when the queue is already due: the
+  // A run that finds a batch queued at start (what earlier runs left) sends it while the host
+  // works; nothing here holds the process, and at a natural end the exit round joins the request
+  // in flight. The timer is armed only when the queue is already due: the
   // first timer of a process costs ~0.35 ms of CPU (Node's timer lists are set up on first use),
   // one listing of the queue directory ~0.08 ms, and most runs find less than a batch queued
   // (sdk/js/BENCHMARKS.md, "Quiet machine").
