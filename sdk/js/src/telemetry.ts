@@ -165,12 +165,16 @@ class Recorder {
     readonly batchEvents: number,
   ) {}
 
+  /** Whether this run already sent (what earlier runs left) from its start. */
+  sentEarly = false;
+
   /**
-   * Whether this run sends at its end: a round is already in flight (the run joins it), or the
-   * queue — as listed when this run's segment was written — holds a full batch or an old segment.
+   * Whether this run sends at its end: a round is already in flight (the run joins it), this run
+   * sent from its start (its own segment follows, on the same warm code), or the queue — as
+   * listed when this run's segment was written — holds a full batch or an old segment.
    */
   due(): boolean {
-    if (this.sender?.busy) return true;
+    if (this.sender?.busy || this.sentEarly) return true;
     if (!this.queue) return false;
     return dueForDelivery(this.queue.lastListing ?? this.queue.segmentsOrEmpty(), this.batchEvents, MAX_BATCH_DELAY_MS);
   }
@@ -539,7 +543,10 @@ function start(config: TelemetryConfig, consent: Consent): Recorder {
     const kick = setTimeout(() => {
       if (!queue || !dueForDelivery(queue.segmentsOrEmpty(), recorder.batchEvents, MAX_BATCH_DELAY_MS) || breakerOpen(dataDir)) return;
       void recorder.loadSender().then((sender) => {
-        if (sender && !recorder.closed && sender.breaker.maySend()) void sender.round(Date.now() + 10_000);
+        if (sender && !recorder.closed && sender.breaker.maySend()) {
+          recorder.sentEarly = true;
+          void sender.round(Date.now() + 10_000);
+        }
       });
     }, BACKGROUND_ROUND_AFTER_MS);
     kick.unref();

@@ -114,8 +114,10 @@ test('a segment queued more than an hour ago is sent by the next run, whatever t
     const old = (BigInt(Date.now() - 2 * 3_600_000) * 1_000_000n).toString().padStart(20, '0');
     renameSync(join(dir, name!), join(dir, old + name!.slice(20)));
     assert.equal((await run('natural', env)).code, 0);
-    assert.equal(fake.requests.length, 1);
-    assert.equal(JSON.parse(fake.requests[0]!.body).events.length, 2);
+    // The old segment goes from the run's start, the run's own event at its end (one request, or
+    // two when the first had ended): both delivered, nothing left.
+    assert.ok(fake.requests.length >= 1 && fake.requests.length <= 2, `${fake.requests.length} requests`);
+    assert.equal(fake.requests.reduce((n, q) => n + JSON.parse(q.body).events.length, 0), 2);
     assert.deepEqual(queued(home), []);
   } finally {
     await fake.close();
