@@ -101,20 +101,20 @@ function parseCommand(command, args) {
   const end = args.indexOf('--');
   if (args.slice(0, end < 0 ? args.length : end).some((a) => a === '-h' || a === '--help')) return { kind: 'help', text: commandHelp(command) };
   const flag = FLAG[command];
-  let set = false;
+  let flagSet = false;
   let dir;
   let positional = false;
   // clap's "smart" usage line, as in its errors for a missing DIR or an unknown long flag: the
   // flags used so far, then <DIR>.
-  const smartUsage = () => `${TOOL} ${command} ${set ? `--${flag.name} ` : ''}<DIR>`;
+  const smartUsage = () => `${TOOL} ${command} ${flagSet ? `--${flag.name} ` : ''}<DIR>`;
   for (const arg of args) {
     if (!positional && arg === '--') {
       positional = true;
     } else if (!positional && flag && arg === `--${flag.name}`) {
-      if (set) return usageError(`the argument '--${flag.name}' cannot be used multiple times`, fullUsage(command));
-      set = true;
+      if (flagSet) return usageError(`the argument '--${flag.name}' cannot be used multiple times`, fullUsage(command));
+      flagSet = true;
     } else if (!positional && flag && arg.startsWith(`--${flag.name}=`)) {
-      set = true;
+      flagSet = true;
       return usageError(`unexpected value '${arg.slice(flag.name.length + 3)}' for '--${flag.name}' found; no more were expected`, smartUsage());
     } else if (!positional && arg.startsWith('-') && arg !== '-') {
       const tip = `to pass '${arg}' as a value, use '-- ${arg}'`;
@@ -129,7 +129,7 @@ function parseCommand(command, args) {
     return { kind: 'usage', text: `error: the following required arguments were not provided:\n  <DIR>\n\nUsage: ${smartUsage()}\n\nFor more information, try '--help'.\n` };
   }
   if (dir === '') return { kind: 'usage', text: "error: a value is required for '<DIR>' but none was supplied\n\nFor more information, try '--help'.\n" };
-  return { kind: 'run', command, dir, release: command === 'build' && set, strict: command === 'check' && set };
+  return { kind: 'run', command, dir, release: command === 'build' && flagSet, strict: command === 'check' && flagSet };
 }
 
 /**
