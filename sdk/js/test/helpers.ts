@@ -2,7 +2,7 @@
 // blackhole, stalled, recording), and the example CLI acme-node run as simulated installs.
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -207,6 +207,62 @@ export async function recorder(status = 200, delayMs = 0): Promise<Fake> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    async close() {
+      for (const c of sockets) c.destroy();
+      await new Promise((r) => s.close(r));
+    },
+  };
+}
+
+/** A {@link Fake} in front of a real endpoint: also the endpoint's answers, in request order. */
+export interface Tap extends Fake {
+  answers: { status: number; body: string }[];
+}
+
+/**
+ * A proxy in front of `target` (e.g. a real collector): forwards every request unchanged,
+ * answers what `target` answered, and records both (bodies decompressed), so that a test can
+ * read exactly what the collector received even where no query view shows it.
+ */
+export async function tap(target: string): Promise<Tap> {
+  const requests: Fake['requests'] = [];
+  const answers: Tap['answers'] = [];
+  const sockets = new Set<Socket>();
+  const inflate = (body: Buffer, encoding: string | undefined) => (encoding === 'gzip' ? gunzipSync(body) : body).toString('utf8');
+  const s = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: inflate(body, req.headers['content-encoding']) });
+      const upstream = httpRequest(new URL(req.url ?? '/', target), { method: req.method, headers: req.headers }, (up) => {
+        const back: Buffer[] = [];
+        up.on('data', (c) => back.push(c));
+        up.on('end', () => {
+          const answer = Buffer.concat(back);
+          answers.push({ status: up.statusCode ?? 0, body: inflate(answer, up.headers['content-encoding']) });
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          res.end(answer);
+        });
+      });
+      upstream.on('error', (e) => {
+        answers.push({ status: 502, body: e.message });
+        res.writeHead(502);
+        res.end();
+      });
+      upstream.end(body);
+    });
+  });
+  s.on('connection', (c) => {
+    sockets.add(c);
+    c.on('close', () => sockets.delete(c));
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    answers,
     async close() {
       for (const c of sockets) c.destroy();
       await new Promise((r) => s.close(r));
