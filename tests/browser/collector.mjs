@@ -97,7 +97,8 @@ const cmd = (name, ageMs, ok, code, ms) =>
  * (2 failing), `deploy` by 1 install 20 days ago (outside 7d, inside 30d; below k in public).
  * zeta: 2 installs running `sync` on 1.0.0; on 1.1.0 (schema version 2, with the catalog of the
  * wire's golden batch) three `build`s, two `debug` (x, y) and one `release` (x), each with the
- * phases `resolve` and `compile` and a `files` measurement, and the feature `strict`.
+ * phases `resolve` and `compile` (with `codegen` nested in it) and a `files` measurement, and
+ * the feature `strict`.
  */
 export async function loadFixtures(c) {
   const installs = [
@@ -149,6 +150,7 @@ export async function loadFixtures(c) {
       phases: [
         { name: 'resolve', start_us: 150, duration_us: 20400, success: true },
         { name: 'compile', start_us: 20600, duration_us: 1228900, success: true },
+        { name: 'codegen', parent: 1, start_us: 400000, duration_us: 800000, success: true },
       ],
     }),
     event('measurement', 'files', ageMs - 1000, { value: files }),

@@ -210,14 +210,26 @@ test('analytics panels: breakdown picker, phase waterfall, adoption, release com
   assert.deepEqual(values, { debug: 2, release: 1 });
   assert.equal(await page.locator('#table-breakdowns').getByText('debug').count(), 1);
 
-  // Phase waterfall: build's resolve and compile, 3 each, resolve first (shorter median).
+  // Phase waterfall: build's resolve and compile, 3 each, in the order they start, and
+  // codegen nested in compile: its row right under its parent's, indented, its bar further
+  // right than its parent's.
   const phases = await page.$$eval('#table-phases tbody tr[data-phase]', (trs) =>
-    trs.map((tr) => ({ command: tr.dataset.command, phase: tr.dataset.phase, count: Number(tr.dataset.count) })));
+    trs.map((tr) => ({ command: tr.dataset.command, phase: tr.dataset.phase, parent: tr.dataset.parent, depth: Number(tr.dataset.depth), count: Number(tr.dataset.count) })));
   assert.deepEqual(phases, [
-    { command: 'build', phase: 'resolve', count: 3 },
-    { command: 'build', phase: 'compile', count: 3 },
+    { command: 'build', phase: 'resolve', parent: '', depth: 0, count: 3 },
+    { command: 'build', phase: 'compile', parent: '', depth: 0, count: 3 },
+    { command: 'build', phase: 'codegen', parent: 'compile', depth: 1, count: 3 },
   ]);
-  await page.locator('#table-phases').getByText('compile').waitFor();
+  await page.locator('#table-phases').getByText('codegen').waitFor();
+  const geometry = await page.$$eval('#table-phases tbody tr[data-phase]', (trs) => Object.fromEntries(trs.map((tr) => [tr.dataset.phase, {
+    indent: parseFloat(getComputedStyle(tr.cells[0]).paddingLeft),
+    left: parseFloat(tr.querySelector('.wf-p50').style.left),
+    title: tr.querySelector('.waterfall').title,
+  }])));
+  assert.ok(geometry.codegen.indent > geometry.compile.indent, JSON.stringify(geometry));
+  assert.equal(geometry.compile.indent, geometry.resolve.indent);
+  assert.ok(geometry.codegen.left > geometry.compile.left && geometry.compile.left > geometry.resolve.left, JSON.stringify(geometry));
+  assert.match(geometry.codegen.title, /in compile.*p95/);
 
   // Measurements: files, 3 values summing to 62.
   const files = await page.$eval('#table-measurements tr[data-name="files"]', (tr) => ({ count: Number(tr.dataset.count), sum: Number(tr.dataset.sum) }));

@@ -252,7 +252,7 @@
     for (const p of document.querySelectorAll('.admin-only')) p.hidden = !!publicProject;
     if (!publicProject) {
       renderBreakdowns(d.breakdowns);
-      renderPhases(d.phases);
+      renderPhases(d.phases, d.commands);
       renderAdoption(d.adoption);
       renderRelease(d['release-health']);
       renderMeasurements(d.measurements);
@@ -304,27 +304,41 @@
   // Fractional milliseconds (phases, measurements) to one decimal.
   function msf(x) { return x === null || x === undefined ? '–' : ms(Math.round(x * 10) / 10); }
 
-  function renderPhases(body) {
+  // The phase waterfall: per command, its phases in the API's waterfall order (each followed
+  // by the phases nested in it, indented by depth), each a bar that starts at the phase's mean
+  // start and is as long as its p50, on a scale of the command's p50 (widened if a phase ends
+  // later); the p95 is in the bar's label and tooltip.
+  function renderPhases(body, commands) {
     const rows = (body && body.phases) || [];
     const tbody = $('table-phases').tBodies[0];
     if (!rows.length) { emptyRow(tbody, 5, 'No phases recorded in this range.'); return; }
+    const commandP50 = new Map(((commands && commands.commands) || []).map((c) => [c.name, c.p50_ms || 0]));
     const byCommand = new Map();
     for (const r of rows) { if (!byCommand.has(r.command)) byCommand.set(r.command, []); byCommand.get(r.command).push(r); }
     const out = [];
     for (const [command, phases] of byCommand) {
-      const head = el('tr', { className: 'group' }, el('th', { scope: 'rowgroup', colSpan: 5 }, el('code', { textContent: command })));
-      out.push(head);
-      const max = phases.reduce((m, p) => Math.max(m, p.p95_ms), 0) || 1;
-      for (const p of [...phases].sort((a, b) => a.p50_ms - b.p50_ms || a.phase.localeCompare(b.phase))) {
-        const track = el('div', { className: 'waterfall' });
+      const p50 = commandP50.get(command) || 0;
+      const scale = phases.reduce((m, p) => Math.max(m, (p.mean_start_ms || 0) + p.p50_ms), p50) || 1;
+      const head = el('th', { scope: 'rowgroup', colSpan: 5 }, el('code', { textContent: command }));
+      if (p50) head.append(' ', el('span', { className: 'wf-total', textContent: 'p50 ' + ms(p50) }));
+      out.push(el('tr', { className: 'group' }, head));
+      for (const p of phases) {
+        const depth = Math.min(p.depth || 0, 8);
+        const start = p.mean_start_ms || 0;
+        const label = p.phase + (p.parent ? ' (in ' + p.parent + ')' : '') + ': starts at ' + msf(start) + ' on average, p50 ' + msf(p.p50_ms) + ', p95 ' + msf(p.p95_ms);
+        const track = el('div', { className: 'waterfall', title: label });
+        const left = Math.min(100, (start / scale) * 100);
         const p95 = el('div', { className: 'wf-p95' });
-        const p50 = el('div', { className: 'wf-p50' });
-        p95.style.width = Math.max(1, Math.round((p.p95_ms / max) * 100)) + '%';
-        p50.style.width = Math.max(1, Math.round((p.p50_ms / max) * 100)) + '%';
-        track.append(p95, p50);
-        const tr = el('tr', {}, el('td', { className: 'indent' }, el('code', { textContent: p.phase })), ...cells(fmt(p.count), msf(p.p50_ms), msf(p.p95_ms)),
-          el('td', { className: 'bar-cell hide-narrow', ariaHidden: 'true' }, track));
-        Object.assign(tr.dataset, { command, phase: p.phase, count: p.count, p50: p.p50_ms, p95: p.p95_ms });
+        const bar = el('div', { className: 'wf-p50' });
+        p95.style.left = bar.style.left = left.toFixed(2) + '%';
+        p95.style.width = Math.max(0.5, Math.min(100 - left, (p.p95_ms / scale) * 100)).toFixed(2) + '%';
+        bar.style.width = Math.max(0.5, Math.min(100 - left, (p.p50_ms / scale) * 100)).toFixed(2) + '%';
+        track.append(p95, bar);
+        const name = el('td', { className: 'indent' }, el('code', { textContent: p.phase }));
+        name.style.paddingLeft = (1.2 + 1.2 * depth) + 'rem';
+        const tr = el('tr', {}, name, ...cells(fmt(p.count), msf(p.p50_ms), msf(p.p95_ms)),
+          el('td', { className: 'bar-cell hide-narrow', ariaLabel: label }, track));
+        Object.assign(tr.dataset, { command, phase: p.phase, parent: p.parent || '', depth, start, count: p.count, p50: p.p50_ms, p95: p.p95_ms });
         out.push(tr);
       }
     }

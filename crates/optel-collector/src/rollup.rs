@@ -18,8 +18,10 @@
 //!   catalog declares as a dimension (enum, bool, bucketed int), with at most
 //!   [`MAX_DIMENSION_VALUES`] values per attribute and catalog, the rest folded into
 //!   [`OTHER_VALUE`] ([`Extras::of`]);
-//! - `rollup_phases`: a histogram of phase durations per command, phase and version, one row
-//!   per key with its buckets as JSON (merged by the upsert);
+//! - `rollup_phases`: a histogram of phase durations per command, phase, parent phase and
+//!   version, one row per key with its buckets as a [`BucketCounts`] (merged by the upsert),
+//!   and the sum of the phases' start offsets, from which the waterfall reads mean starts
+//!   (SQLite migration `0010`, PostgreSQL `0008`);
 //! - `rollup_measurements`: a histogram (with per-bucket sums) of measurement values per name
 //!   and version;
 //! - installs per attribute value and per custom event, as [`SketchKind::Attribute`] and
@@ -534,6 +536,260 @@ pub fn value_quantile(hist: &[(i64, i64)], q: f64) -> f64 {
     quantile_bucket(hist, q).map_or(0.0, bucket_estimate)
 }
 
+/// Largest bucket magnitude a [`BucketCounts`] holds: every finite value's [`value_bucket`]
+/// lies within `±MAX_VALUE_BUCKET` (the largest, of `f64::MAX`, is about 19,000), so a stored
+/// histogram claiming a bucket beyond it is malformed.
+pub const MAX_VALUE_BUCKET: i64 = 1 << 15;
+
+/// Tag of the stored form of [`BucketCounts::encode`] (its first byte).
+const HIST_FORMAT: u8 = 1;
+
+/// A histogram of [`value_bucket`] counts, dense from its lowest non-zero bucket to its highest
+/// one (zeros in between are kept, none at either end). Counts may be negative: a rollup delta
+/// of deleted events subtracts, and buckets that fall to zero are dropped from the ends.
+///
+/// It is what `rollup_phases` stores per key, in place of a JSON object of ~150 buckets
+/// (~2.6 KB) that every `/phases` query parsed (BENCHMARKS.md, "Phase histograms in binary"):
+/// SQLite keeps [`BucketCounts::encode`] (a BLOB of ~200 bytes) and PostgreSQL
+/// [`BucketCounts::to_array`] (an `int8[]`), each merged in the upsert by the database
+/// function `optel_hist_add`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketCounts {
+    /// Bucket of `counts[0]` (0 when empty).
+    first: i64,
+    /// Counts of buckets `first`, `first + 1`, …; empty, or non-zero at both ends.
+    counts: Vec<i64>,
+}
+
+impl BucketCounts {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether every count is zero.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Adds `count` (negative to subtract) to `bucket`. A bucket beyond [`MAX_VALUE_BUCKET`]
+    /// (which [`value_bucket`] never returns) is ignored.
+    pub fn add(&mut self, bucket: i64, count: i64) {
+        if count == 0 || bucket.unsigned_abs() > MAX_VALUE_BUCKET as u64 {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.first = bucket;
+            self.counts.push(count);
+            return;
+        }
+        self.cover(bucket, bucket);
+        if let Some(slot) = self.counts.get_mut((bucket - self.first) as usize) {
+            *slot = slot.saturating_add(count);
+        }
+        self.trim();
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Self) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.clone_from(other);
+            return;
+        }
+        let last = other.first + other.counts.len() as i64 - 1;
+        self.cover(other.first, last);
+        let offset = (other.first - self.first) as usize;
+        for (slot, &c) in self.counts.iter_mut().skip(offset).zip(&other.counts) {
+            // Saturating: a damaged row must not panic a query.
+            *slot = slot.saturating_add(c);
+        }
+        self.trim();
+    }
+
+    /// Widens the (non-empty) dense range to hold buckets `lo..=hi`.
+    fn cover(&mut self, lo: i64, hi: i64) {
+        if lo < self.first {
+            let grow = (self.first - lo) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.first = lo;
+        }
+        let end = self.first + self.counts.len() as i64;
+        if hi >= end {
+            self.counts
+                .resize(self.counts.len() + (hi - end + 1) as usize, 0);
+        }
+    }
+
+    /// Drops zero counts from both ends.
+    fn trim(&mut self) {
+        let Some(start) = self.counts.iter().position(|&c| c != 0) else {
+            self.counts.clear();
+            self.first = 0;
+            return;
+        };
+        let end = self
+            .counts
+            .iter()
+            .rposition(|&c| c != 0)
+            .map_or(0, |e| e + 1);
+        self.counts.truncate(end);
+        self.counts.drain(..start);
+        self.first += start as i64;
+    }
+
+    /// The non-zero `(bucket, count)` pairs, in bucket (and so value) order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c != 0)
+            .map(|(i, &c)| (self.first + i as i64, c))
+    }
+
+    /// The sum of the counts (negative only for a delta of deleted events).
+    pub fn total(&self) -> i64 {
+        self.counts.iter().fold(0, |a, &c| a.saturating_add(c))
+    }
+
+    /// The `q`-quantile (0..=1) of the positive counts ([`bucket_estimate`] of its bucket); 0
+    /// if there are none. The same as [`value_quantile`] of [`BucketCounts::iter`], without
+    /// sorting.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let total = self
+            .counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .fold(0i64, |a, &c| a.saturating_add(c));
+        if total <= 0 {
+            return 0.0;
+        }
+        let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                seen = c.saturating_add(seen);
+                if seen >= rank {
+                    return bucket_estimate(self.first + i as i64);
+                }
+            }
+        }
+        0.0
+    }
+
+    /// The stored form in SQLite: the byte `1`, then the first bucket and each count as
+    /// zigzag LEB128 varints (1 byte for counts within ±63). An empty histogram is the byte
+    /// `1` alone.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.counts.len() * 2);
+        out.push(HIST_FORMAT);
+        if self.counts.is_empty() {
+            return out;
+        }
+        put_varint(&mut out, self.first);
+        for &c in &self.counts {
+            put_varint(&mut out, c);
+        }
+        out
+    }
+
+    /// Reads [`BucketCounts::encode`]. Anything malformed (another first byte, a truncated or
+    /// overlong varint, a bucket beyond [`MAX_VALUE_BUCKET`]) reads as empty: a histogram is
+    /// an aggregate, and a damaged one must not fail a dashboard query or an upsert.
+    pub fn decode(bytes: &[u8]) -> Self {
+        Self::try_decode(bytes).unwrap_or_default()
+    }
+
+    fn try_decode(bytes: &[u8]) -> Option<Self> {
+        let (&tag, mut rest) = bytes.split_first()?;
+        if tag != HIST_FORMAT {
+            return None;
+        }
+        if rest.is_empty() {
+            return Some(Self::default());
+        }
+        let first = take_varint(&mut rest)?;
+        let mut counts = Vec::with_capacity(rest.len());
+        while !rest.is_empty() {
+            counts.push(take_varint(&mut rest)?);
+        }
+        Self::from_dense(first, counts)
+    }
+
+    /// The stored form in PostgreSQL (`int8[]`): the first bucket, then each count; empty
+    /// when the histogram is.
+    pub fn to_array(&self) -> Vec<i64> {
+        if self.counts.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(1 + self.counts.len());
+        out.push(self.first);
+        out.extend_from_slice(&self.counts);
+        out
+    }
+
+    /// Reads [`BucketCounts::to_array`]; anything malformed reads as empty.
+    pub fn from_array(array: &[i64]) -> Self {
+        match array.split_first() {
+            Some((&first, counts)) => Self::from_dense(first, counts.to_vec()).unwrap_or_default(),
+            None => Self::default(),
+        }
+    }
+
+    /// Reads the JSON object `{"bucket": count}` that `rollup_phases` stored before schema
+    /// version 10 (SQLite) and 8 (PostgreSQL); anything malformed reads as empty.
+    pub fn from_json(json: &str) -> Self {
+        let mut out = Self::default();
+        if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, i64>>(json) {
+            for (bucket, count) in map {
+                if let Ok(b) = bucket.parse() {
+                    out.add(b, count);
+                }
+            }
+        }
+        out
+    }
+
+    /// A histogram of `counts` from bucket `first`, if every bucket is within
+    /// [`MAX_VALUE_BUCKET`].
+    fn from_dense(first: i64, counts: Vec<i64>) -> Option<Self> {
+        let last = first.checked_add(counts.len() as i64)?.checked_sub(1)?;
+        if first.unsigned_abs() > MAX_VALUE_BUCKET as u64 || last > MAX_VALUE_BUCKET {
+            return None;
+        }
+        let mut h = Self { first, counts };
+        h.trim();
+        Some(h)
+    }
+}
+
+/// Appends `v` as a zigzag LEB128 varint (at most 10 bytes).
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Takes one zigzag LEB128 varint off the front of `bytes`; `None` if it is truncated or
+/// longer than 10 bytes.
+fn take_varint(bytes: &mut &[u8]) -> Option<i64> {
+    let mut z: u64 = 0;
+    for i in 0..10 {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        z |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
 /// The stored value of an [`SketchKind::Attribute`] sketch. Names are wire names (no spaces),
 /// so the value, last, may hold anything.
 pub fn attribute_sketch_value(
@@ -555,12 +811,60 @@ pub struct Extras {
     /// folded ([`OTHER_VALUE`]).
     #[serde(default, rename = "d", skip_serializing_if = "Vec::is_empty")]
     pub dims: Vec<(String, String)>,
-    /// `(phase, duration in µs)` of each phase of a command.
+    /// Each phase of a command.
     #[serde(default, rename = "p", skip_serializing_if = "Vec::is_empty")]
-    pub phases: Vec<(String, u64)>,
+    pub phases: Vec<PhaseFact>,
     /// The value of a measurement event.
     #[serde(default, rename = "v", skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+}
+
+/// What the rollups count of one phase of a command. Stored in [`Extras`] as the JSON array
+/// `[name, duration_us, parent, start_us]`; facts stored before the phase waterfall (schema
+/// version 10 on SQLite, 8 on PostgreSQL) are `[name, duration_us]` and read with an empty
+/// parent and a start of 0, as the migrated rollup rows hold them, so that deleting those
+/// events still subtracts exactly what they added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhaseFact {
+    /// Phase name.
+    pub name: String,
+    /// Duration, µs.
+    pub duration_us: u64,
+    /// Name of the enclosing phase, empty at the top level.
+    pub parent: String,
+    /// Start, µs after the command started.
+    pub start_us: u64,
+}
+
+impl Serialize for PhaseFact {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.name, self.duration_us, &self.parent, self.start_us).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PhaseFact {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The two stored forms.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Full(String, u64, String, u64),
+            Short(String, u64),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Full(name, duration_us, parent, start_us) => Self {
+                name,
+                duration_us,
+                parent,
+                start_us,
+            },
+            Stored::Short(name, duration_us) => Self {
+                name,
+                duration_us,
+                ..Self::default()
+            },
+        })
+    }
 }
 
 /// The breakdown value of `value` for a declared attribute `kind`, folded: a value the
@@ -616,7 +920,18 @@ impl Extras {
         let phases = if e.event_type == EventType::Command {
             e.phases
                 .iter()
-                .map(|p| (p.name.clone(), p.duration_us))
+                .map(|p| PhaseFact {
+                    name: p.name.clone(),
+                    duration_us: p.duration_us,
+                    // Validation makes `parent` an earlier phase's index; anything else
+                    // counts at the top level.
+                    parent: p
+                        .parent
+                        .and_then(|i| e.phases.get(usize::try_from(i).ok()?))
+                        .map(|q| q.name.clone())
+                        .unwrap_or_default(),
+                    start_us: p.start_us,
+                })
                 .collect()
         } else {
             Vec::new()
@@ -654,87 +969,48 @@ impl Extras {
     }
 }
 
-/// The stored form of a histogram of `rollup_phases`: a JSON object `{"bucket": count}`.
-pub fn hist_json(hist: &[(i64, i64)]) -> String {
-    let map: std::collections::BTreeMap<String, i64> =
-        hist.iter().map(|&(b, c)| (b.to_string(), c)).collect();
-    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
-}
-
-/// Reads [`hist_json`]; anything malformed reads as empty (a histogram is an aggregate, and a
-/// damaged one must not fail a dashboard query).
-pub fn parse_hist(json: &str) -> Vec<(i64, i64)> {
-    serde_json::from_str::<std::collections::BTreeMap<String, i64>>(json)
-        .map(|m| {
-            m.into_iter()
-                .filter_map(|(b, c)| Some((b.parse().ok()?, c)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Sums the stored histograms of `rollup_phases` rows `(command, phase, version, hist JSON)`
-/// over days into [`PhaseHist`] rows. Buckets are summed per key first, without copying the
-/// key's names per bucket (that, and parsing into owned strings, was most of the `/phases`
-/// time: BENCHMARKS.md, "Analytics rollups").
-pub fn sum_phase_rows(
-    rows: impl IntoIterator<Item = (String, String, String, String)>,
-) -> Vec<PhaseHist> {
-    let mut sums: HashMap<(String, String, String), HashMap<i64, i64>> = HashMap::default();
-    for (command, phase, version, hist) in rows {
-        // Bucket keys are plain integers: borrowed without escapes.
-        let pairs = json_pairs(&hist);
-        let Ok(parsed) = serde_json::from_str::<Vec<(&str, i64)>>(&pairs) else {
-            continue;
-        };
-        let slot = sums.entry((command, phase, version)).or_default();
-        for (bucket, count) in parsed {
-            if let Ok(b) = bucket.parse::<i64>() {
-                *slot.entry(b).or_default() += count;
-            }
-        }
+/// Sums `rollup_phases` rows (one per key and day) over days: one [`PhaseHist`] per
+/// `(command, phase, parent, version)`, in no particular order.
+pub fn sum_phase_rows(rows: impl IntoIterator<Item = PhaseHist>) -> Vec<PhaseHist> {
+    let mut sums: HashMap<(String, String, String, String), (BucketCounts, i64)> =
+        HashMap::default();
+    for r in rows {
+        let slot = sums
+            .entry((r.command, r.phase, r.parent, r.version))
+            .or_default();
+        slot.0.merge(&r.hist);
+        slot.1 = r.start_ms_sum.saturating_add(slot.1);
     }
-    let mut out = Vec::new();
-    for ((command, phase, version), buckets) in sums {
-        for (bucket, count) in buckets.into_iter().filter(|&(_, c)| c != 0) {
-            out.push(PhaseHist {
-                command: command.clone(),
-                phase: phase.clone(),
-                version: version.clone(),
-                bucket,
-                count,
-            });
-        }
-    }
-    out
-}
-
-/// A JSON object `{"k": v, …}` of integers rewritten as the array `[["k", v], …]`, which
-/// parses into borrowed pairs without building a map.
-fn json_pairs(object: &str) -> String {
-    let inner = object.trim().trim_start_matches('{').trim_end_matches('}');
-    let mut out = String::with_capacity(inner.len() * 2 + 2);
-    out.push('[');
-    for (i, pair) in inner
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&pair.replacen(':', ",", 1));
-        out.push(']');
-    }
-    out.push(']');
-    out
+    sums.into_iter()
+        .map(
+            |((command, phase, parent, version), (hist, start_ms_sum))| PhaseHist {
+                command,
+                phase,
+                parent,
+                version,
+                hist,
+                start_ms_sum,
+            },
+        )
+        .collect()
 }
 
 /// `(day, event_type, name, attribute, value)` of a `rollup_breakdowns` row.
 pub type BreakdownKey = (i64, String, String, String, String);
-/// `(day, command, phase, version, bucket)` of a `rollup_phases` row.
-pub type PhaseKey = (i64, String, String, String, i64);
+/// `(day, command, phase, parent, version)` of a `rollup_phases` row: `parent` is the name of
+/// the enclosing phase, empty for a phase at the top level of its command.
+pub type PhaseKey = (i64, String, String, String, String);
+
+/// What a `rollup_phases` row sums: the histogram of the phases' durations (ms, as
+/// [`value_bucket`]s) and the sum of their start offsets from the command's start, in whole
+/// ms (each rounded to the nearest), from which the mean start is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhaseSum {
+    /// Durations.
+    pub hist: BucketCounts,
+    /// Sum of start offsets, ms.
+    pub start_ms_sum: i64,
+}
 /// `(day, name, version, bucket)` of a `rollup_measurements` row.
 pub type MeasureKey = (i64, String, String, i64);
 
@@ -755,19 +1031,23 @@ pub struct BreakdownCount {
     pub failures: i64,
 }
 
-/// A `rollup_phases` row summed over a day range.
+/// The `rollup_phases` rows of one key summed over a day range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhaseHist {
     /// Command name.
     pub command: String,
     /// Phase name.
     pub phase: String,
+    /// Name of the enclosing phase; empty at the top level (and for phases stored before
+    /// schema version 10 on SQLite, 8 on PostgreSQL, which kept no parent).
+    pub parent: String,
     /// Tool version.
     pub version: String,
-    /// [`value_bucket`] of the duration in ms.
-    pub bucket: i64,
-    /// Phases.
-    pub count: i64,
+    /// Durations, ms, as [`value_bucket`] counts.
+    pub hist: BucketCounts,
+    /// Sum of the phases' start offsets from their command's start, ms (0 for phases stored
+    /// before the schema versions above).
+    pub start_ms_sum: i64,
 }
 
 /// A `rollup_measurements` row summed over a day range.
@@ -800,8 +1080,8 @@ pub struct Delta {
     pub version_durations: HashMap<(i64, i64, String, String, i64), i64>,
     /// `(project_id, key)` → `(count, failures)`.
     pub breakdowns: HashMap<(i64, BreakdownKey), (i64, i64)>,
-    /// `(project_id, key)` → count.
-    pub phases: HashMap<(i64, PhaseKey), i64>,
+    /// `(project_id, key)` → durations and summed start offsets.
+    pub phases: HashMap<(i64, PhaseKey), PhaseSum>,
     /// `(project_id, key)` → `(count, sum)`.
     pub measures: HashMap<(i64, MeasureKey), (i64, f64)>,
 }
@@ -954,16 +1234,18 @@ impl Delta {
                 .or_default()
                 .insert(install);
         }
-        for (phase, us) in &extras.phases {
-            let bucket = value_bucket(*us as f64 / 1000.0);
+        for ph in &extras.phases {
             let key = (
                 day,
                 name.to_owned(),
-                phase.clone(),
+                ph.name.clone(),
+                ph.parent.clone(),
                 version.to_owned(),
-                bucket,
             );
-            *self.phases.entry((project_id, key)).or_default() += sign;
+            let slot = self.phases.entry((project_id, key)).or_default();
+            slot.hist
+                .add(value_bucket(ph.duration_us as f64 / 1000.0), sign);
+            slot.start_ms_sum += sign * (ph.start_us.saturating_add(500) / 1000) as i64;
         }
         if let Some(v) = extras.value {
             let key = (day, name.to_owned(), version.to_owned(), value_bucket(v));
@@ -1110,8 +1392,10 @@ impl Delta {
             slot.0 += count;
             slot.1 += failures;
         }
-        for (k, &count) in &other.phases {
-            *self.phases.entry(k.clone()).or_default() += count;
+        for (k, sum) in &other.phases {
+            let slot = self.phases.entry(k.clone()).or_default();
+            slot.hist.merge(&sum.hist);
+            slot.start_ms_sum += sum.start_ms_sum;
         }
         for (k, &(count, sum)) in &other.measures {
             let slot = self.measures.entry(k.clone()).or_default();
@@ -1142,23 +1426,11 @@ impl Delta {
         v
     }
 
-    /// Phase histogram changes as `rollup_phases` stores them: one row per
-    /// `(project_id, day, command, phase, version)`, sorted by key, with its buckets as the JSON
-    /// object `{"bucket": count}` ([`hist_json`]).
-    pub fn sorted_phases(&self) -> Vec<(i64, i64, &str, &str, &str, String)> {
-        type Row<'k> = (i64, i64, &'k str, &'k str, &'k str);
-        let mut grouped: std::collections::BTreeMap<Row<'_>, Vec<(i64, i64)>> =
-            std::collections::BTreeMap::new();
-        for ((p, (day, command, phase, version, bucket)), &count) in &self.phases {
-            grouped
-                .entry((*p, *day, command, phase, version))
-                .or_default()
-                .push((*bucket, count));
-        }
-        grouped
-            .into_iter()
-            .map(|((p, day, c, ph, v), hist)| (p, day, c, ph, v, hist_json(&hist)))
-            .collect()
+    /// Phase rows `(project_id, key, durations and start offsets)`, sorted by key.
+    pub fn sorted_phases(&self) -> Vec<(i64, &PhaseKey, &PhaseSum)> {
+        let mut v: Vec<_> = self.phases.iter().map(|((p, k), s)| (*p, k, s)).collect();
+        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
     }
 
     /// Measurement rows `(project_id, key, count, sum)`, sorted by key.
@@ -1260,6 +1532,13 @@ mod tests {
                     duration_us: i * 1_234,
                     success: true,
                 });
+                e.phases.push(optel_wire::Phase {
+                    name: "fetch".into(),
+                    parent: Some(0),
+                    start_us: i * 100,
+                    duration_us: i * 321,
+                    success: true,
+                });
             }
             batch.events.push(e);
         }
@@ -1328,6 +1607,215 @@ mod tests {
         assert_eq!(merged.durations, one_by_one.durations);
         assert_eq!(merged.version_durations, one_by_one.version_durations);
         assert_eq!(merged.installs, one_by_one.installs);
+    }
+
+    #[test]
+    fn bucket_counts_round_trip_and_merge() {
+        let pairs = [(400, 3), (-5, 1), (402, 1), (0, 2), (400, 1), (7_000, 1)];
+        let mut h = BucketCounts::new();
+        for (b, c) in pairs {
+            h.add(b, c);
+        }
+        let expected = vec![(-5, 1), (0, 2), (400, 4), (402, 1), (7_000, 1)];
+        assert_eq!(h.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(h.total(), 9);
+        assert_eq!(BucketCounts::decode(&h.encode()), h);
+        assert_eq!(BucketCounts::from_array(&h.to_array()), h);
+        assert_eq!(
+            BucketCounts::from_json(r#"{"-5":1,"0":2,"400":4,"402":1,"7000":1}"#),
+            h
+        );
+
+        // Merging adds per bucket, whatever the ranges.
+        let mut other = BucketCounts::new();
+        other.add(-10, 2);
+        other.add(401, 5);
+        let mut merged = h.clone();
+        merged.merge(&other);
+        assert_eq!(
+            merged.iter().collect::<Vec<_>>(),
+            vec![
+                (-10, 2),
+                (-5, 1),
+                (0, 2),
+                (400, 4),
+                (401, 5),
+                (402, 1),
+                (7_000, 1)
+            ]
+        );
+        let mut other_first = other.clone();
+        other_first.merge(&h);
+        assert_eq!(other_first, merged);
+
+        // Negative deltas subtract exactly; counts at zero leave the ends, and all of them
+        // leave an empty histogram.
+        let mut minus = BucketCounts::new();
+        for (b, c) in h.iter() {
+            minus.add(b, -c);
+        }
+        let mut back = merged.clone();
+        back.merge(&minus);
+        assert_eq!(back, other);
+        back.merge(&{
+            let mut m = BucketCounts::new();
+            m.add(-10, -2);
+            m.add(401, -5);
+            m
+        });
+        assert!(back.is_empty());
+        assert_eq!(back, BucketCounts::new());
+        assert_eq!(back.encode(), vec![1]);
+        assert!(back.to_array().is_empty());
+        assert_eq!(BucketCounts::decode(&[1]), BucketCounts::new());
+
+        // Counts of any size survive the varints.
+        let mut big = BucketCounts::new();
+        big.add(-MAX_VALUE_BUCKET, i64::MAX);
+        big.add(MAX_VALUE_BUCKET, i64::MIN);
+        big.add(3, -64);
+        assert_eq!(BucketCounts::decode(&big.encode()), big);
+        // Beyond the bucket bound: ignored.
+        big.add(MAX_VALUE_BUCKET + 1, 1);
+        big.add(i64::MIN, 1);
+        assert_eq!(big.iter().count(), 3);
+    }
+
+    #[test]
+    fn malformed_histograms_read_as_empty() {
+        let empty = BucketCounts::new();
+        let mut overlong = vec![1u8];
+        overlong.extend([0xff; 11]);
+        let mut beyond = vec![1u8];
+        put_varint(&mut beyond, MAX_VALUE_BUCKET);
+        beyond.extend([2, 2]); // two buckets: the second past the bound
+        let mut too_low = vec![1u8];
+        put_varint(&mut too_low, -MAX_VALUE_BUCKET - 1);
+        too_low.push(2);
+        for bytes in [
+            &[][..],
+            &[0],
+            &[2, 0, 2],
+            &[1, 0x80],
+            &[1, 4, 0x81],
+            &overlong,
+            &beyond,
+            &too_low,
+            b"{\"400\": 1}",
+        ] {
+            assert_eq!(BucketCounts::decode(bytes), empty, "{bytes:?}");
+        }
+        for array in [
+            &[i64::MAX, 1][..],
+            &[i64::MIN, 1],
+            &[MAX_VALUE_BUCKET, 1, 1],
+            &[],
+        ] {
+            assert_eq!(BucketCounts::from_array(array), empty, "{array:?}");
+        }
+        for json in ["", "[1]", "{\"x\": 1}", "{\"1\": \"a\"}"] {
+            assert_eq!(BucketCounts::from_json(json), empty, "{json}");
+        }
+    }
+
+    #[test]
+    fn bucket_counts_quantiles_match_value_quantile() {
+        let mut h = BucketCounts::new();
+        let mut pairs = Vec::new();
+        for ms in 1..=300 {
+            let b = value_bucket(f64::from(ms) * 1.7);
+            h.add(b, 1);
+            pairs.push((b, 1));
+        }
+        h.add(5, -3); // a stray negative count is left out, as value_quantile does
+        pairs.push((5, -3));
+        for q in [0.0, 0.01, 0.5, 0.95, 0.99, 1.0] {
+            assert_eq!(h.quantile(q), value_quantile(&pairs, q), "q {q}");
+        }
+        assert_eq!(BucketCounts::new().quantile(0.5), 0.0);
+    }
+
+    #[test]
+    fn phase_facts_keep_parent_and_start_and_read_the_old_form() {
+        let mut e = Event::new(
+            optel_wire::format_uuid_v4([1; 16]),
+            EventType::Command,
+            "build",
+            optel_wire::Timestamp::from_unix_ms(0),
+            "s",
+        );
+        for (name, parent, start_us) in [("compile", None, 1_000), ("codegen", Some(0), 2_600)] {
+            e.phases.push(optel_wire::Phase {
+                name: name.into(),
+                parent,
+                start_us,
+                duration_us: 5_000,
+                success: true,
+            });
+        }
+        let x = Extras::of(&e, None);
+        assert_eq!(x.phases[1].parent, "compile");
+        assert_eq!(x.phases[0].parent, "");
+        let stored = x.encode().unwrap();
+        assert_eq!(
+            stored,
+            r#"{"p":[["compile",5000,"",1000],["codegen",5000,"compile",2600]]}"#
+        );
+        assert_eq!(Extras::decode(Some(&stored)), x);
+
+        // Facts stored before the waterfall: at the top level, starting at 0, which is how
+        // migration 0010 (PostgreSQL 0008) keeps their rollup rows.
+        let old = Extras::decode(Some(r#"{"p":[["resolve",20000]],"v":1.5}"#));
+        assert_eq!(
+            old.phases,
+            vec![PhaseFact {
+                name: "resolve".into(),
+                duration_us: 20_000,
+                parent: String::new(),
+                start_us: 0,
+            }]
+        );
+        assert_eq!(old.value, Some(1.5));
+
+        // Adding then subtracting an event leaves every phase row at zero; starts are summed
+        // in whole ms, rounded.
+        let facts = |extras| EventFacts {
+            project_id: 1,
+            ts_ms: 0,
+            event_type: EventType::Command,
+            name: "build",
+            version: "1.0.0",
+            os: "linux",
+            arch: "x86_64",
+            duration_ms: Some(9),
+            success: Some(true),
+            error_code: None,
+            install: 7,
+            extras,
+        };
+        let mut d = Delta::default();
+        d.add(&facts(&x), 1);
+        let key = |phase: &str, parent: &str| {
+            (
+                1_i64,
+                (
+                    0_i64,
+                    "build".to_owned(),
+                    phase.to_owned(),
+                    parent.to_owned(),
+                    "1.0.0".to_owned(),
+                ),
+            )
+        };
+        assert_eq!(d.phases[&key("codegen", "compile")].start_ms_sum, 3);
+        assert_eq!(d.phases[&key("compile", "")].start_ms_sum, 1);
+        d.add(&facts(&x), -1);
+        assert!(
+            d.phases
+                .values()
+                .all(|s| s.hist.is_empty() && s.start_ms_sum == 0)
+        );
+        assert_eq!(d.sorted_phases().len(), 2);
     }
 
     #[test]

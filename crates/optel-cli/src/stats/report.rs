@@ -494,7 +494,13 @@ impl Report {
                 .iter()
                 .map(|p| {
                     vec![
-                        Cell::text(&format!("{} {}", p.command, p.phase)),
+                        // Nested phases indented under their parent (waterfall order).
+                        Cell::text(&format!(
+                            "{} {}{}",
+                            p.command,
+                            "  ".repeat(p.depth.min(8) as usize),
+                            p.phase
+                        )),
                         Cell::num(group(p.count)),
                         Cell::num(human_ms_f(p.p50_ms)),
                         Cell::num(human_ms_f(p.p95_ms)),

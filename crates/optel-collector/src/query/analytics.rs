@@ -14,8 +14,8 @@ use super::{
     PhaseVersionRow, Phases, TimeRange, day_string,
 };
 use crate::rollup::{
-    DayRange, InstallSketch, MAX_DIMENSION_VALUES, OTHER_VALUE, SketchKind, attribute_sketch_value,
-    value_quantile,
+    BucketCounts, DayRange, InstallSketch, MAX_DIMENSION_VALUES, OTHER_VALUE, SketchKind,
+    attribute_sketch_value, value_quantile,
 };
 use crate::storage::{Project, Result as StoreResult, Store};
 
@@ -126,7 +126,8 @@ pub fn breakdowns<S: Store + ?Sized>(
     Ok(Breakdowns { breakdowns: out })
 }
 
-/// `/phases`: duration percentiles per command and phase, over every version and per version.
+/// `/phases`: duration percentiles and mean start per command, phase and parent phase, over
+/// every version and per version, in waterfall order ([`Phases`]).
 ///
 /// # Errors
 /// Database errors.
@@ -136,49 +137,118 @@ pub fn phases<S: Store + ?Sized>(
     range: TimeRange,
 ) -> StoreResult<Phases> {
     let days = DayRange::covering(range.since_ms, range.until_ms);
-    type Hist = Vec<(i64, i64)>;
-    let mut grouped: BTreeMap<(String, String), BTreeMap<String, Hist>> = BTreeMap::new();
+    // (command, phase, parent) → version → (durations, summed starts in ms).
+    type ByVersion = BTreeMap<String, (BucketCounts, i64)>;
+    let mut grouped: BTreeMap<(String, String, String), ByVersion> = BTreeMap::new();
     for h in store.phases(project.id, days)? {
-        grouped
-            .entry((h.command, h.phase))
+        let slot = grouped
+            .entry((h.command, h.phase, h.parent))
             .or_default()
             .entry(h.version)
-            .or_default()
-            .push((h.bucket, h.count));
+            .or_default();
+        slot.0.merge(&h.hist);
+        slot.1 = h.start_ms_sum.saturating_add(slot.1);
     }
-    let mut out = Vec::with_capacity(grouped.len());
-    for ((command, phase), by_version) in grouped {
-        let all: Hist = by_version.values().flatten().copied().collect();
-        let (count, p50_ms, p95_ms, p99_ms) = summary(&all);
+    let mut by_command: BTreeMap<String, Vec<PhaseRow>> = BTreeMap::new();
+    for ((command, phase, parent), by_version) in grouped {
+        let mut all = BucketCounts::new();
+        let mut start_sum: i64 = 0;
+        for (hist, starts) in by_version.values() {
+            all.merge(hist);
+            start_sum = starts.saturating_add(start_sum);
+        }
+        let count = u(all.total());
         if count == 0 {
             continue;
         }
         let versions = by_version
             .into_iter()
             .rev()
-            .map(|(version, hist)| {
-                let (count, p50_ms, p95_ms, p99_ms) = summary(&hist);
-                PhaseVersionRow {
+            .filter_map(|(version, (hist, _))| {
+                let count = u(hist.total());
+                (count > 0).then(|| PhaseVersionRow {
                     version,
                     count,
-                    p50_ms,
-                    p95_ms,
-                    p99_ms,
-                }
+                    p50_ms: hist.quantile(0.5),
+                    p95_ms: hist.quantile(0.95),
+                    p99_ms: hist.quantile(0.99),
+                })
             })
-            .filter(|v| v.count > 0)
             .collect();
-        out.push(PhaseRow {
-            command,
-            phase,
-            count,
-            p50_ms,
-            p95_ms,
-            p99_ms,
-            versions,
-        });
+        by_command
+            .entry(command.clone())
+            .or_default()
+            .push(PhaseRow {
+                command,
+                phase,
+                parent,
+                depth: 0,
+                mean_start_ms: (start_sum as f64 / count as f64).max(0.0),
+                count,
+                p50_ms: all.quantile(0.5),
+                p95_ms: all.quantile(0.95),
+                p99_ms: all.quantile(0.99),
+                versions,
+            });
     }
-    Ok(Phases { phases: out })
+    Ok(Phases {
+        phases: by_command.into_values().flat_map(waterfall).collect(),
+    })
+}
+
+/// One command's phase rows in waterfall order, with their depths: depth first from the
+/// top-level phases, children after their parent, siblings by mean start, then name, then
+/// parent. Names are all a row knows of its parent, so the phases nested in `x` follow the
+/// first row of `x` reached; a row whose parent has no row, or that only a cycle of names
+/// (`a` in `b` in one event, `b` in `a` in another) reaches, starts a tree of its own.
+fn waterfall(mut rows: Vec<PhaseRow>) -> Vec<PhaseRow> {
+    rows.sort_by(|a, b| {
+        a.mean_start_ms
+            .total_cmp(&b.mean_start_ms)
+            .then_with(|| a.phase.cmp(&b.phase))
+            .then_with(|| a.parent.cmp(&b.parent))
+    });
+    let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        children.entry(r.parent.as_str()).or_default().push(i);
+    }
+    let named: std::collections::HashSet<&str> = rows.iter().map(|r| r.phase.as_str()).collect();
+    let roots = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.parent.is_empty() || !named.contains(r.parent.as_str()))
+        .map(|(i, _)| i)
+        .chain(0..rows.len());
+    let mut order: Vec<(usize, u32)> = Vec::with_capacity(rows.len());
+    let mut placed = vec![false; rows.len()];
+    let mut expanded: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    // An explicit stack: a chain of nested names may be as long as the rows.
+    let mut stack: Vec<(usize, u32)> = Vec::new();
+    for root in roots {
+        stack.push((root, 0));
+        while let Some((i, depth)) = stack.pop() {
+            if placed[i] {
+                continue;
+            }
+            placed[i] = true;
+            order.push((i, depth));
+            let name = rows[i].phase.as_str();
+            if expanded.insert(name)
+                && let Some(kids) = children.get(name)
+            {
+                stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+            }
+        }
+    }
+    let mut slots: Vec<Option<PhaseRow>> = rows.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(i, depth)| {
+            let mut r = slots.get_mut(i)?.take()?;
+            r.depth = depth;
+            Some(r)
+        })
+        .collect()
 }
 
 /// `/measurements`: count, sum and percentiles per measurement, over every version and per

@@ -429,13 +429,27 @@ pub struct PhaseVersionRow {
     pub p99_ms: f64,
 }
 
-/// Phase durations of one command phase, over every version and per version.
+/// Phase durations of one command phase (under one parent phase), over every version and per
+/// version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseRow {
     /// Command name.
     pub command: String,
     /// Phase name.
     pub phase: String,
+    /// Name of the enclosing phase, empty at the top level (and for phases a collector stored
+    /// before it kept parents, or when an older collector answered).
+    #[serde(default)]
+    pub parent: String,
+    /// Nesting depth in the command's waterfall: 0 at the top level, 1 under a top-level
+    /// phase, and so on (see [`Phases`] for the order). 0 when an older collector answered.
+    #[serde(default)]
+    pub depth: u32,
+    /// Mean start of the phase after its command started, ms (each start rounded to the
+    /// nearest ms; phases stored before the collector kept starts count as 0). 0 when an
+    /// older collector answered.
+    #[serde(default)]
+    pub mean_start_ms: f64,
     /// Phases recorded.
     pub count: u64,
     /// Median duration, ms (within 1.9 %).
@@ -451,7 +465,10 @@ pub struct PhaseRow {
 /// Answer of `/phases` (admin only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phases {
-    /// By command and phase.
+    /// By command (in name order), each command's phases in waterfall order: depth first,
+    /// every phase followed by the phases nested in it, siblings by mean start then name. A
+    /// phase whose parent has no row of its own, or that only a cycle of names reaches
+    /// (possible across events), is listed at depth 0.
     pub phases: Vec<PhaseRow>,
 }
 

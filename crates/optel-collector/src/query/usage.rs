@@ -136,7 +136,7 @@ pub fn usage_metrics<S: Store + ?Sized>(
         let mut by_phase: HashMap<(&str, &str), i64> = HashMap::new();
         for h in &hists {
             if is_declared(&h.command, Some(&h.phase)) {
-                *by_phase.entry((&h.command, &h.phase)).or_default() += h.count;
+                *by_phase.entry((&h.command, &h.phase)).or_default() += h.hist.total();
             }
         }
         let mut ranked: Vec<((&str, &str), i64)> = by_phase.into_iter().collect();
@@ -156,10 +156,11 @@ pub fn usage_metrics<S: Store + ?Sized>(
             } else {
                 OTHER.to_owned()
             };
-            *ph.entry((command, phase))
-                .or_default()
-                .entry(h.bucket)
-                .or_default() += h.count;
+            // Phases of every parent count together: the metric has no parent label.
+            let slot = ph.entry((command, phase)).or_default();
+            for (bucket, count) in h.hist.iter() {
+                *slot.entry(bucket).or_default() += count;
+            }
         }
         calls.push((&p.name, c));
         durations.push((&p.name, d));

@@ -9,7 +9,8 @@ fn acme_catalog() -> optel_wire::catalog::Catalog {
     b.catalog.unwrap()
 }
 
-/// One `acme build` run of `install`: a v2 batch with the build (profile, two phases), a
+/// One `acme build` run of `install`: a v2 batch with the build (profile, phases `resolve` and
+/// `compile`, and `codegen` nested in `compile`), a
 /// `strict` feature and a `files` measurement; carrying the catalog when `carry`.
 fn acme_run(install: u32, profile: &str, carry: bool) -> Batch {
     let catalog = acme_catalog();
@@ -29,10 +30,14 @@ fn acme_run(install: u32, profile: &str, carry: bool) -> Batch {
         "jobs".into(),
         optel_wire::AttributeValue::String("2..8".into()),
     );
-    for (name, start, us) in [("resolve", 150, 20_000), ("compile", 20_600, 1_200_000)] {
+    for (name, parent, start, us) in [
+        ("resolve", None, 150, 20_000),
+        ("compile", None, 20_600, 1_200_000),
+        ("codegen", Some(1), 400_400, 800_000),
+    ] {
         build.phases.push(optel_wire::Phase {
             name: name.into(),
-            parent: None,
+            parent,
             start_us: start,
             duration_us: us,
             success: true,
@@ -102,7 +107,27 @@ fn analytics_break_down_v2_batches(t: TestStore) {
         let (_, p) = get_json(&st, "/v1/projects/acme/phases?since=2d", Some(ADMIN)).await;
         let phases = p["phases"].as_array().unwrap();
         // The batch with an unknown catalog has its phases counted too (4 builds with phases).
-        for (name, ms) in [("resolve", 20.0), ("compile", 1_200.0)] {
+        // In waterfall order: nested phases right after their parent, siblings by start.
+        let order: Vec<(&str, &str, u64, f64)> = phases
+            .iter()
+            .map(|r| {
+                (
+                    r["phase"].as_str().unwrap(),
+                    r["parent"].as_str().unwrap(),
+                    r["depth"].as_u64().unwrap(),
+                    r["mean_start_ms"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("resolve", "", 0, 0.0),
+                ("compile", "", 0, 21.0),
+                ("codegen", "compile", 1, 400.0)
+            ]
+        );
+        for (name, ms) in [("resolve", 20.0), ("compile", 1_200.0), ("codegen", 800.0)] {
             let row = phases.iter().find(|r| r["phase"] == name).unwrap();
             assert_eq!(row["command"], "build");
             assert_eq!(row["count"], 4, "{row}");
@@ -139,7 +164,7 @@ fn analytics_break_down_v2_batches(t: TestStore) {
 
         let (_, s) = get_json(&st, "/v1/projects/acme/stats?since=2d", Some(ADMIN)).await;
         assert_eq!(value_of(&s["breakdowns"], "build", "profile")["values"][0]["count"], 2);
-        assert_eq!(s["phases"].as_array().unwrap().len(), 2);
+        assert_eq!(s["phases"].as_array().unwrap().len(), 3);
         assert_eq!(s["measurements"][0]["count"], 4);
         assert_eq!(s["features"][0]["daily"].as_array().unwrap().len(), 3);
 
@@ -171,7 +196,10 @@ fn analytics_break_down_v2_batches(t: TestStore) {
         ("debug", 1, 1)
     );
     let ph = optel_collector::query::phases(&*t.store, &p, range).unwrap();
+    assert_eq!(ph.phases.len(), 3, "{ph:?}");
     assert!(ph.phases.iter().all(|r| r.count == 2), "{ph:?}");
+    let codegen = ph.phases.iter().find(|r| r.phase == "codegen").unwrap();
+    assert_eq!((codegen.parent.as_str(), codegen.mean_start_ms), ("compile", 400.0));
     let m = optel_collector::query::measurements(&*t.store, &p, range).unwrap();
     assert_eq!((m.measurements[0].count, m.measurements[0].sum), (2, 24.0));
     let a = optel_collector::query::adoption(&*t.store, &p, range).unwrap();

@@ -19,12 +19,16 @@ const UPSERT_BREAKDOWNS: &str = "INSERT INTO rollup_breakdowns (project_id, day,
      ON CONFLICT (project_id, day, event_type, name, attribute, value)
      DO UPDATE SET count = rollup_breakdowns.count + excluded.count,
                    failures = rollup_breakdowns.failures + excluded.failures";
-const UPSERT_PHASES: &str = "INSERT INTO rollup_phases (project_id, day, command, phase, version,
-        hist)
-     SELECT p, d, c, ph, v, h::jsonb FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[],
-        $5::text[], $6::text[]) AS k(p, d, c, ph, v, h)
-     ON CONFLICT (project_id, day, command, phase, version)
-     DO UPDATE SET hist = optel_hist_add(rollup_phases.hist, excluded.hist)";
+// Histograms travel as `int8[]` literals (`{first,count,…}`): unnest() cannot take an array of
+// arrays of different lengths.
+const UPSERT_PHASES: &str = "INSERT INTO rollup_phases (project_id, day, command, phase, parent,
+        version, hist, start_ms_sum)
+     SELECT p, d, c, ph, pa, v, h::int8[], s FROM unnest($1::int8[], $2::int8[], $3::text[],
+        $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[])
+        AS k(p, d, c, ph, pa, v, h, s)
+     ON CONFLICT (project_id, day, command, phase, parent, version)
+     DO UPDATE SET hist = optel_hist_add(rollup_phases.hist, excluded.hist),
+                   start_ms_sum = rollup_phases.start_ms_sum + excluded.start_ms_sum";
 const UPSERT_MEASUREMENTS: &str = "INSERT INTO rollup_measurements (project_id, day, name, version,
         bucket, count, sum)
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[],
@@ -32,6 +36,21 @@ const UPSERT_MEASUREMENTS: &str = "INSERT INTO rollup_measurements (project_id, 
      ON CONFLICT (project_id, day, name, version, bucket)
      DO UPDATE SET count = rollup_measurements.count + excluded.count,
                    sum = rollup_measurements.sum + excluded.sum";
+
+/// The PostgreSQL literal of an `int8[]`: `{1,-2,3}`.
+fn int8_array_literal(values: &[i64]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(2 + values.len() * 3);
+    out.push('{');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{v}");
+    }
+    out.push('}');
+    out
+}
 
 /// Upserts the schema version 2 rollups of a delta (breakdowns, phases, measurements) inside
 /// the open transaction, in key order like the other rollups; pipelined, one round trip.
@@ -59,7 +78,6 @@ async fn apply_analytics(client: &deadpool_postgres::Client, delta: &Delta) -> R
         b.6.push(count);
         b.7.push(failures);
     }
-    let phases = delta.sorted_phases();
     let mut ph: (
         Vec<i64>,
         Vec<i64>,
@@ -67,14 +85,18 @@ async fn apply_analytics(client: &deadpool_postgres::Client, delta: &Delta) -> R
         Vec<&str>,
         Vec<&str>,
         Vec<&str>,
+        Vec<String>,
+        Vec<i64>,
     ) = Default::default();
-    for (p, day, command, phase, version, hist) in &phases {
-        ph.0.push(*p);
+    for (p, (day, command, phase, parent, version), sum) in delta.sorted_phases() {
+        ph.0.push(p);
         ph.1.push(*day);
         ph.2.push(command);
         ph.3.push(phase);
-        ph.4.push(version);
-        ph.5.push(hist);
+        ph.4.push(parent);
+        ph.5.push(version);
+        ph.6.push(int8_array_literal(&sum.hist.to_array()));
+        ph.7.push(sum.start_ms_sum);
     }
     let mut m: (
         Vec<i64>,
@@ -120,7 +142,7 @@ async fn apply_analytics(client: &deadpool_postgres::Client, delta: &Delta) -> R
             client
                 .execute(
                     &upsert_phases,
-                    &[&ph.0, &ph.1, &ph.2, &ph.3, &ph.4, &ph.5],
+                    &[&ph.0, &ph.1, &ph.2, &ph.3, &ph.4, &ph.5, &ph.6, &ph.7],
                 )
                 .await
         },

@@ -9,7 +9,7 @@ mod write;
 
 use write::{
     EVENT_PARAMS, INSERT_UPLOAD, ROWS_PER_INSERT, SKETCH_CACHE_MAX, SketchCache, apply_delta,
-    insert_sql,
+    insert_sql, register_functions,
 };
 
 use std::collections::HashSet;
@@ -26,8 +26,8 @@ use super::{
 };
 use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::rollup::{
-    BreakdownCount, CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch, MeasureHist,
-    PhaseHist, SketchKind, SketchRow, VersionHistRow, day_of,
+    BreakdownCount, BucketCounts, CountKey, CountRow, DayRange, Delta, HistRow, InstallSketch,
+    MeasureHist, PhaseHist, SketchKind, SketchRow, VersionHistRow, day_of,
 };
 use optel_wire::catalog::Catalog;
 
@@ -70,6 +70,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_analytics.sql"),
     include_str!("../../../migrations/sqlite/0008_alerts.sql"),
     include_str!("../../../migrations/sqlite/0009_public_dp.sql"),
+    include_str!("../../../migrations/sqlite/0010_phase_waterfall.sql"),
 ];
 
 /// The embedded SQLite backend: one file, `optel.db`, in the data directory.
@@ -171,6 +172,8 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -16_384)?;
         conn.pragma_update(None, "mmap_size", 8_589_934_592_i64)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Before migrating: migration 0010 and the phase upsert call them.
+        register_functions(&conn)?;
         migrate(&mut conn)?;
         // One cached INSERT per chunk length (up to ROWS_PER_INSERT) besides the others.
         conn.set_prepared_statement_cache_capacity(64);
@@ -658,13 +661,25 @@ impl Store for SqliteStore {
     fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT command, phase, version, hist
+            "SELECT command, phase, parent, version, hist, start_ms_sum
              FROM rollup_phases WHERE project_id = ?1 AND day >= ?2 AND day <= ?3",
         )?;
         let rows = stmt.query_map(params![project_id, days.first, days.last], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(PhaseHist {
+                command: r.get(0)?,
+                phase: r.get(1)?,
+                parent: r.get(2)?,
+                version: r.get(3)?,
+                // Decoded in place: the BLOB is not copied out first.
+                hist: r
+                    .get_ref(4)?
+                    .as_blob()
+                    .map(BucketCounts::decode)
+                    .unwrap_or_default(),
+                start_ms_sum: r.get(5)?,
+            })
         })?;
-        let rows: Vec<(String, String, String, String)> = rows.collect::<rusqlite::Result<_>>()?;
+        let rows: Vec<PhaseHist> = rows.collect::<rusqlite::Result<_>>()?;
         Ok(crate::rollup::sum_phase_rows(rows))
     }
 

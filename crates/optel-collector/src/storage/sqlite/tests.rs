@@ -314,3 +314,144 @@ fn durability_sets_synchronous() {
         assert_eq!(mode, expected, "{durability:?}");
     }
 }
+
+/// A store written by schema 9 (phase histograms as JSON objects) keeps its phase rows
+/// through migration 0010: the counts read the same, at the top level and with no start, and
+/// deleting events stored before the upgrade (facts without parent or start) subtracts them
+/// exactly from the converted rows.
+#[test]
+fn upgrade_to_binary_phase_histograms() {
+    use crate::rollup::{EventFacts, Extras, value_bucket};
+    let dir = tempfile::tempdir().unwrap();
+    let b = value_bucket(20.0);
+    {
+        let mut conn = Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &SQLITE_MIGRATIONS[..9] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 9).unwrap();
+        tx.execute(
+            "INSERT INTO projects (id, name, created_ms) VALUES (1, 'tool', 1)",
+            [],
+        )
+        .unwrap();
+        // Two days of `build resolve` on 1.0.0 as schema 9 stored them, and a row that
+        // deletions emptied.
+        for (day, hist) in [
+            (20_000, format!(r#"{{"{b}":2,"{}":1}}"#, b + 2)),
+            (20_001, format!(r#"{{"{}":4,"{b}":1}}"#, b - 20)),
+            (20_002, "{}".to_owned()),
+        ] {
+            tx.execute(
+                "INSERT INTO rollup_phases (project_id, day, command, phase, version, hist)
+                 VALUES (1, ?1, 'build', 'resolve', '1.0.0', ?2)",
+                params![day, hist],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let days = DayRange {
+        first: 20_000,
+        last: 20_002,
+    };
+    let rows = s.phases(1, days).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].command.as_str(),
+            rows[0].phase.as_str(),
+            rows[0].parent.as_str()
+        ),
+        ("build", "resolve", "")
+    );
+    assert_eq!(rows[0].start_ms_sum, 0);
+    assert_eq!(
+        rows[0].hist.iter().collect::<Vec<_>>(),
+        vec![(b - 20, 4), (b, 3), (b + 2, 1)]
+    );
+
+    // Two events of day 20000 stored before the upgrade, deleted: their facts are the old
+    // form, `[name, duration_us]`.
+    let old = Extras::decode(Some(r#"{"p":[["resolve",20000]]}"#));
+    let mut delta = Delta::default();
+    for _ in 0..2 {
+        delta.add(
+            &EventFacts {
+                project_id: 1,
+                ts_ms: 20_000 * crate::rollup::DAY_MS + 5,
+                event_type: EventType::Command,
+                name: "build",
+                version: "1.0.0",
+                os: "linux",
+                arch: "x86_64",
+                duration_ms: Some(25),
+                success: Some(true),
+                error_code: None,
+                install: 1,
+                extras: &old,
+            },
+            -1,
+        );
+    }
+    {
+        let mut conn = s.conn();
+        let tx = conn.transaction().unwrap();
+        apply_delta(&tx, &delta, true, None).unwrap();
+        tx.commit().unwrap();
+    }
+    let rows = s.phases(1, days).unwrap();
+    assert_eq!(
+        rows[0].hist.iter().collect::<Vec<_>>(),
+        vec![(b - 20, 4), (b, 1), (b + 2, 1)]
+    );
+    let conn = s.conn();
+    let stored: Vec<u8> = conn
+        .query_row(
+            "SELECT hist FROM rollup_phases WHERE day = 20000 AND parent = ''",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        BucketCounts::decode(&stored).iter().collect::<Vec<_>>(),
+        vec![(b + 2, 1)]
+    );
+
+    // The merge function: a BLOB plus anything malformed is the BLOB; a histogram minus
+    // itself is empty.
+    let mut h = BucketCounts::new();
+    h.add(b, 3);
+    let mut minus = BucketCounts::new();
+    minus.add(b, -3);
+    for (x, y, want) in [
+        (
+            rusqlite::types::Value::Blob(h.encode()),
+            rusqlite::types::Value::Text("junk".into()),
+            h.clone(),
+        ),
+        (
+            rusqlite::types::Value::Null,
+            rusqlite::types::Value::Blob(h.encode()),
+            h.clone(),
+        ),
+        (
+            rusqlite::types::Value::Blob(vec![7, 7, 7]),
+            rusqlite::types::Value::Blob(h.encode()),
+            h.clone(),
+        ),
+        (
+            rusqlite::types::Value::Blob(h.encode()),
+            rusqlite::types::Value::Blob(minus.encode()),
+            BucketCounts::new(),
+        ),
+    ] {
+        let got: Vec<u8> = conn
+            .query_row("SELECT optel_hist_add(?1, ?2)", params![x, y], |r| r.get(0))
+            .unwrap();
+        assert_eq!(BucketCounts::decode(&got), want);
+    }
+}

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::rollup::{Delta, InstallSketch, SketchKind};
+use crate::rollup::{BucketCounts, Delta, InstallSketch, SketchKind};
 use crate::storage::{MAX_CATALOG_VERSIONS, PreparedBatch, Result};
 
 /// Events per `INSERT` statement: one multi-row statement costs less than as many single-row
@@ -226,17 +228,24 @@ fn apply_analytics(tx: &rusqlite::Transaction<'_>, delta: &Delta) -> Result<()> 
     }
     if !delta.phases.is_empty() {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO rollup_phases (project_id, day, command, phase, version, hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (project_id, day, command, phase, version) DO UPDATE SET hist = (
-            SELECT coalesce(json_group_object(key, s), '{}') FROM (
-                SELECT key, sum(value) AS s FROM (
-                    SELECT key, value FROM json_each(rollup_phases.hist)
-                    UNION ALL SELECT key, value FROM json_each(excluded.hist))
-                GROUP BY key HAVING sum(value) <> 0))",
+            "INSERT INTO rollup_phases (project_id, day, command, phase, parent, version, hist,
+            start_ms_sum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (project_id, day, command, phase, parent, version) DO UPDATE SET
+            hist = optel_hist_add(hist, excluded.hist),
+            start_ms_sum = start_ms_sum + excluded.start_ms_sum",
         )?;
-        for (p, day, command, phase, version, hist) in delta.sorted_phases() {
-            stmt.execute(params![p, day, command, phase, version, hist])?;
+        for (p, (day, command, phase, parent, version), sum) in delta.sorted_phases() {
+            stmt.execute(params![
+                p,
+                day,
+                command,
+                phase,
+                parent,
+                version,
+                sum.hist.encode(),
+                sum.start_ms_sum
+            ])?;
         }
     }
     if !delta.measures.is_empty() {
@@ -251,4 +260,43 @@ fn apply_analytics(tx: &rusqlite::Transaction<'_>, delta: &Delta) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// Registers on `conn` the SQL functions the schema relies on:
+/// - `optel_hist_add(a, b)`: the sum of two `rollup_phases` histograms
+///   ([`BucketCounts::encode`] BLOBs), which the phase upsert merges with; anything that is
+///   not a well-formed histogram counts as empty;
+/// - `optel_hist_of_json(text)`: the histogram of a JSON object `{"bucket": count}`, the form
+///   before migration 0010, which converts the stored rows with it.
+///
+/// Both are deterministic and never fail, so a damaged row cannot stop ingest.
+///
+/// # Errors
+/// SQLite refuses the registration.
+pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
+    conn.create_scalar_function("optel_hist_add", 2, flags, |ctx| {
+        let mut sum = hist_arg(ctx, 0);
+        sum.merge(&hist_arg(ctx, 1));
+        Ok(sum.encode())
+    })?;
+    conn.create_scalar_function("optel_hist_of_json", 1, flags, |ctx| {
+        let hist = match ctx.get_raw(0) {
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(BucketCounts::from_json)
+                .unwrap_or_default(),
+            _ => BucketCounts::default(),
+        };
+        Ok(hist.encode())
+    })
+}
+
+/// Argument `i` of a histogram function: a BLOB decoded, anything else empty.
+fn hist_arg(ctx: &Context<'_>, i: usize) -> BucketCounts {
+    match ctx.get_raw(i) {
+        ValueRef::Blob(b) => BucketCounts::decode(b),
+        _ => BucketCounts::default(),
+    }
 }
