@@ -21,7 +21,7 @@ export const SDK_VERSION = '0.1.0';
  * 50 ms budget of PRODUCT.md. A run that finds a batch queued sends it from its start, so the
  * request has the run's time as well.
  */
-export const DEFAULT_EXIT_TIMEOUT_MS = 25;
+export const DEFAULT_EXIT_TIMEOUT_MS = 20;
 /** The longest exit budget `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS` may ask for. */
 export const MAX_EXIT_TIMEOUT_MS = 10_000;
 /** Default exit budget in CI: a bounded blocking flush, since CI has no next run. */

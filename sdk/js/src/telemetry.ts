@@ -9,7 +9,7 @@
  *   written as one queue segment and one ledger line, synchronously (a fraction of a ms).
  * - On: a background round (unref'd) sends what earlier runs left while the host works; when
  *   the process ends naturally (`beforeExit`) one more round sends this run's segment, waiting
- *   at most the exit budget (25 ms; 2 s in CI). With `process.exit()` there is no waiting: the
+ *   at most the exit budget (20 ms; 2 s in CI). With `process.exit()` there is no waiting: the
  *   segment stays queued for the next run, unless the budget is at least 250 ms (CI, or
  *   `<TOOL>_TELEMETRY_EXIT_TIMEOUT_MS`), in which case a flush child runs synchronously and is
  *   killed at the budget.

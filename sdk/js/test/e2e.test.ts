@@ -31,7 +31,7 @@ const on = (home: string, endpoint: string, extra: Record<string, string> = {}) 
 test('three runs from two installs show up exactly in optel stats (counts, failures, 2 active installs)', { skip }, async () => {
   const h1 = join(scratch, 'install-1');
   const h2 = join(scratch, 'install-2');
-  // A long exit budget, so that a loaded CI machine still delivers at exit (the default 25 ms
+  // A long exit budget, so that a loaded CI machine still delivers at exit (the default 20 ms
   // budget is what the benchmark harness measures; the next test shows late events are not lost).
   const wait = { ACME_NODE_TELEMETRY_EXIT_TIMEOUT_MS: '10000' };
   const runs = [
@@ -99,7 +99,7 @@ test('the exit budget holds with a blackholed endpoint (wall time of the whole r
     const off = await acmeNode(['check', app], installEnv(home, { ACME_NODE_TELEMETRY: 'off' }));
     const onRun = await acmeNode(['check', app], installEnv(home, { ACME_NODE_TELEMETRY: 'on', ACME_NODE_TELEMETRY_ENDPOINT: hole.url }));
     assert.equal(onRun.code, 0);
-    // Generous bound for a loaded CI machine: the budget is 25 ms; the benchmark measures it precisely.
+    // Generous bound for a loaded CI machine: the budget is 20 ms; the benchmark measures it precisely.
     assert.ok(onRun.ms - off.ms < 1000, `on: ${onRun.ms} ms, off: ${off.ms} ms`);
     assert.equal(queueStatus(dataDirOf(home, 'acme-node')).pendingEvents, 1);
   } finally {
