@@ -1,6 +1,7 @@
-//! (Over 800 lines on purpose: this file is the `Store` implementation, one method per trait
-//! item beside the pool and schema it uses; the write path and the rollup-key cache, which have
-//! seams of their own, are in `write` and `keys`.)
+//! (This file is the `Store` implementation beside the pool and schema it uses; the bodies of
+//! its methods live by topic in `projects` (projects, ingest keys), `query` (the rollup and
+//! catalog reads), `alerts` (alert hooks), `dp` (differential privacy), and the write path and
+//! the rollup-key cache, which have seams of their own, in `write` and `keys`.)
 //!
 //! The PostgreSQL backend: tokio-postgres behind a deadpool pool, driven by a small private
 //! runtime so the [`Store`] trait stays synchronous. Schema: `migrations/postgres/` (version 2
@@ -21,8 +22,13 @@
 //! concurrent group commits, [`Store::concurrent_commits`]) wait for each other rather than
 //! deadlock, and upserts add to what another transaction committed: no lost update.
 
+mod alerts;
 mod dp;
 mod keys;
+mod projects;
+mod query;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use keys::KeyCache;
@@ -40,13 +46,12 @@ use foldhash::HashMap;
 
 use super::{
     DpEntry, DpLookup, DpRecorded, Durability, InsertOutcome, KeyGrant, PreparedBatch, Project,
-    PurgeOutcome, Result, StorageError, Store, StoredCatalog, StoredEvent, kinds_column,
-    kinds_of_column,
+    PurgeOutcome, Result, StorageError, Store, StoredCatalog, StoredEvent,
 };
 use crate::alerts::{AlertHook, AlertKey, AlertKind};
 use crate::rollup::{
-    BreakdownCount, BucketCounts, CountKey, CountRow, DayRange, HistRow, InstallSketch,
-    MeasureHist, PhaseHist, SketchKind, SketchRow, VersionHistRow, day_of,
+    BreakdownCount, CountRow, DayRange, HistRow, MeasureHist, PhaseHist, SketchKind, SketchRow,
+    VersionHistRow, day_of,
 };
 use optel_wire::catalog::Catalog;
 
@@ -354,17 +359,6 @@ async fn migrate(pool: &Pool, schema: Option<String>) -> Result<()> {
     Ok(())
 }
 
-const PROJECT_COLUMNS: &str = "id, name, created_ms, public";
-
-fn project_from_row(r: &tokio_postgres::Row) -> Project {
-    Project {
-        id: r.get(0),
-        name: r.get(1),
-        created_ms: r.get(2),
-        public: r.get(3),
-    }
-}
-
 /// An event or session id ([`super::uuid_bytes`]) in the binary form of PostgreSQL's `uuid`
 /// type: 16 bytes compared with memcmp, cheaper to send, store and index than 36 characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -405,25 +399,6 @@ fn discard_on_error<T>(client: deadpool_postgres::Client, result: Result<T>) -> 
     result
 }
 
-/// A [`CountRow`] from the columns day, event_type, name, version, os, arch, outcome,
-/// error_code, count, duration_sum.
-fn count_row(r: &tokio_postgres::Row) -> CountRow {
-    CountRow {
-        key: CountKey {
-            day: r.get(0),
-            event_type: r.get(1),
-            name: r.get(2),
-            version: r.get(3),
-            os: r.get(4),
-            arch: r.get(5),
-            outcome: r.get(6),
-            error_code: r.get(7),
-        },
-        count: r.get(8),
-        duration_sum: r.get(9),
-    }
-}
-
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -437,69 +412,17 @@ impl Store for PgStore {
     }
 
     fn create_project(&self, name: &str, key_hash: &str, now_ms: i64) -> Result<Project> {
-        self.run(|pool| async move {
-            let mut client = get(&pool).await?;
-            let tx = client.transaction().await?;
-            let row = tx
-                .query_opt(
-                    "INSERT INTO projects (name, created_ms) VALUES ($1, $2)
-                     ON CONFLICT (name) DO NOTHING RETURNING id",
-                    &[&name, &now_ms],
-                )
-                .await?;
-            let Some(row) = row else {
-                return Err(StorageError::ProjectExists(name.to_owned()));
-            };
-            let id: i64 = row.get(0);
-            tx.execute(
-                "INSERT INTO ingest_keys (key_hash, project_id, created_ms) VALUES ($1, $2, $3)",
-                &[&key_hash, &id, &now_ms],
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(Project {
-                id,
-                name: name.to_owned(),
-                created_ms: now_ms,
-                public: false,
-            })
-        })
+        self.run(
+            |pool| async move { projects::create_project(&pool, name, key_hash, now_ms).await },
+        )
     }
 
     fn delete_project(&self, name: &str) -> Result<bool> {
-        self.run(|pool| async move {
-            // `events` has no foreign key (an RI check per inserted event cost ~18 % of the
-            // ingest's database time, migration 0002): its rows go explicitly; the rollups and
-            // keys follow the project by ON DELETE CASCADE.
-            let mut client = get(&pool).await?;
-            let tx = client.transaction().await?;
-            tx.execute(
-                "DELETE FROM events WHERE project_id IN (SELECT id FROM projects WHERE name = $1)",
-                &[&name],
-            )
-            .await?;
-            let n = tx
-                .execute("DELETE FROM projects WHERE name = $1", &[&name])
-                .await?;
-            tx.commit().await?;
-            Ok(n > 0)
-        })
+        self.run(|pool| async move { projects::delete_project(&pool, name).await })
     }
 
     fn set_public(&self, name: &str, public: bool) -> Result<()> {
-        self.run(|pool| async move {
-            let n = get(&pool)
-                .await?
-                .execute(
-                    "UPDATE projects SET public = $2 WHERE name = $1",
-                    &[&name, &public],
-                )
-                .await?;
-            if n == 0 {
-                return Err(StorageError::NoProject(name.to_owned()));
-            }
-            Ok(())
-        })
+        self.run(|pool| async move { projects::set_public(&pool, name, public).await })
     }
 
     fn public_dp(&self, project_id: i64) -> Result<Option<crate::query::DpSettings>> {
@@ -519,29 +442,11 @@ impl Store for PgStore {
     }
 
     fn list_projects(&self) -> Result<Vec<Project>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    &format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name"),
-                    &[],
-                )
-                .await?;
-            Ok(rows.iter().map(project_from_row).collect())
-        })
+        self.run(|pool| async move { projects::list_projects(&pool).await })
     }
 
     fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
-        self.run(|pool| async move {
-            let row = get(&pool)
-                .await?
-                .query_opt(
-                    &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1"),
-                    &[&name],
-                )
-                .await?;
-            Ok(row.as_ref().map(project_from_row))
-        })
+        self.run(|pool| async move { projects::project_by_name(&pool, name).await })
     }
 
     fn add_key_with_origins(
@@ -551,53 +456,17 @@ impl Store for PgStore {
         origins: &[String],
         now_ms: i64,
     ) -> Result<()> {
-        let origins = super::origins_column(origins);
         self.run(|pool| async move {
-            let n = get(&pool)
-                .await?
-                .execute(
-                    "INSERT INTO ingest_keys (key_hash, project_id, created_ms, origins)
-                     SELECT $2, id, $3, $4 FROM projects WHERE name = $1",
-                    &[&project, &key_hash, &now_ms, &origins],
-                )
-                .await?;
-            if n == 0 {
-                return Err(StorageError::NoProject(project.to_owned()));
-            }
-            Ok(())
+            projects::add_key_with_origins(&pool, project, key_hash, origins, now_ms).await
         })
     }
 
     fn revoke_key(&self, key_hash: &str, now_ms: i64) -> Result<bool> {
-        self.run(|pool| async move {
-            let n = get(&pool)
-                .await?
-                .execute(
-                    "UPDATE ingest_keys SET revoked_ms = $2
-                     WHERE key_hash = $1 AND revoked_ms IS NULL",
-                    &[&key_hash, &now_ms],
-                )
-                .await?;
-            Ok(n > 0)
-        })
+        self.run(|pool| async move { projects::revoke_key(&pool, key_hash, now_ms).await })
     }
 
     fn project_for_key(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
-        self.run(|pool| async move {
-            let row = get(&pool)
-                .await?
-                .query_opt(
-                    "SELECT p.id, p.name, p.created_ms, p.public, k.origins
-                     FROM ingest_keys k JOIN projects p ON p.id = k.project_id
-                     WHERE k.key_hash = $1 AND k.revoked_ms IS NULL",
-                    &[&key_hash],
-                )
-                .await?;
-            Ok(row.as_ref().map(|r| KeyGrant {
-                project: project_from_row(r),
-                origins: super::origins_of_column(r.get(4)),
-            }))
-        })
+        self.run(|pool| async move { projects::project_for_key(&pool, key_hash).await })
     }
 
     fn concurrent_commits(&self) -> usize {
@@ -679,199 +548,39 @@ impl Store for PgStore {
     }
 
     fn counts(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT c.day, k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
-                            k.error_code, c.count, c.duration_sum
-                     FROM rollup_cells c JOIN rollup_keys k ON k.key_id = c.key_id
-                     WHERE c.project_id = $1 AND c.day >= $2 AND c.day <= $3",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows.iter().map(count_row).collect())
-        })
+        self.run(|pool| async move { query::counts(&pool, project_id, days).await })
     }
 
     fn counts_total(&self, project_id: i64, days: DayRange) -> Result<Vec<CountRow>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    // Summed by key id first (integers hash fast), then named.
-                    // Dated on the first day, as the trait documents; same columns as `counts`.
-                    "SELECT $2::int8, k.event_type, k.name, k.version, k.os, k.arch, k.outcome,
-                            k.error_code, s.count, s.duration_sum
-                     FROM (SELECT key_id, SUM(count)::int8 AS count,
-                                  SUM(duration_sum)::int8 AS duration_sum
-                           FROM rollup_cells
-                           WHERE project_id = $1 AND day >= $2 AND day <= $3
-                           GROUP BY key_id) AS s
-                     JOIN rollup_keys k ON k.key_id = s.key_id",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows.iter().map(count_row).collect())
-        })
+        self.run(|pool| async move { query::counts_total(&pool, project_id, days).await })
     }
 
     fn day_totals(&self, project_id: i64, days: DayRange) -> Result<Vec<(i64, i64, i64, i64)>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT day, SUM(count)::int8,
-                            COALESCE(SUM(count) FILTER (WHERE command), 0)::int8,
-                            COALESCE(SUM(count) FILTER (WHERE failed), 0)::int8
-                     FROM rollup_cells WHERE project_id = $1 AND day >= $2 AND day <= $3
-                     GROUP BY day",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-                .collect())
-        })
+        self.run(|pool| async move { query::day_totals(&pool, project_id, days).await })
     }
 
     fn catalog(&self, project_id: i64, hash: &str) -> Result<Option<Catalog>> {
-        let hash = hash.to_owned();
-        self.run(|pool| async move {
-            let row = get(&pool)
-                .await?
-                .query_opt(
-                    "SELECT catalog FROM catalogs WHERE project_id = $1 AND hash = $2",
-                    &[&project_id, &hash],
-                )
-                .await?;
-            Ok(row.and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
-        })
+        self.run(|pool| async move { query::catalog(&pool, project_id, hash).await })
     }
 
     fn catalogs(&self, project_id: i64) -> Result<Vec<StoredCatalog>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT hash, catalog, first_seen_ms, last_seen_ms FROM catalogs
-                     WHERE project_id = $1 ORDER BY last_seen_ms DESC, hash",
-                    &[&project_id],
-                )
-                .await?;
-            // A catalog that no longer parses (written by a newer optel) is skipped.
-            Ok(rows
-                .iter()
-                .filter_map(|r| {
-                    Some(StoredCatalog {
-                        hash: r.get(0),
-                        catalog: serde_json::from_str(r.get::<_, &str>(1)).ok()?,
-                        first_seen_ms: r.get(2),
-                        last_seen_ms: r.get(3),
-                    })
-                })
-                .collect())
-        })
+        self.run(|pool| async move { query::catalogs(&pool, project_id).await })
     }
 
     fn breakdowns(&self, project_id: i64, days: DayRange) -> Result<Vec<BreakdownCount>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT event_type, name, attribute, value, SUM(count)::int8,
-                            SUM(failures)::int8
-                     FROM rollup_breakdowns WHERE project_id = $1 AND day >= $2 AND day <= $3
-                     GROUP BY event_type, name, attribute, value",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| BreakdownCount {
-                    event_type: r.get(0),
-                    name: r.get(1),
-                    attribute: r.get(2),
-                    value: r.get(3),
-                    count: r.get(4),
-                    failures: r.get(5),
-                })
-                .collect())
-        })
+        self.run(|pool| async move { query::breakdowns(&pool, project_id, days).await })
     }
 
     fn phases(&self, project_id: i64, days: DayRange) -> Result<Vec<PhaseHist>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT command, phase, parent, version, hist, start_ms_sum
-                     FROM rollup_phases WHERE project_id = $1 AND day >= $2 AND day <= $3",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(crate::rollup::sum_phase_rows(rows.iter().map(|r| {
-                PhaseHist {
-                    command: r.get(0),
-                    phase: r.get(1),
-                    parent: r.get(2),
-                    version: r.get(3),
-                    // A damaged array (NULL elements) reads as empty, like a damaged BLOB.
-                    hist: r
-                        .try_get::<_, Vec<i64>>(4)
-                        .map(|a| BucketCounts::from_array(&a))
-                        .unwrap_or_default(),
-                    start_ms_sum: r.get(5),
-                }
-            })))
-        })
+        self.run(|pool| async move { query::phases(&pool, project_id, days).await })
     }
 
     fn measurements(&self, project_id: i64, days: DayRange) -> Result<Vec<MeasureHist>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT name, version, bucket, SUM(count)::int8, SUM(sum)::float8
-                     FROM rollup_measurements WHERE project_id = $1 AND day >= $2 AND day <= $3
-                     GROUP BY name, version, bucket",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| MeasureHist {
-                    name: r.get(0),
-                    version: r.get(1),
-                    bucket: r.get(2),
-                    count: r.get(3),
-                    sum: r.get(4),
-                })
-                .collect())
-        })
+        self.run(|pool| async move { query::measurements(&pool, project_id, days).await })
     }
 
     fn durations(&self, project_id: i64, days: DayRange) -> Result<Vec<HistRow>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT day, name, bucket, count FROM rollup_durations
-                     WHERE project_id = $1 AND day >= $2 AND day <= $3",
-                    &[&project_id, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| HistRow {
-                    day: r.get(0),
-                    name: r.get(1),
-                    bucket: r.get(2),
-                    count: r.get(3),
-                })
-                .collect())
-        })
+        self.run(|pool| async move { query::durations(&pool, project_id, days).await })
     }
 
     fn version_durations(
@@ -880,27 +589,9 @@ impl Store for PgStore {
         days: DayRange,
         versions: &[&str],
     ) -> Result<Vec<VersionHistRow>> {
-        let versions: Vec<String> = versions.iter().map(|&v| v.to_owned()).collect();
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT name, version, bucket, SUM(count)::int8 FROM rollup_version_durations
-                     WHERE project_id = $1 AND version = ANY($2) AND day >= $3 AND day <= $4
-                     GROUP BY name, version, bucket",
-                    &[&project_id, &versions, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| VersionHistRow {
-                    name: r.get(0),
-                    version: r.get(1),
-                    bucket: r.get(2),
-                    count: r.get(3),
-                })
-                .collect())
-        })
+        self.run(
+            |pool| async move { query::version_durations(&pool, project_id, days, versions).await },
+        )
     }
 
     fn installs(
@@ -909,28 +600,7 @@ impl Store for PgStore {
         days: DayRange,
         kinds: &[SketchKind],
     ) -> Result<Vec<SketchRow>> {
-        let codes: Vec<i64> = kinds.iter().map(|k| k.code()).collect();
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT day, kind, value, sketch FROM rollup_installs
-                     WHERE project_id = $1 AND kind = ANY($2) AND day >= $3 AND day <= $4",
-                    &[&project_id, &codes, &days.first, &days.last],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| {
-                    Some(SketchRow {
-                        day: r.get(0),
-                        kind: SketchKind::from_code(r.get(1))?,
-                        value: r.get(2),
-                        sketch: InstallSketch::decode(r.get(3)),
-                    })
-                })
-                .collect())
-        })
+        self.run(|pool| async move { query::installs(&pool, project_id, days, kinds).await })
     }
 
     fn add_alert_hook(
@@ -942,110 +612,25 @@ impl Store for PgStore {
         log: bool,
         now_ms: i64,
     ) -> Result<AlertHook> {
-        let kinds_text = kinds_column(kinds);
         self.run(|pool| async move {
-            let row = get(&pool)
-                .await?
-                .query_opt(
-                    "INSERT INTO alert_hooks (project_id, url, secret, kinds, log, created_ms)
-                     SELECT id, $2, $3, $4, $5, $6 FROM projects WHERE name = $1
-                     RETURNING id, project_id",
-                    &[&project, &url, &secret, &kinds_text, &log, &now_ms],
-                )
-                .await?;
-            let Some(row) = row else {
-                return Err(StorageError::NoProject(project.to_owned()));
-            };
-            Ok(AlertHook {
-                id: row.get(0),
-                project_id: row.get(1),
-                project: project.to_owned(),
-                url: url.to_owned(),
-                secret: secret.to_owned(),
-                kinds: kinds.to_vec(),
-                log,
-                created_ms: now_ms,
-            })
+            alerts::add_alert_hook(&pool, project, url, secret, kinds, log, now_ms).await
         })
     }
 
     fn alert_hooks(&self, project: Option<&str>) -> Result<Vec<AlertHook>> {
-        self.run(|pool| async move {
-            let rows = get(&pool)
-                .await?
-                .query(
-                    "SELECT h.id, h.project_id, p.name, h.url, h.secret, h.kinds, h.log,
-                            h.created_ms
-                     FROM alert_hooks h JOIN projects p ON p.id = h.project_id
-                     WHERE $1::text IS NULL OR p.name = $1 ORDER BY h.id",
-                    &[&project],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| AlertHook {
-                    id: r.get(0),
-                    project_id: r.get(1),
-                    project: r.get(2),
-                    url: r.get(3),
-                    secret: r.get(4),
-                    kinds: kinds_of_column(r.get(5)),
-                    log: r.get(6),
-                    created_ms: r.get(7),
-                })
-                .collect())
-        })
+        self.run(|pool| async move { alerts::alert_hooks(&pool, project).await })
     }
 
     fn remove_alert_hook(&self, id: i64) -> Result<bool> {
-        self.run(|pool| async move {
-            let n = get(&pool)
-                .await?
-                .execute("DELETE FROM alert_hooks WHERE id = $1", &[&id])
-                .await?;
-            Ok(n > 0)
-        })
+        self.run(|pool| async move { alerts::remove_alert_hook(&pool, id).await })
     }
 
     fn mark_alert(&self, project_id: i64, key: &AlertKey, now_ms: i64) -> Result<bool> {
-        self.run(|pool| async move {
-            let n = get(&pool)
-                .await?
-                .execute(
-                    "INSERT INTO alert_fired (project_id, kind, version, command, detail, fired_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    &[
-                        &project_id,
-                        &key.kind.as_str(),
-                        &key.version,
-                        &key.command,
-                        &key.detail,
-                        &now_ms,
-                    ],
-                )
-                .await?;
-            Ok(n > 0)
-        })
+        self.run(|pool| async move { alerts::mark_alert(&pool, project_id, key, now_ms).await })
     }
 
     fn clear_alert(&self, project_id: i64, key: &AlertKey) -> Result<()> {
-        self.run(|pool| async move {
-            get(&pool)
-                .await?
-                .execute(
-                    "DELETE FROM alert_fired WHERE project_id = $1 AND kind = $2
-                       AND version = $3 AND command = $4 AND detail = $5",
-                    &[
-                        &project_id,
-                        &key.kind.as_str(),
-                        &key.version,
-                        &key.command,
-                        &key.detail,
-                    ],
-                )
-                .await?;
-            Ok(())
-        })
+        self.run(|pool| async move { alerts::clear_alert(&pool, project_id, key).await })
     }
 
     fn purge_before(&self, cutoff_ms: i64) -> Result<PurgeOutcome> {
@@ -1151,125 +736,3 @@ const FORGET_UPLOADS: &str = "DELETE FROM uploads WHERE pseudonym = ANY($1)
 /// rollups need.
 const FORGET_EVENTS: &str = "DELETE FROM events WHERE upload_id = ANY($1)
      RETURNING upload_id, ts_ms, event_type, name, duration_ms, success, error_code, facts";
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    /// `--durability` reaches PostgreSQL: every session of the store runs with
-    /// `synchronous_commit` on or off whatever the server's default, and a `search_path` set
-    /// in the URL's options is kept beside it.
-    #[test]
-    fn durability_sets_synchronous_commit() {
-        let url = std::env::var("OPTEL_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
-        for (durability, expected) in [(Durability::Fsync, "on"), (Durability::CrashSafe, "off")] {
-            let schema = format!("optel_durability_{}_{expected}", std::process::id());
-            let store = PgStore::connect_with(&url, Some(&schema), durability).unwrap();
-            let (commit, path) = store
-                .run(|pool| async move {
-                    let client = get(&pool).await?;
-                    let commit = client.query_one("SHOW synchronous_commit", &[]).await?;
-                    let path = client.query_one("SHOW search_path", &[]).await?;
-                    Ok((commit.get::<_, String>(0), path.get::<_, String>(0)))
-                })
-                .unwrap();
-            assert_eq!(commit, expected, "{durability:?}");
-            assert_eq!(path, schema);
-            store.drop_schema().unwrap();
-        }
-    }
-
-    /// A store written by schema 7 (phase histograms as JSONB) keeps its phase rows through
-    /// migration 0008, at the top level and with no start; `optel_hist_add` on `int8[]` adds
-    /// exactly as `BucketCounts::merge` does, a histogram minus itself being empty.
-    #[test]
-    fn phase_histograms_migrate_to_arrays() {
-        let url = std::env::var("OPTEL_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
-        let schema = format!("optel_phase_upgrade_{}", std::process::id());
-        let b = crate::rollup::value_bucket(20.0);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-            let task = tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
-                     SET search_path TO {schema}"
-                ))
-                .await
-                .unwrap();
-            for sql in &PG_MIGRATIONS[..7] {
-                client.batch_execute(sql).await.unwrap();
-            }
-            client
-                .batch_execute(
-                    "CREATE TABLE optel_schema (version BIGINT NOT NULL);
-                     INSERT INTO optel_schema (version) VALUES (7);
-                     INSERT INTO projects (id, name, created_ms) VALUES (1, 'tool', 1)",
-                )
-                .await
-                .unwrap();
-            for (day, hist) in [
-                (20_000_i64, format!(r#"{{"{b}":2,"{}":1}}"#, b + 2)),
-                (20_001, format!(r#"{{"{}":4,"{b}":1}}"#, b - 20)),
-                (20_002, "{}".to_owned()),
-            ] {
-                client
-                    .execute(
-                        "INSERT INTO rollup_phases (project_id, day, command, phase, version, hist)
-                         VALUES (1, $1, 'build', 'resolve', '1.0.0', $2::text::jsonb)",
-                        &[&day, &hist],
-                    )
-                    .await
-                    .unwrap();
-            }
-            drop(client);
-            let _ = task.await;
-        });
-
-        let store = PgStore::connect_with(&url, Some(&schema), Durability::default()).unwrap();
-        let days = DayRange {
-            first: 20_000,
-            last: 20_002,
-        };
-        let rows = store.phases(1, days).unwrap();
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        assert_eq!((rows[0].parent.as_str(), rows[0].start_ms_sum), ("", 0));
-        assert_eq!(
-            rows[0].hist.iter().collect::<Vec<_>>(),
-            vec![(b - 20, 4), (b, 3), (b + 2, 1)]
-        );
-
-        let cases: [(&[i64], &[i64]); 6] = [
-            (&[400, 2, 0, 1], &[400, -2]),
-            (&[400, 1], &[400, -1]),
-            (&[], &[5, 1]),
-            (&[3, 1], &[6, 2]),
-            (&[6, 2, 1], &[-3, 1, 0, 0, 0, 0, 0, 0, 0, 0, -1]),
-            (&[], &[]),
-        ];
-        for (x, y) in cases {
-            let (xs, ys) = (x.to_vec(), y.to_vec());
-            let got: Vec<i64> = store
-                .run(|pool| async move {
-                    let client = get(&pool).await?;
-                    let r = client
-                        .query_one("SELECT optel_hist_add($1::int8[], $2::int8[])", &[&xs, &ys])
-                        .await?;
-                    Ok(r.get::<_, Vec<i64>>(0))
-                })
-                .unwrap();
-            let mut want = BucketCounts::from_array(x);
-            want.merge(&BucketCounts::from_array(y));
-            assert_eq!(got, want.to_array(), "{x:?} + {y:?}");
-        }
-        store.drop_schema().unwrap();
-    }
-}
