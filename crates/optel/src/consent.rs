@@ -745,6 +745,73 @@ pub(crate) mod tests {
         assert_eq!(text.matches("telemetry =").count(), 1, "{text}");
     }
 
+    /// Every case of `sdk/fixtures/user-choice-rewrite.json`, which the JavaScript SDK's tests
+    /// read too: the exact text `write_user_choice(.., seen = None)` makes of a per-tool file.
+    /// (Regression: the JavaScript SDK rewrote the file shared with a Rust tool of the same name
+    /// from scratch, dropping the user's `exporter`, `[upload]` and `seen_categories`.)
+    #[test]
+    fn user_choice_rewrite_table() {
+        let table = shared_fixture("user-choice-rewrite.json");
+        let cases = table["cases"].as_array().unwrap();
+        assert!(cases.len() >= 10, "{} cases", cases.len());
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let home = tempfile::tempdir().unwrap();
+            let path = user_config_path(home.path(), "acme");
+            // What the SDK reads of the file before (no file reads as empty); `None`: unreadable.
+            let before = match case["before"].as_str() {
+                None => Some(ConsentFile::default()),
+                Some(text) => {
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs::write(&path, text).unwrap();
+                    read_file(&path).ok().flatten()
+                }
+            };
+            let consent = case["consent"].as_str().map(|c| Consent::parse(c).unwrap());
+            let notice_shown = case["notice_shown"].as_bool().unwrap();
+            write_user_choice(&path, consent, notice_shown, None).unwrap();
+            let text = fs::read_to_string(&path).unwrap();
+            assert_eq!(text, case["after"].as_str().unwrap(), "{name}");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{name}");
+            }
+            // A file the SDK could read stays readable, with the choice and the user's settings.
+            if let Some(before) = before {
+                let after = read_file(&path).unwrap().unwrap();
+                assert_eq!(
+                    after.telemetry.as_deref(),
+                    consent.map(Consent::as_str),
+                    "{name}"
+                );
+                assert_eq!(after.notice_shown, notice_shown, "{name}");
+                let charset = |c: &&String| {
+                    c.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "_.:-".contains(ch))
+                };
+                let seen: Vec<&String> = before.seen_categories.iter().filter(charset).collect();
+                assert_eq!(
+                    after.seen_categories.iter().collect::<Vec<_>>(),
+                    seen,
+                    "{name}"
+                );
+                assert_eq!(after.exporter, before.exporter, "{name}");
+                assert_eq!(
+                    after.local_retention_days, before.local_retention_days,
+                    "{name}"
+                );
+                assert_eq!(after.upload.endpoint, before.upload.endpoint, "{name}");
+                assert_eq!(
+                    after.upload.compression, before.upload.compression,
+                    "{name}"
+                );
+                assert_eq!(after.tools, before.tools, "{name}");
+            }
+        }
+    }
+
     #[test]
     fn user_choice_round_trips() {
         let home = tempfile::tempdir().unwrap();

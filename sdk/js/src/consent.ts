@@ -19,7 +19,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readSync, writeSync } from 'node:fs';
-import { createPrivateDir, errCode, writePrivateAtomic } from './fsutil.js';
+import { createPrivateDir, errCode, readPrivate, writePrivateAtomic } from './fsutil.js';
 import { require, tty } from './lazy.js';
 import { CI_ENV_NAMES } from './ci-env.js';
 
@@ -184,7 +184,12 @@ export interface ConsentFile {
   notice_shown: boolean;
 }
 
-let toml: { parse(text: string): Record<string, unknown> } | undefined;
+/** The part of `smol-toml` used here. */
+interface SmolToml {
+  parse(text: string, options?: { integersAsBigInt?: boolean }): Record<string, unknown>;
+}
+
+let toml: SmolToml | undefined;
 
 /** Reads a consent file: `undefined` when it does not exist; throws a message when it is broken. */
 export function readConsentFile(path: string): ConsentFile | undefined {
@@ -210,7 +215,7 @@ export function readConsentFile(path: string): ConsentFile | undefined {
   let doc: Record<string, unknown>;
   try {
     // Loaded on first use: most runs with telemetry off never read a file.
-    toml ??= require('smol-toml') as { parse(text: string): Record<string, unknown> };
+    toml ??= require('smol-toml') as SmolToml;
     doc = toml.parse(text);
   } catch (e) {
     throw new Error(`${path} is not valid TOML: ${(e as Error).message.split('\n')[0]}`);
@@ -256,13 +261,154 @@ function fromFile(path: string, tool: string, withToolsTable: boolean, layer: La
   };
 }
 
-/** Writes the user's choice to the per-tool config file (same text as the Rust SDK). */
+/**
+ * Writes the user's choice to the per-tool config file `<config dir>/optel/<tool>.toml`, with
+ * `notice_shown`: a port of `consent.rs` `write_user_choice` with `seen = None` (this SDK has no
+ * catalog), pinned by `sdk/fixtures/user-choice-rewrite.json`. The file is shared with a Rust
+ * tool of the same name, so every other line of it (the user's `exporter`,
+ * `local_retention_days`, `[upload]`, comments, a tool's own keys) is kept as it was; only the
+ * top-level `telemetry`, `notice_shown` and `seen_categories` keys are replaced, and the data
+ * categories the file lists in `seen_categories` are written back. `consent` `undefined` writes
+ * no `telemetry` key (the notice was shown, nothing was chosen).
+ *
+ * The old file is read as `consent.rs` reads it (no link followed, regular files only, at most
+ * 64 KiB, UTF-8): one that cannot be read counts as empty. The new text replaces it atomically
+ * (a temporary file, then a rename), created 0600.
+ *
+ * @throws when the directory or the file cannot be written.
+ */
 export function writeUserChoice(path: string, consent: Consent | undefined, noticeShown: boolean): void {
-  let text = '# optel telemetry settings of this tool (see `<tool> telemetry status`).\n';
+  let old = '';
+  try {
+    old = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(readPrivate(path, MAX_CONSENT_FILE_BYTES));
+  } catch {
+    // missing, a link, too large or not UTF-8: written from scratch, as the Rust SDK does
+  }
+  const isKey = (line: string, key: string) => {
+    const t = trimStart(line);
+    return t.startsWith(key) && trimStart(t.slice(key.length)).startsWith('=');
+  };
+  // Top-level keys must come before the first table header. A value may span lines (an
+  // array): its lines go with its key, kept or replaced together.
+  const top: string[] = [];
+  const tables: string[] = [];
+  let replaced = false;
+  let depth = 0;
+  for (const line of rustLines(old)) {
+    if (depth <= 0) {
+      if (tables.length > 0 || trimStart(line).startsWith('[')) {
+        tables.push(line);
+        continue;
+      }
+      replaced = WRITTEN_KEYS.some((key) => isKey(line, key)) || trim(line) === SEEN_CATEGORIES_COMMENT;
+    }
+    depth += bracketDepth(line);
+    if (!replaced) top.push(line);
+  }
+  while (top.length > 0 && trim(top[top.length - 1]!) === '') top.pop();
+  let text = top.length === 0 ? '# optel telemetry settings of this tool (see `<tool> telemetry status`).\n' : top.join('\n') + '\n';
   if (consent !== undefined) text += `telemetry = "${consent}"\n`;
   if (noticeShown) text += 'notice_shown = true\n';
+  const kept = seenCategories(old);
+  if (kept.length > 0) {
+    text += `${SEEN_CATEGORIES_COMMENT}\nseen_categories = [\n`;
+    // Categories are built from wire names ([A-Za-z0-9_.:-]): no escaping is needed, and
+    // anything else is left out rather than written as broken TOML.
+    for (const c of kept) if (/^[A-Za-z0-9_.:-]*$/.test(c)) text += `  "${c}",\n`;
+    text += ']\n';
+  }
+  if (tables.length > 0) text += '\n' + tables.join('\n') + '\n';
   createPrivateDir(dirname(path));
   writePrivateAtomic(path, text);
+}
+
+/** The comment written above `seen_categories`, replaced with it (`consent.rs`). */
+const SEEN_CATEGORIES_COMMENT = '# Data categories you have been shown (`<tool> telemetry preview`).';
+
+/** The top-level keys of the per-tool file that `writeUserChoice` writes itself. */
+const WRITTEN_KEYS = ['telemetry', 'notice_shown', 'seen_categories'] as const;
+
+/** Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` uses. */
+const RUST_WS = '\t\n\v\f\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000';
+const LEADING_WS = new RegExp(`^[${RUST_WS}]+`);
+const TRAILING_WS = new RegExp(`[${RUST_WS}]+$`);
+
+/** Rust's `str::trim_start` (JavaScript's also trims U+FEFF, and not U+0085). */
+function trimStart(s: string): string {
+  return s.replace(LEADING_WS, '');
+}
+
+/** Rust's `str::trim`. */
+function trim(s: string): string {
+  return trimStart(s).replace(TRAILING_WS, '');
+}
+
+/**
+ * Rust's `str::lines`: split at `\n` or `\r\n`, no empty line after a final line ending (a
+ * bare `\r` at the very end stays).
+ */
+function rustLines(text: string): string[] {
+  const lines = text.split('\n');
+  const last = lines.pop()!;
+  const out = lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+  if (last !== '') out.push(last);
+  return out;
+}
+
+/**
+ * How many brackets a TOML line opens minus how many it closes, outside strings and comments
+ * (`consent.rs` `bracket_depth`).
+ */
+function bracketDepth(line: string): number {
+  let depth = 0;
+  let quote: string | undefined;
+  let escaped = false;
+  for (const c of line) {
+    if (quote !== undefined) {
+      if (escaped) escaped = false;
+      else if (c === '\\' && quote === '"') escaped = true;
+      else if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === '#') {
+      break;
+    } else if (c === '[') {
+      depth += 1;
+    } else if (c === ']') {
+      depth -= 1;
+    }
+  }
+  return depth;
+}
+
+/**
+ * The `seen_categories` of a per-tool file's text, as the Rust SDK reads them: the whole file is
+ * decoded with the types of `consent.rs` `ConsentFile`, and a file that is not valid TOML, or
+ * has a known key of the wrong type, lists none.
+ */
+function seenCategories(text: string): string[] {
+  let doc: Record<string, unknown>;
+  try {
+    toml ??= require('smol-toml') as SmolToml;
+    // Integers as BigInt: `local_retention_days = 3.0` is a float, which serde refuses for a u32.
+    doc = toml.parse(text, { integersAsBigInt: true });
+  } catch {
+    return [];
+  }
+  const isTable = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+  const optional = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || ok(v);
+  const isString = (v: unknown) => typeof v === 'string';
+  const u32 = (v: unknown) => typeof v === 'bigint' && v >= 0n && v <= 0xffff_ffffn;
+  const upload = doc.upload;
+  const fits =
+    optional(doc.telemetry, isString) &&
+    optional(doc.tools, (t) => isTable(t) && Object.values(t).every(isString)) &&
+    optional(doc.notice_shown, (v) => typeof v === 'boolean') &&
+    optional(doc.seen_categories, (v) => Array.isArray(v) && v.every(isString)) &&
+    optional(doc.exporter, isString) &&
+    optional(doc.local_retention_days, u32) &&
+    optional(upload, (u) => isTable(u) && optional(u.endpoint, isString) && optional(u.compression, isString));
+  return fits && Array.isArray(doc.seen_categories) ? (doc.seen_categories as string[]) : [];
 }
 
 /** `GitHub Actions` → `github-actions`: the pseudonym charset. */

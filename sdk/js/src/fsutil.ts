@@ -1,5 +1,5 @@
 /** File helpers that keep telemetry data private: directories 0700, files 0600 (as `fsutil.rs`). */
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync, constants } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, constants } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { randomHex } from './lazy.js';
 
@@ -39,6 +39,34 @@ export function writePrivateAtomic(path: string, data: string | Uint8Array): voi
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
+  }
+}
+
+/**
+ * Reads one of optel's own files whole, as `fsutil.rs` `read_private`: no symbolic link
+ * followed (`O_NOFOLLOW`), regular files only (the open is non-blocking, so a FIFO cannot hang
+ * the tool), at most `limit` bytes, counted while reading and never trusted from the reported
+ * size (0 for `/proc` files).
+ *
+ * @throws a system error when the file cannot be opened (`ENOENT` when missing, `ELOOP` for a
+ *   link), an `Error` when it is not a regular file or is larger than `limit` bytes.
+ */
+export function readPrivate(path: string, limit: number): Buffer {
+  // O_NOFOLLOW and O_NONBLOCK are undefined on Windows: there only the kind check applies.
+  const fd = openSync(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${path} is not a regular file, so optel does not use it`);
+    const buf = Buffer.alloc(limit + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    if (n > limit) throw new Error(`${path} is larger than the limit of ${limit} bytes`);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -2,11 +2,11 @@
 // tests read. A change to either SDK that breaks a shared case fails both.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redact } from '../src/redact.js';
-import { type Consent, envPrefix, resolveConsent, slug } from '../src/consent.js';
+import { type Consent, envPrefix, resolveConsent, slug, userConfigPath, writeUserChoice } from '../src/consent.js';
 import { epochLabel, forgetProof, pseudonym, recentEpochLabels } from '../src/identity.js';
 import { createHash } from 'node:crypto';
 import { batchToJson, catalogJson, formatUuidV4, validateBatch, type Batch, type IngestResponse, type ErrorBody, type WireEvent, canonicalBatch, Invalid } from '../src/wire.js';
@@ -55,6 +55,34 @@ test('consent precedence table (sdk/fixtures/consent-precedence.json)', () => {
       rmSync(t, { recursive: true, force: true });
     }
   }
+});
+
+// (Regression: writeUserChoice rewrote the per-tool file, shared with a Rust tool of the same
+// name, from scratch: `telemetry enable` dropped the user's `exporter = "file"`, `[upload]` and
+// `seen_categories`, and the next Rust run sent to the network endpoint.)
+test('user choice rewrite (sdk/fixtures/user-choice-rewrite.json): the text the Rust SDK writes', () => {
+  const f = load('user-choice-rewrite.json') as {
+    cases: { name: string; before: string | null; consent: Consent | null; notice_shown: boolean; after: string }[];
+  };
+  assert.ok(f.cases.length >= 10, `${f.cases.length} cases`);
+  const failures: string[] = [];
+  for (const c of f.cases) {
+    const t = mkdtempSync(join(tmpdir(), 'optel-choice-'));
+    try {
+      const path = userConfigPath(t, 'acme');
+      if (c.before !== null) {
+        mkdirSync(join(t, 'optel'), { recursive: true });
+        writeFileSync(path, c.before);
+      }
+      writeUserChoice(path, c.consent ?? undefined, c.notice_shown);
+      const got = readFileSync(path, 'utf8');
+      if (got !== c.after) failures.push(`${c.name}:\n got ${JSON.stringify(got)}\nwant ${JSON.stringify(c.after)}`);
+      if (process.platform !== 'win32' && (statSync(path).mode & 0o777) !== 0o600) failures.push(`${c.name}: mode ${(statSync(path).mode & 0o777).toString(8)}`);
+    } finally {
+      rmSync(t, { recursive: true, force: true });
+    }
+  }
+  assert.deepEqual(failures, []);
 });
 
 test('pseudonym vectors (sdk/fixtures/pseudonym-vectors.json)', () => {
