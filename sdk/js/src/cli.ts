@@ -178,7 +178,7 @@ function choose(config: TelemetryConfig, choice: Consent, io: Io): void {
   try {
     noticeShown = readConsentFile(path)?.notice_shown ?? false;
   } catch {
-    // rewritten whole
+    // unreadable: the notice counts as not shown (the other lines are kept all the same)
   }
   try {
     writeUserChoice(path, choice, noticeShown);

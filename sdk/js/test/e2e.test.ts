@@ -2,7 +2,7 @@
 // HOME) against a real collector (`optel serve`, found through OPTEL_BIN).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HAVE_OPTEL, OPTEL_BIN } from './paths.js';
 import { type Collector, acmeNode, blackhole, dataDirOf, ensureAcmeNode, installEnv, recorder, refusingAddr, startCollector, tempDir } from './helpers.js';
@@ -123,4 +123,24 @@ test('telemetry preview, disable and status speak the Rust SDK texts', async () 
   assert.equal(readFileSync(join(home, '.config', 'optel', 'acme-node.toml'), 'utf8'), '# optel telemetry settings of this tool (see `<tool> telemetry status`).\ntelemetry = "off"\n');
   const log = await acmeNode(['telemetry', 'log'], installEnv(home));
   assert.equal(log.stdout.trim().split('\n').length, 1, 'the ledger keeps what was recorded');
+});
+
+// (Regression: `telemetry enable` rewrote the per-tool file from scratch, keeping only
+// `telemetry` and `notice_shown`: the user's `exporter = "file"`, `[upload]` table,
+// `seen_categories` and comments were dropped, and the next run of a Rust tool of the same
+// name sent to the network endpoint.)
+test('telemetry enable keeps the user\'s exporter, [upload] table, seen categories and comments', async () => {
+  const home = join(scratch, 'choice');
+  const file = join(home, '.config', 'optel', 'acme-node.toml');
+  mkdirSync(join(home, '.config', 'optel'), { recursive: true, mode: 0o700 });
+  const seen = '# Data categories you have been shown (`<tool> telemetry preview`).\nseen_categories = [\n  "command:build:attribute:profile",\n]\n';
+  const upload = '[upload]\n# my own collector, never the default one\nendpoint = "http://127.0.0.1:9"\ncompression = "none"\n';
+  writeFileSync(file, `# keep my data here\nexporter = "file"\nlocal_retention_days = 7\ntelemetry = "off"\nnotice_shown = true\n${seen}\n${upload}`, { mode: 0o600 });
+  const enable = await acmeNode(['telemetry', 'enable'], installEnv(home));
+  assert.equal(enable.code, 0, enable.stderr);
+  assert.match(enable.stdout, /^telemetry is now on \(saved in .*\/\.config\/optel\/acme-node\.toml\)\n$/);
+  assert.equal(readFileSync(file, 'utf8'), `# keep my data here\nexporter = "file"\nlocal_retention_days = 7\ntelemetry = "on"\nnotice_shown = true\n${seen}\n${upload}`);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const status = await acmeNode(['telemetry', 'status'], installEnv(home));
+  assert.match(status.stdout, /^telemetry: on \(decided by user config file .*acme-node\.toml\)\n/);
 });

@@ -4,10 +4,10 @@
 // binary `acme` (ACME_BIN, default ../../target/debug/acme relative to sdk/js); skipped without it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HAVE_OPTEL, OPTEL_BIN, PKG } from './paths.js';
-import { dataDirOf, installEnv, refusingAddr, runProcess, startCollector, tempDir } from './helpers.js';
+import { dataDirOf, installEnv, recorder, refusingAddr, runProcess, startCollector, tempDir } from './helpers.js';
 
 const ACME_BIN = process.env.ACME_BIN || resolve(PKG, '..', '..', 'target', 'debug', 'acme');
 const skip = existsSync(ACME_BIN) ? false : `no Rust acme binary at ${ACME_BIN}: build it (cargo build -p acme) or set ACME_BIN`;
@@ -49,6 +49,36 @@ test('telemetry disable in one silences the other, and enable in the other is se
   assert.equal(enable.code, 0);
   const rustStatus = await rust(['telemetry', 'status'], installEnv(home));
   assert.match(rustStatus.stdout, /^telemetry: on \(decided by user config file .*\/\.config\/optel\/acme\.toml\)/);
+});
+
+// (Regression: the Node.js tool's `telemetry enable` rewrote the shared file from scratch, so
+// the Rust tool's next run used the tool's endpoint instead of the user's file exporter.)
+test('telemetry enable in the Node.js tool keeps the exporter and [upload] the Rust tool reads', { skip }, async () => {
+  const home = tempDir('optel-interop-');
+  const app = join(home, 'app');
+  const endpoint = await recorder();
+  try {
+    await rust(['init', app], installEnv(home, { ACME_TELEMETRY: 'off' }));
+    mkdirSync(join(home, '.config', 'optel'), { recursive: true, mode: 0o700 });
+    const file = join(home, '.config', 'optel', 'acme.toml');
+    writeFileSync(file, `# mine\ntelemetry = "off"\nexporter = "file"\n\n[upload]\nendpoint = "${endpoint.url}"\ncompression = "none"\n`, { mode: 0o600 });
+    const enable = await node(['telemetry', 'enable'], installEnv(home));
+    assert.equal(enable.code, 0, enable.stderr);
+    assert.equal(readFileSync(file, 'utf8'), `# mine\nexporter = "file"\ntelemetry = "on"\n\n[upload]\nendpoint = "${endpoint.url}"\ncompression = "none"\n`);
+    const status = await rust(['telemetry', 'status'], installEnv(home));
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^telemetry: on \(decided by user config file .*\/\.config\/optel\/acme\.toml\)\n/);
+    assert.match(status.stdout, /\nexporter: file \(chosen in the user config file\)\n/);
+    assert.ok(status.stdout.includes(`\nendpoint: ${endpoint.url}\n`), status.stdout);
+    // The Rust tool's run goes to the user's file exporter, not to the network.
+    assert.equal((await rust(['check', app], installEnv(home))).code, 0);
+    const flush = await rust(['telemetry', 'flush'], installEnv(home));
+    assert.equal(flush.code, 0, flush.stderr);
+    assert.deepEqual(endpoint.requests, []);
+    assert.ok(existsSync(join(dataDirOf(home, 'acme'), 'exported')), flush.stdout);
+  } finally {
+    await endpoint.close();
+  }
 });
 
 test('one queue: each tool\'s status and preview read what the other queued', { skip }, async () => {
