@@ -178,46 +178,15 @@ fn sighup_applies_a_new_rate_limit_to_a_kept_alive_connection_and_a_bad_file_cha
     assert!(statuses.contains(&429), "{statuses:?}");
 }
 
-/// A webhook receiver on a real socket: hands over each request's signature and body.
-fn receiver() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/optel", listener.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let (mut len, mut signature) = (0usize, String::new());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if let Some(v) = lower.strip_prefix("optel-signature:") {
-                    signature = v.trim().to_owned();
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
-            if tx.send((signature, body)).is_err() {
-                return;
-            }
-        }
-    });
-    (url, rx)
-}
+// `receiver(statuses)`: the collector tests' webhook receiver (std only).
+include!("../../optel-collector/tests/collector/webhook_receiver.rs");
 
 #[test]
 fn a_new_error_code_in_a_new_version_posts_a_signed_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let key = create_project(dir.path(), "acme");
-    let (url, received) = receiver();
+    let (url, received) = receiver(vec![204]);
 
     // Hooks are checked and managed from the command line; the secret is printed once.
     let bad = run(

@@ -744,4 +744,5 @@ include!("collector/otlp.rs");
 include!("collector/storage.rs");
 include!("collector/connections.rs");
 include!("collector/health.rs");
+include!("collector/webhook_receiver.rs");
 include!("collector/analytics.rs");

@@ -3,7 +3,7 @@
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
-import { createServer as createNetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -161,44 +161,13 @@ export interface Fake {
   close(): Promise<void>;
 }
 
-/** Accepts connections and never answers. */
-export async function blackhole(): Promise<Fake> {
+/**
+ * Starts `s` on 127.0.0.1 (any free port) and tracks its connections, so that `close()` ends
+ * the open ones (a keep-alive or never-answered socket would otherwise hold `server.close`).
+ */
+async function listenLocal(s: Server): Promise<{ url: string; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
-  const s = createNetServer((c) => {
-    sockets.add(c);
-    c.on('error', () => {});
-    c.resume();
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests: [],
-    async close() {
-      for (const c of sockets) c.destroy();
-      await new Promise((r) => s.close(r));
-    },
-  };
-}
-
-/** An HTTP server that records every request and answers `status` after `delayMs`. */
-export async function recorder(status = 200, delayMs = 0): Promise<Fake> {
-  const requests: Fake['requests'] = [];
-  const sockets = new Set<Socket>();
-  const s = createHttpServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      let body = Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: body.toString('utf8') });
-      setTimeout(() => {
-        res.writeHead(status, { 'Content-Type': 'application/json', 'Access-Control-Allow-Origin': '*' });
-        res.end('{"accepted":0,"duplicates":0}');
-      }, delayMs).unref();
-    });
-  });
-  s.on('connection', (c) => {
+  s.on('connection', (c: Socket) => {
     sockets.add(c);
     c.on('close', () => sockets.delete(c));
   });
@@ -206,12 +175,46 @@ export async function recorder(status = 200, delayMs = 0): Promise<Fake> {
   const { port } = s.address() as { port: number };
   return {
     url: `http://127.0.0.1:${port}`,
-    requests,
     async close() {
       for (const c of sockets) c.destroy();
       await new Promise((r) => s.close(r));
     },
   };
+}
+
+/** A request as a fake endpoint saw it, the body decompressed; `then` gets the raw body. */
+function recordRequest(req: IncomingMessage, requests: Fake['requests'], then: (raw: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const raw = Buffer.concat(chunks);
+    const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw;
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: body.toString('utf8') });
+    then(raw);
+  });
+}
+
+/** Accepts connections and never answers. */
+export async function blackhole(): Promise<Fake> {
+  const s = createNetServer((c) => {
+    c.on('error', () => {});
+    c.resume();
+  });
+  return { ...(await listenLocal(s)), requests: [] };
+}
+
+/** An HTTP server that records every request and answers `status` after `delayMs`. */
+export async function recorder(status = 200, delayMs = 0): Promise<Fake> {
+  const requests: Fake['requests'] = [];
+  const s = createHttpServer((req, res) => {
+    recordRequest(req, requests, () => {
+      setTimeout(() => {
+        res.writeHead(status, { 'Content-Type': 'application/json', 'Access-Control-Allow-Origin': '*' });
+        res.end('{"accepted":0,"duplicates":0}');
+      }, delayMs).unref();
+    });
+  });
+  return { ...(await listenLocal(s)), requests };
 }
 
 /** A {@link Fake} in front of a real endpoint: also the endpoint's answers, in request order. */
@@ -227,20 +230,15 @@ export interface Tap extends Fake {
 export async function tap(target: string): Promise<Tap> {
   const requests: Fake['requests'] = [];
   const answers: Tap['answers'] = [];
-  const sockets = new Set<Socket>();
-  const inflate = (body: Buffer, encoding: string | undefined) => (encoding === 'gzip' ? gunzipSync(body) : body).toString('utf8');
   const s = createHttpServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: inflate(body, req.headers['content-encoding']) });
+    recordRequest(req, requests, (body) => {
       const upstream = httpRequest(new URL(req.url ?? '/', target), { method: req.method, headers: req.headers }, (up) => {
         const back: Buffer[] = [];
         up.on('data', (c) => back.push(c));
         up.on('end', () => {
           const answer = Buffer.concat(back);
-          answers.push({ status: up.statusCode ?? 0, body: inflate(answer, up.headers['content-encoding']) });
+          const text = (up.headers['content-encoding'] === 'gzip' ? gunzipSync(answer) : answer).toString('utf8');
+          answers.push({ status: up.statusCode ?? 0, body: text });
           res.writeHead(up.statusCode ?? 502, up.headers);
           res.end(answer);
         });
@@ -253,21 +251,7 @@ export async function tap(target: string): Promise<Tap> {
       upstream.end(body);
     });
   });
-  s.on('connection', (c) => {
-    sockets.add(c);
-    c.on('close', () => sockets.delete(c));
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    answers,
-    async close() {
-      for (const c of sockets) c.destroy();
-      await new Promise((r) => s.close(r));
-    },
-  };
+  return { ...(await listenLocal(s)), requests, answers };
 }
 
 /** The data directory of `tool` under a simulated install's HOME (Linux layout). */

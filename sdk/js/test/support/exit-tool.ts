@@ -8,11 +8,14 @@ Telemetry.init({ tool: 'exit-tool', version: '1.0.0', defaultConsent: 'on' });
 const cmd = trackCommand(how.replace(/[^a-z-]/g, '_'));
 if (how === 'throw') throw new Error('boom');
 if (how === 'long') {
-  // A command that works for 1.5 s, then says how many segments are queued (EXIT_TOOL_QUEUE_DIR):
-  // what earlier runs left is sent meanwhile when it makes a batch.
-  await new Promise((r) => setTimeout(r, 1500));
+  // A command that works until the queue (EXIT_TOOL_QUEUE_DIR) is empty or EXIT_TOOL_WORK_MS
+  // have passed, polling, then says how many segments are queued: what earlier runs left is
+  // sent meanwhile when it makes a batch.
   const dir = process.env.EXIT_TOOL_QUEUE_DIR ?? '';
-  console.log(`queued mid-run: ${readdirSync(dir).filter((n) => n.endsWith('b.json')).length}`);
+  const queued = () => readdirSync(dir).filter((n) => n.endsWith('b.json')).length;
+  const until = Date.now() + Number(process.env.EXIT_TOOL_WORK_MS ?? 1500);
+  while (queued() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  console.log(`queued mid-run: ${queued()}`);
 }
 if (how === 'unfinished-exit') process.exit(3);
 cmd.end();
